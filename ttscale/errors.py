@@ -1,0 +1,52 @@
+"""Typed errors. Every error names where the problem is and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class TTScaleError(Exception):
+    """Base class of every error ttscale raises on purpose (the CLI prints these without a traceback)."""
+
+
+class ConfigError(TTScaleError, ValueError):
+    """A parameter has an invalid value: names the parameter, the value and what was expected."""
+
+    def __init__(self, parameter: str, value: Any, expected: str, *, source: str | None = None) -> None:
+        self.parameter = parameter
+        self.value = value
+        self.expected = expected
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{parameter}={value!r}: expected {expected}")
+
+
+class BankFormatError(TTScaleError, ValueError):
+    """A bank, dataset or table file has bad content at a known file, line and field."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        line: int | None,
+        field: str | None,
+        expected: str,
+        got: str | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        self.expected = expected
+        self.got = got
+        where = self.path if line is None else f"{self.path}, line {line}"
+        what = f"field '{field}': " if field else ""
+        tail = f" (got {got})" if got else ""
+        super().__init__(f"{where}: {what}expected {expected}{tail}")
+
+
+class AnswerTimeoutError(TTScaleError, TimeoutError):
+    """Answer parsing or equivalence checking took longer than its timeout."""
+
+
+class EstimationError(TTScaleError, ValueError):
+    """An estimator was asked for something the data cannot give (e.g. k larger than the pool)."""
