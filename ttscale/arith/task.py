@@ -1,0 +1,267 @@
+"""A seeded generator of multi-step add/subtract word problems with a chain of thought.
+
+Each problem starts a person with some items and changes the count a few times; the question
+asks how many are left. The solution is one line of arithmetic per step and a final ``#### N``::
+
+    Question: Mia has 45 marbles. Then she buys 12 more marbles. She gives away 7 marbles.
+    How many marbles does Mia have now?
+    Answer:
+    45 + 12 = 57
+    57 - 7 = 50
+    #### 50
+
+Difficulty knobs live in the frozen dataclass :class:`ArithConfig`; named presets are in
+:data:`PRESETS` ("default" and "hard" are the fixed test sets' settings). Generation uses
+only :class:`random.Random` seeded by the caller, so the same (config, count, seed) gives the
+same problems on every machine.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ttscale.errors import ConfigError
+
+ALLOWED_OPS = ("+", "-")
+MAX_VALUE_LIMIT = 1_000_000
+MAX_STEPS_LIMIT = 32
+
+DEFAULT_TEMPERATURE = 0.7
+"""Sampling temperature at which the committed model's figures are stated (see evals/)."""
+
+
+@dataclass(frozen=True)
+class ArithConfig:
+    """Difficulty knobs of the arithmetic word problems.
+
+    The start value lies in ``[1, max_value]`` and every intermediate value in
+    ``[0, max_value]``; each step adds or subtracts an operand in
+    ``[min_operand, max_operand]``; a problem has ``min_steps..max_steps`` steps (operations
+    after the start value), each drawn from ``ops``.
+    """
+
+    max_value: int = 99
+    min_operand: int = 1
+    max_operand: int = 20
+    min_steps: int = 2
+    max_steps: int = 4
+    ops: tuple[str, ...] = field(default=ALLOWED_OPS)
+
+    def __post_init__(self) -> None:
+        for name in ("max_value", "min_operand", "max_operand", "min_steps", "max_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(name, value, "an integer")
+        if not 1 <= self.max_value <= MAX_VALUE_LIMIT:
+            raise ConfigError("max_value", self.max_value, f"an integer in [1, {MAX_VALUE_LIMIT}]")
+        if self.min_operand < 1:
+            raise ConfigError("min_operand", self.min_operand, "an integer >= 1")
+        if self.max_operand < self.min_operand:
+            raise ConfigError(
+                "max_operand", self.max_operand, f"an integer >= min_operand ({self.min_operand})"
+            )
+        if self.max_operand > self.max_value:
+            raise ConfigError(
+                "max_operand", self.max_operand, f"an integer <= max_value ({self.max_value})"
+            )
+        if self.min_steps < 1:
+            raise ConfigError("min_steps", self.min_steps, "an integer >= 1")
+        if not self.min_steps <= self.max_steps <= MAX_STEPS_LIMIT:
+            raise ConfigError(
+                "max_steps",
+                self.max_steps,
+                f"an integer in [min_steps ({self.min_steps}), {MAX_STEPS_LIMIT}]",
+            )
+        ops = self.ops
+        if isinstance(ops, str) or not isinstance(ops, (tuple, list)):
+            raise ConfigError("ops", ops, f"a non-empty list drawn from {list(ALLOWED_OPS)}")
+        ops = tuple(ops)
+        if not ops or any(op not in ALLOWED_OPS for op in ops) or len(set(ops)) != len(ops):
+            raise ConfigError("ops", self.ops, f"a non-empty list of distinct ops from {list(ALLOWED_OPS)}")
+        object.__setattr__(self, "ops", ops)
+        # Every problem must be completable whatever the draws: see _feasible_ops.
+        if ops == ("+",) and self.max_value < 1 + self.max_steps * self.min_operand:
+            raise ConfigError(
+                "max_value",
+                self.max_value,
+                f"at least 1 + max_steps * min_operand ({1 + self.max_steps * self.min_operand}) "
+                "when ops is ['+']",
+            )
+        if ops == ("-",) and self.max_value < self.max_steps * self.min_operand:
+            raise ConfigError(
+                "max_value",
+                self.max_value,
+                f"at least max_steps * min_operand ({self.max_steps * self.min_operand}) "
+                "when ops is ['-']",
+            )
+        if len(ops) == 2 and self.max_value < 2 * self.min_operand - 1:
+            raise ConfigError(
+                "max_value", self.max_value, f"at least 2 * min_operand - 1 ({2 * self.min_operand - 1})"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> ArithConfig:
+        """Build from a mapping (e.g. a TOML table); unknown keys raise ConfigError."""
+        known = {f for f in cls.__dataclass_fields__}
+        for key in data:
+            if key not in known:
+                raise ConfigError(key, data[key], f"one of the keys {sorted(known)}", source=source)
+        try:
+            return cls(**dict(data))
+        except ConfigError as err:
+            if source is None:
+                raise
+            raise ConfigError(err.parameter, err.value, err.expected, source=source) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_value": self.max_value,
+            "min_operand": self.min_operand,
+            "max_operand": self.max_operand,
+            "min_steps": self.min_steps,
+            "max_steps": self.max_steps,
+            "ops": list(self.ops),
+        }
+
+
+PRESETS: dict[str, ArithConfig] = {
+    "default": ArithConfig(),
+    "hard": ArithConfig(max_value=199, min_operand=1, max_operand=40, min_steps=3, max_steps=5),
+}
+"""Named difficulty presets; the fixed test sets use "default" and "hard"."""
+
+
+def get_preset(name: str) -> ArithConfig:
+    """The preset called ``name``; ConfigError names the known ones otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError("preset", name, f"one of {sorted(PRESETS)}") from None
+
+
+# --- the words -------------------------------------------------------------------------------
+
+NAMES: tuple[tuple[str, str], ...] = (
+    ("Mia", "she"), ("Tom", "he"), ("Ana", "she"), ("Sam", "he"), ("Lily", "she"),
+    ("Ben", "he"), ("Zoe", "she"), ("Max", "he"), ("Emma", "she"), ("Leo", "he"),
+    ("Nora", "she"), ("Omar", "he"), ("Ivy", "she"), ("Raj", "he"), ("Eva", "she"),
+    ("Jack", "he"),
+)
+ITEMS: tuple[str, ...] = (
+    "apples", "marbles", "stickers", "books", "coins", "cards", "pencils", "shells",
+    "stamps", "cookies", "balloons", "beads", "eggs", "toys", "rocks", "flowers",
+)
+ADD_PHRASES: tuple[str, ...] = (
+    "buys {n} more {item}",
+    "finds {n} more {item}",
+    "gets {n} more {item} from a friend",
+    "picks up {n} more {item}",
+    "wins {n} more {item}",
+)
+SUB_PHRASES: tuple[str, ...] = (
+    "gives away {n} {item}",
+    "sells {n} {item}",
+    "loses {n} {item}",
+    "uses {n} {item}",
+    "gives {n} {item} to a friend",
+)
+CONNECTORS: tuple[str, ...] = ("Then {p}", "{P}", "After that {p}", "Next {p}")
+
+
+def _feasible(value: int, op: str, config: ArithConfig) -> tuple[int, int] | None:
+    """The operand range [lo, hi] that keeps the value in [0, max_value], or None."""
+    lo = config.min_operand
+    hi = config.max_operand
+    if op == "+":
+        hi = min(hi, config.max_value - value)
+    else:
+        hi = min(hi, value)
+    return (lo, hi) if hi >= lo else None
+
+
+def _one_problem(rng: random.Random, config: ArithConfig) -> tuple[int, list[tuple[str, int]]]:
+    for _ in range(1000):
+        start = rng.randint(1, config.max_value)
+        steps = rng.randint(config.min_steps, config.max_steps)
+        value = start
+        ops: list[tuple[str, int]] = []
+        for _ in range(steps):
+            choices = [(op, rng_range) for op in config.ops if (rng_range := _feasible(value, op, config))]
+            if not choices:
+                break
+            op, (lo, hi) = choices[rng.randrange(len(choices))]
+            operand = rng.randint(lo, hi)
+            value = value + operand if op == "+" else value - operand
+            ops.append((op, operand))
+        else:
+            return start, ops
+    raise ConfigError("config", config, "settings under which a problem can be completed")  # pragma: no cover
+
+
+def _render(rng: random.Random, start: int, ops: list[tuple[str, int]]) -> tuple[str, str, int]:
+    name, pronoun = NAMES[rng.randrange(len(NAMES))]
+    item = ITEMS[rng.randrange(len(ITEMS))]
+    sentences = [f"{name} has {start} {item}."]
+    lines = []
+    value = start
+    for op, operand in ops:
+        phrases = ADD_PHRASES if op == "+" else SUB_PHRASES
+        verb = phrases[rng.randrange(len(phrases))].format(n=operand, item=item)
+        connector = CONNECTORS[rng.randrange(len(CONNECTORS))].format(p=pronoun, P=pronoun.capitalize())
+        sentences.append(f"{connector} {verb}.")
+        new = value + operand if op == "+" else value - operand
+        lines.append(f"{value} {op} {operand} = {new}")
+        value = new
+    sentences.append(f"How many {item} does {name} have now?")
+    lines.append(f"#### {value}")
+    return " ".join(sentences), "\n".join(lines), value
+
+
+def generate_problems(
+    config: ArithConfig, count: int, seed: int, *, id_prefix: str = "arith"
+) -> list[dict[str, str]]:
+    """``count`` problems drawn with ``random.Random(seed)``.
+
+    Each is a dict with ``id`` (``{id_prefix}-{i:04d}``), ``problem`` (the word problem),
+    ``answer`` (the final value as a string) and ``solution`` (one line per step, ending in
+    ``#### answer``).
+    """
+    if not isinstance(config, ArithConfig):
+        raise ConfigError("config", config, "an ArithConfig")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ConfigError("count", count, "an integer >= 0")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError("seed", seed, "an integer")
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        start, ops = _one_problem(rng, config)
+        problem, solution, value = _render(rng, start, ops)
+        out.append({"id": f"{id_prefix}-{i:04d}", "problem": problem, "answer": str(value), "solution": solution})
+    return out
+
+
+def problem_signature(problem: str) -> tuple[int, ...]:
+    """The numbers of a problem in order (start value and operands): its arithmetic content."""
+    return tuple(int(x) for x in re.findall(r"\d+", problem))
+
+
+def format_prompt(problem: str | Mapping[str, Any]) -> str:
+    """The prompt the model is trained on and sampled with (a problem text or a problem dict)."""
+    text = problem["problem"] if isinstance(problem, Mapping) else problem
+    return f"Question: {text}\nAnswer:\n"
+
+
+_ANSWER_RE = re.compile(r"####\s*(-?\d+)")
+
+
+def extract_answer(text: str) -> str | None:
+    """The integer after the last ``####`` in ``text`` as a string, or None when there is none."""
+    found = _ANSWER_RE.findall(text)
+    if not found:
+        return None
+    return str(int(found[-1]))

@@ -1,0 +1,140 @@
+"""The ``ttscale`` command."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .errors import ConfigError, TTScaleError
+
+app = typer.Typer(
+    name="ttscale",
+    help="Inference-time compute optimizer: which answer to trust, how many samples, what a budget buys.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """Print ttscale's typed errors as one clear line and exit non-zero, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TTScaleError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def progress_bar(disable: bool = False) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=disable,
+    )
+
+
+def parse_k_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        ks = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise ConfigError("--k", text, "comma-separated positive integers, e.g. 1,2,4,8") from None
+    if not ks or min(ks) < 1:
+        raise ConfigError("--k", text, "comma-separated positive integers, e.g. 1,2,4,8")
+    return ks
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command("eval")
+@handle_errors
+def eval_command(
+    bank: Annotated[Path, typer.Argument(help="Bank file (JSONL, one problem per line).")],
+    policy: Annotated[list[str] | None, typer.Option("--policy", "-p", help="Policy preset name or TOML path (repeatable); NAME:key=value overrides params.")] = None,
+    k: Annotated[str | None, typer.Option("--k", help="Comma-separated k grid (default 1,2,4,...,n).")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG plot of accuracy against k.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    equivalence: Annotated[str, typer.Option("--equivalence", help="Answer equivalence: math (math-verify) or string.")] = "math",
+    grade: Annotated[str, typer.Option("--grade", help="Correctness from: auto, reference, field (the samples' 'correct').")] = "auto",
+    scorer: Annotated[str | None, typer.Option("--scorer", help="Named reward (samples' rewards.NAME) instead of 'reward'.")] = None,
+    draws: Annotated[int, typer.Option("--draws", help="Resampling draws per problem and k for policies without a closed form.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of resampling estimates.")] = 0,
+) -> None:
+    """Accuracy at k for each policy from one pool of samples: exact where possible."""
+    from .answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode
+    from .bank import read_bank
+    from .evaluate import evaluate
+    from .grading import GradeSource, bank_candidates
+    from .policy import load_policy
+    from .report import eval_table, plot_eval
+
+    ks = parse_k_list(k)
+    if draws < 1:
+        raise ConfigError("--draws", draws, "a positive integer")
+    try:
+        mode = EquivalenceMode(equivalence)
+    except ValueError:
+        raise ConfigError("--equivalence", equivalence, "one of " + ", ".join(m.value for m in EquivalenceMode)) from None
+    try:
+        grade_source = GradeSource(grade)
+    except ValueError:
+        raise ConfigError("--grade", grade, "one of " + ", ".join(g.value for g in GradeSource)) from None
+    names = list(dict.fromkeys(["majority", *(policy or [])]))
+    policies = [load_policy(name) for name in names]
+    data = read_bank(bank)
+    if data.truncated_line is not None:
+        err.print(f"[yellow]warning:[/] {bank}, line {data.truncated_line}: truncated last line skipped")
+    classifier = AnswerClassifier(EquivalenceConfig(mode=mode))
+    with progress_bar(disable=len(data) < 200) as bar:
+        task = bar.add_task("answer classes", total=len(data))
+        problems = bank_candidates(
+            data.records, classifier, grade=grade_source, scorer=scorer, path=data.path,
+            progress=lambda step: bar.advance(task, step),
+        )
+        ptask = bar.add_task("policies", total=len(policies))
+        result = evaluate(problems, policies, ks, draws=draws, seed=seed, on_policy=lambda _: bar.advance(ptask))
+    if plot is not None:
+        plot_eval(result, plot, title=f"{bank.name}: accuracy at k ({result.problems} problems)")
+    if as_json:
+        print(json.dumps(result.to_json()))
+        return
+    out.print(eval_table(result, title=f"{bank} — {result.problems} problems, accuracy (%) at k"))
+    if plot is not None:
+        out.print(f"plot: {plot}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,68 @@
+"""Tables and plots of accuracy-at-k results (I/O edge: rich and matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from .evaluate import EvalResult
+
+
+def _pct(value: float) -> str:
+    return "-" if value != value else f"{100 * value:.2f}"
+
+
+def eval_table(result: EvalResult, title: str | None = None) -> Table:
+    """Accuracy (%) per policy and k; pass@k as the oracle ceiling; tokens at k when known."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("policy", style="bold")
+    for k in result.k:
+        table.add_column(f"@{k}", justify="right")
+    for name, curve in result.policies.items():
+        cells = []
+        for i, acc in enumerate(curve.accuracy):
+            cell = _pct(acc)
+            if curve.stderr is not None:
+                cell += f"±{100 * curve.stderr[i]:.2f}"
+            cells.append(cell)
+        label = name if curve.method == "exact" else f"{name} (resampled)"
+        table.add_row(label, *cells)
+    table.add_row("pass (oracle)", *[_pct(v) for v in result.pass_at_k], style="dim")
+    if result.tokens is not None:
+        table.add_row("tokens", *[f"{t:,.0f}" for t in result.tokens], style="dim")
+    if len(set(result.problems_at_k)) > 1:
+        table.add_row("problems", *[str(p) for p in result.problems_at_k], style="dim")
+    return table
+
+
+def plot_eval(result: EvalResult, path: str | Path, title: str | None = None) -> Path:
+    """Accuracy against k per policy (log2 k axis), pass@k dashed as the oracle ceiling."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    ks = result.k
+    ax.plot(ks, [100 * v for v in result.pass_at_k], "k--", label="pass@k (oracle)", linewidth=1.2)
+    for name, curve in result.policies.items():
+        acc = [100 * v for v in curve.accuracy]
+        if curve.stderr is not None:
+            err = [196 * s for s in curve.stderr]  # 95% interval in points
+            ax.errorbar(ks, acc, yerr=err, marker="o", markersize=3, capsize=2, label=f"{name} (resampled)")
+        else:
+            ax.plot(ks, acc, marker="o", markersize=3, label=name)
+    if len(ks) > 1 and ks[-1] / ks[0] >= 8:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel("samples per problem (k)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title or f"accuracy at k ({result.problems} problems)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
