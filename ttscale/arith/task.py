@@ -239,10 +239,15 @@ def generate_problems(
     rng = random.Random(seed)
     out = []
     for i in range(count):
-        start, ops = _one_problem(rng, config)
-        problem, solution, value = _render(rng, start, ops)
-        out.append({"id": f"{id_prefix}-{i:04d}", "problem": problem, "answer": str(value), "solution": solution})
+        out.append({"id": f"{id_prefix}-{i:04d}", **sample_problem(rng, config)})
     return out
+
+
+def sample_problem(rng: random.Random, config: ArithConfig) -> dict[str, str]:
+    """One problem drawn from ``rng``: a dict with ``problem``, ``answer`` and ``solution``."""
+    start, ops = _one_problem(rng, config)
+    problem, solution, value = _render(rng, start, ops)
+    return {"problem": problem, "answer": str(value), "solution": solution}
 
 
 def problem_signature(problem: str) -> tuple[int, ...]:

@@ -1,0 +1,232 @@
+"""Train the tiny arithmetic model on CPU and write a Hugging Face model folder.
+
+    python -m ttscale.arith.train --out DIR [--steps N] [--seed S]
+
+Builds the byte-level BPE tokenizer (:mod:`ttscale.arith.tokenizer`) and a ~1M-parameter
+Llama (hidden 128, 4 layers, 4 heads), then trains it with AdamW (warmup, cosine decay) on
+freshly generated problems from a mixture of difficulties that covers both presets, with the
+loss on the solution tokens (and the end-of-sequence token) only. Problems whose numbers
+match a problem of a committed test set are left out of training. Everything is seeded and
+the step count is fixed; the run is deterministic on one machine but not bit-identical across
+machines, which is why the trained weights are committed (``ttscale/models/arith-tiny``).
+
+The folder holds config.json, model.safetensors, generation_config.json, the tokenizer files
+and training_info.json (the settings and the loss curve of the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+from ttscale.arith.paths import TEST_SET_SEEDS, TEST_SET_SIZE
+from ttscale.arith.task import (
+    DEFAULT_TEMPERATURE,
+    PRESETS,
+    ArithConfig,
+    format_prompt,
+    generate_problems,
+    problem_signature,
+    sample_problem,
+)
+
+DEFAULT_STEPS = 1000
+DEFAULT_SEED = 0
+DEFAULT_BATCH = 64
+
+TRAIN_MIXTURE: tuple[tuple[float, ArithConfig], ...] = (
+    (0.5, ArithConfig(max_value=99, max_operand=20, min_steps=1, max_steps=4)),
+    (0.5, ArithConfig(max_value=199, max_operand=40, min_steps=1, max_steps=5)),
+)
+"""(weight, difficulty) pairs the training problems are drawn from."""
+
+MODEL_SHAPE = dict(
+    hidden_size=128,
+    intermediate_size=384,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    max_position_embeddings=256,
+)
+
+
+def _test_signatures() -> set[tuple[int, ...]]:
+    sigs = set()
+    for name, seed in TEST_SET_SEEDS.items():
+        for p in generate_problems(PRESETS[name], TEST_SET_SIZE, seed):
+            sigs.add(problem_signature(p["problem"]))
+    return sigs
+
+
+def training_problems(count: int, seed: int) -> list[dict[str, str]]:
+    """``count`` training problems from :data:`TRAIN_MIXTURE`, none sharing a test problem's numbers."""
+    rng = random.Random(seed)
+    weights = [w for w, _ in TRAIN_MIXTURE]
+    configs = [c for _, c in TRAIN_MIXTURE]
+    banned = _test_signatures()
+    out: list[dict[str, str]] = []
+    while len(out) < count:
+        config = rng.choices(configs, weights)[0]
+        p = sample_problem(rng, config)
+        if problem_signature(p["problem"]) not in banned:
+            out.append(p)
+    return out
+
+
+def build_model(tokenizer, seed: int):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-5,
+        initializer_range=0.02,
+        **MODEL_SHAPE,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def _encode(tokenizer, problems):
+    """Token ids of prompt+solution+EOS per problem, and the index where the solution starts."""
+    prompts = tokenizer([format_prompt(p["problem"]) for p in problems])["input_ids"]
+    solutions = tokenizer([p["solution"] for p in problems], add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    return [(pr + so + [eos], len(pr)) for pr, so in zip(prompts, solutions)]
+
+
+def _batch(encoded, pad_id):
+    import torch
+
+    width = max(len(ids) for ids, _ in encoded)
+    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(encoded), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for row, (ids, start) in enumerate(encoded):
+        t = torch.tensor(ids, dtype=torch.long)
+        input_ids[row, : len(ids)] = t
+        mask[row, : len(ids)] = 1
+        labels[row, start : len(ids)] = t[start:]
+    return input_ids, mask, labels
+
+
+def train(
+    out: str | Path,
+    *,
+    steps: int = DEFAULT_STEPS,
+    seed: int = DEFAULT_SEED,
+    batch_size: int = DEFAULT_BATCH,
+    lr: float = 3e-3,
+    threads: int = 2,
+    log_every: int = 50,
+) -> dict:
+    """Train and write the model folder to ``out``; returns the training summary."""
+    import torch
+
+    from ttscale.arith.tokenizer import build_tokenizer
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(threads)
+    random.seed(seed)
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(seed=seed)
+    model = build_model(tokenizer, seed)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model: {n_params:,} parameters, vocabulary {len(tokenizer)}", flush=True)
+
+    encoded = _encode(tokenizer, training_problems(steps * batch_size, seed + 1))
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.98),
+    )
+    warmup = max(1, steps // 20)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    model.train()
+    losses = []
+    running = 0.0
+    for step in range(steps):
+        input_ids, mask, labels = _batch(encoded[step * batch_size : (step + 1) * batch_size], tokenizer.pad_token_id)
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        running += loss.item()
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            n = (step % log_every) + 1
+            losses.append([step + 1, round(running / n, 5)])
+            print(f"step {step + 1}/{steps} loss {running / n:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            running = 0.0
+    model.eval()
+    summary = {
+        "steps": steps,
+        "seed": seed,
+        "batch_size": batch_size,
+        "lr": lr,
+        "parameters": n_params,
+        "vocab_size": len(tokenizer),
+        "mixture": [{"weight": w, **c.to_dict()} for w, c in TRAIN_MIXTURE],
+        "loss_curve": losses,
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "torch": torch.__version__,
+    }
+    save(model, tokenizer, out, summary)
+    return summary
+
+
+def save(model, tokenizer, out: str | Path, summary: dict) -> None:
+    from transformers import GenerationConfig
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        do_sample=True,
+        temperature=DEFAULT_TEMPERATURE,
+        top_p=1.0,
+        max_new_tokens=64,
+    )
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (out / "training_info.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ttscale.arith.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="folder to write the Hugging Face model to")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"optimizer steps (default {DEFAULT_STEPS})")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed (default {DEFAULT_SEED})")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"problems per step (default {DEFAULT_BATCH})")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be >= 1")
+    summary = train(args.out, steps=args.steps, seed=args.seed, batch_size=args.batch_size, threads=args.threads)
+    print(f"wrote {args.out} in {summary['train_seconds']} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

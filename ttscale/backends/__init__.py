@@ -1,0 +1,1 @@
+"""Model backends: samplers that turn prompts into candidate generations."""

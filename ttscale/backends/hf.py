@@ -1,0 +1,228 @@
+"""A batched sampler on Hugging Face transformers (CPU or GPU), for small local models.
+
+``HFSampler(model_dir).generate(prompts, n=8, temperature=0.7, ...)`` returns, for every
+prompt, ``n`` :class:`Generation` records. Prompts are batched together (left padding) and
+each prompt's row is repeated ``n`` times, so one ``model.generate`` call samples
+``prompts_per_batch x n`` sequences.
+
+Log-probabilities are those of the *raw model* (temperature 1, no top-p): the
+log-softmax of the model's logits at each step, read at the sampled token, like vLLM's default
+``logprobs`` (``raw_logprobs``). They are not the probabilities under the tempered sampling
+distribution. ``cumulative_logprob`` sums them over every generated token including the
+end-of-sequence token (or the token that completed a stop string); ``mean_logprob`` divides
+that sum by ``tokens``.
+
+Reproducibility: the sampling RNG is seeded per batch with ``seed + index of the batch's first
+prompt`` inside a forked torch RNG (the global RNG is left untouched). The same prompts, ``n``,
+settings, seed and ``batch_size`` give the same generations; a different ``batch_size``
+regroups prompts and so gives different (equally valid) samples.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ttscale.errors import ConfigError
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One sampled continuation of a prompt."""
+
+    text: str
+    """The generated text, without the end-of-sequence token and without a matched stop string."""
+    tokens: int
+    """Generated tokens, counting the end-of-sequence token or the token that completed a stop string."""
+    cumulative_logprob: float
+    """Sum of the raw model's log-probabilities of the generated tokens."""
+    mean_logprob: float
+    """``cumulative_logprob / tokens`` (0.0 when no token was generated)."""
+    finish: str
+    """"stop" (end-of-sequence token or stop string) or "length" (max_new_tokens reached)."""
+    latency_s: float
+    """Wall-clock seconds of the batched ``generate`` call that produced this generation."""
+    seed: int
+    """Seed of the torch RNG for the batch that produced this generation."""
+
+
+ProgressCallback = Callable[[int, int, int], None]
+"""``on_batch(done, total, tokens)``: prompts done, prompts in all, tokens generated so far."""
+
+
+class HFSampler:
+    """Batched sampling from a local Hugging Face causal LM folder (no network)."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        dtype: str = "float32",
+        device: str = "cpu",
+        batch_size: int = 256,
+        threads: int | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if dtype not in _DTYPES:
+            raise ConfigError("dtype", dtype, f"one of {list(_DTYPES)}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError("batch_size", batch_size, "an integer >= 1 (sequences per generate call)")
+        path = Path(model_dir)
+        if not (path / "config.json").is_file():
+            raise ConfigError("model_dir", str(model_dir), "a folder with config.json, weights and tokenizer files")
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.model_dir = path
+        self.device = device
+        self.batch_size = batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=getattr(torch, dtype), local_files_only=True
+        ).to(device)
+        self.model.eval()
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        n: int = 1,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        max_new_tokens: int = 64,
+        seed: int = 0,
+        stop: list[str] | None = None,
+        on_batch: ProgressCallback | None = None,
+    ) -> list[list[Generation]]:
+        """``n`` generations for each prompt, in prompt order.
+
+        ``temperature`` 0 means greedy decoding (all ``n`` generations are then equal).
+        """
+        import torch
+        from transformers import GenerationConfig
+
+        if isinstance(prompts, str):
+            raise ConfigError("prompts", prompts, "a list of prompt strings, not one string")
+        if not isinstance(n, int) or n < 1:
+            raise ConfigError("n", n, "an integer >= 1")
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+            raise ConfigError("temperature", temperature, "a number >= 0")
+        if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+            raise ConfigError("top_p", top_p, "a number in (0, 1]")
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ConfigError("max_new_tokens", max_new_tokens, "an integer >= 1")
+        stop = [s for s in (stop or []) if s]
+
+        tok = self.tokenizer
+        eos_id = tok.eos_token_id
+        pad_id = tok.pad_token_id
+        greedy = temperature == 0
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=not greedy,
+            temperature=None if greedy else float(temperature),
+            top_p=None if greedy else float(top_p),
+            top_k=None,
+            num_beams=1,
+            eos_token_id=eos_id,
+            pad_token_id=pad_id,
+            bos_token_id=tok.bos_token_id,
+            output_logits=True,
+            return_dict_in_generate=True,
+            stop_strings=stop or None,
+        )
+        per_batch = max(1, self.batch_size // n)
+        results: list[list[Generation]] = []
+        total_tokens = 0
+        for first in range(0, len(prompts), per_batch):
+            chunk = list(prompts[first : first + per_batch])
+            batch_seed = seed + first
+            enc = tok(chunk, return_tensors="pt", padding=True)
+            input_ids = enc["input_ids"].repeat_interleave(n, dim=0).to(self.device)
+            mask = enc["attention_mask"].repeat_interleave(n, dim=0).to(self.device)
+            width = input_ids.shape[1]
+            t0 = time.perf_counter()
+            with torch.random.fork_rng(devices=[]), torch.inference_mode():
+                torch.manual_seed(batch_seed)
+                out = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    generation_config=config,
+                    tokenizer=tok if stop else None,
+                )
+            latency = time.perf_counter() - t0
+            new = out.sequences[:, width:]
+            steps = len(out.logits)
+            logits = torch.stack(out.logits, dim=1).float()  # (rows, steps, vocab)
+            logp = torch.log_softmax(logits, dim=-1).gather(-1, new[:, :steps].unsqueeze(-1)).squeeze(-1)
+            batch_gens: list[Generation] = []
+            for row in range(new.shape[0]):
+                ids = new[row, :steps].tolist()
+                length, finish = _length(ids, eos_id, pad_id, max_new_tokens)
+                text_ids = ids[:length]
+                if finish == "stop" and text_ids and text_ids[-1] == eos_id:
+                    text_ids = text_ids[:-1]
+                text = tok.decode(text_ids, skip_special_tokens=True)
+                cut = _cut_at_stop(text, stop)
+                if cut is not None:
+                    text, finish = cut, "stop"
+                lp = float(logp[row, :length].sum()) if length else 0.0
+                batch_gens.append(
+                    Generation(
+                        text=text,
+                        tokens=length,
+                        cumulative_logprob=lp,
+                        mean_logprob=lp / length if length else 0.0,
+                        finish=finish,
+                        latency_s=latency,
+                        seed=batch_seed,
+                    )
+                )
+                total_tokens += length
+            for i in range(len(chunk)):
+                results.append(batch_gens[i * n : (i + 1) * n])
+            if on_batch is not None:
+                on_batch(len(results), len(prompts), total_tokens)
+        return results
+
+
+def _length(ids: list[int], eos_id: int | None, pad_id: int | None, max_new_tokens: int) -> tuple[int, str]:
+    """Generated length (through the first EOS) and the finish reason of one row."""
+    if eos_id is not None and eos_id in ids:
+        return ids.index(eos_id) + 1, "stop"
+    length = len(ids)
+    if pad_id is not None and pad_id != eos_id:
+        # A row stopped by a stop string is padded afterwards.
+        while length and ids[length - 1] == pad_id:
+            length -= 1
+    return length, ("length" if length >= max_new_tokens else "stop")
+
+
+def _cut_at_stop(text: str, stop: list[str]) -> str | None:
+    positions = [text.find(s) for s in stop]
+    positions = [p for p in positions if p >= 0]
+    if not positions:
+        return None
+    return text[: min(positions)]
+
+
+def describe(gen: Generation) -> dict[str, Any]:
+    """A JSON-ready dict of a generation."""
+    return {
+        "text": gen.text,
+        "tokens": gen.tokens,
+        "cumulative_logprob": gen.cumulative_logprob,
+        "mean_logprob": gen.mean_logprob,
+        "finish": gen.finish,
+        "latency_s": gen.latency_s,
+        "seed": gen.seed,
+    }

@@ -1,0 +1,125 @@
+"""Backends by name: ``make_sampler("vllm" | "openai" | "hf" | "replay", model, config, **options)``.
+
+Each backend module is imported only when asked for, so ``replay`` works without torch and
+``openai`` without vLLM. The transformers backend adapts :class:`ttscale.backends.hf.HFSampler`
+(batched ``generate`` with ``num_return_sequences``) to the sampler protocol here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..sampler import PromptFormat, SampleRequest, SampleResult, Sampler, SamplingConfig, SyncSamplerMixin, make_candidate
+
+
+def resolve_model(model: str | None) -> str | None:
+    """``arith-tiny`` (or ``arith``) names the packaged tiny arithmetic model; anything else is kept."""
+    if model in ("arith", "arith-tiny"):
+        from ..arith.paths import model_dir
+
+        return str(model_dir())
+    return model
+
+
+class HFAdapter(SyncSamplerMixin):
+    """transformers ``generate`` through the arithmetic colleague's ``HFSampler``.
+
+    ``HFSampler`` takes one seed per call, so seeded requests go one prompt per call (its ``n``
+    candidates batched as ``num_return_sequences``): a request's candidates then depend only on
+    its own seed, never on which other prompts shared the batch, and a resumed run redraws the
+    same ones. Unseeded requests are batched across prompts.
+    """
+
+    name = "hf"
+    concurrency = 1
+
+    def __init__(self, model: str, config: SamplingConfig | None = None, *, batch_size: int = 16, **options: Any) -> None:
+        from .hf import HFSampler
+
+        self.config = config or SamplingConfig()
+        self.batch_size = batch_size
+        self.hf = HFSampler(model, **options)
+        self._tokenizer: Any = None
+
+    def _prompt(self, req: SampleRequest) -> str:
+        if self.config.prompt_format is PromptFormat.CHAT:
+            if self._tokenizer is None:
+                from transformers import AutoTokenizer
+
+                self._tokenizer = getattr(self.hf, "tokenizer", None) or AutoTokenizer.from_pretrained(self.hf.model_dir)
+            return self._tokenizer.apply_chat_template(self.config.messages(req.problem), add_generation_prompt=True, tokenize=False)
+        return self.config.render(req.problem)
+
+    def generate(self, requests: Sequence[SampleRequest]) -> list[SampleResult]:
+        results: dict[int, SampleResult] = {}
+        unseeded = [i for i, r in enumerate(requests) if r.seed is None]
+        groups = [[i] for i, r in enumerate(requests) if r.seed is not None]
+        # Unseeded prompts share calls only when they want the same n (num_return_sequences is per call).
+        by_n: dict[int, list[int]] = {}
+        for i in unseeded:
+            by_n.setdefault(requests[i].n, []).append(i)
+        groups += list(by_n.values())
+        c = self.config
+        for group in groups:
+            reqs = [requests[i] for i in group]
+            start = time.perf_counter()
+            gens = self.hf.generate(
+                [self._prompt(r) for r in reqs], n=reqs[0].n, temperature=c.temperature, top_p=c.top_p,
+                max_new_tokens=c.max_tokens, seed=reqs[0].seed, stop=list(c.stop) or None,
+            )
+            elapsed = time.perf_counter() - start
+            for i, req, outs in zip(group, reqs, gens):
+                cands = [
+                    make_candidate(
+                        g.text, tokens=g.tokens, logprob=g.cumulative_logprob if c.logprobs else None,
+                        finish=g.finish, latency=getattr(g, "latency_s", None) or elapsed, seed=req.seed,
+                    )
+                    for g in outs
+                ]
+                results[i] = SampleResult(request=req, candidates=cands, completion_tokens=sum(x.tokens or 0 for x in cands), latency=elapsed)
+        return [results[i] for i in range(len(requests))]
+
+
+def _vllm(model: str | None, config: SamplingConfig, **options: Any) -> Sampler:
+    from .vllm import VLLMSampler
+
+    return VLLMSampler(model, config, **options)
+
+
+def _openai(model: str | None, config: SamplingConfig, **options: Any) -> Sampler:
+    from .openai import OpenAISampler
+
+    return OpenAISampler(model, config, **options)
+
+
+def _hf(model: str | None, config: SamplingConfig, **options: Any) -> Sampler:
+    if not model:
+        raise ConfigError("model", model, "a local Hugging Face model folder for the hf backend")
+    if not Path(model).is_dir():
+        raise ConfigError("model", model, "an existing local model folder (config.json, weights, tokenizer)")
+    return HFAdapter(model, config, **options)
+
+
+def _replay(model: str | None, config: SamplingConfig, **options: Any) -> Sampler:
+    from .replay import ReplaySampler
+
+    bank = options.pop("bank", None) or model
+    if not bank:
+        raise ConfigError("model", bank, "the bank file to replay (--model BANK)")
+    return ReplaySampler(bank, config, **options)
+
+
+BACKENDS: dict[str, Callable[..., Sampler]] = {"vllm": _vllm, "openai": _openai, "hf": _hf, "replay": _replay}
+
+
+def make_sampler(backend: str, model: str | None, config: SamplingConfig | None = None, **options: Any) -> Sampler:
+    """A sampler of the named backend; ``options`` are the backend's keyword arguments."""
+    try:
+        factory = BACKENDS[backend]
+    except KeyError:
+        raise ConfigError("backend", backend, "one of " + ", ".join(BACKENDS)) from None
+    return factory(resolve_model(model), config or SamplingConfig(), **options)

