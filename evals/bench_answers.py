@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +113,8 @@ def main() -> None:
 
     data = build(args.problems, args.samples, args.seed)
     distinct = len({a for answers, _ in data for a in answers if a is not None})
-    print(f"{len(data)} problems x {args.samples} answers ({distinct} distinct raw strings), mode={args.mode}")
+    print(f"{len(data)} problems x {args.samples} answers ({distinct} distinct raw strings), mode={args.mode}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
     t0 = time.perf_counter()
     if args.mode == "math":
@@ -121,12 +122,12 @@ def main() -> None:
     t_start = time.perf_counter() - t0
 
     clf = AnswerClassifier(EquivalenceConfig(mode=args.mode))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     num_classes = []
     for answers, _ in data:
         ids, reps = clf.classify(answers)
         num_classes.append(len(reps))
-    t_classify = time.perf_counter() - t0
+    t_classify, cpu_classify = time.perf_counter() - t0, time.process_time() - c0
     stats_classify = clf.stats.as_dict()
     t0 = time.perf_counter()
     correct_classes = 0
@@ -137,7 +138,8 @@ def main() -> None:
 
     classes = np.array(num_classes)
     print(f"worker start-up:         {t_start:6.2f} s (once per process; not in the times below)")
-    print(f"classify, cold caches:   {t_classify:6.2f} s  ({1e6 * t_classify / (len(data) * args.samples):.1f} us/answer)")
+    print(f"classify, cold caches:   {t_classify:6.2f} s  ({1e6 * t_classify / (len(data) * args.samples):.1f} us/answer; "
+          f"{cpu_classify:.2f} s CPU in this process, the rest is waiting for sympy)")
     print(f"classify + grade, warm:  {t_both:6.2f} s")
     print(f"classes per problem:     mean {classes.mean():.2f}, median {np.median(classes):.0f}, max {classes.max()}; "
           f"{classes.sum()} in all; {correct_classes} correct classes")

@@ -370,7 +370,7 @@ def _majority_win_probability(m: np.ndarray, rivals: np.ndarray, u: np.ndarray, 
         bounds = np.searchsorted(uniq[:, 0], np.arange(R + 2))
         for nr in range(R + 1):
             lo, hi = int(bounds[nr]), int(bounds[nr + 1])
-            step = max(1, _CHUNK_ELEMENTS // (L * (nr // 2 + 1) * (1 + min(j, L))))
+            step = max(1, _CHUNK_ELEMENTS // (L * (nr // 2 + 1)))  # bounds the (G, Q, L) products
             for a in range(lo, hi, step):
                 b = min(a + step, hi)
                 W[a:b] = _losing_rest(uniq[a:b, 1], uniq[a:b, 2 : 2 + nr], j, L, B)
@@ -407,8 +407,8 @@ def _losing_rest(S: np.ndarray, cons: np.ndarray, j: int, L: int, B: np.ndarray)
         return _truncated_product(base, e[:, : L], L)
     y, w = _tie_quadrature(r)
     # The product has degree <= S + j * (factors so far): carry only that many coefficients.
-    size = min(L, int(S.max()) + 1)
-    poly = np.repeat(base[:, None, :size], y.shape[0], axis=1)  # (G, Q, size): one product per node
+    width = min(L, int(S.max()) + 1)
+    poly = np.repeat(base[:, None, :width], y.shape[0], axis=1)  # (G, Q, width): one product per node
     top = min(j, L - 1)  # terms of degree >= L fall off the truncated product
     for c in range(r):
         kernel = np.repeat(B[cons[:, c], None, : top + 1], y.shape[0], axis=1)  # C(m_b, i), i <= j

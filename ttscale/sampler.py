@@ -240,10 +240,7 @@ def make_candidate(
     text: str, *, tokens: int | None, logprob: float | None, finish: str | None, latency: float, seed: int | None
 ) -> Candidate:
     """A candidate with its answer extracted and its mean log-prob derived."""
-    try:
-        from .answers import extract_answer
-    except ImportError:  # TEMP until ttscale/answers.py lands
-        from .arith.task import extract_answer
+    from .answers import extract_answer  # lazy: answers pulls in math-verify
 
     mean = logprob / tokens if logprob is not None and tokens else None
     if logprob is not None and not math.isfinite(logprob):

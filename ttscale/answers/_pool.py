@@ -11,6 +11,8 @@ sympy, about a second) is not charged to any request's timeout.
 Workers are shared by every classifier of the process, one request at a time per worker; up to
 ``MAX_WORKERS`` run when several threads ask at once. After ``os.fork`` the child process gets a
 fresh, empty pool (the inherited workers belong to the parent and are left alone).
+
+POSIX only (``select`` on pipes), like the SIGALRM timeout it replaces.
 """
 
 from __future__ import annotations

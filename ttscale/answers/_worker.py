@@ -11,7 +11,8 @@ Requests and replies:
 * ``("sig", s, budget)`` -> ``("ok", signature)``: parse ``s`` (cached) and describe it for
   cheap pruning: ``("num", x)`` for a real number or a one-letter-variable expression (x is its
   value with every variable set to a fixed point derived from its name: equal expressions
-  agree there), ``("inf", sign)``, ``("interval",)``, ``("empty",)``, else None. The
+  agree there), ``("inf", sign)``, ``("set", size)`` (two or more elements, or a tuple), ``("interval",)``,
+  ``("empty",)``, else None. The
   evaluation has a soft time ``budget`` (SIGALRM, fine in this process) and gives None past it;
 * ``("verify", gold, target, float_rounding)`` -> ``("ok", bool)``: math-verify's verdict.
 * any exception -> ``("err", message)``.
@@ -91,7 +92,7 @@ def main() -> None:
         ),
         ExprExtractionConfig(),
     ]
-    from sympy import Basic, Expr, FiniteSet, Float, Interval, MatrixBase, S, UnevaluatedExpr, oo
+    from sympy import Basic, Expr, FiniteSet, Float, Interval, MatrixBase, S, Tuple, UnevaluatedExpr, oo
     from sympy.core.relational import Relational
 
     def _on_alarm(signum, frame):
@@ -127,6 +128,8 @@ def main() -> None:
     def _signature(e):
         if isinstance(e, FiniteSet) and len(e) == 1:  # math-verify equates {5} with 5
             return _signature(next(iter(e)))
+        if isinstance(e, (FiniteSet, Tuple)) and len(e) >= 2:
+            return ("set", len(e))
         if isinstance(e, Interval):
             return ("interval",)
         if e == S.EmptySet:
@@ -140,7 +143,10 @@ def main() -> None:
             return None  # e.g. a \text{word} that math-verify compares letter by letter
         if symbols:  # equal expressions agree at any point: evaluate at a fixed one
             e = e.subs({sym: Float(_point(sym.name), 30) for sym in symbols})
-        z = complex(e.evalf(30))
+        try:
+            z = complex(e.evalf(30))
+        except (OverflowError, TypeError, ValueError):  # beyond float range, or not a number
+            return None
         if z != z or abs(z.real) == float("inf") or abs(z.imag) > 1e-12 * max(1.0, abs(z.real)):
             return None
         return ("num", float(z.real))

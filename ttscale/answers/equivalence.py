@@ -16,7 +16,9 @@
 
 Plain integers and identical strings never reach sympy. Sympy runs in a worker process with a
 hard timeout (see ``_pool``): a timeout counts as "not equivalent", is cached as such and is
-counted in ``stats.timeouts``; it never hangs the caller, from any thread or process.
+counted in ``stats.timeouts``; it never hangs the caller, from any thread or process. An answer
+whose parsing times out, or that takes part in ``POISON_AFTER`` timed-out comparisons, is then
+equal to nothing but itself (no more worker calls for it).
 """
 
 from __future__ import annotations
@@ -120,6 +122,9 @@ class _Info(NamedTuple):
 
 
 _TIMED_OUT = object()
+POISON_AFTER = 2
+"""Timeouts after which an answer counts as unparseable (equal to nothing but itself): a
+pathological answer costs at most this many timeouts, not one per class it meets."""
 _MISSING = object()
 
 
@@ -170,6 +175,7 @@ class AnswerClassifier:
         self._info = _Cache(size)
         self._values = _Cache(size)
         self._pairs = _Cache(size)
+        self._strikes = _Cache(size)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"config": self.config}
@@ -343,15 +349,27 @@ class AnswerClassifier:
             verdict = False
         else:
             verdict = self._verify(gold, target)
+            if verdict is _TIMED_OUT:
+                self._blame(gold)
+                self._blame(target)
+                verdict = False
         self._pairs.put(key, verdict)
         return verdict
+
+    def _blame(self, c: str) -> None:
+        """Count a timeout against an answer; at POISON_AFTER it is treated as unparseable."""
+        n = self._strikes.get(c, 0) + 1
+        self._strikes.put(c, n)
+        if n >= POISON_AFTER:
+            self._values.put(c, _TIMED_OUT)
 
     def _apart(self, a: Any, b: Any) -> bool:
         """Whether two signatures prove the answers unequal under math-verify (else: verify).
 
         Numbers (one-letter variables set to a fixed point) further apart than math-verify's
-        rounding and float error allow; a number against an interval, the empty set or an
-        infinity; two infinities of opposite sign.
+        rounding and float error allow; a number against a set of two or more elements, an
+        interval, the empty set or an infinity; infinities of opposite sign; finite sets or
+        tuples of different sizes. (A one-element set is its element: math-verify says {5} = 5.)
         """
         if a is None or b is None:
             return False
@@ -361,6 +379,8 @@ class AnswerClassifier:
             tolerance = 2.0 * 10.0 ** -self.config.float_rounding + 1e-9 * max(1.0, abs(x), abs(y))
             return abs(x - y) > tolerance
         if ka == "inf" and kb == "inf":
+            return a[1] != b[1]
+        if ka == "set" and kb == "set":  # math-verify compares finite sets element by element
             return a[1] != b[1]
         return "num" in (ka, kb) and ka != kb
 
@@ -383,10 +403,11 @@ class AnswerClassifier:
         self._values.put(c, sig)
         return sig
 
-    def _verify(self, gold: str, target: str) -> bool:
+    def _verify(self, gold: str, target: str) -> Any:
+        """True, False, or _TIMED_OUT."""
         self._count("verify_calls")
         verdict = self._call(("verify", gold, target, self.config.float_rounding))
-        return verdict is True
+        return verdict if verdict is _TIMED_OUT else verdict is True
 
     def _call(self, message: tuple) -> Any:
         """The worker's answer, _TIMED_OUT, or _MISSING (an error), with the stats updated."""
@@ -410,4 +431,6 @@ def _valid_signature(sig: Any) -> bool:
         return False
     if sig[0] == "num":
         return len(sig) == 2 and isinstance(sig[1], float) and math.isfinite(sig[1])
+    if sig[0] == "set":
+        return len(sig) == 2 and isinstance(sig[1], int)
     return sig[0] in ("inf", "interval", "empty")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-__all__ = ["normalize_answer", "rational_value", "is_choice_letter"]
+__all__ = ["normalize_answer", "rational_value", "is_decimal", "is_choice_letter"]
 
 _UNICODE = {
     "\u2212": "-",  # minus sign
@@ -52,7 +52,20 @@ _UNICODE_RE = re.compile("|".join(map(re.escape, _UNICODE)))
 
 _WRAPPERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _BOX_RE = re.compile(r"^\\(?:boxed|fbox)\s*\{")
-_SPACING_RE = re.compile(r"\\(?:left|right|displaystyle|textstyle|!|,|;|:|quad|qquad)(?![a-zA-Z])|~|\\ ")
+
+
+def _keeping_row_breaks(pattern: str) -> re.Pattern[str]:
+    """``pattern`` with a first alternative, group 1, that matches a LaTeX row break (two
+    backslashes) so that substitutions keep it: in a row break followed by a space or a dollar,
+    the second backslash is not a control space or an escaped dollar."""
+    return re.compile(r"(\\\\)|(?:" + pattern + ")")
+
+
+def _sub(pattern: re.Pattern[str], repl: str, s: str) -> str:
+    return pattern.sub(lambda m: m.group(1) or repl, s)
+
+
+_SPACING_RE = _keeping_row_breaks(r"\\(?:left|right|displaystyle|textstyle|!|,|;|:|quad|qquad)(?![a-zA-Z])|~|\\ ")
 _FRAC_CMD_RE = re.compile(r"\\[dt]frac(?![a-zA-Z])")
 _BINOM_CMD_RE = re.compile(r"\\[dt]binom(?![a-zA-Z])")
 _REL_ALIASES = (
@@ -62,8 +75,8 @@ _REL_ALIASES = (
     (re.compile(r"\\varnothing(?![a-zA-Z])"), r"\\emptyset"),
 )
 _DEGREE_RE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![a-zA-Z])|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])")
-_PERCENT_RE = re.compile(r"\\?%")
-_DOLLAR_SIGN_RE = re.compile(r"\\\$")
+_PERCENT_RE = _keeping_row_breaks(r"\\?%")
+_DOLLAR_SIGN_RE = _keeping_row_breaks(r"\\\$")
 _TEXT_CMD = r"\\(?:text|textrm|textnormal|textbf|textit|mbox|mathrm)\s*"
 # A unit: \text{...} at the very end after some value, optionally squared/cubed.
 _UNIT_RE = re.compile(_TEXT_CMD + r"\{[^{}]*\}(?:\^\{?\d\}?)?\s*\.?\s*$")
@@ -155,16 +168,31 @@ def normalize_answer(answer: str) -> str:
     """
     if not isinstance(answer, str):
         raise TypeError(f"normalize_answer expects a str, got {type(answer).__name__}")
+    # One pass can expose another rule's pattern (a "{,}" inside "{...}"): repeat to a fixpoint,
+    # which makes the function idempotent. Real answers settle in one or two passes.
+    s = _normalize_once(answer)
+    for _ in range(_MAX_PASSES):
+        again = _normalize_once(s)
+        if again == s:
+            break
+        s = again
+    return s
+
+
+_MAX_PASSES = 8
+
+
+def _normalize_once(answer: str) -> str:
     s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group(0)], answer)
     s = _strip_wrappers(s)
-    s = _SPACING_RE.sub(" ", s)
+    s = _sub(_SPACING_RE, " ", s)
     s = _FRAC_CMD_RE.sub(r"\\frac", s)
     s = _BINOM_CMD_RE.sub(r"\\binom", s)
     for pattern, repl in _REL_ALIASES:
         s = pattern.sub(repl, s)
     s = _DEGREE_RE.sub("", s)
-    s = _PERCENT_RE.sub("", s)
-    s = _DOLLAR_SIGN_RE.sub("", s)
+    s = _sub(_PERCENT_RE, "", s)
+    s = _sub(_DOLLAR_SIGN_RE, "", s)
     s = s.replace("{,}", ",")
     # A trailing \text{unit} after a value goes; other \text{X} are unwrapped.
     m = _UNIT_RE.search(s)

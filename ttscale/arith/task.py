@@ -270,3 +270,4 @@ def extract_answer(text: str) -> str | None:
     if not found:
         return None
     return str(int(found[-1]))
+

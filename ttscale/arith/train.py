@@ -35,7 +35,7 @@ from ttscale.arith.task import (
     sample_problem,
 )
 
-DEFAULT_STEPS = 1000
+DEFAULT_STEPS = 800
 DEFAULT_SEED = 0
 DEFAULT_BATCH = 64
 
@@ -104,6 +104,20 @@ def _encode(tokenizer, problems):
     return [(pr + so + [eos], len(pr)) for pr, so in zip(prompts, solutions)]
 
 
+def _bucketed(encoded, batch_size: int, seed: int, group: int = 16):
+    """Split into batches of similar length (less padding): sort each run of ``group`` batches
+    by length, cut it into batches, and shuffle the batches with ``seed``."""
+    rng = random.Random(seed)
+    batches = []
+    span = batch_size * group
+    for start in range(0, len(encoded), span):
+        part = sorted(encoded[start : start + span], key=lambda e: len(e[0]))
+        chunk = [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+        rng.shuffle(chunk)
+        batches.extend(chunk)
+    return batches
+
+
 def _batch(encoded, pad_id):
     import torch
 
@@ -126,7 +140,7 @@ def train(
     seed: int = DEFAULT_SEED,
     batch_size: int = DEFAULT_BATCH,
     lr: float = 3e-3,
-    threads: int = 2,
+    threads: int = 1,
     log_every: int = 50,
 ) -> dict:
     """Train and write the model folder to ``out``; returns the training summary."""
@@ -143,7 +157,7 @@ def train(
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params:,} parameters, vocabulary {len(tokenizer)}", flush=True)
 
-    encoded = _encode(tokenizer, training_problems(steps * batch_size, seed + 1))
+    batches = _bucketed(_encode(tokenizer, training_problems(steps * batch_size, seed + 1)), batch_size, seed + 2)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -164,7 +178,7 @@ def train(
     losses = []
     running = 0.0
     for step in range(steps):
-        input_ids, mask, labels = _batch(encoded[step * batch_size : (step + 1) * batch_size], tokenizer.pad_token_id)
+        input_ids, mask, labels = _batch(batches[step], tokenizer.pad_token_id)
         loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -210,6 +224,11 @@ def save(model, tokenizer, out: str | Path, summary: dict) -> None:
     )
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    # Name the class every transformers version knows (5.x writes its new "TokenizersBackend").
+    tok_config_path = out / "tokenizer_config.json"
+    tok_config = json.loads(tok_config_path.read_text())
+    tok_config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    tok_config_path.write_text(json.dumps(tok_config, indent=2) + "\n")
     (out / "training_info.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
@@ -219,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"optimizer steps (default {DEFAULT_STEPS})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed (default {DEFAULT_SEED})")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"problems per step (default {DEFAULT_BATCH})")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default 1: faster than 2 on a shared 2-core machine)"
+    )
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be >= 1")

@@ -14,8 +14,8 @@ import logging
 import os
 import random
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from ..errors import ConfigError, TTScaleError
 from ..sampler import (
@@ -30,6 +30,7 @@ from ..sampler import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ServerError(TTScaleError, RuntimeError):
@@ -53,8 +54,11 @@ def _describe(exc: BaseException) -> str:
     import openai
 
     if isinstance(exc, openai.APIStatusError):
-        body = str(getattr(exc, "message", "") or exc)
-        return f"HTTP {exc.status_code}: {body[:200]}"
+        body = exc.body
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            body = body["error"]
+        message = body.get("message") if isinstance(body, dict) else None
+        return f"HTTP {exc.status_code}: {str(message or exc.message)[:200]}"
     if isinstance(exc, openai.APITimeoutError):
         return "timed out"
     if isinstance(exc, openai.APIConnectionError):
@@ -70,6 +74,19 @@ def _retry_after(exc: BaseException) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
+
+
+async def _all(coros: Iterable[Awaitable[T]]) -> list[T]:
+    """Await all; on the first failure cancel the rest (unlike gather) and raise that failure itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(c) for c in coros]
+    except BaseExceptionGroup as eg:
+        first = eg.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return [t.result() for t in tasks]
 
 
 class OpenAISampler:
@@ -185,7 +202,7 @@ class OpenAISampler:
 
     async def agenerate(self, requests: Sequence[SampleRequest]) -> list[SampleResult]:
         await self.check()
-        return list(await asyncio.gather(*(self._request(r) for r in requests)))
+        return await _all(self._request(r) for r in requests)
 
     async def _request(self, req: SampleRequest) -> SampleResult:
         start = time.perf_counter()
@@ -195,7 +212,7 @@ class OpenAISampler:
             if result is not None:
                 return result
         seeds = [None if req.seed is None else (req.seed + i) % (MAX_SEED + 1) for i in range(req.n)]
-        parts = await asyncio.gather(*(self._call(req, 1, s) for s in seeds))
+        parts = await _all(self._call(req, 1, s) for s in seeds)
         cands: list[Candidate] = []
         prompt_tokens: int | None = None
         billed = completion = 0
@@ -219,7 +236,9 @@ class OpenAISampler:
         try:
             resp, latency, calls = await self._call(req, req.n, req.seed)
         except openai.BadRequestError as exc:
-            if self.native_n is None and req.n > 1 and " n" in f" {exc}".lower():
+            if self.native_n is not True and req.n > 1 and " n" in f" {exc}".lower():
+                if self.native_n is False:  # a concurrent request found out first
+                    return None, 1
                 log.warning("%s rejects n=%d in one request (%s): sending n=1 requests in parallel", self.base_url, req.n, _describe(exc))
                 self.native_n = False
                 return None, 1

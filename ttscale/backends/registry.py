@@ -7,13 +7,14 @@ Each backend module is imported only when asked for, so ``replay`` works without
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..sampler import PromptFormat, SampleRequest, SampleResult, Sampler, SamplingConfig, SyncSamplerMixin, make_candidate
+from ..sampler import MAX_SEED, PromptFormat, SampleRequest, SampleResult, Sampler, SamplingConfig, SyncSamplerMixin, make_candidate
 
 
 def resolve_model(model: str | None) -> str | None:
@@ -43,15 +44,10 @@ class HFAdapter(SyncSamplerMixin):
         self.config = config or SamplingConfig()
         self.batch_size = batch_size
         self.hf = HFSampler(model, **options)
-        self._tokenizer: Any = None
 
     def _prompt(self, req: SampleRequest) -> str:
         if self.config.prompt_format is PromptFormat.CHAT:
-            if self._tokenizer is None:
-                from transformers import AutoTokenizer
-
-                self._tokenizer = getattr(self.hf, "tokenizer", None) or AutoTokenizer.from_pretrained(self.hf.model_dir)
-            return self._tokenizer.apply_chat_template(self.config.messages(req.problem), add_generation_prompt=True, tokenize=False)
+            return self.hf.tokenizer.apply_chat_template(self.config.messages(req.problem), add_generation_prompt=True, tokenize=False)
         return self.config.render(req.problem)
 
     def generate(self, requests: Sequence[SampleRequest]) -> list[SampleResult]:
@@ -69,14 +65,16 @@ class HFAdapter(SyncSamplerMixin):
             start = time.perf_counter()
             gens = self.hf.generate(
                 [self._prompt(r) for r in reqs], n=reqs[0].n, temperature=c.temperature, top_p=c.top_p,
-                max_new_tokens=c.max_tokens, seed=reqs[0].seed, stop=list(c.stop) or None,
+                max_new_tokens=c.max_tokens, stop=list(c.stop) or None,
+                # HFSampler needs an int seed; an unseeded group gets a fresh one (recorded on its samples).
+                seed=reqs[0].seed if reqs[0].seed is not None else random.randrange(MAX_SEED + 1),
             )
             elapsed = time.perf_counter() - start
             for i, req, outs in zip(group, reqs, gens):
                 cands = [
                     make_candidate(
                         g.text, tokens=g.tokens, logprob=g.cumulative_logprob if c.logprobs else None,
-                        finish=g.finish, latency=getattr(g, "latency_s", None) or elapsed, seed=req.seed,
+                        finish=g.finish, latency=g.latency_s, seed=g.seed,
                     )
                     for g in outs
                 ]

@@ -60,6 +60,7 @@ class VLLMSampler(SyncSamplerMixin):
         batch_size: int = 256,
         engine_args: dict[str, Any] | None = None,
         llm: Any | None = None,
+        chat_template: str | None = None,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError("batch_size", batch_size, "an integer >= 1")
@@ -72,6 +73,7 @@ class VLLMSampler(SyncSamplerMixin):
         self.llm = llm
         self.model = model or llm.model_config.model
         self.tokenizer = llm.get_tokenizer()
+        self.chat_template: str | None = chat_template or getattr(self.tokenizer, "chat_template", None)
         sched = llm.llm_engine.vllm_config.scheduler_config
         self.max_num_seqs: int = sched.max_num_seqs
         self.max_num_batched_tokens: int = sched.max_num_batched_tokens
@@ -98,7 +100,11 @@ class VLLMSampler(SyncSamplerMixin):
     def prompt_ids(self, request: SampleRequest) -> list[int]:
         """The token ids the engine gets for ``request`` (what the server would tokenize too)."""
         if self.config.prompt_format is PromptFormat.CHAT:
-            ids = self.tokenizer.apply_chat_template(self.config.messages(request.problem), add_generation_prompt=True, tokenize=True)
+            if not self.chat_template:
+                raise ConfigError("prompt_format", "chat", f"a model with a chat template ({self.model} has none: pass chat_template, or use raw prompts)")
+            ids = self.tokenizer.apply_chat_template(
+                self.config.messages(request.problem), chat_template=self.chat_template, add_generation_prompt=True, tokenize=True
+            )
             # transformers 5 returns a BatchEncoding here, 4.x a list.
             return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
         return list(self.tokenizer(self.config.render(request.problem))["input_ids"])

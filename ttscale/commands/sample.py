@@ -74,7 +74,7 @@ def sample_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Sample N candidates per problem into a bank; the same command again resumes, a larger --n grows it."""
-    from ..backends.registry import make_sampler, resolve_model
+    from ..backends.registry import BACKENDS, make_sampler, resolve_model
     from ..datasets import load_dataset
     from ..run import run_sampling
     from ..sampler import SamplingConfig
@@ -88,6 +88,8 @@ def sample_command(
             raise ConfigError("--seed", seed, "an integer or 'none'") from None
     if n < 1:
         raise ConfigError("--n", n, "an integer >= 1")
+    if backend not in BACKENDS:  # before loading anything slow
+        raise ConfigError("--backend", backend, "one of " + ", ".join(BACKENDS))
     resolved = resolve_model(model)
     if template == "auto":
         arith = model in ("arith", "arith-tiny") or dataset in ("arith", "arith-hard") or "arith-tiny" in str(model or "")

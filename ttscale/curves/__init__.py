@@ -1,4 +1,40 @@
+"""Curve models for accuracy vs number of samples: fit on a pilot, predict far beyond it.
+
+scikit-learn style: constructors store parameters, ``fit(...)`` returns the model and sets
+attributes ending in ``_``, ``predict(k)`` gives dataset accuracy at k (array in, array out),
+``predict_interval(k, level)`` a seeded bootstrap interval. Predicting before fitting raises
+:class:`ttscale.errors.EstimationError`.
+
+* pass@k from per-problem success counts: :class:`BetaBinomialPassAtK` (optionally
+  zero-inflated, optionally with a prior on the Beta shape).
+* (k, accuracy) curve families: :class:`ExpPowerLaw` c(k) = exp(a k^b),
+  :class:`PowerLawWithFloor` err(k) = E + C k^-g, and the :class:`LogLogRegression` baseline.
+* majority vote beyond the pilot: :class:`DirichletMajorityModel`.
+* model choice by held-out extrapolation error: :func:`select_curve_model`,
+  :func:`select_pass_at_k_model`; the best N of a non-monotone curve: :func:`best_n`.
+"""
+
 from ._base import CurveModel, pass_at_k
-from .passk import BetaBinomialPassAtK, beta_binomial_pass_at_k
+from .majority import DirichletMajorityModel, as_majority_data, calibrate_prior
 from .parametric import AccuracyCurve, ExpPowerLaw, LogLogRegression, PowerLawWithFloor
-from .majority import DirichletMajorityModel, calibrate_prior, as_majority_data
+from .passk import BetaBinomialPassAtK, beta_binomial_pass_at_k
+from .selection import BestN, CurveSelection, best_n, select_curve_model, select_pass_at_k_model
+
+__all__ = [
+    "AccuracyCurve",
+    "BestN",
+    "BetaBinomialPassAtK",
+    "CurveModel",
+    "CurveSelection",
+    "DirichletMajorityModel",
+    "ExpPowerLaw",
+    "LogLogRegression",
+    "PowerLawWithFloor",
+    "as_majority_data",
+    "best_n",
+    "beta_binomial_pass_at_k",
+    "calibrate_prior",
+    "pass_at_k",
+    "select_curve_model",
+    "select_pass_at_k_model",
+]

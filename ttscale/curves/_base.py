@@ -68,21 +68,20 @@ def check_counts(n: Any, c: Any) -> tuple[np.ndarray, np.ndarray]:
 def pass_at_k(n: Any, c: Any, k: Any) -> np.ndarray:
     """Unbiased per-problem pass@k, 1 - C(n-c, k) / C(n, k), as a (P, K) array (Chen et al. 2021).
 
-    ``k`` may exceed a problem's ``n`` only where that problem has ``n - c < k`` (then pass@k = 1);
-    otherwise the pool cannot say anything about k samples and :class:`EstimationError` is raised.
+    Every k must be at most every problem's n (a pool of n samples says nothing exact about more);
+    otherwise :class:`EstimationError`. (``ttscale.estimate.pass_at_k`` returns NaN there instead.)
     """
     n_arr, c_arr = check_counts(n, c)
     k_arr, _ = as_k(k)
     if np.any(k_arr != np.round(k_arr)):
         raise ConfigError("k", describe(k), "whole numbers of samples")
+    if n_arr.size and k_arr.max() > n_arr.min():
+        raise EstimationError(f"pass@k needs k <= n samples per problem; got k up to {int(k_arr.max())} with n as small as {int(n_arr.min())}")
     nn = n_arr[:, None].astype(float)
     ff = (n_arr - c_arr)[:, None].astype(float)
     kk = k_arr[None, :]
-    if np.any((kk > nn) & (ff >= kk)):
-        raise EstimationError(f"pass@k needs k <= n samples per problem; got k up to {int(k_arr.max())} with n as small as {int(n_arr.min())}")
-    certain = ff < kk
-    with np.errstate(invalid="ignore"):
-        log_ratio = gammaln(ff + 1) - gammaln(np.maximum(ff - kk, 0) + 1) - gammaln(nn + 1) + gammaln(np.maximum(nn - kk, 0) + 1)
+    certain = ff < kk  # fewer failures than draws: some draw must succeed
+    log_ratio = gammaln(ff + 1) - gammaln(np.maximum(ff - kk, 0) + 1) - gammaln(nn + 1) + gammaln(nn - kk + 1)
     out = np.where(certain, 1.0, -np.expm1(np.where(certain, 0.0, log_ratio)))
     # Exactly 0 without a success (gammaln round-off would leave ~1e-15 there).
     out = np.where(c_arr[:, None] == 0, 0.0, out)

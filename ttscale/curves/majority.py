@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 
 from ..errors import ConfigError, EstimationError
 from ._base import CurveModel, as_k, check_level, describe
+from ._optim import minimize_box, numeric_fun_grad
 
 _AUTO = "auto"
-_LOG_BOUNDS = (np.log(1e-4), np.log(1e3))
+_SAME = "same"
 
 
 @dataclass(frozen=True)
@@ -113,174 +113,285 @@ def as_majority_data(counts: Any, correct: Any, n: Any = None) -> MajorityData:
     if np.any(n_i < 1):
         i = int(np.flatnonzero(n_i < 1)[0])
         raise EstimationError(f"question {i} has no pilot sample; every question needs at least one")
-    # A class with no vote and a correct flag says nothing; drop flags of empty classes.
-    return MajorityData(cnt_i, cor_b & (cnt_i > 0), (n_i - answered).astype(np.int64))
+    # A class with no vote says nothing: move seen classes to the front of each row (classes are
+    # exchangeable apart from their flags) and drop columns no question uses, so the width is the
+    # largest number of classes any pilot saw rather than the bank's.
+    cor_b = cor_b & (cnt_i > 0)
+    order = np.argsort(cnt_i == 0, axis=1, kind="stable")
+    cnt_i = np.take_along_axis(cnt_i, order, axis=1)
+    cor_b = np.take_along_axis(cor_b, order, axis=1)
+    width = max(int((cnt_i > 0).sum(axis=1).max()), 1)
+    return MajorityData(cnt_i[:, :width], cor_b[:, :width], (n_i - answered).astype(np.int64))
 
 
-def _loo_loglik(log_params: np.ndarray, data: MajorityData, fixed: dict[str, float]) -> float:
-    """Pooled leave-one-out predictive log-likelihood of every pilot sample (see the module doc)."""
-    names = [k for k in ("prior", "unseen_correct", "unseen_other") if k not in fixed]
-    vals = dict(fixed)
-    vals.update({k: float(np.exp(v)) for k, v in zip(names, log_params)})
-    alpha, alpha_c, theta = vals["prior"], vals["unseen_correct"], vals["unseen_other"]
-    v, cor, u = data.counts, data.correct, data.unanswered
+_NAMES = ("discount", "correct_discount", "new_mass", "correct_share", "none_prior")
+_DEFAULTS = {"discount": 0.5, "correct_discount": 0.0, "new_mass": 1.0, "correct_share": 0.2, "none_prior": 0.5}
+# Search space: discounts as they are, masses on log scale, the share on logit scale.
+_SEARCH_BOUNDS = {
+    "discount": (-5.0, 0.99),
+    "correct_discount": (-5.0, 0.99),
+    "new_mass": (np.log(1e-4), np.log(1e3)),
+    "correct_share": (-9.0, 9.0),
+    "none_prior": (np.log(1e-4), np.log(1e3)),
+}
+
+
+def _to_search(name: str, value: float) -> float:
+    if name in ("new_mass", "none_prior"):
+        return float(np.log(value))
+    if name == "correct_share":
+        return float(np.log(value) - np.log1p(-value))
+    return float(value)
+
+
+def _from_search(name: str, x: float) -> float:
+    if name in ("new_mass", "none_prior"):
+        return float(np.exp(x))
+    if name == "correct_share":
+        return float(1.0 / (1.0 + np.exp(-x)))
+    return float(x)
+
+
+def _loo_loglik(values: dict[str, float], data: MajorityData) -> float:
+    """Pooled leave-one-out predictive log-likelihood of every pilot sample (see the class doc)."""
+    d, dc, theta, gamma, a0 = (values[k] for k in _NAMES)
+    dp, dcp = max(d, 0.0), max(dc, 0.0)  # discounts feed the new-answer mass, pseudo-counts do not
+    dm, dcm = max(-d, 0.0), max(-dc, 0.0)
+    v, cor, u = data.counts.astype(float), data.correct, data.unanswered.astype(float)
     n = data.n.astype(float)
     seen = v > 0
-    k_seen = seen.sum(axis=1).astype(float)
-    n_correct = (v * cor).sum(axis=1)
-    correct_seen = n_correct > 0
-    total = 0.0
-    # Sample in an answered class j, left out: the class keeps v_j - 1 votes.
-    single = seen & (v == 1)
-    multi = seen & (v >= 2)
-    # Classes seen among the other n - 1 samples, and whether the correct one still is.
-    k_other = k_seen[:, None] - single  # per left-out class
-    cseen_other = np.where(cor, n_correct[:, None] - 1 > 0, correct_seen[:, None])
-    denom = (n[:, None] - 1) + alpha * (k_other + 1) + alpha_c * (~cseen_other) + theta
-    numer = np.where(multi, v - 1 + alpha, np.where(cor, alpha_c, theta))
+    wrong = seen & ~cor
+    right = seen & cor
+    k_w = wrong.sum(axis=1).astype(float)
+    k_c = right.sum(axis=1).astype(float)
+
+    def total_and_new(kw: np.ndarray, kc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # Weights over the n - 1 remaining samples: seen classes v - d, no answer u + a0, new mass.
+        new = theta + dp * kw + dcp * kc
+        total = (n[:, None] - 1) + a0 + theta + dm * kw + dcm * kc
+        return total, new
+
+    kw_after = k_w[:, None] - (wrong & (v == 1))
+    kc_after = k_c[:, None] - (right & (v == 1))
+    total, new = total_and_new(kw_after, kc_after)
+    correct_unseen_after = kc_after == 0
+    numer = np.where(
+        v >= 2,
+        v - 1 - np.where(cor, dc, d),
+        np.where(cor, gamma * new, new * (1.0 - gamma * correct_unseen_after)),
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(seen, v * (np.log(numer) - np.log(denom)), 0.0)
-    total += float(terms.sum())
-    # A no-answer sample left out: the no-answer class always has alpha.
-    has_u = u > 0
-    denom_u = (n - 1) + alpha * (k_seen + 1) + alpha_c * (~correct_seen) + theta
-    total += float(np.sum(np.where(has_u, u * (np.log(u - 1 + alpha) - np.log(denom_u)), 0.0)))
-    return total
+        terms = np.where(seen, v * (np.log(numer) - np.log(total)), 0.0)
+        total_u, _ = total_and_new(k_w[:, None], k_c[:, None])
+        terms_u = np.where(u > 0, u * (np.log(u - 1 + a0) - np.log(total_u[:, 0])), 0.0)
+    out = float(terms.sum() + terms_u.sum())
+    return out if np.isfinite(out) else -np.inf
 
 
-def calibrate_prior(
-    data: MajorityData, prior: Any = _AUTO, unseen_correct: Any = _AUTO, unseen_other: Any = _AUTO
-) -> dict[str, float]:
-    """Prior masses maximizing the pooled leave-one-out likelihood (only those set to ``"auto"``)."""
-    given = {"prior": prior, "unseen_correct": unseen_correct, "unseen_other": unseen_other}
-    fixed = {k: float(v) for k, v in given.items() if not (isinstance(v, str) and v == _AUTO)}
-    free = [k for k in given if k not in fixed]
+def calibrate_prior(data: MajorityData, **given: Any) -> dict[str, float]:
+    """The prior values maximizing the pooled leave-one-out likelihood of the pilot samples.
+
+    ``given`` maps each of discount, correct_discount, new_mass, correct_share, none_prior to a
+    number (held fixed) or ``"auto"`` (searched); missing names are searched. ``correct_discount``
+    may also be ``"same"``: tied to ``discount`` (the correct class is then one class like the others).
+    """
+    unknown = set(given) - set(_NAMES)
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], given[sorted(unknown)[0]], f"one of {', '.join(_NAMES)}")
+    tied = isinstance(given.get("correct_discount"), str) and given["correct_discount"] == _SAME
+    fixed = {k: float(v) for k, v in given.items() if not isinstance(v, str)}
+    free = [k for k in _NAMES if k not in fixed and not (tied and k == "correct_discount")]
+    if tied and "discount" in fixed:
+        fixed["correct_discount"] = fixed["discount"]
     if not free:
-        return fixed
+        return {k: fixed[k] for k in _NAMES}
     if np.all(data.n < 2):
         raise EstimationError("calibrating the prior needs questions with at least 2 pilot samples (leave-one-out)")
-    x0 = np.log(np.array([{"prior": 0.5, "unseen_correct": 0.1, "unseen_other": 1.0}[k] for k in free]))
+
+    def unpack(x: np.ndarray) -> dict[str, float]:
+        vals = dict(fixed)
+        vals.update({k: _from_search(k, xi) for k, xi in zip(free, x)})
+        if tied:
+            vals["correct_discount"] = vals["discount"]
+        return {k: vals[k] for k in _NAMES}
+
+    def objective(x: np.ndarray) -> float:
+        value = _loo_loglik(unpack(x), data)
+        return -value if np.isfinite(value) else 1e300
+
+    lows = np.array([_SEARCH_BOUNDS[k][0] for k in free])
+    highs = np.array([_SEARCH_BOUNDS[k][1] for k in free])
     best = None
-    for shift in (0.0, -2.0, 2.0):
-        res = minimize(lambda x: -_loo_loglik(x, data, fixed), x0 + shift, method="L-BFGS-B", bounds=[_LOG_BOUNDS] * len(free))
-        if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
+    for start in ({}, {"discount": -0.5, "correct_discount": -0.5}, {"discount": 0.8, "new_mass": 0.3}):
+        x0 = np.clip(np.array([_to_search(k, start.get(k, _DEFAULTS[k])) for k in free]), lows, highs)
+        res = minimize_box(numeric_fun_grad(objective), x0, lows, highs)
+        if res.fun < 1e300 and (best is None or res.fun < best.fun):
             best = res
     if best is None:
         raise EstimationError("the leave-one-out likelihood is not finite for any prior; check the pilot votes")
-    out = dict(fixed)
-    out.update({k: float(np.exp(x)) for k, x in zip(free, best.x)})
-    return out
+    return unpack(best.x)
 
 
 def _check_prior_value(name: str, value: Any) -> None:
     if isinstance(value, str):
+        if value == _SAME and name == "correct_discount":
+            return
         if value != _AUTO:
-            raise ConfigError(name, value, "a non-negative number or 'auto'")
+            extra = " or 'same' (tied to discount)" if name == "correct_discount" else ""
+            raise ConfigError(name, value, f"a number or 'auto'{extra}")
         return
-    if not np.isfinite(value) or value < 0:
-        raise ConfigError(name, value, "a non-negative number or 'auto'")
+    lo, hi = {
+        "discount": (-np.inf, 1.0),
+        "correct_discount": (-np.inf, 1.0),
+        "new_mass": (0.0, np.inf),
+        "correct_share": (0.0, 1.0),
+        "none_prior": (0.0, np.inf),
+    }[name]
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value)
+    if name in ("discount", "correct_discount"):
+        ok = ok and value < hi
+        expected = "a number below 1 (negative: an added pseudo-count) or 'auto'"
+    elif name == "correct_share":
+        ok = ok and lo < value < hi
+        expected = "a number strictly between 0 and 1 or 'auto'"
+    else:
+        ok = ok and value > lo
+        expected = "a positive number or 'auto'"
+    if not ok:
+        raise ConfigError(name, value, expected)
 
 
 class DirichletMajorityModel(CurveModel):
-    """maj@N for N beyond the pilot from per-question Dirichlet posteriors (see the module doc).
+    """maj@N for N beyond the pilot from per-question Dirichlet posteriors.
+
+    Each question's answer distribution is a Pitman-Yor-style posterior given its pilot votes:
+    the observed classes, the no-answer class and the answers not seen yet get
+
+        Dirichlet(v_w - d, ..., v_c - d_c, u + a0, gamma * M, (1 - gamma) * M)
+
+    with v_w the votes of each seen wrong class, v_c those of the correct class, u the samples
+    without an answer and M = theta + d+ K_w + d_c+ K_c the mass of unseen answers (K: seen
+    classes; x+ = max(x, 0)). ``gamma * M`` is the correct answer while unseen (absent once seen);
+    the rest of M is split among new wrong answers by Pitman-Yor stick breaking (discount d+),
+    so an unseen wrong answer can also repeat. A discount d in (0, 1) is the Pitman-Yor one (a
+    class seen once counts for 1 - d, the heavy tail of stray answers); a negative d adds |d|
+    pseudo-votes (the symmetric Dirichlet prior). The correct class has its own discount: in real
+    banks the correct answer is one coherent mode while wrong answers scatter, so the same count
+    means more for it.
 
     Parameters
     ----------
-    prior, unseen_correct, unseen_other:
-        The pseudo-votes ``alpha`` (each observed class and the no-answer class), ``alpha_c``
-        (the correct answer while unseen) and ``theta`` (unseen wrong answers); numbers or
-        ``"auto"`` (calibrated on the pilot by leave-one-out likelihood).
+    discount, correct_discount, new_mass, correct_share, none_prior:
+        d, d_c, theta, gamma, a0 above: numbers, or ``"auto"`` (the default), calibrated on the
+        pilot alone by maximizing the pooled leave-one-out predictive likelihood of every pilot
+        sample given the rest of its question's pilot.
     n_draws:
         Posterior draws per question for the Monte Carlo (its error on the dataset mean is about
         0.5 / sqrt(n_draws * questions)).
     n_bootstrap, random_state:
         Bootstrap over questions for :meth:`predict_interval`; seed of draws and bootstrap.
 
-    Fitted attributes: ``prior_``, ``unseen_correct_``, ``unseen_other_`` (the masses used),
-    ``loo_loglik_`` (pooled leave-one-out log-likelihood per pilot sample), ``n_questions_``,
-    ``pilot_size_`` (median pilot size).
+    Fitted attributes: ``prior_`` (dict of the values used), ``loo_loglik_`` (pooled leave-one-out
+    log-likelihood per pilot sample), ``n_questions_``, ``pilot_size_`` (median pilot size).
+    A symmetric Dirichlet with concentration alpha is ``discount=correct_discount=-alpha,
+    correct_share=alpha_c / (alpha_c + theta), new_mass=alpha_c + theta, none_prior=alpha``.
     """
 
     def __init__(
         self,
-        prior: float | str = _AUTO,
-        unseen_correct: float | str = _AUTO,
-        unseen_other: float | str = _AUTO,
-        n_draws: int = 4000,
+        discount: float | str = _AUTO,
+        correct_discount: float | str = _AUTO,
+        new_mass: float | str = _AUTO,
+        correct_share: float | str = _AUTO,
+        none_prior: float | str = _AUTO,
+        n_draws: int = 2000,
         n_bootstrap: int = 1000,
         random_state: int | None = 0,
     ) -> None:
-        self.prior = prior
-        self.unseen_correct = unseen_correct
-        self.unseen_other = unseen_other
+        self.discount = discount
+        self.correct_discount = correct_discount
+        self.new_mass = new_mass
+        self.correct_share = correct_share
+        self.none_prior = none_prior
         self.n_draws = n_draws
         self.n_bootstrap = n_bootstrap
         self.random_state = random_state
 
     def fit(self, counts: Any, correct: Any, n: Any = None) -> "DirichletMajorityModel":
-        """Fit on pilot votes per question: ``counts`` (Q, C) or ragged, ``correct`` alike, ``n`` (Q,)."""
+        """Fit on pilot votes per question: ``counts`` (Q, C) or ragged, ``correct`` alike, ``n`` (Q,)
+        pilot samples per question including those without an answer (default: the vote totals)."""
         self._check_common_params()
-        for name in ("prior", "unseen_correct", "unseen_other"):
+        for name in _NAMES:
             _check_prior_value(name, getattr(self, name))
         if not isinstance(self.n_draws, (int, np.integer)) or self.n_draws < 1:
             raise ConfigError("n_draws", self.n_draws, "a positive integer")
         data = as_majority_data(counts, correct, n)
-        masses = calibrate_prior(data, self.prior, self.unseen_correct, self.unseen_other)
-        self.prior_ = masses["prior"]
-        self.unseen_correct_ = masses["unseen_correct"]
-        self.unseen_other_ = masses["unseen_other"]
+        self.prior_ = calibrate_prior(data, **{k: getattr(self, k) for k in _NAMES})
         self._data = data
-        self.params_ = np.array([self.prior_, self.unseen_correct_, self.unseen_other_])
+        self._cache: dict[tuple[int, ...], np.ndarray] = {}
+        self.params_ = np.array([self.prior_[k] for k in _NAMES])
         self.n_questions_ = int(data.counts.shape[0])
         self.pilot_size_ = float(np.median(data.n))
-        log_params = np.log(np.maximum(self.params_, 1e-300))
-        samples = float(data.n.sum())
-        self.loo_loglik_ = _loo_loglik(log_params, data, {}) / samples if np.all(self.params_ > 0) else float("nan")
-        if not np.isfinite(self.loo_loglik_):
-            self.loo_loglik_ = float("-inf")
+        self.loo_loglik_ = _loo_loglik(self.prior_, data) / float(data.n.sum())
         return self
 
     # --- prediction --------------------------------------------------------------------------------
-    def _concentrations(self) -> tuple[np.ndarray, np.ndarray]:
-        """(Q, C + 3) Dirichlet parameters [classes..., no answer, correct unseen, other unseen] and
-        the (Q, C + 3) flags [correct classes..., False, True, False]."""
-        d = self._data
-        alpha, alpha_c, theta = self.params_
-        seen = d.counts > 0
-        conc_classes = np.where(seen, d.counts + alpha, 0.0)
-        correct_seen = (d.correct & seen).any(axis=1)
-        q = d.counts.shape[0]
+    def _concentrations(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(Q, C + 3) Dirichlet parameters [classes..., no answer, correct unseen, other unseen],
+        the (Q, C) correct flags of the classes and the (Q,) concentration of the other-unseen sticks."""
+        d_all = self._data
+        d, dc, theta, gamma, a0 = (self.prior_[k] for k in _NAMES)
+        v, cor = d_all.counts.astype(float), d_all.correct
+        seen = v > 0
+        conc_classes = np.where(seen, v - np.where(cor, dc, d), 0.0)
+        k_w = (seen & ~cor).sum(axis=1)
+        k_c = (seen & cor).sum(axis=1)
+        new = theta + max(d, 0.0) * k_w + max(dc, 0.0) * k_c
+        unseen_correct = np.where(k_c == 0, gamma * new, 0.0)
         conc = np.concatenate(
-            [conc_classes, (d.unanswered + alpha)[:, None], np.where(correct_seen, 0.0, alpha_c)[:, None], np.full((q, 1), theta)],
-            axis=1,
+            [conc_classes, (d_all.unanswered + a0)[:, None], unseen_correct[:, None], (new - unseen_correct)[:, None]], axis=1
         )
-        flags = np.concatenate([d.correct & seen, np.zeros((q, 1), bool), ~correct_seen[:, None], np.zeros((q, 1), bool)], axis=1)
-        return conc, flags
+        # Stick breaking of the other-unseen mass: PY(d+, theta + d+ K) restricted to wrong answers.
+        stick_conc = theta + max(d, 0.0) * (k_w + k_c)
+        return conc, seen & cor, stick_conc
 
     def predict_questions(self, k: Any) -> np.ndarray:
-        """(Q, K) predicted maj@k per question (Monte Carlo, seeded)."""
+        """(Q, K) predicted maj@k per question (Monte Carlo, seeded; common draws across k)."""
         self._check_fitted()
         k_arr, _ = as_k(k)
         if np.any(k_arr != np.round(k_arr)):
             raise ConfigError("k", describe(k), "whole numbers of samples")
-        conc, flags = self._concentrations()
+        key = tuple(int(x) for x in k_arr)
+        if key in self._cache:
+            return self._cache[key].copy()
+        conc, flags, stick_conc = self._concentrations()
+        d_plus = max(self.prior_["discount"], 0.0)
         rng = np.random.default_rng(self.random_state)
         q, width = conc.shape
         total = np.zeros((q, k_arr.size))
-        chunk = max(1, int(2_000_000 // max(q * width, 1)))
+        sticks = _STICKS
+        chunk = max(1, int(1_500_000 // max(q * (width + sticks), 1)))
         done = 0
         while done < self.n_draws:
             s = min(chunk, self.n_draws - done)
             g = rng.standard_gamma(np.broadcast_to(conc, (s, q, width)))
             mass = g.sum(axis=2, keepdims=True)
-            # All-zero concentration rows cannot occur (the no-answer class always has u + alpha > 0
-            # or a seen class); guard anyway so a zero row yields no votes rather than NaN.
             p = np.divide(g, mass, out=np.zeros_like(g), where=mass > 0)
+            # Break the other-unseen mass into `sticks` answers plus a remainder of singletons.
+            other = p[..., -1]
+            left = np.ones((s, q))
+            parts = []
+            for j in range(sticks):
+                frac = rng.beta(1.0 - d_plus, np.broadcast_to(stick_conc + (j + 1) * d_plus, (s, q)))
+                parts.append(other * left * frac)
+                left = left * (1.0 - frac)
+            probs = np.concatenate([p[..., :-1], np.stack(parts, axis=-1), (other * left)[..., None]], axis=-1)
             for j, kk in enumerate(k_arr.astype(np.int64)):
-                votes = _multinomial(rng, int(kk), p)
-                total[:, j] += _tie_credit(votes, flags).sum(axis=0)
+                votes = _multinomial(rng, int(kk), probs)
+                total[:, j] += _tie_credit(votes, flags, sticks).sum(axis=0)
             done += s
-        return total / self.n_draws
+        self._cache[key] = total / self.n_draws
+        return self._cache[key].copy()
 
     def predict(self, k: Any) -> np.ndarray | float:
         """Dataset maj@k (mean over questions of the per-question prediction)."""
@@ -303,8 +414,12 @@ class DirichletMajorityModel(CurveModel):
         hi = np.quantile(means, 1 - (1 - level) / 2, axis=0)
         return (float(lo[0]), float(hi[0])) if scalar else (lo, hi)
 
-    def bootstrap_params(self) -> np.ndarray:  # the interval resamples predictions, not parameters
+    def bootstrap_params(self) -> np.ndarray:
         raise NotImplementedError("DirichletMajorityModel bootstraps per-question predictions; use predict_interval")
+
+
+_STICKS = 6
+"""Unseen wrong answers drawn as this many Pitman-Yor sticks; the remainder votes as singletons."""
 
 
 def _multinomial(rng: np.random.Generator, n: int, p: np.ndarray) -> np.ndarray:
@@ -324,17 +439,15 @@ def _multinomial(rng: np.random.Generator, n: int, p: np.ndarray) -> np.ndarray:
     return out
 
 
-def _tie_credit(votes: np.ndarray, flags: np.ndarray) -> np.ndarray:
-    """Tie-credited correctness of the vote (..., C + 3) laid out as in ``_concentrations``."""
-    classes = votes[..., :-3]
-    new_correct = votes[..., -2]
+def _tie_credit(votes: np.ndarray, flags: np.ndarray, sticks: int) -> np.ndarray:
+    """Tie-credited correctness of votes laid out as [classes (C), no answer, correct unseen,
+    `sticks` unseen wrong answers, singletons]; ``flags`` (Q, C) marks the correct classes."""
+    c = flags.shape[1]
+    voting = np.concatenate([votes[..., :c], votes[..., c + 1 : c + 2 + sticks]], axis=-1)
+    is_correct = np.concatenate([flags, np.ones((flags.shape[0], 1), bool), np.zeros((flags.shape[0], sticks), bool)], axis=-1)
     singles = votes[..., -1]
-    voting = np.concatenate([classes, new_correct[..., None]], axis=-1)
-    is_correct = np.concatenate([flags[:, :-3], flags[:, -2:-1]], axis=-1)
-    top = np.max(voting, axis=-1)
-    top = np.maximum(top, (singles > 0).astype(top.dtype))
+    top = np.maximum(np.max(voting, axis=-1), (singles > 0).astype(votes.dtype))
     at_top = (voting == top[..., None]) & (top[..., None] > 0)
     n_tied = at_top.sum(axis=-1) + np.where(top == 1, singles, 0)
     n_correct = (at_top & is_correct).sum(axis=-1)
     return np.divide(n_correct, n_tied, out=np.zeros(n_tied.shape, dtype=float), where=n_tied > 0)
-

@@ -16,11 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 from scipy.special import betaln, digamma, expit, logit
 
 from ..errors import ConfigError, EstimationError
 from ._base import CurveModel, check_counts
+from ._optim import minimize_box
 
 _LOG_A = (np.log(1e-3), np.log(1e4))
 _LOG_ODDS = (-20.0, 30.0)  # log(b / a) = -logit(E[p | not in the zero mass])
@@ -99,6 +99,10 @@ class BetaBinomialPassAtK(CurveModel):
         bounds = self._bounds()
         self.at_bound_ = bool(mode == _NORMAL and any(abs(t - lo) < 1e-6 or abs(t - hi) < 1e-6 for t, (lo, hi) in zip(theta, bounds)))
         return self
+
+    def fit_counts(self, n: Any, c: Any) -> "BetaBinomialPassAtK":
+        """Same as :meth:`fit` (the name every pass@k model shares, see ``select_pass_at_k_model``)."""
+        return self.fit(n, c)
 
     def log_likelihood(self, n: Any, c: Any) -> float:
         """Log-likelihood of held-out (n, c) under the fitted model (binomial coefficients omitted)."""
@@ -191,7 +195,7 @@ class BetaBinomialPassAtK(CurveModel):
                 starts.append(np.clip(theta, lows, highs))
         best = None
         for theta0 in starts:
-            res = minimize(self._objective, theta0, args=(n, c, w), jac=True, method="L-BFGS-B", bounds=bounds)
+            res = minimize_box(lambda t: self._objective(t, n, c, w), theta0, lows, highs)
             if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
                 best = res
         if best is None:

@@ -1,0 +1,378 @@
+"""Curve models: parameter recovery, closed forms, model choice, majority extrapolation, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from ttscale.curves import (
+    BetaBinomialPassAtK,
+    DirichletMajorityModel,
+    ExpPowerLaw,
+    LogLogRegression,
+    PowerLawWithFloor,
+    best_n,
+    beta_binomial_pass_at_k,
+    pass_at_k,
+    select_curve_model,
+    select_pass_at_k_model,
+)
+from ttscale.errors import ConfigError, EstimationError, TTScaleError
+
+
+def simulate_counts(a, b, pi, problems, trials, seed):
+    rng = np.random.default_rng(seed)
+    p = rng.beta(a, b, problems)
+    p[rng.random(problems) < pi] = 0.0
+    return np.full(problems, trials), rng.binomial(trials, p)
+
+
+# --------------------------------------------------------------------------- beta-binomial
+
+
+def test_beta_binomial_recovers_parameters():
+    n, c = simulate_counts(0.5, 20.0, 0.0, 4000, 50, seed=1)
+    model = BetaBinomialPassAtK(n_bootstrap=0).fit(n, c)
+    assert model.a_ == pytest.approx(0.5, rel=0.12)
+    assert model.b_ == pytest.approx(20.0, rel=0.2)
+    assert model.pi_ == 0.0 and model.degenerate_ is None and not model.at_bound_
+    assert model.mean_ == pytest.approx(0.5 / 20.5, rel=0.05)
+
+
+def test_zero_inflated_recovers_zero_mass():
+    n, c = simulate_counts(1.5, 6.0, 0.3, 4000, 100, seed=2)
+    model = BetaBinomialPassAtK(zero_inflated=True, n_bootstrap=0).fit(n, c)
+    assert model.pi_ == pytest.approx(0.3, abs=0.03)
+    assert model.a_ == pytest.approx(1.5, rel=0.2)
+    assert model.b_ == pytest.approx(6.0, rel=0.25)
+    # The plain model cannot express the point mass and fits worse.
+    plain = BetaBinomialPassAtK(n_bootstrap=0).fit(n, c)
+    assert model.loglik_ > plain.loglik_ + 10
+
+
+def test_beta_binomial_predict_matches_closed_form_and_integral():
+    n, c = simulate_counts(0.7, 9.0, 0.2, 500, 20, seed=3)
+    model = BetaBinomialPassAtK(zero_inflated=True, n_bootstrap=0).fit(n, c)
+    ks = np.array([1, 7, 100, 10_000])
+    pred = model.predict(ks)
+    np.testing.assert_allclose(pred, beta_binomial_pass_at_k(model.a_, model.b_, ks, model.pi_), rtol=1e-12)
+    for k, value in zip(ks, pred):
+        integral, _ = integrate.quad(lambda p: (1 - (1 - p) ** k) * stats.beta.pdf(p, model.a_, model.b_), 0, 1, limit=200, points=[1e-4, 1e-2])
+        assert value == pytest.approx((1 - model.pi_) * integral, rel=1e-5, abs=1e-9)
+    # pass@1 is the mean success rate, and the curve rises with k.
+    assert model.predict(1) == pytest.approx((1 - model.pi_) * model.a_ / (model.a_ + model.b_), rel=1e-10)
+    assert np.all(np.diff(model.predict(np.arange(1, 200))) > 0)
+    assert isinstance(model.predict(5), float)
+
+
+def test_beta_binomial_extrapolates_far_beyond_the_trials():
+    # A small pilot (16 trials) of a heavy-tailed population predicts pass@1000 from the fitted Beta.
+    a, b = 0.4, 8.0
+    n, c = simulate_counts(a, b, 0.0, 3000, 16, seed=4)
+    model = BetaBinomialPassAtK(n_bootstrap=0).fit(n, c)
+    truth = beta_binomial_pass_at_k(a, b, np.array([100, 1000]))
+    np.testing.assert_allclose(model.predict([100, 1000]), truth, atol=0.03)
+
+
+def test_bootstrap_intervals_contain_the_truth():
+    a, b, k = 0.6, 12.0, np.array([64, 512])
+    truth = beta_binomial_pass_at_k(a, b, k)
+    hits = []
+    for seed in range(6):
+        n, c = simulate_counts(a, b, 0.0, 400, 16, seed=10 + seed)
+        model = BetaBinomialPassAtK(n_bootstrap=60, random_state=seed).fit(n, c)
+        lo, hi = model.predict_interval(k, level=0.95)
+        assert np.all(lo <= model.predict(k) + 1e-12) and np.all(model.predict(k) <= hi + 1e-12)
+        hits.append((lo <= truth) & (truth <= hi))
+    assert np.mean(hits) >= 0.8
+    # Seeded: the same interval twice.
+    n, c = simulate_counts(a, b, 0.0, 200, 16, seed=99)
+    one = BetaBinomialPassAtK(n_bootstrap=20, random_state=7).fit(n, c).predict_interval(100)
+    two = BetaBinomialPassAtK(n_bootstrap=20, random_state=7).fit(n, c).predict_interval(100)
+    assert one == two
+
+
+def test_shape_prior_pulls_the_shape():
+    n, c = simulate_counts(0.5, 50.0, 0.0, 60, 32, seed=5)
+    free = BetaBinomialPassAtK(n_bootstrap=0).fit(n, c)
+    tight = BetaBinomialPassAtK(shape_prior=(3.0, 0.01), n_bootstrap=0).fit(n, c)
+    assert tight.a_ == pytest.approx(3.0, rel=0.05)
+    assert free.loglik_ >= tight.loglik_ - 1e-9
+    # The mean is still fitted: pass@1 stays close to the data's success rate.
+    assert tight.predict(1) == pytest.approx(c.sum() / n.sum(), rel=0.1)
+
+
+def test_degenerate_counts_give_constant_predictions():
+    zero = BetaBinomialPassAtK(n_bootstrap=5).fit(np.full(10, 32), np.zeros(10))
+    assert zero.degenerate_ == "all_wrong"
+    np.testing.assert_array_equal(zero.predict([1, 10, 1e6]), 0.0)
+    lo, hi = zero.predict_interval([5, 50])
+    np.testing.assert_array_equal(lo, 0.0)
+    np.testing.assert_array_equal(hi, 0.0)
+    one = BetaBinomialPassAtK(zero_inflated=True, n_bootstrap=0).fit([4, 5, 6], [4, 5, 6])
+    assert one.degenerate_ == "all_correct"
+    np.testing.assert_array_equal(one.predict([1, 1000]), 1.0)
+    # A single success among many problems: finite, between 0 and 1, no NaN.
+    few = BetaBinomialPassAtK(zero_inflated=True, n_bootstrap=10).fit(np.full(100, 32), np.r_[1, np.zeros(99)])
+    out = np.r_[few.predict([1, 100, 10_000]), *few.predict_interval([1, 100, 10_000])]
+    assert np.all(np.isfinite(out)) and np.all((out >= 0) & (out <= 1))
+
+
+def test_beta_binomial_input_errors():
+    with pytest.raises(EstimationError, match="not fitted"):
+        BetaBinomialPassAtK().predict(10)
+    with pytest.raises(EstimationError, match="not fitted"):
+        BetaBinomialPassAtK().predict_interval(10)
+    with pytest.raises(ConfigError, match="0 <= c <= n"):
+        BetaBinomialPassAtK().fit([5, 5], [6, 1])
+    with pytest.raises(ConfigError, match="same length"):
+        BetaBinomialPassAtK().fit([5, 5, 5], [1, 1])
+    with pytest.raises(ConfigError, match="at least one trial"):
+        BetaBinomialPassAtK().fit([0, 5], [0, 1])
+    with pytest.raises(ConfigError, match="whole numbers"):
+        BetaBinomialPassAtK().fit([5, 5], [1.5, 1])
+    with pytest.raises(EstimationError, match="at least 2 problems"):
+        BetaBinomialPassAtK().fit([5], [1])
+    with pytest.raises(ConfigError, match="shape_prior"):
+        BetaBinomialPassAtK(shape_prior=(-1.0, 1.0)).fit([5, 5], [1, 2])
+    with pytest.raises(ConfigError, match="n_bootstrap"):
+        BetaBinomialPassAtK(n_bootstrap=-3).fit([5, 5], [1, 2])
+    model = BetaBinomialPassAtK(n_bootstrap=0).fit([5, 5, 5], [1, 2, 0])
+    with pytest.raises(ConfigError, match="k"):
+        model.predict([0, 10])
+    with pytest.raises(ConfigError, match="k"):
+        model.predict([np.nan])
+    with pytest.raises(ConfigError, match="n_bootstrap"):
+        model.predict_interval(10)
+    with pytest.raises(ConfigError, match="level"):
+        BetaBinomialPassAtK(n_bootstrap=3).fit([5, 5, 5], [1, 2, 0]).predict_interval(10, level=1.5)
+    # Every deliberate error is a TTScaleError (the CLI prints them without a traceback).
+    assert issubclass(EstimationError, TTScaleError) and issubclass(ConfigError, TTScaleError)
+
+
+def test_params_and_clone():
+    model = BetaBinomialPassAtK(zero_inflated=True, n_bootstrap=7, random_state=3)
+    assert model.get_params() == {"zero_inflated": True, "shape_prior": None, "n_bootstrap": 7, "random_state": 3}
+    model.fit([10, 10, 10], [1, 0, 3])
+    twin = model.clone()
+    assert twin.get_params() == model.get_params() and not hasattr(twin, "a_")
+    with pytest.raises(ConfigError, match="parameters of BetaBinomialPassAtK"):
+        model.set_params(nope=1)
+    assert "zero_inflated=True" in repr(model)
+
+
+def test_exact_pass_at_k_helper():
+    np.testing.assert_allclose(pass_at_k([5, 5], [0, 2], [1, 4]), [[0, 0], [0.4, 1.0]])
+    with pytest.raises(EstimationError, match="k <= n"):
+        pass_at_k([5], [1], [6])
+
+
+# --------------------------------------------------------------------------- (k, acc) curve families
+
+
+K = np.arange(1, 65, dtype=float)
+
+
+def test_exp_power_law_recovers_parameters():
+    acc = np.exp(-2.0 * K**-0.4)
+    for scale in ("linear", "log"):
+        model = ExpPowerLaw(scale=scale, n_bootstrap=0).fit(K, acc)
+        assert model.a_ == pytest.approx(-2.0, rel=1e-4)
+        assert model.b_ == pytest.approx(-0.4, rel=1e-4)
+        np.testing.assert_allclose(model.predict([1000, 1e5]), np.exp(-2.0 * np.array([1000, 1e5]) ** -0.4), rtol=1e-4)
+
+
+def test_power_law_with_floor_recovers_parameters():
+    acc = 1 - (0.2 + 0.5 * K**-0.6)
+    model = PowerLawWithFloor(n_bootstrap=0).fit(K, acc)
+    assert (model.E_, model.C_, model.g_) == (pytest.approx(0.2, abs=1e-4), pytest.approx(0.5, rel=1e-3), pytest.approx(0.6, rel=1e-3))
+    assert model.predict(1e9) == pytest.approx(0.8, abs=1e-4)
+
+
+def test_loglog_regression_is_exact_on_its_family():
+    acc = np.exp(-2.0 * K**-0.4)
+    model = LogLogRegression(n_bootstrap=0).fit(K, acc)
+    assert model.intercept_ == pytest.approx(np.log(2.0)) and model.slope_ == pytest.approx(-0.4)
+    err_model = LogLogRegression(transform="err", n_bootstrap=0).fit(K, 1 - 0.5 * K**-0.3)
+    assert err_model.slope_ == pytest.approx(-0.3) and err_model.predict(100) == pytest.approx(1 - 0.5 * 100**-0.3)
+
+
+def test_curve_bootstrap_over_problems_and_residuals():
+    rng = np.random.default_rng(0)
+    per_problem = (rng.random((300, K.size)) < np.exp(-2.0 * K**-0.4)).astype(float)
+    model = ExpPowerLaw(n_bootstrap=40, random_state=0).fit(K, per_problem)
+    np.testing.assert_allclose(model.acc_, per_problem.mean(axis=0))
+    lo, hi = model.predict_interval([10, 100])
+    assert np.all(lo < hi) and np.all(lo <= model.predict([10, 100])) and np.all(model.predict([10, 100]) <= hi)
+    noisy = np.clip(np.exp(-2.0 * K**-0.4) + rng.normal(0, 0.01, K.size), 0, 1)
+    lo, hi = PowerLawWithFloor(n_bootstrap=30).fit(K, noisy).predict_interval(100)
+    assert 0 <= lo < hi <= 1
+
+
+def test_curve_fit_counts_uses_exact_pass_at_k():
+    n, c = simulate_counts(0.5, 5.0, 0.0, 200, 32, seed=6)
+    model = LogLogRegression(n_bootstrap=0).fit_counts(n, c)
+    np.testing.assert_allclose(model.acc_, pass_at_k(n, c, np.arange(1, 33)).mean(axis=0))
+
+
+def test_curve_degenerate_and_errors():
+    for cls in (ExpPowerLaw, PowerLawWithFloor, LogLogRegression):
+        zero = cls(n_bootstrap=0).fit(K, np.zeros(K.size))
+        one = cls(n_bootstrap=0).fit(K, np.ones(K.size))
+        np.testing.assert_array_equal(zero.predict([1, 1e6]), 0.0)
+        np.testing.assert_array_equal(one.predict([1, 1e6]), 1.0)
+        assert zero.degenerate_ == "all_zero" and one.degenerate_ == "all_one"
+        with pytest.raises(EstimationError, match="not fitted"):
+            cls().predict(3)
+        with pytest.raises(EstimationError, match="at least"):
+            cls().fit([1.0], [0.3])
+        with pytest.raises(ConfigError, match="acc"):
+            cls().fit([1, 2, 3], [0.1, 0.2])
+        with pytest.raises(ConfigError, match="acc"):
+            cls().fit([1, 2, 3], [0.1, np.nan, 0.3])
+        with pytest.raises(ConfigError, match="acc"):
+            cls().fit([1, 2, 3], [0.1, 1.2, 0.3])
+    with pytest.raises(EstimationError, match="0 < accuracy < 1"):
+        LogLogRegression().fit([1, 2, 3], [0.0, 0.0, 0.3])
+    with pytest.raises(ConfigError, match="scale"):
+        ExpPowerLaw(scale="cubic").fit(K, np.exp(-K**-0.5))
+    with pytest.raises(ConfigError, match="transform"):
+        LogLogRegression(transform="logit").fit(K, np.exp(-K**-0.5))
+    with pytest.raises(EstimationError, match="at least 3"):
+        PowerLawWithFloor().fit([1, 2], [0.3, 0.4])
+
+
+# --------------------------------------------------------------------------- model choice
+
+
+def test_selection_picks_the_generating_family():
+    rng = np.random.default_rng(1)
+    k = np.arange(1, 129, dtype=float)
+    families = {"exp": ExpPowerLaw(n_bootstrap=0), "floor": PowerLawWithFloor(n_bootstrap=0), "loglog-err": LogLogRegression(transform="err", n_bootstrap=0)}
+    curves = {"exp": np.exp(-1.5 * k**-0.35), "floor": 1 - (0.3 + 0.45 * k**-0.8)}
+    for truth, acc in curves.items():
+        noisy = np.clip(acc + rng.normal(0, 0.002, k.size), 0, 1)
+        result = select_curve_model(families, k, noisy, holdout_fraction=0.5)
+        assert result.best_name == truth, result.scores
+        assert result.ranking[0] == truth and np.all(result.test_k > result.train_k.max())
+        assert isinstance(result.best, type(families[truth])) and result.best.k_.size == k.size
+
+
+def test_pass_at_k_selection_prefers_the_beta_binomial_on_beta_data():
+    n, c = simulate_counts(0.3, 3.0, 0.0, 2000, 64, seed=7)
+    result = select_pass_at_k_model(
+        {"bb": BetaBinomialPassAtK(n_bootstrap=0), "floor": PowerLawWithFloor(n_bootstrap=0), "loglog-err": LogLogRegression(transform="err", n_bootstrap=0)},
+        n, c, holdout_fraction=0.5, n_repeats=2, random_state=0,
+    )
+    assert result.best_name == "bb", result.scores
+    np.testing.assert_array_equal(result.test_k, np.arange(33, 65))
+    with pytest.raises(EstimationError, match="at least 4 samples"):
+        select_pass_at_k_model([BetaBinomialPassAtK()], [3, 3], [1, 2])
+
+
+def test_selection_errors():
+    with pytest.raises(ConfigError, match="holdout_fraction"):
+        select_curve_model([ExpPowerLaw()], K, np.exp(-K**-0.5), holdout_fraction=1.0)
+    with pytest.raises(ConfigError, match="models"):
+        select_curve_model([], K, np.exp(-K**-0.5))
+    with pytest.raises(EstimationError, match="at least 3 points"):
+        select_curve_model([ExpPowerLaw()], [1, 2], [0.2, 0.3])
+    # A model that cannot fit the training part is ranked last, not fatal.
+    result = select_curve_model({"exp": ExpPowerLaw(n_bootstrap=0), "floor": PowerLawWithFloor(n_bootstrap=0)}, [1, 2, 3, 4], [0.1, 0.2, 0.25, 0.3], 0.5)
+    assert result.scores["floor"] == float("inf") and "floor" in result.failures and result.best_name == "exp"
+
+
+def test_best_n_finds_non_monotone_peaks():
+    k = [1, 2, 4, 8, 16, 32]
+    peak = best_n(k, [0.50, 0.58, 0.62, 0.61, 0.57, 0.55])
+    assert (peak.k, peak.acc, peak.monotone) == (4.0, 0.62, False)
+    assert peak.final_gap == pytest.approx(0.07) and peak.largest_drop == pytest.approx(0.07)
+    rising = best_n(k, [0.5, 0.6, 0.6, 0.65, 0.7, 0.72])
+    assert rising.k == 32 and rising.monotone and rising.largest_drop == 0
+    assert best_n(k, [0.5, 0.6, 0.599, 0.65, 0.7, 0.72], tolerance=0.005).monotone
+    model = PowerLawWithFloor(n_bootstrap=0).fit(K, 1 - (0.2 + 0.5 * K**-0.6))
+    assert best_n([1, 10, 100], model).k == 100
+    with pytest.raises(ConfigError):
+        best_n([1, 2], [0.1, np.nan])
+
+
+# --------------------------------------------------------------------------- majority vote
+
+
+def _population_majority(p, correct, n_votes, rng, draws=4000):
+    """Monte Carlo maj@N of one question with known class probabilities (last entry: no answer)."""
+    votes = rng.multinomial(n_votes, p, size=draws)[:, :-1]
+    top = votes.max(axis=1, keepdims=True)
+    at_top = (votes == top) & (top > 0)
+    return np.mean((at_top & correct).sum(axis=1) / np.maximum(at_top.sum(axis=1), 1))
+
+
+def test_majority_monte_carlo_matches_exact_binomial_with_tie_credit():
+    # Huge pilot counts pin p = (0.55, 0.45): maj@N is then the binomial vote with tie credit.
+    counts = np.array([[5500, 4500], [4500, 5500]])
+    correct = np.array([[True, False], [True, False]])
+    model = DirichletMajorityModel(discount=0.0, correct_discount=0.0, new_mass=1e-3, correct_share=0.5, none_prior=1e-3, n_draws=6000, random_state=0)
+    model.fit(counts, correct)
+    for n_votes in (4, 9):
+        x = np.arange(n_votes + 1)
+        pmf = stats.binom.pmf(x, n_votes, 0.55)
+        exact = pmf[x > n_votes / 2].sum() + 0.5 * pmf[x == n_votes / 2].sum()
+        pred = model.predict_questions(n_votes)
+        assert pred[0, 0] == pytest.approx(exact, abs=0.02)
+        assert pred[1, 0] == pytest.approx(1 - exact, abs=0.02)
+
+
+def test_majority_model_predicts_simulated_questions():
+    rng = np.random.default_rng(3)
+    questions, pilot, target = 300, 8, 32
+    counts, correct, n, truth = [], [], [], []
+    for _ in range(questions):
+        # A correct answer of varying strength, a few wrong modes, a tail of stray answers, no-answers.
+        p_correct = rng.beta(1.2, 1.0)
+        wrong = rng.dirichlet(np.full(4, 0.6)) * (1 - p_correct) * 0.85
+        stray = (1 - p_correct) * 0.1
+        p = np.r_[p_correct, wrong, np.full(10, stray / 10), (1 - p_correct) * 0.05]
+        flags = np.r_[True, np.zeros(14, bool)]
+        truth.append(_population_majority(p, flags, target, rng, draws=1500))
+        sample = rng.choice(p.size, pilot, p=p)
+        answered = sample[sample < p.size - 1]
+        counts.append(np.bincount(answered, minlength=p.size - 1))
+        correct.append(flags)
+        n.append(pilot)
+    model = DirichletMajorityModel(n_draws=600, random_state=1).fit(counts, correct, n)
+    pred = model.predict([pilot, target])
+    assert pred[1] == pytest.approx(np.mean(truth), abs=0.03)
+    assert pred[1] > pred[0]
+    lo, hi = model.predict_interval(target)
+    assert lo <= pred[1] <= hi and hi - lo < 0.15
+    assert set(model.prior_) == {"discount", "correct_discount", "new_mass", "correct_share", "none_prior"}
+    assert np.isfinite(model.loo_loglik_)
+
+
+def test_majority_model_edge_cases_and_errors():
+    # All pilots unanimous and correct: maj@N is ~1; all wrong and unanimous: ~0.
+    right = DirichletMajorityModel(n_draws=300).fit(np.full((20, 1), 8), np.ones((20, 1), bool))
+    assert right.predict(40) > 0.97
+    wrong = DirichletMajorityModel(n_draws=300).fit(np.c_[np.full(20, 8), np.zeros(20)], np.c_[np.zeros(20, bool), np.ones(20, bool)])
+    assert wrong.predict(40) < 0.03
+    # Questions whose pilot has no answer at all still predict finite values.
+    mixed = DirichletMajorityModel(n_draws=300).fit([np.array([3, 1]), np.array([], int), np.array([2])], [np.array([True, False]), np.array([], bool), np.array([False])], n=[4, 3, 5])
+    out = mixed.predict_questions([1, 8, 40])
+    assert out.shape == (3, 3) and np.all(np.isfinite(out)) and np.all((out >= 0) & (out <= 1))
+    with pytest.raises(EstimationError, match="not fitted"):
+        DirichletMajorityModel().predict(10)
+    with pytest.raises(ConfigError, match="discount"):
+        DirichletMajorityModel(discount=1.5).fit(np.ones((2, 1)), np.ones((2, 1), bool))
+    with pytest.raises(ConfigError, match="correct_share"):
+        DirichletMajorityModel(correct_share="half").fit(np.ones((2, 1)), np.ones((2, 1), bool))
+    with pytest.raises(ConfigError, match="n"):
+        DirichletMajorityModel().fit(np.array([[3, 2]]), np.array([[True, False]]), n=[4])
+    with pytest.raises(EstimationError, match="no pilot sample"):
+        DirichletMajorityModel().fit(np.array([[0, 0], [1, 0]]), np.zeros((2, 2), bool))
+    with pytest.raises(ConfigError, match="counts"):
+        DirichletMajorityModel().fit(np.array([[-1, 2]]), np.zeros((1, 2), bool))
+    with pytest.raises(EstimationError, match="at least 2 pilot samples"):
+        DirichletMajorityModel().fit(np.ones((3, 1)), np.ones((3, 1), bool))
+    with pytest.raises(ConfigError, match="whole numbers"):
+        right.predict(2.5)

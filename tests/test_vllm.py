@@ -1,0 +1,271 @@
+"""The real vLLM engine: offline ``vllm.LLM`` in-process and the OpenAI-compatible server over HTTP.
+
+One server (``python -m vllm.entrypoints.openai.api_server`` on 127.0.0.1) is started for the
+module, while the offline engine loads; a fault proxy sits in front of it where faults are
+injected. The last test kills the server mid-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytest.importorskip("vllm")
+
+from fault_proxy import FaultProxy, free_port  # noqa: E402
+from test_samplers import arith_problems, tiny_model, write_jsonl  # noqa: E402,F401
+
+from ttscale.backends.openai import OpenAISampler, ServerError  # noqa: E402
+from ttscale.backends.vllm import VLLMSampler  # noqa: E402
+from ttscale.bank import read_bank  # noqa: E402
+from ttscale.errors import ConfigError  # noqa: E402
+from ttscale.run import plan_requests, run_sampling  # noqa: E402
+from ttscale.sampler import FanOut, SampleRequest, SamplingConfig, request_seed  # noqa: E402
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+ENGINE = dict(dtype="float32", enforce_eager=True, max_model_len=256, max_num_batched_tokens=16384)
+CONFIG = SamplingConfig(temperature=0.8, max_tokens=32, template="arith", seed=1234)
+N = 8
+PROBLEMS = arith_problems(6)
+CHAT_TEMPLATE = "{% for m in messages %}Question: {{ m['content'] }}\n{% endfor %}Answer:"  # Jinja drops a trailing newline
+SERVER_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **SERVER_ENV, **extra}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+@pytest.fixture(scope="module")
+def server_proc(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    """Starts the server (not waiting: the offline engine loads meanwhile); killed at the end."""
+    port = free_port()
+    folder = tmp_path_factory.mktemp("server")
+    log = folder / "server.log"
+    (folder / "chat.jinja").write_text(CHAT_TEMPLATE)
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model), "--host", "127.0.0.1",
+        "--port", str(port), "--dtype", "float32", "--max-model-len", "256", "--max-num-batched-tokens", "16384", "--enforce-eager",
+        "--chat-template", str(folder / "chat.jinja"),
+    ]
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
+    yield proc, f"http://127.0.0.1:{port}", log
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(server_proc: tuple[subprocess.Popen, str, Path]) -> str:
+    proc, url, log = server_proc
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"vLLM server not healthy after 240 s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model: Path, server_proc: object) -> Iterator[VLLMSampler]:
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {**SERVER_ENV, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}.items():
+            mp.setenv(key, value)
+        sampler = VLLMSampler(str(tiny_model), CONFIG, engine_args=ENGINE)
+        yield sampler
+        sampler.close()
+
+
+@pytest.fixture(scope="module")
+def offline_bank(engine: VLLMSampler, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("offline") / "bank.jsonl"
+    stats = run_sampling(engine, PROBLEMS, out, N, meta={"backend": "vllm"})
+    assert stats.samples == len(PROBLEMS) * N and stats.requests == len(PROBLEMS)
+    assert stats.tokens_per_s == pytest.approx(stats.completion_tokens / stats.elapsed)
+    return out
+
+
+def texts(result_candidates: list) -> list[str]:
+    return [c.text for c in result_candidates]
+
+
+def test_offline_engine_samples_n_per_prompt(engine: VLLMSampler, offline_bank: Path) -> None:
+    llm_config = engine.llm.llm_engine.vllm_config
+    assert llm_config.cache_config.enable_prefix_caching
+    bank = read_bank(offline_bank)
+    assert bank.sample_counts() == {p.id: N for p in PROBLEMS}
+    for record in bank.records:
+        assert record.model_extra["prompt_tokens"] > 10
+        assert {s.seed for s in record.samples} == {request_seed(CONFIG.seed, record.id, 0)}
+        for s in record.samples:
+            assert 0 < s.tokens <= 32 and s.logprob < 0 and s.mean_logprob == pytest.approx(s.logprob / s.tokens)
+            assert s.finish in ("stop", "length")
+    # Seeded per request: alone, in another batch order, the same candidates come back.
+    lone = engine.generate(plan_requests(PROBLEMS[::-1], {}, N, CONFIG.seed)[-1:])[0]
+    assert texts(lone.candidates) == [s.text for s in bank.by_id()[PROBLEMS[0].id].samples]
+    assert len(set(texts(lone.candidates))) > 1  # n distinct samples, not one repeated
+
+
+def test_offline_chat_template_and_stop_strings(engine: VLLMSampler) -> None:
+    config = SamplingConfig(prompt_format="chat", stop=("\n",), max_tokens=32, seed=5)
+    req = SampleRequest("a", PROBLEMS[0].problem, 4, seed=1)
+    if not engine.chat_template:
+        with pytest.raises(ConfigError, match="chat template"):
+            VLLMSampler(None, config, llm=engine.llm).generate([req])
+    chat = VLLMSampler(None, config, llm=engine.llm, chat_template=CHAT_TEMPLATE)
+    text = f"Question: {PROBLEMS[0].problem}\nAnswer:"
+    assert chat.prompt_ids(req) == chat.tokenizer(text, add_special_tokens=False)["input_ids"]
+    (result,) = chat.generate([req])
+    assert len(result.candidates) == 4
+    for cand in result.candidates:
+        assert "\n" not in cand.text and (cand.finish == "stop" or cand.tokens == 32)
+
+
+def test_server_gives_the_offline_texts_and_logprobs(server: str, offline_bank: Path) -> None:
+    sampler = OpenAISampler(None, CONFIG, base_url=server + "/v1")
+    results = sampler.generate(plan_requests(PROBLEMS, {}, N, CONFIG.seed))
+    assert sampler.calls == len(PROBLEMS) and sampler.native_n is True  # one HTTP request with n=8 per prompt
+    offline = read_bank(offline_bank).by_id()
+    for result in results:
+        ref = offline[result.request.id]
+        assert texts(result.candidates) == [s.text for s in ref.samples]
+        assert [c.tokens for c in result.candidates] == [s.tokens for s in ref.samples]
+        assert [c.logprob for c in result.candidates] == pytest.approx([s.logprob for s in ref.samples], abs=1e-3)
+        assert result.prompt_tokens == ref.model_extra["prompt_tokens"]  # from usage
+        assert result.completion_tokens == sum(s.tokens for s in ref.samples)
+
+
+def test_server_chat_endpoint_matches_offline_chat(server: str, engine: VLLMSampler) -> None:
+    config = SamplingConfig(prompt_format="chat", temperature=0.8, max_tokens=24, seed=9)
+    reqs = plan_requests(PROBLEMS[:3], {}, 4, config.seed)
+    offline = VLLMSampler(None, config, llm=engine.llm, chat_template=CHAT_TEMPLATE).generate(reqs)
+    over_http = OpenAISampler(None, config, base_url=server + "/v1").generate(reqs)
+    for a, b in zip(offline, over_http):
+        assert texts(a.candidates) == texts(b.candidates) and a.prompt_tokens == b.prompt_tokens
+        assert [c.logprob for c in a.candidates] == pytest.approx([c.logprob for c in b.candidates], abs=1e-3)
+
+
+def test_parallel_fan_out_and_fallback_when_n_is_refused(server: str) -> None:
+    req = plan_requests(PROBLEMS[:2], {}, N, CONFIG.seed)
+    with FaultProxy(server, max_n=1) as proxy:
+        auto = OpenAISampler(None, CONFIG, base_url=proxy.url + "/v1")
+        results = auto.generate(req)
+        assert auto.native_n is False
+        sent = proxy.completions(status=200)
+        assert len(sent) == 2 * N and {e.n for e in sent} == {1}
+        assert len(proxy.completions(status=400)) >= 1
+    for result in results:
+        assert len(result.candidates) == N
+        assert [c.seed for c in result.candidates] == [result.request.seed + i for i in range(N)]
+        assert len(set(texts(result.candidates))) > 1
+    direct = OpenAISampler(None, SamplingConfig.from_dict({**CONFIG.to_dict(), "fan_out": "parallel"}), base_url=server + "/v1")
+    assert texts(direct.generate(req[:1])[0].candidates) == texts(results[0].candidates)
+    assert direct.config.fan_out is FanOut.PARALLEL and direct.calls == N
+
+
+def test_429_500_503_and_timeouts_are_retried(server: str, offline_bank: Path) -> None:
+    reqs = plan_requests(PROBLEMS, {}, N, CONFIG.seed)
+    with FaultProxy(server, hang=10) as proxy:
+        proxy.inject("429", "500", "hang", "503", "429")
+        sampler = OpenAISampler(None, CONFIG, base_url=proxy.url + "/v1", timeout=2.0, backoff=0.05, concurrency=2)
+        results = sampler.generate(reqs)
+        statuses = [e.status for e in proxy.completions(status=None)]
+    assert sorted(map(str, statuses[:5])) == sorted(["429", "500", "hang", "503", "429"])
+    assert statuses.count(200) == len(PROBLEMS) and sampler.calls == len(PROBLEMS) + 5
+    offline = read_bank(offline_bank).by_id()
+    assert all(texts(r.candidates) == [s.text for s in offline[r.request.id].samples] for r in results)
+    # Retries exhausted: a clear error naming the server and the last failure.
+    with FaultProxy(server) as proxy:
+        proxy.inject(*["500"] * 3)
+        failing = OpenAISampler(None, CONFIG, base_url=proxy.url + "/v1", max_retries=2, backoff=0.01)
+        with pytest.raises(ServerError, match=r"failed 3 times, last: HTTP 500: injected 500"):
+            failing.generate(reqs[:1])
+
+
+def _sample_cmd(base_url: str, dataset: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "ttscale.commands.sample", "--backend", "openai", "--base-url", base_url, "--dataset", str(dataset),
+        "--out", str(out), "--n", str(N), "--temperature", "0.8", "--max-tokens", "32", "--template", "arith", "--seed", "1234",
+        "--quiet", *extra,
+    ]
+
+
+def _wait_lines(path: Path, lines: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= lines:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"sampler exited early ({proc.returncode}): {proc.stderr.read().decode() if proc.stderr else ''}")
+        time.sleep(0.05)
+    pytest.fail(f"{path} did not reach {lines} lines")
+
+
+def test_sigkill_then_resume_sends_no_finished_request_again(server: str, engine: VLLMSampler, tmp_path: Path) -> None:
+    problems = arith_problems(12)
+    dataset = write_jsonl(tmp_path / "ds.jsonl", [{"id": p.id, "problem": p.problem, "answer": p.answer} for p in problems])
+    out = tmp_path / "bank.jsonl"
+    prompt_id = {CONFIG.render(p.problem): p.id for p in problems}
+    with FaultProxy(server, delay=0.5) as proxy:
+        cmd = _sample_cmd(proxy.url + "/v1", dataset, out, "--concurrency", "2")
+        first = subprocess.Popen(cmd, env=_env(), stderr=subprocess.PIPE, start_new_session=True)
+        _wait_lines(out, 3, first)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        written = {r.id for r in read_bank(out).records}
+        assert 3 <= len(written) < len(problems)
+        before = len(proxy.log)
+        proxy.delay = 0
+        second = subprocess.run(cmd, env=_env(), capture_output=True, timeout=120)
+        assert second.returncode == 0, second.stderr.decode()
+        resent = [prompt_id[e.prompt] for e in proxy.log[before:] if e.path.endswith("completions")]
+    bank = read_bank(out)
+    assert bank.sample_counts() == {p.id: N for p in problems}  # exactly N each: nothing dropped or doubled
+    assert not written & set(resent)  # no finished request was sent again
+    assert sorted(resent) == sorted({p.id for p in problems} - written)  # each missing one once
+    # Seeds per (problem, round): the resumed bank is what one uninterrupted run draws (here: offline vLLM).
+    offline = engine.generate(plan_requests(problems, {}, N, CONFIG.seed))
+    assert all([s.text for s in bank.by_id()[r.request.id].samples] == texts(r.candidates) for r in offline)
+
+
+def test_server_down_at_start_is_a_clear_error(tmp_path: Path) -> None:
+    dataset = write_jsonl(tmp_path / "ds.jsonl", [{"id": "a", "problem": "Tom has 3 apples. How many apples does Tom have now?"}])
+    out = tmp_path / "bank.jsonl"
+    res = subprocess.run(_sample_cmd(f"http://127.0.0.1:{free_port()}/v1", dataset, out), env=_env(), capture_output=True, timeout=120)
+    err = res.stderr.decode()
+    assert res.returncode == 2 and "cannot reach an OpenAI-compatible server" in err and "Traceback" not in err
+    assert not out.exists() or out.stat().st_size == 0
+
+
+def test_server_killed_mid_run_retries_then_fails_clearly(server: str, server_proc: tuple, tmp_path: Path) -> None:
+    """Runs last: it kills the module's server."""
+    problems = arith_problems(400)
+    dataset = write_jsonl(tmp_path / "ds.jsonl", [{"id": p.id, "problem": p.problem} for p in problems])
+    out = tmp_path / "bank.jsonl"
+    cmd = _sample_cmd(server + "/v1", dataset, out, "--concurrency", "1", "--max-retries", "2", "--timeout", "5")
+    run = subprocess.Popen(cmd, env=_env(), stderr=subprocess.PIPE, start_new_session=True)
+    _wait_lines(out, 3, run)
+    os.killpg(server_proc[0].pid, signal.SIGKILL)
+    _, stderr = run.communicate(timeout=60)
+    err = stderr.decode()
+    assert run.returncode == 2 and "failed 3 times" in err and "connection failed" in err and "Traceback" not in err, err
+    bank = read_bank(out)  # what was written stays, whole
+    assert 3 <= len(bank) < len(problems) and set(bank.sample_counts().values()) == {N}
