@@ -120,10 +120,12 @@ def run_bank(name: str, path: Path, target: int, min_samples: int, seeds: int) -
     full = tally(classes, correct, [np.arange(c.size) for c in classes])
     truth = float(majority(*full, [target]).mean())
     acc1 = float(majority(*full, [1]).mean())
+    truth_pilot_size = float(majority(*full, [PILOT]).mean())
     print(f"\n== {name}: {q} questions, pilot {PILOT} samples/question, target maj@{target}")
-    print(f"   truth from all samples: maj@1 {100 * acc1:.2f}, maj@{target} {100 * truth:.2f}"
+    print(f"   truth from all samples: maj@1 {100 * acc1:.2f}, maj@{PILOT} {100 * truth_pilot_size:.2f}, maj@{target} {100 * truth:.2f}"
           + ("" if _exact_majority else "  (Monte Carlo truth: ttscale.estimate.majority_at_k not available)"))
     preds = {k: [] for k in NAMES}
+    noise = []  # the pilot's exact maj@8 minus the bank's maj@8: sampling noise with no extrapolation
     intervals, priors, chosen = [], [], []
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
@@ -146,6 +148,7 @@ def run_bank(name: str, path: Path, target: int, min_samples: int, seeds: int) -
         chosen.append(sel.best_name)
         preds["Selected"].append(float(sel.best.predict(target)))
         preds["pilot maj@8"].append(float(curve[:, -1].mean()))
+        noise.append(100 * (float(curve[:, -1].mean()) - truth_pilot_size))
         print(f"   seed {seed}: pilot maj@8 {100 * curve[:, -1].mean():.2f} -> Dirichlet {100 * preds['Dirichlet'][-1]:.2f} "
               f"[{100 * intervals[-1][0]:.2f}, {100 * intervals[-1][1]:.2f}]  exch {100 * preds['Dirichlet-exch'][-1]:.2f}  "
               f"PL+floor {100 * preds['PL+floor'][-1]:.2f}  ExpPL {100 * preds['ExpPL'][-1]:.2f}  ({time.time() - t0:.0f}s)")
@@ -159,6 +162,9 @@ def run_bank(name: str, path: Path, target: int, min_samples: int, seeds: int) -
                           "within_1": int(np.sum(np.abs(err) <= 1.0))}
         s = summary[label]
         print(f"   {label:<16}{s['mean_error']:>+10.2f}{s['sd']:>8.2f}{s['mae']:>12.2f}{s['max_abs']:>11.2f}{s['within_1']:>7}/{seeds}")
+    noise = np.array(noise)
+    print(f"   noise reference: the pilot's own maj@{PILOT} misses the bank's maj@{PILOT} (no extrapolation at all) by "
+          f"{noise.mean():+.2f} on average, sd {noise.std():.2f}, |err| <= 1 in {int(np.sum(np.abs(noise) <= 1))}/{seeds} seeds")
     cover = np.mean([lo <= truth <= hi for lo, hi in intervals])
     width = 100 * np.mean([hi - lo for lo, hi in intervals])
     mean_prior = {k: float(np.mean([p[k] for p in priors])) for k in priors[0]}
@@ -167,6 +173,7 @@ def run_bank(name: str, path: Path, target: int, min_samples: int, seeds: int) -
     print("   calibrated prior (mean over seeds): " + ", ".join(f"{k}={v:.3f}" for k, v in mean_prior.items()))
     print("   held-out curve choice: " + ", ".join(f"{k} {chosen.count(k)}" for k in sorted(set(chosen))))
     return {"questions": q, "target": target, "truth": truth, "summary": summary, "interval_coverage": float(cover),
+            "pilot_noise": {"mean": float(noise.mean()), "sd": float(noise.std())},
             "interval_width": width, "prior": mean_prior, "seconds": time.time() - t0}
 
 

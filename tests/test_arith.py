@@ -22,8 +22,8 @@ from ttscale.arith import test_set_path as fixed_set_path
 from ttscale.arith.make_test_sets import test_set_problems as seeded_set_problems
 from ttscale.errors import ConfigError
 
-ADD_VERBS = ("buys", "finds", "gets", "picks up", "wins")
-SUB_VERBS = ("gives away", "sells", "loses", "uses", "gives")
+ADD_VERBS = ("buys", "finds", "gets", "wins")
+SUB_VERBS = ("gives away", "sells", "loses", "uses")
 
 
 def solve_independently(problem: str) -> tuple[int, list[int], list[int]]:
@@ -37,7 +37,7 @@ def solve_independently(problem: str) -> tuple[int, list[int], list[int]]:
     for sentence in sentences[1:-1]:
         (number,) = re.findall(r"\d+", sentence)
         operand = int(number)
-        if any(f" {verb} " in f" {sentence} " for verb in ADD_VERBS) and " more " in sentence:
+        if any(f" {verb} " in f" {sentence} " for verb in ADD_VERBS) and sentence.endswith(" more."):
             value += operand
         elif any(f" {verb} " in f" {sentence} " for verb in SUB_VERBS):
             value -= operand

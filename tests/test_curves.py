@@ -38,6 +38,8 @@ def test_beta_binomial_recovers_parameters():
     assert model.b_ == pytest.approx(20.0, rel=0.2)
     assert model.pi_ == 0.0 and model.degenerate_ is None and not model.at_bound_
     assert model.mean_ == pytest.approx(0.5 / 20.5, rel=0.05)
+    assert model.log_likelihood(n, c) == pytest.approx(model.loglik_)
+    assert model.log_likelihood(n[:10], c[:10]) < 0
 
 
 def test_zero_inflated_recovers_zero_mass():
@@ -324,30 +326,33 @@ def test_majority_monte_carlo_matches_exact_binomial_with_tie_credit():
 
 
 def test_majority_model_predicts_simulated_questions():
-    rng = np.random.default_rng(3)
+    # Questions drawn from the model's own family: a Dirichlet over (correct, 4 wrong, no answer)
+    # in which the correct answer has the larger concentration. 8-sample pilots, predict maj@32.
+    rng = np.random.default_rng(2)
     questions, pilot, target = 300, 8, 32
+    flags = np.r_[True, np.zeros(4, bool)]
     counts, correct, n, truth = [], [], [], []
     for _ in range(questions):
-        # A correct answer of varying strength, a few wrong modes, a tail of stray answers, no-answers.
-        p_correct = rng.beta(1.2, 1.0)
-        wrong = rng.dirichlet(np.full(4, 0.6)) * (1 - p_correct) * 0.85
-        stray = (1 - p_correct) * 0.1
-        p = np.r_[p_correct, wrong, np.full(10, stray / 10), (1 - p_correct) * 0.05]
-        flags = np.r_[True, np.zeros(14, bool)]
-        truth.append(_population_majority(p, flags, target, rng, draws=1500))
+        p = rng.dirichlet([1.5, 0.4, 0.4, 0.4, 0.4, 0.2])
+        truth.append(_population_majority(p, flags, target, rng, draws=1000))
         sample = rng.choice(p.size, pilot, p=p)
-        answered = sample[sample < p.size - 1]
-        counts.append(np.bincount(answered, minlength=p.size - 1))
+        counts.append(np.bincount(sample[sample < p.size - 1], minlength=p.size - 1))
         correct.append(flags)
         n.append(pilot)
     model = DirichletMajorityModel(n_draws=600, random_state=1).fit(counts, correct, n)
     pred = model.predict([pilot, target])
-    assert pred[1] == pytest.approx(np.mean(truth), abs=0.03)
+    assert pred[1] == pytest.approx(np.mean(truth), abs=0.02)
     assert pred[1] > pred[0]
+    # The calibrated prior finds the correct answer's extra concentration.
+    assert model.prior_["correct_discount"] < model.prior_["discount"] - 0.5
     lo, hi = model.predict_interval(target)
-    assert lo <= pred[1] <= hi and hi - lo < 0.15
+    assert lo <= np.mean(truth) <= hi and hi - lo < 0.15
     assert set(model.prior_) == {"discount", "correct_discount", "new_mass", "correct_share", "none_prior"}
     assert np.isfinite(model.loo_loglik_)
+    # Treating the correct answer as a class like any other loses that signal and predicts less.
+    exchangeable = DirichletMajorityModel(correct_discount="same", n_draws=600, random_state=1).fit(counts, correct, n)
+    assert exchangeable.prior_["correct_discount"] == exchangeable.prior_["discount"]
+    assert exchangeable.predict(target) < pred[1] - 0.03
 
 
 def test_majority_model_edge_cases_and_errors():
@@ -376,3 +381,24 @@ def test_majority_model_edge_cases_and_errors():
         DirichletMajorityModel().fit(np.ones((3, 1)), np.ones((3, 1), bool))
     with pytest.raises(ConfigError, match="whole numbers"):
         right.predict(2.5)
+
+
+# --------------------------------------------------------------------------- properties
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 40), st.integers(0, 40)), min_size=2, max_size=20),
+    st.booleans(),
+)
+def test_pass_at_k_predictions_are_probabilities_rising_in_k(rows, zero_inflated):
+    n = np.array([r[0] for r in rows])
+    c = np.minimum(np.array([r[1] for r in rows]), n)
+    model = BetaBinomialPassAtK(zero_inflated=zero_inflated, n_bootstrap=0).fit(n, c)
+    pred = model.predict(np.array([1, 2, 10, 100, 10_000]))
+    assert np.all(np.isfinite(pred)) and np.all((pred >= 0) & (pred <= 1))
+    assert np.all(np.diff(pred) >= -1e-12)
+    assert (model.degenerate_ == "all_wrong") == (c.sum() == 0)

@@ -183,9 +183,9 @@ def test_parallel_fan_out_and_fallback_when_n_is_refused(server: str) -> None:
 
 def test_429_500_503_and_timeouts_are_retried(server: str, offline_bank: Path) -> None:
     reqs = plan_requests(PROBLEMS, {}, N, CONFIG.seed)
-    with FaultProxy(server, hang=10) as proxy:
+    with FaultProxy(server, hang=3) as proxy:
         proxy.inject("429", "500", "hang", "503", "429")
-        sampler = OpenAISampler(None, CONFIG, base_url=proxy.url + "/v1", timeout=2.0, backoff=0.05, concurrency=2)
+        sampler = OpenAISampler(None, CONFIG, base_url=proxy.url + "/v1", timeout=2.5, backoff=0.05, concurrency=2)
         results = sampler.generate(reqs)
         statuses = [e.status for e in proxy.completions(status=None)]
     assert sorted(map(str, statuses[:5])) == sorted(["429", "500", "hang", "503", "429"])

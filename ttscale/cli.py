@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .errors import ConfigError, TTScaleError
+from .console import err, handle_errors, out, progress_bar
+from .errors import ConfigError
 
 app = typer.Typer(
     name="ttscale",
@@ -23,41 +20,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def handle_errors(fn: F) -> F:
-    """Print ttscale's typed errors as one clear line and exit non-zero, without a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except TTScaleError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def progress_bar(disable: bool = False) -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=disable,
-    )
-
-
 def parse_k_list(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -134,6 +96,18 @@ def eval_command(
     out.print(eval_table(result, title=f"{bank} — {result.problems} problems, accuracy (%) at k"))
     if plot is not None:
         out.print(f"plot: {plot}")
+
+
+def _register_commands() -> None:
+    # Command modules import this one (for err/handle_errors), so they are attached last.
+    from .commands.demo import demo_command
+    from .commands.sample import sample_command
+
+    app.command("sample")(sample_command)
+    app.command("demo")(demo_command)
+
+
+_register_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

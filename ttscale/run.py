@@ -164,3 +164,7 @@ async def _drive_async(sampler: Sampler, requests: list[SampleRequest], write: C
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+    finally:
+        aclose = getattr(sampler, "aclose", None)  # HTTP clients belong to this loop: close them in it
+        if aclose is not None:
+            await aclose()

@@ -3,8 +3,8 @@
 Each problem starts a person with some items and changes the count a few times; the question
 asks how many are left. The solution is one line of arithmetic per step and a final ``#### N``::
 
-    Question: Mia has 45 marbles. Then she buys 12 more marbles. She gives away 7 marbles.
-    How many marbles does Mia have now?
+    Question: Mia has 45 marbles. She buys 12 more. She gives away 7. How many marbles
+    does Mia have now?
     Answer:
     45 + 12 = 57
     57 - 7 = 50
@@ -130,7 +130,7 @@ class ArithConfig:
 
 PRESETS: dict[str, ArithConfig] = {
     "default": ArithConfig(),
-    "hard": ArithConfig(max_value=199, min_operand=1, max_operand=40, min_steps=3, max_steps=5),
+    "hard": ArithConfig(max_value=99, min_operand=1, max_operand=20, min_steps=5, max_steps=7),
 }
 """Named difficulty presets; the fixed test sets use "default" and "hard"."""
 
@@ -156,20 +156,17 @@ ITEMS: tuple[str, ...] = (
     "stamps", "cookies", "balloons", "beads", "eggs", "toys", "rocks", "flowers",
 )
 ADD_PHRASES: tuple[str, ...] = (
-    "buys {n} more {item}",
-    "finds {n} more {item}",
-    "gets {n} more {item} from a friend",
-    "picks up {n} more {item}",
-    "wins {n} more {item}",
+    "{P} buys {n} more.",
+    "{P} finds {n} more.",
+    "{P} gets {n} more.",
+    "{P} wins {n} more.",
 )
 SUB_PHRASES: tuple[str, ...] = (
-    "gives away {n} {item}",
-    "sells {n} {item}",
-    "loses {n} {item}",
-    "uses {n} {item}",
-    "gives {n} {item} to a friend",
+    "{P} gives away {n}.",
+    "{P} sells {n}.",
+    "{P} loses {n}.",
+    "{P} uses {n}.",
 )
-CONNECTORS: tuple[str, ...] = ("Then {p}", "{P}", "After that {p}", "Next {p}")
 
 
 def _feasible(value: int, op: str, config: ArithConfig) -> tuple[int, int] | None:
@@ -210,9 +207,7 @@ def _render(rng: random.Random, start: int, ops: list[tuple[str, int]]) -> tuple
     value = start
     for op, operand in ops:
         phrases = ADD_PHRASES if op == "+" else SUB_PHRASES
-        verb = phrases[rng.randrange(len(phrases))].format(n=operand, item=item)
-        connector = CONNECTORS[rng.randrange(len(CONNECTORS))].format(p=pronoun, P=pronoun.capitalize())
-        sentences.append(f"{connector} {verb}.")
+        sentences.append(phrases[rng.randrange(len(phrases))].format(n=operand, P=pronoun.capitalize()))
         new = value + operand if op == "+" else value - operand
         lines.append(f"{value} {op} {operand} = {new}")
         value = new

@@ -35,13 +35,13 @@ from ttscale.arith.task import (
     sample_problem,
 )
 
-DEFAULT_STEPS = 800
+DEFAULT_STEPS = 1000
 DEFAULT_SEED = 0
 DEFAULT_BATCH = 64
 
 TRAIN_MIXTURE: tuple[tuple[float, ArithConfig], ...] = (
-    (0.5, ArithConfig(max_value=99, max_operand=20, min_steps=1, max_steps=4)),
-    (0.5, ArithConfig(max_value=199, max_operand=40, min_steps=1, max_steps=5)),
+    (0.7, ArithConfig(max_value=99, max_operand=20, min_steps=1, max_steps=4)),
+    (0.3, ArithConfig(max_value=99, max_operand=20, min_steps=5, max_steps=8)),
 )
 """(weight, difficulty) pairs the training problems are drawn from."""
 

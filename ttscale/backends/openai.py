@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -38,6 +39,8 @@ class ServerError(TTScaleError, RuntimeError):
 
 
 _RETRY_STATUS = {408, 409, 429}
+_MENTIONS_N = re.compile(r"(?<![\w-])n(?![\w-])")
+"""The parameter ``n`` named in an error message (not the letter inside a word)."""
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -113,14 +116,14 @@ class OpenAISampler:
         backoff: float = 0.5,
         max_backoff: float = 20.0,
     ) -> None:
-        for name, value, ok in (
-            ("concurrency", concurrency, isinstance(concurrency, int) and concurrency >= 1),
-            ("timeout", timeout, isinstance(timeout, (int, float)) and timeout > 0),
-            ("max_retries", max_retries, isinstance(max_retries, int) and max_retries >= 0),
-            ("backoff", backoff, isinstance(backoff, (int, float)) and backoff >= 0),
+        for name, value, ok, expected in (
+            ("concurrency", concurrency, isinstance(concurrency, int) and concurrency >= 1, "an integer >= 1"),
+            ("timeout", timeout, isinstance(timeout, (int, float)) and timeout > 0, "a number of seconds > 0"),
+            ("max_retries", max_retries, isinstance(max_retries, int) and max_retries >= 0, "an integer >= 0"),
+            ("backoff", backoff, isinstance(backoff, (int, float)) and backoff >= 0, "a number of seconds >= 0"),
         ):
             if not ok:
-                raise ConfigError(name, value, "a positive number" if name in ("timeout",) else "a non-negative number" if name == "backoff" else "an integer >= " + ("1" if name == "concurrency" else "0"))
+                raise ConfigError(name, value, expected)
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError("base_url", base_url, "an http(s) URL such as http://127.0.0.1:8000/v1")
         self.config = config or SamplingConfig()
@@ -236,7 +239,7 @@ class OpenAISampler:
         try:
             resp, latency, calls = await self._call(req, req.n, req.seed)
         except openai.BadRequestError as exc:
-            if self.native_n is not True and req.n > 1 and " n" in f" {exc}".lower():
+            if self.native_n is not True and req.n > 1 and _MENTIONS_N.search(_describe(exc)):
                 if self.native_n is False:  # a concurrent request found out first
                     return None, 1
                 log.warning("%s rejects n=%d in one request (%s): sending n=1 requests in parallel", self.base_url, req.n, _describe(exc))

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..cli import err, handle_errors, progress_bar
+from ..console import err, handle_errors, progress_bar
 from ..errors import ConfigError
 
 

@@ -1,26 +1,27 @@
 """Majority-vote accuracy beyond the pilot: per-question Dirichlet posteriors over answer classes.
 
-A pilot of n_i samples for question i gives votes ``v_ij`` for its observed answer classes,
-``u_i`` samples without an answer (they fill a slot but never vote) and which class is correct.
-The question's answer distribution gets the posterior
-
-    p_i ~ Dirichlet(v_i1 + alpha, ..., v_iK + alpha,  u_i + alpha,  alpha_c [correct unseen],  theta [other unseen])
-
-* every observed class, and the no-answer class, gets ``alpha`` extra pseudo-votes;
-* ``alpha_c`` is the mass of the correct answer when the pilot has not seen it (the slot is
-  absent once a pilot sample is correct);
-* ``theta`` is the mass of wrong answers not seen yet. They are treated as all distinct
-  (a weak model's stray answers rarely repeat): each such vote is a singleton class, which can
-  win only a vote where every class has one vote.
-
-maj@N is then the expected tie-credited majority of N fresh samples: Monte Carlo over
+A pilot of n_i samples for question i gives the votes of its observed answer classes, the
+samples without an answer (they fill a slot but never vote) and which class is correct. Each
+question's answer distribution gets a Dirichlet posterior over [seen classes, no answer, the
+correct answer while unseen, unseen wrong answers] (weights in :class:`DirichletMajorityModel`),
+and maj@N is the expected tie-credited vote of N fresh samples: Monte Carlo over
 (p ~ posterior, votes ~ Multinomial(N, p)), vectorized over questions and draws, with common
 random numbers across N so the predicted curve is smooth in N.
 
-The three prior masses decide the extrapolation. ``"auto"`` (the default) calibrates them on the
-pilot alone by maximizing the leave-one-out predictive likelihood of every pilot sample given the
-question's other samples, pooled over questions: the prior that best predicts a *new* sample from
-a few is the one that should be trusted to predict N new samples.
+What decides the extrapolation is the prior, and two things matter on real banks:
+
+* wrong answers scatter: many are one-offs. A Pitman-Yor discount d (a class seen once counts
+  1 - d, and d per seen class moves to the unseen mass) captures that heavy tail;
+* the correct answer is one coherent mode, so the same pilot count means more for it than for a
+  wrong answer: it gets its own discount d_c (negative = extra pseudo-votes).
+
+With the correct answer treated as any other class (``correct_discount="same"``) the model
+predicts maj@40 of the Llama-2-13B GSM8K bank about 9 points too low from 8-sample pilots; with
+its own discount the error is about 1-2 points (evals/extrapolate_majority.py).
+
+All prior values default to ``"auto"``: calibrated on the pilot alone by maximizing the
+leave-one-out predictive likelihood of every pilot sample given the rest of its question's
+pilot, pooled over questions.
 """
 
 from __future__ import annotations
@@ -50,9 +51,6 @@ class MajorityData:
     @property
     def n(self) -> np.ndarray:
         return self.counts.sum(axis=1) + self.unanswered
-
-    def take(self, index: np.ndarray) -> "MajorityData":
-        return MajorityData(self.counts[index], self.correct[index], self.unanswered[index])
 
 
 def _pad(rows: Sequence[Any], dtype: Any, name: str) -> np.ndarray:
@@ -293,7 +291,7 @@ class DirichletMajorityModel(CurveModel):
 
     Fitted attributes: ``prior_`` (dict of the values used), ``loo_loglik_`` (pooled leave-one-out
     log-likelihood per pilot sample), ``n_questions_``, ``pilot_size_`` (median pilot size).
-    A symmetric Dirichlet with concentration alpha is ``discount=correct_discount=-alpha,
+    A symmetric Dirichlet with concentration alpha is approximately ``discount=correct_discount=-alpha,
     correct_share=alpha_c / (alpha_c + theta), new_mass=alpha_c + theta, none_prior=alpha``.
     """
 

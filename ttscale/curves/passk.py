@@ -94,7 +94,7 @@ class BetaBinomialPassAtK(CurveModel):
         self.degenerate_ = {_NORMAL: None, _ALL_WRONG: "all_wrong", _ALL_CORRECT: "all_correct"}[mode]
         self.mean_ = float(self.predict(1))
         self.n_problems_ = int(n_arr.size)
-        self.loglik_ = float(-self._objective(self._to_theta(params), *data)[0] * weights.sum()) if mode == _NORMAL else 0.0
+        self.loglik_ = float(-self._objective(self._to_theta(params), *data, with_prior=False)[0] * weights.sum()) if mode == _NORMAL else 0.0
         theta = self._to_theta(params)
         bounds = self._bounds()
         self.at_bound_ = bool(mode == _NORMAL and any(abs(t - lo) < 1e-6 or abs(t - hi) < 1e-6 for t, (lo, hi) in zip(theta, bounds)))
@@ -114,7 +114,7 @@ class BetaBinomialPassAtK(CurveModel):
         if mode == _ALL_CORRECT:
             return 0.0 if np.all(c_arr == n_arr) else -np.inf
         theta = self._to_theta(self.params_)
-        return float(-self._objective(theta, n_arr.astype(float), c_arr.astype(float), np.ones(n_arr.size))[0] * n_arr.size)
+        return float(-self._objective(theta, n_arr.astype(float), c_arr.astype(float), np.ones(n_arr.size), with_prior=False)[0] * n_arr.size)
 
     # --- hooks ------------------------------------------------------------------------------------
     def _bounds(self) -> list[tuple[float, float]]:
@@ -134,7 +134,9 @@ class BetaBinomialPassAtK(CurveModel):
         pi = float(expit(theta[2])) if self.zero_inflated else 0.0
         return np.array([a, a * np.exp(theta[1]), pi, _NORMAL])
 
-    def _objective(self, theta: np.ndarray, n: np.ndarray, c: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray]:
+    def _objective(
+        self, theta: np.ndarray, n: np.ndarray, c: np.ndarray, w: np.ndarray, with_prior: bool = True
+    ) -> tuple[float, np.ndarray]:
         """Mean negative log-likelihood over problems (plus the shape prior) and its gradient."""
         a = np.exp(theta[0])
         b = a * np.exp(theta[1])
@@ -161,7 +163,7 @@ class BetaBinomialPassAtK(CurveModel):
             dpi = np.where(zero, np.exp(log_pi + log_1m - mix) * -np.expm1(np.minimum(ll, 0.0)), -pi)
             value = -np.sum(w * rows) / total
             grad = -np.array([np.sum(w * resp * d0), np.sum(w * resp * d1), np.sum(w * dpi)]) / total
-        if self.shape_prior is not None:
+        if self.shape_prior is not None and with_prior:
             loc, scale = np.log(self.shape_prior[0]), self.shape_prior[1]
             z = (theta[0] - loc) / scale
             value += 0.5 * z * z / total
