@@ -72,7 +72,9 @@ def main() -> None:
             smean, sse = resampled_accuracy(problems, scalar, ks, draws=draws, seed=args.seed)
             sdt = time.perf_counter() - t0
             sacc, smc = dataset_mean(smean, sse)
-            z = np.abs(acc - sacc) / np.sqrt(mc**2 + smc**2)
+            se = np.sqrt(mc**2 + smc**2)
+            with np.errstate(invalid="ignore", divide="ignore"):  # se 0: both exact (k == n, no ties)
+                z = np.where(acc == sacc, 0.0, np.abs(acc - sacc) / se)
             line += (
                 f"\n{'':32s} scalar  {sdt:7.3f} s ({draws} draws; x{args.draws / draws:g} = "
                 f"{sdt * args.draws / draws:.1f} s)  acc " + " ".join(f"{a:.4f}" for a in sacc)

@@ -27,8 +27,8 @@ Models:
   Selected      per checkpoint, the model with the lowest held-out extrapolation error on its
                 own pilot (fit on 16-sample sub-pilots, score on the exact pass@k at k = 17..32)
 
-Run (about 10 minutes on one core):  python evals/extrapolate_pass_at_k.py
-Quick look:                          python evals/extrapolate_pass_at_k.py --seeds 1 --no-sweep --no-coverage
+Run (about 3 CPU-minutes):  python evals/extrapolate_pass_at_k.py
+Quick look:                 python evals/extrapolate_pass_at_k.py --seeds 1 --no-sweep --no-coverage
 """
 
 from __future__ import annotations

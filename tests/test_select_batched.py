@@ -201,6 +201,27 @@ def test_batched_matches_scalar_draw_by_draw_without_ties(setting):
             )
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the scalar's inf - inf
+@pytest.mark.parametrize(
+    "rewards, params",
+    [
+        ([np.nan] * 7, {}),  # nothing scored: no weight at all
+        ([0.0] * 7, {"transform": "linear"}),  # all weights 0
+        ([-5000.0] * 7, {"transform": "sigmoid"}),  # sigmoid underflows to 0
+        ([np.inf, 1.0, 1.0, 1.0, 1.0, 1.0, np.inf], {}),  # inf - inf: non-finite total
+        ([np.inf] * 7, {"transform": "linear"}),
+    ],
+)
+def test_weighted_majority_falls_back_to_plain_votes_like_the_scalar(rewards, params):
+    # class 0 holds 4 of 7 samples; every draw of 5 or 7 has a strict vote winner
+    c = Candidates(np.array([0, 1, 0, 1, 0, 1, 0]), np.array([False, True]), rewards=np.array(rewards))
+    for k in (5, 7):
+        idx = draws(7, k, 100, k)
+        b = batched_hits("weighted-majority", params, c, idx, 0)
+        np.testing.assert_array_equal(b, scalar_hits("weighted-majority", params, c, idx, 1))
+    assert not batched_hits("weighted-majority", params, c, np.tile(np.arange(7), (50, 1)), 0).any()
+
+
 def test_first_to_ahead_reads_the_draw_in_order():
     # 1 1 0 0 0: decided for class 1 after two samples; reversed, class 0 wins
     c = Candidates(np.array([1, 1, 0, 0, 0]), np.array([True, False]))

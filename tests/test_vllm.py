@@ -7,7 +7,6 @@ injected. The last test kills the server mid-run.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

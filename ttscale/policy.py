@@ -273,17 +273,18 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
 def preset_dirs() -> list[_Dir]:
     """Folders searched for presets, first match wins.
 
-    1. ``ttscale/policies_data/`` inside the installed package (a wheel; pyproject maps the
-       top-level ``policies/`` folder there);
-    2. ``policies/`` next to the ``ttscale`` package (a source checkout or editable install).
+    1. ``policies/`` next to the ``ttscale`` package (a source checkout or editable install, where
+       users edit presets);
+    2. ``ttscale/policies_data/`` inside an installed wheel (a link to ``policies/`` in the
+       repository, so the wheel carries the same files).
     """
     dirs: list[_Dir] = []
-    packaged = importlib.resources.files("ttscale") / PACKAGED_DIR
-    if packaged.is_dir():
-        dirs.append(packaged)
     checkout = Path(__file__).resolve().parent.parent / "policies"
     if checkout.is_dir():
         dirs.append(checkout)
+    packaged = importlib.resources.files("ttscale") / PACKAGED_DIR
+    if packaged.is_dir():
+        dirs.append(packaged)
     return dirs
 
 

@@ -34,7 +34,10 @@ def _backend_options(backend: str, *, base_url: str, api_key: str | None, concur
     opts: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
     if backend == "vllm":
         opts["engine_args"] = engine
-    elif engine:
+        return opts
+    if backend == "hf" and "dtype" in engine:
+        opts["dtype"] = engine.pop("dtype")
+    if engine:
         raise ConfigError("--engine-arg", engine, "engine arguments only with --backend vllm")
     return opts
 
@@ -68,7 +71,7 @@ def sample_command(
     data_parallel_size: Annotated[int | None, typer.Option("--data-parallel-size", help="vllm engine argument.")] = None,
     gpu_memory_utilization: Annotated[float | None, typer.Option("--gpu-memory-utilization", help="vllm engine argument.")] = None,
     max_model_len: Annotated[int | None, typer.Option("--max-model-len", help="vllm engine argument.")] = None,
-    dtype: Annotated[str | None, typer.Option("--dtype", help="vllm engine argument (auto, float32, bfloat16, ...).")] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help="vllm engine argument (auto, float32, bfloat16, ...); also the hf backend's dtype.")] = None,
     engine_arg: Annotated[list[str] | None, typer.Option("--engine-arg", help="Other vllm engine argument KEY=VALUE (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
