@@ -176,6 +176,16 @@ def test_malformed_dataset_line_names_file_and_line(tmp_path: Path, line: str, f
     assert str(path) in str(info.value) and "line 3" in str(info.value)
 
 
+def test_hub_rows_convert_to_problems() -> None:
+    from ttscale.datasets import HUB
+
+    gsm = HUB["gsm8k"].convert(3, {"question": "How many?", "answer": "2 + 2 = 4\n#### 1,234"})
+    assert gsm == Problem("gsm8k-test-3", "How many?", "1234")
+    math500 = HUB["math500"].convert(0, {"problem": "p", "answer": "\\frac{1}{2}", "unique_id": "test/algebra/1.json"})
+    assert math500 == Problem("test/algebra/1.json", "p", "\\frac{1}{2}")
+    assert HUB["aime2025"].convert(0, {"problem_idx": 7, "problem": "p", "answer": 70}) == Problem("aime2025-7", "p", "70")
+
+
 def test_dataset_names() -> None:
     with pytest.raises(ConfigError, match="gsm8k"):
         load_dataset("no_such_benchmark")
