@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ttscale.arith import DEFAULT_TEMPERATURE, extract_answer, format_prompt, model_dir, test_set_path  # noqa: E402
 
-MAX_NEW_TOKENS = 64
+MAX_NEW_TOKENS = 96
 
 
 # --- exact estimators (pure functions of one problem's samples) ---------------------------------

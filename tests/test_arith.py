@@ -19,6 +19,7 @@ from ttscale.arith import (
     model_dir,
 )
 from ttscale.arith import test_set_path as fixed_set_path
+from ttscale.arith.task import ORDINALS
 from ttscale.arith.make_test_sets import test_set_problems as seeded_set_problems
 from ttscale.errors import ConfigError
 
@@ -34,7 +35,8 @@ def solve_independently(problem: str) -> tuple[int, list[int], list[int]]:
     value = int(start.group(1))
     values, operands = [value], []
     assert sentences[-1].startswith("How many") and sentences[-1].endswith("have now?")
-    for sentence in sentences[1:-1]:
+    for k, sentence in enumerate(sentences[1:-1]):
+        assert sentence.startswith(ORDINALS[k] + " ")
         (number,) = re.findall(r"\d+", sentence)
         operand = int(number)
         if any(f" {verb} " in f" {sentence} " for verb in ADD_VERBS) and sentence.endswith(" more."):
@@ -51,10 +53,11 @@ def solve_independently(problem: str) -> tuple[int, list[int], list[int]]:
 def check_solution_lines(solution: str) -> int:
     lines = solution.split("\n")
     prev = None
-    for line in lines[:-1]:
-        m = re.fullmatch(r"(\d+) ([+-]) (\d+) = (\d+)", line)
+    for k, line in enumerate(lines[:-1]):
+        m = re.fullmatch(r"(\w+): (\d+) ([+-]) (\d+) = (\d+)", line)
         assert m, line
-        a, op, b, c = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+        assert m.group(1) == ORDINALS[k]
+        a, op, b, c = int(m.group(2)), m.group(3), int(m.group(4)), int(m.group(5))
         assert c == (a + b if op == "+" else a - b), line
         assert prev is None or a == prev, "each step starts from the previous result"
         prev = c
@@ -107,7 +110,7 @@ def test_knobs_shape_the_problems():
         ({"max_value": 10, "max_operand": 11}, "max_operand"),
         ({"min_steps": 0}, "min_steps"),
         ({"min_steps": 3, "max_steps": 2}, "max_steps"),
-        ({"max_steps": 100}, "max_steps"),
+        ({"max_steps": 13}, "max_steps"),
         ({"ops": ()}, "ops"),
         ({"ops": ("*",)}, "ops"),
         ({"ops": "+"}, "ops"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -59,7 +60,9 @@ def build_random_model(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The packaged arith-tiny model when it is there, else a random model of the same shape."""
+    """$TTSCALE_TEST_MODEL, else the packaged arith-tiny model when it is there, else a random model of its shape."""
+    if os.environ.get("TTSCALE_TEST_MODEL"):
+        return Path(os.environ["TTSCALE_TEST_MODEL"])
     if (PACKAGED_MODEL / "config.json").is_file() and any(PACKAGED_MODEL.glob("*.safetensors")):
         return PACKAGED_MODEL
     return build_random_model(tmp_path_factory.mktemp("tiny-model"))

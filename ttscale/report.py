@@ -47,7 +47,7 @@ def plot_eval(result: EvalResult, path: str | Path, title: str | None = None) ->
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
     ks = result.k
     ax.plot(ks, [100 * v for v in result.pass_at_k], "k--", label="pass@k (oracle)", linewidth=1.2)
     for name, curve in result.policies.items():
@@ -58,12 +58,15 @@ def plot_eval(result: EvalResult, path: str | Path, title: str | None = None) ->
         else:
             ax.plot(ks, acc, marker="o", markersize=3, label=name)
     if len(ks) > 1 and ks[-1] / ks[0] >= 8:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("samples per problem (k)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title or f"accuracy at k ({result.problems} problems)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -3,12 +3,16 @@
 Each problem starts a person with some items and changes the count a few times; the question
 asks how many are left. The solution is one line of arithmetic per step and a final ``#### N``::
 
-    Question: Mia has 45 marbles. She buys 12 more. She gives away 7. How many marbles
-    does Mia have now?
+    Question: Mia has 45 marbles. First she buys 12 more. Second she gives away 7. How
+    many marbles does Mia have now?
     Answer:
-    45 + 12 = 57
-    57 - 7 = 50
+    First: 45 + 12 = 57
+    Second: 57 - 7 = 50
     #### 50
+
+Each step's sentence starts with an ordinal word and its solution line repeats it, so a small
+model finds the operand of step k by content (the matching ordinal) rather than by counting
+positions.
 
 Difficulty knobs live in the frozen dataclass :class:`ArithConfig`; named presets are in
 :data:`PRESETS` ("default" and "hard" are the fixed test sets' settings). Generation uses
@@ -28,7 +32,7 @@ from ttscale.errors import ConfigError
 
 ALLOWED_OPS = ("+", "-")
 MAX_VALUE_LIMIT = 1_000_000
-MAX_STEPS_LIMIT = 32
+MAX_STEPS_LIMIT = 12
 
 DEFAULT_TEMPERATURE = 0.7
 """Sampling temperature at which the committed model's figures are stated (see evals/)."""
@@ -156,17 +160,22 @@ ITEMS: tuple[str, ...] = (
     "stamps", "cookies", "balloons", "beads", "eggs", "toys", "rocks", "flowers",
 )
 ADD_PHRASES: tuple[str, ...] = (
-    "{P} buys {n} more.",
-    "{P} finds {n} more.",
-    "{P} gets {n} more.",
-    "{P} wins {n} more.",
+    "{p} buys {n} more",
+    "{p} finds {n} more",
+    "{p} gets {n} more",
+    "{p} wins {n} more",
 )
 SUB_PHRASES: tuple[str, ...] = (
-    "{P} gives away {n}.",
-    "{P} sells {n}.",
-    "{P} loses {n}.",
-    "{P} uses {n}.",
+    "{p} gives away {n}",
+    "{p} sells {n}",
+    "{p} loses {n}",
+    "{p} uses {n}",
 )
+ORDINALS: tuple[str, ...] = (
+    "First", "Second", "Third", "Fourth", "Fifth", "Sixth",
+    "Seventh", "Eighth", "Ninth", "Tenth", "Eleventh", "Twelfth",
+)
+"""Each step's sentence starts with its ordinal, and the solution line of the step repeats it."""
 
 
 def _feasible(value: int, op: str, config: ArithConfig) -> tuple[int, int] | None:
@@ -205,11 +214,12 @@ def _render(rng: random.Random, start: int, ops: list[tuple[str, int]]) -> tuple
     sentences = [f"{name} has {start} {item}."]
     lines = []
     value = start
-    for op, operand in ops:
+    for ordinal, (op, operand) in zip(ORDINALS, ops):
         phrases = ADD_PHRASES if op == "+" else SUB_PHRASES
-        sentences.append(phrases[rng.randrange(len(phrases))].format(n=operand, P=pronoun.capitalize()))
+        verb = phrases[rng.randrange(len(phrases))].format(n=operand, p=pronoun)
+        sentences.append(f"{ordinal} {verb}.")
         new = value + operand if op == "+" else value - operand
-        lines.append(f"{value} {op} {operand} = {new}")
+        lines.append(f"{ordinal}: {value} {op} {operand} = {new}")
         value = new
     sentences.append(f"How many {item} does {name} have now?")
     lines.append(f"#### {value}")

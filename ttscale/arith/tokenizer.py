@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from ttscale.arith.task import PRESETS, ArithConfig, format_prompt, sample_problem
+from ttscale.arith.task import ORDINALS, PRESETS, ArithConfig, format_prompt, sample_problem
 
 NUMBER_CAP = 299
 """Every integer 0..NUMBER_CAP is one token (with or without a leading space)."""
@@ -33,6 +33,9 @@ def _corpus(configs: Iterable[ArithConfig], per_config: int, seed: int) -> list[
         for _ in range(per_config):
             p = sample_problem(rng, config)
             texts.append(format_prompt(p["problem"]) + p["solution"])
+    # Every ordinal both as a sentence start (" First") and as a solution line start ("First:").
+    for _ in range(4):
+        texts.append(" ".join(ORDINALS) + "\n" + "\n".join(f"{o}:" for o in ORDINALS))
     numbers = [str(i) for i in range(NUMBER_CAP + 1)]
     # Each number alone on a line (no leading space) and after a space, a few times over.
     for _ in range(4):

@@ -93,7 +93,43 @@ def build_model(tokenizer, seed: int):
         **MODEL_SHAPE,
     )
     torch.manual_seed(seed)
-    return LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config)
+    init_number_embeddings(model, tokenizer)
+    return model
+
+
+NUMBER_PERIODS = (2, 3, 4, 5, 7, 10, 12, 16, 20, 25, 32, 50, 64, 100, 128, 200)
+"""Periods of the sinusoidal value features written into the number tokens' embeddings."""
+NUMBER_FEATURE_SCALE = 0.05
+
+
+def init_number_embeddings(model, tokenizer) -> None:
+    """Give every number token an embedding that starts out knowing its value.
+
+    The first ``2 * len(NUMBER_PERIODS)`` coordinates of the embedding of ``N`` and ``" N"``
+    become ``scale * (cos 2 pi N / T, sin 2 pi N / T)`` for each period T (the other coordinates
+    keep their random initialization). Adding a number then rotates these phases, and with
+    tied input/output embeddings nearby values start out similar; both make arithmetic much
+    faster to learn from a few minutes of CPU training. Only the initialization changes: the
+    result is an ordinary Llama checkpoint.
+    """
+    import torch
+
+    from ttscale.arith.tokenizer import NUMBER_CAP
+
+    emb = model.get_input_embeddings().weight
+    width = 2 * len(NUMBER_PERIODS)
+    if emb.shape[1] < width:
+        return
+    periods = torch.tensor(NUMBER_PERIODS, dtype=torch.float32)
+    with torch.no_grad():
+        for value in range(NUMBER_CAP + 1):
+            angle = 2 * math.pi * value / periods
+            features = NUMBER_FEATURE_SCALE * torch.cat([torch.cos(angle), torch.sin(angle)])
+            for text in (str(value), f" {value}"):
+                ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+                if len(ids) == 1:
+                    emb[ids[0], :width] = features
 
 
 def _encode(tokenizer, problems):
@@ -142,6 +178,7 @@ def train(
     lr: float = 3e-3,
     threads: int = 1,
     log_every: int = 50,
+    eval_every: int = 250,
 ) -> dict:
     """Train and write the model folder to ``out``; returns the training summary."""
     import torch
@@ -174,8 +211,12 @@ def train(
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    probes = {
+        name: generate_problems(PRESETS[name], 64, seed=10_000 + i) for i, name in enumerate(("default", "hard"))
+    }
     model.train()
     losses = []
+    evals: list = []
     running = 0.0
     for step in range(steps):
         input_ids, mask, labels = _batch(batches[step], tokenizer.pad_token_id)
@@ -191,6 +232,11 @@ def train(
             losses.append([step + 1, round(running / n, 5)])
             print(f"step {step + 1}/{steps} loss {running / n:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
             running = 0.0
+        if eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            accuracy = greedy_accuracy(model, tokenizer, probes)
+            model.train()
+            print(f"step {step + 1}: greedy accuracy on 64 probe problems {accuracy}", flush=True)
+            evals.append([step + 1, accuracy])
     model.eval()
     summary = {
         "steps": steps,
@@ -201,11 +247,35 @@ def train(
         "vocab_size": len(tokenizer),
         "mixture": [{"weight": w, **c.to_dict()} for w, c in TRAIN_MIXTURE],
         "loss_curve": losses,
+        "probe_greedy_accuracy": evals,
         "train_seconds": round(time.perf_counter() - t0, 1),
         "torch": torch.__version__,
     }
     save(model, tokenizer, out, summary)
     return summary
+
+
+def greedy_accuracy(model, tokenizer, probes: dict[str, list[dict[str, str]]]) -> dict[str, float]:
+    """Greedy-decoding accuracy per probe set (a progress signal; not the committed figures)."""
+    import torch
+
+    from ttscale.arith.task import extract_answer
+
+    model.eval()
+    out = {}
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    for name, problems in probes.items():
+        enc = tokenizer([format_prompt(p["problem"]) for p in problems], return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            gen = model.generate(
+                **enc, do_sample=False, max_new_tokens=96, pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        out[name] = sum(extract_answer(t) == p["answer"] for t, p in zip(texts, problems)) / len(problems)
+    tokenizer.padding_side = side
+    return out
 
 
 def save(model, tokenizer, out: str | Path, summary: dict) -> None:

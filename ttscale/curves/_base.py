@@ -12,7 +12,6 @@ import inspect
 from typing import Any
 
 import numpy as np
-from scipy.special import gammaln
 
 from ..errors import ConfigError, EstimationError
 
@@ -68,8 +67,9 @@ def check_counts(n: Any, c: Any) -> tuple[np.ndarray, np.ndarray]:
 def pass_at_k(n: Any, c: Any, k: Any) -> np.ndarray:
     """Unbiased per-problem pass@k, 1 - C(n-c, k) / C(n, k), as a (P, K) array (Chen et al. 2021).
 
-    Every k must be at most every problem's n (a pool of n samples says nothing exact about more);
-    otherwise :class:`EstimationError`. (``ttscale.estimate.pass_at_k`` returns NaN there instead.)
+    Computed by ``ttscale.estimate.pass_at_k``; this wrapper adds the curves' input checks. Every k
+    must be at most every problem's n (a pool of n samples says nothing exact about more),
+    otherwise :class:`EstimationError` (``ttscale.estimate.pass_at_k`` returns NaN there instead).
     """
     n_arr, c_arr = check_counts(n, c)
     k_arr, _ = as_k(k)
@@ -77,15 +77,9 @@ def pass_at_k(n: Any, c: Any, k: Any) -> np.ndarray:
         raise ConfigError("k", describe(k), "whole numbers of samples")
     if n_arr.size and k_arr.max() > n_arr.min():
         raise EstimationError(f"pass@k needs k <= n samples per problem; got k up to {int(k_arr.max())} with n as small as {int(n_arr.min())}")
-    nn = n_arr[:, None].astype(float)
-    ff = (n_arr - c_arr)[:, None].astype(float)
-    kk = k_arr[None, :]
-    certain = ff < kk  # fewer failures than draws: some draw must succeed
-    log_ratio = gammaln(ff + 1) - gammaln(np.maximum(ff - kk, 0) + 1) - gammaln(nn + 1) + gammaln(nn - kk + 1)
-    out = np.where(certain, 1.0, -np.expm1(np.where(certain, 0.0, log_ratio)))
-    # Exactly 0 without a success (gammaln round-off would leave ~1e-15 there).
-    out = np.where(c_arr[:, None] == 0, 0.0, out)
-    return np.clip(out, 0.0, 1.0)
+    from ..estimate import pass_at_k as exact_pass_at_k  # lazy: keeps the curves importable on their own
+
+    return exact_pass_at_k(n_arr, c_arr, [int(k) for k in k_arr])
 
 
 class CurveModel:
