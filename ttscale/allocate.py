@@ -283,10 +283,9 @@ class OnlineAllocator:
         budget_left = int(budget_left)
         if budget_left <= 0:
             return out
-        short = np.maximum(self.pilot - self.votes.n, 0)
-        if short.any():  # the pilot first, in question order while the budget lasts
-            take = np.minimum(short, np.maximum(budget_left - (np.cumsum(short) - short), 0))
-            return np.minimum(take, self.max_per_question - self.votes.n)
+        short = (self.votes.n < min(self.pilot, self.max_per_question)).astype(np.int64)
+        if short.any():  # the pilot first, one sample per question per round, while the budget lasts
+            return short * (np.cumsum(short) <= budget_left)
         open_ = self.open_mask()
         if not open_.any():
             return out
@@ -341,6 +340,16 @@ class StaticAllocator:
             return np.zeros(Q, dtype=np.int64)
         flat = np.argsort(-gain, axis=None, kind="stable")[:total]
         return np.bincount(flat // K, minlength=Q).astype(np.int64)
+
+
+def pilot_sizes(questions: int, pilot: int, max_per_question: int, budget: int) -> np.ndarray:
+    """Pilot samples per question for a static allocation: ``pilot`` each when the budget allows,
+    else as many full layers as it buys and one more sample for the first questions."""
+    per = min(int(pilot), int(max_per_question), int(budget) // questions)
+    out = np.full(questions, per, dtype=np.int64)
+    if per < min(int(pilot), int(max_per_question)):
+        out[: int(budget) - per * questions] += 1
+    return out
 
 
 # ----------------------------------------------------------------------------- driving loop (edge)
@@ -430,8 +439,7 @@ def run_allocation(
                 allocator.observe(q, cls)
             spent = int(drawn.sum())
     else:
-        K = allocator.max_per_question
-        first = np.minimum(np.full(Q, min(pilot, K), dtype=np.int64), np.maximum(budget - (np.arange(Q) * min(pilot, K)), 0))
+        first = pilot_sizes(Q, pilot, allocator.max_per_question, budget)
         votes = _Votes.empty(Q)
         for q, cls in draw(first):
             votes.add(q, np.asarray(cls, dtype=np.int64))

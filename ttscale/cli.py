@@ -101,10 +101,12 @@ def eval_command(
 def _register_commands() -> None:
     # Command modules import this one (for err/handle_errors), so they are attached last.
     from .commands.demo import demo_command
+    from .commands.plan import plan_command
     from .commands.sample import sample_command
 
     app.command("sample")(sample_command)
     app.command("demo")(demo_command)
+    app.command("plan")(plan_command)
 
 
 _register_commands()

@@ -245,11 +245,16 @@ class PlanResult:
 
 
 def saturation_point(curve: FittedCurve, epsilon: float) -> int:
-    """The first N where one more sample per question adds less than ``epsilon`` accuracy (per sample)."""
+    """The first N from which more samples add less than ``epsilon`` accuracy per extra sample.
+
+    Robust to flat stretches of a noisy prediction: at N the best average gain per sample over
+    every larger N' on the grid, (acc(N') - acc(N)) / (N' - N), must be below ``epsilon``.
+    """
     n, mean = curve.n.astype(float), curve.mean
-    slope = np.diff(mean) / np.diff(n)  # gain per extra sample between grid points
-    below = np.flatnonzero(slope < epsilon)
-    return int(n[below[0]]) if below.size else int(n[-1])
+    for i in range(n.size - 1):
+        if float(np.max((mean[i + 1 :] - mean[i]) / (n[i + 1 :] - n[i]))) < epsilon:
+            return int(n[i])
+    return int(n[-1])
 
 
 def plan(
@@ -314,7 +319,7 @@ def plan(
     else:
         rec = sat
         reason = f"saturation: first N where one more sample adds less than {epsilon:g} accuracy"
-    if cost.prompt_estimated:
+    if cost.prompt_estimated and cost.output_tokens is not None:
         notes.append("prompt tokens estimated from the problem text (about 4 characters a token)")
     return PlanResult(Q, curve, cost, rec, reason, sat, float(epsilon), target, budget, notes)
 

@@ -232,7 +232,7 @@ def run_allocator(pool: ReplayPool, make: Callable[[], object], budgets: Sequenc
 def run_static(pool: ReplayPool, make: Callable[[], object], budgets: Sequence[float], pilot: int = 4, **extra: object) -> list[RulePoint]:
     """Simulate a static allocator (``make()`` -> :class:`~ttscale.allocate.StaticAllocator`): a pilot of
     ``pilot`` samples per question, then one greedy split of the rest of each budget."""
-    from .allocate import top_two  # noqa: F401  (same numeric core as the live driver)
+    from .allocate import pilot_sizes
 
     Q, R, K = pool.sequences.shape
     pilot = min(int(pilot), K)
@@ -242,11 +242,11 @@ def run_static(pool: ReplayPool, make: Callable[[], object], budgets: Sequence[f
         total = int(math.floor(b * Q))
         used = np.zeros((Q, R), dtype=np.int64)
         for r in range(R):
-            first = np.minimum(np.full(Q, pilot), np.maximum(total - rows * pilot, 0))
+            first = pilot_sizes(Q, pilot, K, total)
             seq = pool.sequences[:, r, :]
             width = int(seq.max()) + 1 if (seq >= 0).any() else 1
             counts = np.zeros((Q, width), dtype=np.int64)
-            for j in range(pilot):
+            for j in range(int(first.max())):
                 take = first > j
                 ok = take & (seq[:, j] >= 0)
                 np.add.at(counts, (rows[ok], seq[ok, j]), 1)

