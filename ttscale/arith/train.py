@@ -35,7 +35,7 @@ from ttscale.arith.task import (
     sample_problem,
 )
 
-DEFAULT_STEPS = 1000
+DEFAULT_STEPS = 1600
 DEFAULT_SEED = 0
 DEFAULT_BATCH = 64
 
