@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .console import err, handle_errors, out, progress_bar
+from .console import err, handle_errors, load_candidates, out, progress_bar
 from .errors import ConfigError
 
 app = typer.Typer(
@@ -56,36 +56,18 @@ def eval_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of resampling estimates.")] = 0,
 ) -> None:
     """Accuracy at k for each policy from one pool of samples: exact where possible."""
-    from .answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode
-    from .bank import read_bank
     from .evaluate import evaluate
-    from .grading import GradeSource, bank_candidates
     from .policy import load_policy
     from .report import eval_table, plot_eval
 
     ks = parse_k_list(k)
     if draws < 1:
         raise ConfigError("--draws", draws, "a positive integer")
-    try:
-        mode = EquivalenceMode(equivalence)
-    except ValueError:
-        raise ConfigError("--equivalence", equivalence, "one of " + ", ".join(m.value for m in EquivalenceMode)) from None
-    try:
-        grade_source = GradeSource(grade)
-    except ValueError:
-        raise ConfigError("--grade", grade, "one of " + ", ".join(g.value for g in GradeSource)) from None
     names = list(dict.fromkeys(["majority", *(policy or [])]))
     policies = [load_policy(name) for name in names]
-    data = read_bank(bank)
-    if data.truncated_line is not None:
-        err.print(f"[yellow]warning:[/] {bank}, line {data.truncated_line}: truncated last line skipped")
-    classifier = AnswerClassifier(EquivalenceConfig(mode=mode))
-    with progress_bar(disable=len(data) < 200) as bar:
-        task = bar.add_task("answer classes", total=len(data))
-        problems = bank_candidates(
-            data.records, classifier, grade=grade_source, scorer=scorer, path=data.path,
-            progress=lambda step: bar.advance(task, step),
-        )
+    with progress_bar() as bar:
+        task = bar.add_task("answer classes", total=None)
+        _, problems = load_candidates(bank, equivalence, grade, scorer, progress=lambda step: bar.advance(task, step))
         ptask = bar.add_task("policies", total=len(policies))
         result = evaluate(problems, policies, ks, draws=draws, seed=seed, on_policy=lambda _: bar.advance(ptask))
     if plot is not None:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .errors import TTScaleError
+from .errors import ConfigError, TTScaleError
+
+if TYPE_CHECKING:
+    from .bank import Bank
+    from .candidates import Candidates
 
 out = Console()
 err = Console(stderr=True)
@@ -45,3 +51,39 @@ def progress_bar(disable: bool = False) -> Progress:
         transient=True,
         disable=disable,
     )
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def parse_choice(option: str, value: str, kind: type[E]) -> E:
+    """An enum member from a CLI string, or a ConfigError naming the option and the choices."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigError(option, value, "one of " + ", ".join(m.value for m in kind)) from None  # type: ignore[attr-defined]
+
+
+def load_candidates(
+    bank: Path,
+    equivalence: str = "math",
+    grade: str = "auto",
+    scorer: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Bank, list[Candidates]]:
+    """Read a bank and turn it into the numeric core (answer classes, correctness, rewards).
+
+    A skipped truncated last line is reported on stderr.
+    """
+    from .answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode
+    from .bank import read_bank
+    from .grading import GradeSource, bank_candidates
+
+    mode = parse_choice("--equivalence", equivalence, EquivalenceMode)
+    source = parse_choice("--grade", grade, GradeSource)
+    data = read_bank(bank)
+    if data.truncated_line is not None:
+        err.print(f"[yellow]warning:[/] {bank}, line {data.truncated_line}: truncated last line skipped")
+    classifier = AnswerClassifier(EquivalenceConfig(mode=mode))
+    problems = bank_candidates(data.records, classifier, grade=source, scorer=scorer, path=data.path, progress=progress)
+    return data, problems

@@ -10,7 +10,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from ..console import err, handle_errors, out, progress_bar
+from ..console import err, handle_errors, load_candidates, out, progress_bar
 from ..errors import ConfigError
 
 DEFAULT_PILOT = 2
@@ -35,24 +35,6 @@ def default_allocators(k: int, budgets: list[float] | None = None) -> dict:
     }
 
 
-def _load(bank: Path, equivalence: str, grade: str):  # type: ignore[no-untyped-def]
-    from ..answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode
-    from ..bank import read_bank
-    from ..grading import GradeSource, bank_candidates
-
-    try:
-        mode = EquivalenceMode(equivalence)
-    except ValueError:
-        raise ConfigError("--equivalence", equivalence, "one of " + ", ".join(m.value for m in EquivalenceMode)) from None
-    try:
-        source = GradeSource(grade)
-    except ValueError:
-        raise ConfigError("--grade", grade, "one of " + ", ".join(g.value for g in GradeSource)) from None
-    data = read_bank(bank)
-    if data.truncated_line is not None:
-        err.print(f"[yellow]warning:[/] {bank}, line {data.truncated_line}: truncated last line skipped")
-    problems = bank_candidates(data.records, AnswerClassifier(EquivalenceConfig(mode=mode)), grade=source, path=data.path)
-    return data, problems
 
 
 def _finite_or_none(x: float | None) -> float | None:
@@ -91,7 +73,7 @@ def plan_command(
     """Plan sample budgets: N for a target, accuracy for a budget, saturation; or --simulate adaptive rules."""
     if permutations < 2:
         raise ConfigError("--permutations", permutations, "an integer >= 2")
-    data, problems = _load(bank, equivalence, grade)
+    data, problems = load_candidates(bank, equivalence, grade)
     if simulate:
         _simulate(bank, problems, k, permutations, seed, as_json)
         return
