@@ -85,8 +85,10 @@ def _register_commands() -> None:
     from .commands.demo import demo_command
     from .commands.plan import plan_command
     from .commands.sample import sample_command
+    from .commands.score import score_command
 
     app.command("sample")(sample_command)
+    app.command("score")(score_command)
     app.command("demo")(demo_command)
     app.command("plan")(plan_command)
 

@@ -131,7 +131,7 @@ class HFSampler:
             do_sample=not greedy,
             temperature=None if greedy else float(temperature),
             top_p=None if greedy else float(top_p),
-            top_k=None,
+            top_k=0,  # 0 disables top-k (transformers would fill in its default of 50)
             num_beams=1,
             eos_token_id=eos_id,
             pad_token_id=pad_id,
