@@ -15,21 +15,18 @@ def _pct(value: float) -> str:
 
 def eval_table(result: EvalResult, title: str | None = None) -> Table:
     """Accuracy (%) per policy and k; pass@k as the oracle ceiling; tokens at k when known."""
-    resampled = any(c.method != "exact" for c in result.policies.values())
-    caption = "* resampled estimate ± its Monte Carlo standard error; others exact" if resampled else None
+    errors = [se for c in result.policies.values() if c.stderr is not None for se in c.stderr]
+    caption = (
+        f"* resampled estimate (Monte Carlo standard error <= {100 * max(errors):.2f} points); others exact"
+        if errors else None
+    )
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     table.add_column("policy", style="bold", no_wrap=True)
     for k in result.k:
         table.add_column(f"@{k}", justify="right")
     for name, curve in result.policies.items():
-        cells = []
-        for i, acc in enumerate(curve.accuracy):
-            cell = _pct(acc)
-            if curve.stderr is not None:
-                cell += f"±{100 * curve.stderr[i]:.2f}"
-            cells.append(cell)
         label = name if curve.method == "exact" else f"{name} *"
-        table.add_row(label, *cells)
+        table.add_row(label, *[_pct(acc) for acc in curve.accuracy])
     table.add_row("pass (oracle)", *[_pct(v) for v in result.pass_at_k], style="dim")
     if result.tokens is not None:
         table.add_row("tokens", *[f"{t:,.0f}" for t in result.tokens], style="dim")

@@ -32,6 +32,7 @@ def _cpu_engine_defaults() -> dict[str, Any]:
     # Settings seen working for the real vLLM engine on CPU (../shared/VLLM-CPU.md).
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the demo's output readable
     return {"dtype": "float32", "enforce_eager": True, "max_model_len": 256, "max_num_batched_tokens": 16384}
 
 
