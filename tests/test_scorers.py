@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import build_tiny_llama
 from typer.testing import CliRunner
 
 from ttscale.bank import read_bank, write_bank
@@ -37,21 +38,7 @@ needs_arith = pytest.mark.skipif(not (ARITH / "config.json").is_file(), reason="
 
 def build_classifier(path: Path, num_labels: int = 1) -> Path:
     """A random tiny LlamaForSequenceClassification with the arithmetic tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForSequenceClassification
-
-    from ttscale.arith.tokenizer import build_tokenizer
-
-    tok = build_tokenizer(per_config=200)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-        intermediate_size=256, max_position_embeddings=512, num_labels=num_labels,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-    )
-    LlamaForSequenceClassification(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return build_tiny_llama(path, num_labels=num_labels, max_positions=512)
 
 
 @pytest.fixture(scope="module")
