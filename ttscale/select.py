@@ -96,6 +96,15 @@ class MissingFieldError(ConfigError):
 # --------------------------------------------------------------------------- tie-breaking
 
 
+def _eligible_scores(scores: np.ndarray, eligible: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the eligible entries, their scores as float64 with NaN as -inf)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    idx = np.arange(scores.shape[0]) if eligible is None else np.flatnonzero(eligible)
+    s = scores[idx]
+    s[np.isnan(s)] = -np.inf
+    return idx, s
+
+
 def rank_random(
     scores: np.ndarray,
     rng: np.random.Generator,
@@ -108,12 +117,9 @@ def rank_random(
     in a uniformly random order drawn from ``rng``; so ``rank_random(...)[:k]`` is a top-k
     with uniform tie-breaking at the boundary. NaN ranks below every number (with -inf).
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    idx = np.arange(scores.shape[0]) if eligible is None else np.flatnonzero(eligible)
+    idx, s = _eligible_scores(scores, eligible)
     if idx.size <= 1:
         return idx
-    s = scores[idx]
-    s[np.isnan(s)] = -np.inf
     order = np.argsort(-s, kind="stable")
     ss = s[order]
     hi, lo = ss[:-1], ss[1:]
@@ -138,12 +144,9 @@ def top_k_random(
     """
     if k != 1:
         return rank_random(scores, rng, eligible, rtol)[:k]
-    scores = np.asarray(scores, dtype=np.float64)
-    idx = np.arange(scores.shape[0]) if eligible is None else np.flatnonzero(eligible)
+    idx, s = _eligible_scores(scores, eligible)
     if idx.size <= 1:
         return idx
-    s = scores[idx]
-    s[np.isnan(s)] = -np.inf
     best = s.max()
     tied = idx[s >= best - rtol * abs(best)] if np.isfinite(best) else idx[s == best]
     if tied.size == 1:
