@@ -184,8 +184,20 @@ class SampleRequest:
     """Request seed (see :func:`request_seed`); None: unseeded."""
     round: int = 0
     """Index of the first candidate this request yields for the problem (the samples it already has)."""
+    messages: tuple[Mapping[str, Any], ...] | None = None
+    """Chat messages sent as they are instead of templating ``problem`` (a proxy passes a client's
+    conversation through). Only chat-capable backends accept it."""
+    overrides: Mapping[str, Any] | None = None
+    """Backend request fields sent as they are over the config's (``temperature``, ``max_tokens``,
+    ``stop``...): a proxy forwards its client's settings. ``n``, ``seed`` and ``model`` stay the caller's."""
 
     def __post_init__(self) -> None:
+        if self.messages is not None:
+            if isinstance(self.messages, (str, bytes)) or not all(isinstance(m, Mapping) for m in self.messages):
+                raise ConfigError("messages", self.messages, "a list of chat messages (objects with role and content)")
+            object.__setattr__(self, "messages", tuple(self.messages))
+        if self.overrides is not None and not isinstance(self.overrides, Mapping):
+            raise ConfigError("overrides", self.overrides, "a mapping of request fields")
         if not _is_int(self.n) or self.n < 1:
             raise ConfigError("n", self.n, "an integer >= 1")
         if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):

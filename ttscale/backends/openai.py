@@ -35,7 +35,29 @@ T = TypeVar("T")
 
 
 class ServerError(TTScaleError, RuntimeError):
-    """The server could not be reached or kept failing after the retries."""
+    """The server could not be reached or kept failing after the retries.
+
+    ``kind`` says why, so a caller can map it (the proxy answers 502 or 504): ``unreachable``
+    (no connection), ``timeout`` (no answer in time), ``status`` (kept answering an error status;
+    ``status`` holds it) or ``refused`` (a non-retryable error status).
+    """
+
+    def __init__(self, message: str, *, kind: str = "status", status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+
+
+def _failure_kind(exc: BaseException) -> tuple[str, int | None]:
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout", None
+    if isinstance(exc, openai.APIConnectionError):
+        return "unreachable", None
+    if isinstance(exc, openai.APIStatusError):
+        return "status", exc.status_code
+    return "status", None
 
 
 _RETRY_STATUS = {408, 409, 429}
@@ -77,6 +99,16 @@ def _retry_after(exc: BaseException) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
+
+
+_OWN_FIELDS = frozenset({"model", "n", "seed", "stream", "stream_options", "messages", "prompt", "extra_body"})
+"""Request fields the sampler sets itself; a request's ``overrides`` cannot change them."""
+_CLIENT_FIELDS = frozenset({
+    "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "logprobs", "top_logprobs",
+    "presence_penalty", "frequency_penalty", "logit_bias", "user", "response_format", "tools", "tool_choice",
+    "echo", "suffix", "best_of", "metadata", "reasoning_effort",
+})
+"""Fields the openai client takes as keyword arguments; other overrides travel in ``extra_body``."""
 
 
 async def _all(coros: Iterable[Awaitable[T]]) -> list[T]:
@@ -145,6 +177,8 @@ class OpenAISampler:
         self._gate: asyncio.Semaphore | None = None
         self._ready: asyncio.Lock | None = None
         self._checked = False
+        self.resume_hint = "what finished is in the bank, run the same command again to resume"
+        """Appended to give-up errors; an interactive caller (the API, the proxy) replaces it."""
 
     # -- the client, one per event loop (httpx connections belong to the loop that opened them) --
 
@@ -181,9 +215,12 @@ class OpenAISampler:
             except openai.NotFoundError:
                 models = []  # some servers (TGI) have no /models: trust the given name
             except openai.AuthenticationError as exc:
-                raise ServerError(f"{self.base_url}: authentication failed ({_describe(exc)}); set OPENAI_API_KEY or --api-key") from None
+                raise ServerError(f"{self.base_url}: authentication failed ({_describe(exc)}); set OPENAI_API_KEY or --api-key",
+                                  kind="refused", status=exc.status_code) from None
             except Exception as exc:
-                raise ServerError(f"cannot reach an OpenAI-compatible server at {self.base_url}: {_describe(exc)}; is it running, and is --base-url right?") from None
+                kind, status = _failure_kind(exc)
+                raise ServerError(f"cannot reach an OpenAI-compatible server at {self.base_url}: {_describe(exc)}; is it running, and is --base-url right?",
+                                  kind=kind, status=status) from None
             if self.model is None:
                 if not models:
                     raise ConfigError("model", None, f"a model name (the server at {self.base_url} lists none)")
@@ -284,12 +321,14 @@ class OpenAISampler:
                 except Exception as exc:
                     if not _retryable(exc):
                         if isinstance(exc, openai.APIStatusError):
-                            raise ServerError(f"{self.base_url} refused request {req.id!r}: {_describe(exc)}") from None
+                            raise ServerError(f"{self.base_url} refused request {req.id!r}: {_describe(exc)}",
+                                              kind="refused", status=exc.status_code) from None
                         raise
                     if attempt > self.max_retries:
+                        kind, status = _failure_kind(exc)
                         raise ServerError(
                             f"{self.base_url}: request {req.id!r} failed {attempt} times, last: {_describe(exc)}; "
-                            "what finished is in the bank, run the same command again to resume"
+                            + self.resume_hint, kind=kind, status=status,
                         ) from None
                     wait = _retry_after(exc)
                     if wait is None:
@@ -299,20 +338,34 @@ class OpenAISampler:
 
     async def _send(self, client: Any, req: SampleRequest, n: int, seed: int | None) -> Any:
         c = self.config
-        common: dict[str, Any] = dict(model=self.model, n=n, temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_tokens)
+        common: dict[str, Any] = dict(temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_tokens)
+        extra: dict[str, Any] = {}
         if c.stop:
             common["stop"] = list(c.stop)
+        if c.top_k > 0:
+            extra["top_k"] = c.top_k  # vLLM, SGLang and TGI accept it; OpenAI has none
+        chat = req.messages is not None or c.prompt_format is PromptFormat.CHAT
+        if c.logprobs and self.logprobs_ok:
+            common["logprobs"] = True if chat else 1
+        for key, value in (req.overrides or {}).items():
+            if key in _OWN_FIELDS:
+                continue
+            (common if key in _CLIENT_FIELDS else extra)[key] = value  # unknown fields: extra body, as sent
+        # A proxy may route requests to the several models one server serves.
+        common.update(model=(req.overrides or {}).get("model") or self.model, n=n)
         if seed is not None:
             common["seed"] = seed
-        if c.top_k > 0:
-            common["extra_body"] = {"top_k": c.top_k}  # vLLM, SGLang and TGI accept it; OpenAI has none
-        want_logprobs = c.logprobs and self.logprobs_ok
-        if c.prompt_format is PromptFormat.CHAT:
-            if want_logprobs:
-                common["logprobs"] = True
-            return await client.chat.completions.create(messages=c.messages(req.problem), **common)
-        if want_logprobs:
+        if extra:
+            common["extra_body"] = extra
+        if chat:
+            messages = list(req.messages) if req.messages is not None else c.messages(req.problem)
+            if common.get("logprobs") is not True:  # chat takes a flag; completions an integer
+                common.pop("logprobs", None)
+            return await client.chat.completions.create(messages=messages, **common)
+        if common.get("logprobs") is True:
             common["logprobs"] = 1
+        elif common.get("logprobs") in (False, None):
+            common.pop("logprobs", None)
         return await client.completions.create(prompt=c.render(req.problem), **common)
 
     def _parse(self, resp: Any, latency: float, seed: int | None) -> list[Candidate]:

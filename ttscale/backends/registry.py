@@ -46,8 +46,9 @@ class HFAdapter(SyncSamplerMixin):
         self.hf = HFSampler(model, **options)
 
     def _prompt(self, req: SampleRequest) -> str:
-        if self.config.prompt_format is PromptFormat.CHAT:
-            return self.hf.tokenizer.apply_chat_template(self.config.messages(req.problem), add_generation_prompt=True, tokenize=False)
+        if req.messages is not None or self.config.prompt_format is PromptFormat.CHAT:
+            messages = list(req.messages) if req.messages is not None else self.config.messages(req.problem)
+            return self.hf.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return self.config.render(req.problem)
 
     def generate(self, requests: Sequence[SampleRequest]) -> list[SampleResult]:
@@ -62,15 +63,16 @@ class HFAdapter(SyncSamplerMixin):
         c = self.config
         for group in groups:
             reqs = [requests[i] for i in group]
+            prompts = [self._prompt(r) for r in reqs]
             start = time.perf_counter()
             gens = self.hf.generate(
-                [self._prompt(r) for r in reqs], n=reqs[0].n, temperature=c.temperature, top_p=c.top_p,
+                prompts, n=reqs[0].n, temperature=c.temperature, top_p=c.top_p,
                 max_new_tokens=c.max_tokens, stop=list(c.stop) or None,
                 # HFSampler needs an int seed; an unseeded group gets a fresh one (recorded on its samples).
                 seed=reqs[0].seed if reqs[0].seed is not None else random.randrange(MAX_SEED + 1),
             )
             elapsed = time.perf_counter() - start
-            for i, req, outs in zip(group, reqs, gens):
+            for i, req, prompt, outs in zip(group, reqs, prompts, gens):
                 cands = [
                     make_candidate(
                         g.text, tokens=g.tokens, logprob=g.cumulative_logprob if c.logprobs else None,
@@ -78,7 +80,10 @@ class HFAdapter(SyncSamplerMixin):
                     )
                     for g in outs
                 ]
-                results[i] = SampleResult(request=req, candidates=cands, completion_tokens=sum(x.tokens or 0 for x in cands), latency=elapsed)
+                results[i] = SampleResult(
+                    request=req, candidates=cands, prompt_tokens=len(self.hf.tokenizer(prompt)["input_ids"]),
+                    completion_tokens=sum(x.tokens or 0 for x in cands), latency=elapsed,
+                )
         return [results[i] for i in range(len(requests))]
 
 

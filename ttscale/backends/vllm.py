@@ -100,11 +100,12 @@ class VLLMSampler(SyncSamplerMixin):
 
     def prompt_ids(self, request: SampleRequest) -> list[int]:
         """The token ids the engine gets for ``request`` (what the server would tokenize too)."""
-        if self.config.prompt_format is PromptFormat.CHAT:
+        if request.messages is not None or self.config.prompt_format is PromptFormat.CHAT:
             if not self.chat_template:
                 raise ConfigError("prompt_format", "chat", f"a model with a chat template ({self.model} has none: pass chat_template, or use raw prompts)")
+            messages = list(request.messages) if request.messages is not None else self.config.messages(request.problem)
             ids = self.tokenizer.apply_chat_template(
-                self.config.messages(request.problem), chat_template=self.chat_template, add_generation_prompt=True, tokenize=True
+                messages, chat_template=self.chat_template, add_generation_prompt=True, tokenize=True
             )
             # transformers 5 returns a BatchEncoding here, 4.x a list.
             return list(ids["input_ids"] if hasattr(ids, "keys") else ids)

@@ -1,0 +1,246 @@
+"""The proxy (``ttscale serve``) as a client sees it: the official openai client and raw HTTP.
+
+Upstream is ``tests/fake_upstream.py``: a real local HTTP server that answers instantly, so these
+tests exercise the proxy's protocol and failure handling; the proxy in front of the real vLLM
+server with the embedded model is in test_vllm.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from fake_upstream import MODEL, FakeUpstream, ThreadServer, free_port, right_answer
+from ttscale.serve.app import ServeConfig, create_app
+from ttscale.serve.options import route
+from ttscale.errors import ConfigError
+
+KEY = "sk-test-proxy-key-123"
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream(p_right=0.6) as up:
+        yield up
+
+
+@pytest.fixture(autouse=True)
+def _reset(upstream: FakeUpstream) -> None:
+    upstream.fail_multi = False
+    upstream.fail_seeds = set()
+    upstream.hang = 0.0
+
+
+def _proxy(upstream_url: str, **kw) -> ThreadServer:
+    config = ServeConfig(upstream=upstream_url, **{"max_retries": 1, "timeout": 10.0, **kw})
+    return ThreadServer(create_app(config)).start()
+
+
+@pytest.fixture(scope="module")
+def proxy(upstream: FakeUpstream) -> Iterator[str]:
+    server = _proxy(upstream.url, n=8, price_in=1.0, price_out=2.0)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def keyed(upstream: FakeUpstream) -> Iterator[str]:
+    server = _proxy(upstream.url, api_key=KEY)
+    yield server.url
+    server.stop()
+
+
+def client(url: str, key: str = "unused") -> openai.OpenAI:
+    return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=30)
+
+
+PROMPT = "What is 6 times 7? End with #### N."
+
+
+def test_chat_completion_is_a_valid_openai_response_with_the_vote(proxy: str, upstream: FakeUpstream) -> None:
+    before = upstream.samples
+    resp = client(proxy).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": PROMPT}], seed=3)
+    tts = resp.model_extra["ttscale"]
+    assert resp.object == "chat.completion" and len(resp.choices) == 1
+    assert resp.choices[0].message.role == "assistant" and resp.choices[0].finish_reason == "stop"
+    assert tts["samples"] == 8 and upstream.samples - before == 8
+    assert sum(tts["vote"].values()) == 8
+    top = max(tts["vote"], key=tts["vote"].get)
+    assert tts["answer"] == top and resp.choices[0].message.content.endswith(f"#### {top}")
+    # usage counts every upstream token: 8 completions and one prompt (one request with n=8)
+    assert resp.usage.prompt_tokens == len(PROMPT.split())
+    assert resp.usage.completion_tokens == 8 * len(resp.choices[0].message.content.split())
+    assert tts["cost_usd"] == pytest.approx((resp.usage.prompt_tokens * 1.0 + resp.usage.completion_tokens * 2.0) / 1e6)
+    # the same seed draws the same samples
+    again = client(proxy).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": PROMPT}], seed=3)
+    assert again.model_extra["ttscale"]["vote"] == tts["vote"]
+
+
+def test_majority_beats_one_sample_on_the_fake_model(proxy: str) -> None:
+    prompts = [f"Question {i}: compute something. #### N" for i in range(30)]
+    resp = client(proxy).completions.create(model=MODEL, prompt=prompts, seed=1, extra_body={"ttscale": {"n": 9}})
+    assert len(resp.choices) == 30
+    right = [ch.text.endswith(f"#### {right_answer(p)}") for ch, p in zip(resp.choices, prompts)]
+    assert sum(right) >= 24  # p_right 0.6 per sample; majority of 9 is right ~90% of the time
+    assert resp.model_extra["ttscale"]["prompts"][0]["samples"] == 9
+
+
+def test_streaming_sends_the_chosen_answer_as_sse(proxy: str) -> None:
+    c = client(proxy)
+    msgs = [{"role": "user", "content": PROMPT}]
+    whole = c.chat.completions.create(model=MODEL, messages=msgs, seed=5)
+    chunks = list(c.chat.completions.create(model=MODEL, messages=msgs, seed=5, stream=True, stream_options={"include_usage": True}))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == whole.choices[0].message.content
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "stop"
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    streamed = c.completions.create(model=MODEL, prompt=PROMPT, seed=5, stream=True)
+    assert "".join(ch.choices[0].text for ch in streamed).endswith("####" + whole.choices[0].message.content.split("####")[1])
+
+
+def test_model_prefix_and_body_field_choose_policy_and_budget(proxy: str, upstream: FakeUpstream) -> None:
+    c = client(proxy)
+    resp = c.completions.create(model=f"ttscale/confidence-vote@4/{MODEL}", prompt=PROMPT, seed=1)
+    tts = resp.model_extra["ttscale"]
+    assert tts["samples"] == 4 and tts["policy"] == "confidence-vote"
+    # the body field wins over the prefix
+    resp = c.completions.create(model=f"ttscale/majority@4/{MODEL}", prompt=PROMPT, seed=1, extra_body={"ttscale": {"n": 6}})
+    assert resp.model_extra["ttscale"]["samples"] == 6
+    # adaptive: an easy question settles before the budget
+    upstream.p_right = 1.0
+    try:
+        resp = c.completions.create(model=MODEL, prompt=PROMPT, seed=1, extra_body={"ttscale": {"n": 32, "adaptive": True}})
+    finally:
+        upstream.p_right = 0.6
+    assert resp.model_extra["ttscale"]["stopped"] == "settled" and resp.model_extra["ttscale"]["samples"] < 32
+    # n returns several distinct answers, best first
+    resp = c.completions.create(model=MODEL, prompt=PROMPT, seed=2, n=2, extra_body={"ttscale": {"n": 16}})
+    answers = [ch.text.rsplit("#### ", 1)[1] for ch in resp.choices]
+    assert len(resp.choices) == 2 and answers[0] != answers[1]
+    assert answers == list(resp.model_extra["ttscale"]["vote"])[:2]
+
+
+def test_route_parses_prefixes() -> None:
+    r = route("ttscale/best-of-majority:answers=2@8,adaptive/Qwen/Qwen2.5-Math-7B", None)
+    assert r.model == "Qwen/Qwen2.5-Math-7B"
+    assert (r.options.policy, r.options.n, r.options.adaptive) == ("best-of-majority:answers=2", 8, True)
+    assert route("plain-model", {"n": 4}).options.n == 4
+    with pytest.raises(ConfigError, match="ttscale.n"):
+        route("m", {"n": 0})
+    with pytest.raises(ConfigError, match="ttscale.bogus"):
+        route("m", {"bogus": 1})
+    with pytest.raises(ConfigError, match="sample count"):
+        route("ttscale/majority@lots/m", None)
+
+
+def test_models_health_and_metrics(proxy: str) -> None:
+    ids = [m.id for m in client(proxy).models.list()]
+    assert MODEL in ids and f"ttscale/majority/{MODEL}" in ids and f"ttscale/oracle/{MODEL}" not in ids
+    assert httpx.get(proxy + "/health").json()["status"] == "ok"
+    metrics = httpx.get(proxy + "/metrics").text
+    assert 'ttscale_requests_total{endpoint="/v1/chat/completions",status="200"}' in metrics
+    assert "ttscale_upstream_samples_total" in metrics
+
+
+def _error(resp: httpx.Response, status: int) -> dict:
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    return err
+
+
+def test_bad_requests_get_openai_style_400s(proxy: str) -> None:
+    url = proxy + "/v1/chat/completions"
+    assert "not valid JSON" in _error(httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}), 400)["message"]
+    assert _error(httpx.post(url, json={"model": MODEL}), 400)["param"] == "messages"
+    assert _error(httpx.post(url, json={"model": MODEL, "messages": [{"role": "user", "content": "x"}], "ttscale": {"n": 1000}}), 400)["param"] == "ttscale.n"
+    assert _error(httpx.post(url, json={"model": MODEL, "messages": [{"role": "user", "content": "x"}], "ttscale": {"policy": "oracle"}}), 400)["param"] == "policy"
+    bad = _error(httpx.post(url, json={"model": MODEL, "messages": [{"role": "user", "content": "x"}], "ttscale": {"policy": "/etc/passwd"}}), 400)
+    assert "preset" in bad["message"]
+    assert _error(httpx.post(proxy + "/v1/completions", json={"model": MODEL, "prompt": 3}), 400)["param"] == "prompt"
+    assert _error(httpx.get(proxy + "/v1/nothing"), 404)["code"] == "not_found"
+    # the upstream's own 4xx is passed on
+    assert _error(httpx.post(url, json={"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}), 404)["code"] == "upstream_refused"
+
+
+def test_request_size_limit(upstream: FakeUpstream) -> None:
+    with _proxy(upstream.url, max_request_bytes=2048) as server:
+        big = {"model": MODEL, "prompt": "x" * 5000}
+        assert _error(httpx.post(server.url + "/v1/completions", json=big), 413)["code"] == "request_too_large"
+
+
+def test_api_key_required_and_never_logged(keyed: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = keyed + "/v1/chat/completions"
+    body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}
+    assert _error(httpx.post(url, json=body), 401)["code"] == "invalid_api_key"
+    assert "incorrect" in _error(httpx.post(url, json=body, headers={"Authorization": "Bearer wrong"}), 401)["message"]
+    with pytest.raises(openai.AuthenticationError):
+        client(keyed, "wrong").models.list()
+    assert client(keyed, KEY).chat.completions.create(**body).choices[0].message.content
+    assert httpx.get(keyed + "/health").status_code == 200  # health needs no key
+    assert KEY not in caplog.text
+
+
+def test_upstream_down_is_a_502(upstream: FakeUpstream) -> None:
+    with _proxy(f"http://127.0.0.1:{free_port()}/v1") as server:
+        err = _error(httpx.post(server.url + "/v1/completions", json={"model": MODEL, "prompt": PROMPT}, timeout=30), 502)
+        assert err["code"] == "upstream_unreachable" and "unreachable" in err["message"]
+        assert _error(httpx.get(server.url + "/v1/models", timeout=30), 502)["code"] == "upstream_unreachable"
+
+
+def test_upstream_too_slow_is_a_504_after_the_timeout(upstream: FakeUpstream) -> None:
+    upstream.hang = 5.0
+    with _proxy(upstream.url, timeout=1.0) as server:
+        start = time.perf_counter()
+        err = _error(httpx.post(server.url + "/v1/completions", json={"model": MODEL, "prompt": PROMPT}, timeout=30), 504)
+        took = time.perf_counter() - start
+    assert err["code"] == "upstream_timeout" and 0.9 < took < 4.0
+
+
+def test_500_for_some_of_the_n_degrades_and_says_so(proxy: str, upstream: FakeUpstream) -> None:
+    seed = 100
+    upstream.fail_multi = True  # the request with n=8 fails (and its retry)
+    upstream.fail_seeds = {seed + 2, seed + 5}  # then 2 of the 8 single requests keep failing
+    resp = httpx.post(proxy + "/v1/completions", json={"model": MODEL, "prompt": PROMPT, "seed": seed}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    tts = resp.json()["ttscale"]
+    assert tts["samples"] == 6 and tts["degraded"]["failed_samples"] == 2
+    assert any("500" in e for e in tts["degraded"]["errors"])
+    # every one of the n failing is an error, not an empty answer
+    upstream.fail_seeds = set(range(seed, seed + 8))
+    err = _error(httpx.post(proxy + "/v1/completions", json={"model": MODEL, "prompt": PROMPT, "seed": seed}, timeout=30), 502)
+    assert "500" in err["message"]
+
+
+def test_serve_command_starts_binds_localhost_and_checks_options(upstream: FakeUpstream, tmp_path) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ttscale", "serve", "--upstream", upstream.url, "--port", str(port),
+                             "--n", "4", "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
+            time.sleep(0.2)
+        resp = client(f"http://127.0.0.1:{port}").completions.create(model=MODEL, prompt=PROMPT)
+        assert resp.model_extra["ttscale"]["samples"] == 4
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    bad = subprocess.run([sys.executable, "-m", "ttscale", "serve", "--upstream", "ftp://x", "--n", "4"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "upstream='ftp://x'" in bad.stderr and "Traceback" not in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "ttscale", "serve", "--upstream", upstream.url, "--policy", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "policy='nope'" in bad.stderr

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible proxy behind ``ttscale serve`` (needs the ``server`` extra: FastAPI, uvicorn)."""
