@@ -3,7 +3,8 @@
 A real HTTP server (FastAPI on uvicorn, 127.0.0.1) that answers ``/v1/models``,
 ``/v1/completions`` and ``/v1/chat/completions`` instantly (or after ``latency`` seconds) with
 ``n`` choices ending in ``#### <answer>``: the prompt's "right" answer (a hash of the prompt)
-with probability ``p_right``, else one of three wrong ones. Seeded requests are reproducible.
+with probability ``p_right`` (1 for prompts containing "[easy]", 0.4 for "[hard]"), else one of
+three wrong ones. Seeded requests are reproducible.
 It stands in for a model only where the model is not what is measured (the proxy's overhead,
 its handling of failures); the proxy's tests against the real vLLM server live in test_vllm.py.
 
@@ -59,9 +60,10 @@ class FakeUpstream:
     def _choices(self, prompt: str, n: int, seed: int | None) -> list[str]:
         rng = random.Random(f"{seed}:{prompt}") if seed is not None else random.Random()
         right = right_answer(prompt)
+        p_right = 1.0 if "[easy]" in prompt else 0.4 if "[hard]" in prompt else self.p_right
         out = []
         for _ in range(n):
-            value = right if rng.random() < self.p_right else (right + rng.choice((1, 7, 13))) % 1000
+            value = right if rng.random() < p_right else (right + rng.choice((1, 7, 13))) % 1000
             out.append(f"Let me think step by step. The result is {value}.\n#### {value}")
         return out
 

@@ -57,11 +57,11 @@ class _LoopThread:
             self.loop.close()
 
 
-def _sampling(value: SamplingConfig | Mapping[str, Any] | None, *, logprobs: bool) -> SamplingConfig:
+def _sampling(value: SamplingConfig | Mapping[str, Any] | None) -> SamplingConfig:
+    """The sampling config; log-probs stay on by default (per-candidate tokens and confidence)."""
     if isinstance(value, SamplingConfig):
         return value
-    data = {"logprobs": logprobs, **dict(value or {})}
-    return SamplingConfig.from_dict(data, source="sampling")
+    return SamplingConfig.from_dict(dict(value or {}), source="sampling")
 
 
 class TTScale:
@@ -108,9 +108,7 @@ class TTScale:
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
             raise ConfigError("seed", seed, "an integer >= 0 or None (unseeded)")
         self.seed = seed
-        from .select import LOGPROBS
-
-        config = _sampling(sampling, logprobs=LOGPROBS in self.policy.needs)
+        config = _sampling(sampling)
         if sampler is None:
             sampler = self._build(base_url, model, engine, backend, config, api_key=api_key, concurrency=concurrency,
                                   timeout=timeout, max_retries=max_retries, engine_args=engine_args)

@@ -1,0 +1,153 @@
+"""The Python API (``ttscale.TTScale``) against a real local HTTP server and the in-process embedded model.
+
+The HTTP upstream is ``tests/fake_upstream.py`` (answers instantly, right with a known
+probability); the API against the real vLLM engine and server is in test_vllm.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fake_upstream import MODEL, FakeUpstream, free_port, right_answer
+from ttscale import Budget, TTScale
+from ttscale.backends.openai import ServerError
+from ttscale.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    with FakeUpstream(p_right=0.6) as up:
+        yield up
+
+
+@pytest.fixture(autouse=True)
+def _reset(upstream: FakeUpstream) -> None:
+    upstream.fail_multi = False
+    upstream.fail_seeds = set()
+
+
+def tts(upstream: FakeUpstream, **kw) -> TTScale:
+    return TTScale(base_url=upstream.url, model=MODEL, **{"max_retries": 1, "seed": 7, **kw})
+
+
+def is_right(sol, prompt: str) -> bool:
+    return sol.answer == str(right_answer(prompt))
+
+
+def test_solve_returns_answer_vote_tokens_and_cost(upstream: FakeUpstream) -> None:
+    with tts(upstream, prices=(1.0, 2.0), budget=8) as t:
+        sol = t.solve("What is 2 + 2?")
+    assert sol.samples == 8 and sum(sol.vote.values()) == 8 and len(sol.candidates) == 8
+    assert sol.answer == max(sol.vote, key=sol.vote.get) and sol.support == [float(sol.vote[sol.answer])]
+    assert sol.text is not None and sol.text.endswith(f"#### {sol.answer}")
+    assert sol.requests == 1 and sol.completion_tokens == sum(c.tokens for c in sol.candidates)
+    assert sol.cost == pytest.approx((sol.prompt_tokens * 1.0 + sol.completion_tokens * 2.0) / 1e6)
+    assert sol.stopped == "budget"
+
+
+def test_majority_of_many_beats_one_sample_and_is_reproducible(upstream: FakeUpstream) -> None:
+    prompts = [f"Problem {i}" for i in range(40)]
+    with tts(upstream, budget=9, concurrency=8) as t:
+        sols = t.solve_many(prompts)
+        singles = t.solve_many(prompts, budget=1)
+    with tts(upstream, budget=9) as t:
+        again = t.solve_many(prompts)
+    maj = np.mean([is_right(s, p) for s, p in zip(sols, prompts)])
+    one = np.mean([is_right(s, p) for s, p in zip(singles, prompts)])
+    assert maj >= 0.8 and maj > one + 0.1  # p_right = 0.6 per sample
+    assert [s.vote for s in sols] == [s.vote for s in again]  # same seed, same call order
+
+
+def test_adaptive_budget_stops_early_on_easy_questions(upstream: FakeUpstream) -> None:
+    with tts(upstream) as t:
+        easy, hard = t.solve_many(["[easy] one", "[hard] two"], budget=Budget(samples=32, adaptive=True, pilot=4, step=2))
+    assert easy.stopped == "settled" and easy.samples == 4  # 4 agreeing votes settle ASC at 0.95
+    assert hard.samples > easy.samples
+
+
+def test_total_budget_goes_to_the_unsettled_questions(upstream: FakeUpstream) -> None:
+    prompts = [f"[easy] q{i}" for i in range(10)] + [f"[hard] q{i}" for i in range(10)]
+    with tts(upstream) as t:
+        sols = t.solve_many(prompts, budget={"samples": 32, "adaptive": True, "pilot": 4}, total_budget=300)
+    used = np.array([s.samples for s in sols])
+    assert used.sum() <= 300
+    assert used[:10].mean() == 4 and used[10:].mean() > 10
+    with pytest.raises(ConfigError, match="adaptive"):
+        tts(upstream).solve_many(prompts, total_budget=100)
+
+
+def test_chat_messages_and_async(upstream: FakeUpstream) -> None:
+    t = tts(upstream, budget=4)
+
+    async def main():
+        try:
+            return await asyncio.gather(t.asolve({"messages": [{"role": "user", "content": "chat q"}]}), t.asolve("plain q"))
+        finally:
+            await t.aclose()
+
+    chat, plain = asyncio.run(main())
+    assert chat.samples == 4 and plain.samples == 4 and chat.text and plain.text
+
+
+def test_degrades_when_some_of_the_n_fail(upstream: FakeUpstream) -> None:
+    from ttscale.sampler import request_seed
+
+    upstream.fail_multi = True
+    with tts(upstream, budget=6) as t:
+        seed = request_seed(7, "q1", 0)  # the first question of a fresh TTScale is q1
+        upstream.fail_seeds = {seed + 1}
+        sol = t.solve("degrade me")
+    assert sol.samples == 5 and sol.failed_samples == 1 and any("500" in e for e in sol.errors)
+    assert sol.to_dict()["degraded"]["failed_samples"] == 1
+
+
+def test_errors_are_typed(upstream: FakeUpstream) -> None:
+    with pytest.raises(ConfigError, match="exactly one way"):
+        TTScale(base_url=upstream.url, backend="hf")
+    with pytest.raises(ConfigError, match="scorer"):
+        TTScale(base_url=upstream.url, policy="best-of-n")
+    with pytest.raises(ConfigError, match="budget.samples"):
+        TTScale(base_url=upstream.url, budget=0)
+    with pytest.raises(ConfigError, match="budget.confidence"):
+        Budget(confidence=0.3)
+    down = TTScale(base_url=f"http://127.0.0.1:{free_port()}/v1", model=MODEL, max_retries=0)
+    with pytest.raises(ServerError, match="cannot reach"):
+        down.solve("anyone there?")
+    out = down.solve_many(["a", "b"], return_exceptions=True)
+    assert all(isinstance(o, ServerError) for o in out)
+    down.close()
+
+
+class LengthScorer:
+    """A user's scorer: prefers shorter candidates (the API takes any object with ``score``)."""
+
+    name = "length"
+
+    def score(self, problems: list[str], candidates: list[list[str]]) -> list[list[float]]:
+        return [[-float(len(c)) for c in cands] for cands in candidates]
+
+    def close(self) -> None:
+        pass
+
+
+def test_reward_policy_with_a_scorer(upstream: FakeUpstream) -> None:
+    with tts(upstream, policy="best-of-n", scorer=LengthScorer(), budget=8) as t:
+        sol = t.solve("reward me")
+    shortest = min(sol.candidates, key=lambda c: len(c.text))
+    assert sol.text is not None and len(sol.text) == len(shortest.text)
+
+
+def test_in_process_transformers_engine_on_the_embedded_model() -> None:
+    rows = [json.loads(line) for line in (ROOT / "ttscale/data/arith_test.jsonl").read_text().splitlines()[:6]]
+    with TTScale(backend="hf", model="arith-tiny", budget=4, seed=0, sampling={"template": "arith", "max_tokens": 96}) as t:
+        sols = t.solve_many([r["problem"] for r in rows])
+    assert all(s.samples == 4 and s.prompt_tokens > 0 and s.completion_tokens > 0 for s in sols)
+    assert all(s.answer is None or s.answer.lstrip("-").isdigit() for s in sols)
+    assert all(s.text is None or "####" in s.text for s in sols)
