@@ -265,6 +265,53 @@ def test_server_down_at_start_is_a_clear_error(tmp_path: Path) -> None:
     assert not out.exists() or out.stat().st_size == 0
 
 
+def test_proxy_in_front_of_the_vllm_server_answers_the_openai_client(server: str, tiny_model: Path) -> None:
+    """Chat and completions, streaming and not, through ``ttscale serve``'s app to the real server."""
+    import openai
+
+    from fake_upstream import ThreadServer
+    from ttscale.answers import extract_answer
+    from ttscale.serve.app import ServeConfig, create_app
+
+    model = str(tiny_model)
+    prompt = CONFIG.render(PROBLEMS[0].problem)
+    with ThreadServer(create_app(ServeConfig(upstream=server + "/v1", n=N, max_tokens=48, temperature=0.8))) as proxy:
+        client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        resp = client.completions.create(model=model, prompt=prompt, seed=11, max_tokens=48)
+        tts = resp.model_extra["ttscale"]
+        # the proxy's request with the client's seed is the request a client would send directly
+        direct = openai.OpenAI(base_url=server + "/v1", api_key="unused").completions.create(
+            model=model, prompt=prompt, seed=11, n=N, max_tokens=48, temperature=0.8)
+        votes: dict[str, int] = {}
+        for ch in direct.choices:
+            if (a := extract_answer(ch.text)) is not None:
+                votes[a] = votes.get(a, 0) + 1
+        assert tts["samples"] == N and tts["vote"] == votes
+        assert resp.usage.completion_tokens == direct.usage.completion_tokens
+        assert resp.usage.prompt_tokens == direct.usage.prompt_tokens
+        assert resp.choices[0].text in [ch.text for ch in direct.choices]
+        streamed = "".join(ch.choices[0].text for ch in client.completions.create(model=model, prompt=prompt, seed=11, max_tokens=48, stream=True) if ch.choices)
+        assert streamed == resp.choices[0].text
+        msgs = [{"role": "user", "content": PROBLEMS[1].problem}]
+        chat = client.chat.completions.create(model=f"ttscale/majority@4/{model}", messages=msgs, seed=5, max_tokens=48)
+        assert chat.model_extra["ttscale"]["samples"] == 4 and "####" in chat.choices[0].message.content
+        chunks = list(client.chat.completions.create(model=f"ttscale/majority@4/{model}", messages=msgs, seed=5, max_tokens=48, stream=True))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == chat.choices[0].message.content
+
+
+def test_api_on_the_in_process_vllm_engine(engine: VLLMSampler) -> None:
+    from ttscale import TTScale
+
+    with TTScale(engine=engine.llm, policy="majority", budget=N, sampling=CONFIG.to_dict(), seed=3) as tts:
+        sols = tts.solve_many([p.problem for p in PROBLEMS])
+        adaptive = tts.solve_many([p.problem for p in PROBLEMS], budget={"samples": 16, "adaptive": True})
+    for sol in sols:
+        assert sol.samples == N and sol.requests == 1 and sol.prompt_tokens > 0
+        answers = [c.answer for c in sol.candidates if c.answer is not None]
+        assert sol.answer is None or answers.count(sol.answer) == max(answers.count(a) for a in answers)
+    assert all(4 <= s.samples <= 16 for s in adaptive)
+
+
 def test_server_killed_mid_run_retries_then_fails_clearly(server: str, server_proc: tuple, tmp_path: Path) -> None:
     """Runs last: it kills the module's server."""
     problems = arith_problems(400)
