@@ -158,3 +158,16 @@ def test_cli_simulate_json(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", str(bank), "--simulate", "--json", "--permutations", "2"])
     assert result.exit_code == 0, result.output
     assert all(p["accuracy"] == 1 for pts in json.loads(result.stdout)["rules"].values() for p in pts)
+
+
+def test_plan_for_a_reward_policy_on_the_math100_bank() -> None:
+    """Presets beyond majority/pass go through evaluate + held-out curve choice (non-monotone aware)."""
+    bank = Path(__file__).resolve().parents[2] / "shared/data/banks/math100_qwen_rm.jsonl"
+    if not bank.is_file():
+        pytest.skip("../shared/data is not beside the repository")
+    result = runner.invoke(app, ["plan", str(bank), "--policy", "weighted-majority", "--budget-samples", "8", "--max-n", "64", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["policy"] == "weighted-majority" and data["method"] in ("power-law+floor", "exp-power-law")
+    observed = dict(zip(data["observed"]["k"], data["observed"]["accuracy"]))
+    assert abs(observed[8] - 0.95) < 0.01  # weighted majority@8 on this bank (ttscale eval: 95.00)

@@ -82,6 +82,7 @@ def eval_command(
 
 def _register_commands() -> None:
     # Command modules import this one (for err/handle_errors), so they are attached last.
+    from .commands.bench import bench_command
     from .commands.demo import demo_command
     from .commands.plan import plan_command
     from .commands.sample import sample_command
@@ -92,6 +93,7 @@ def _register_commands() -> None:
     app.command("score")(score_command)
     app.command("demo")(demo_command)
     app.command("plan")(plan_command)
+    app.command("bench")(bench_command)
     app.command("serve")(serve_command)
 
 

@@ -180,7 +180,7 @@ def _fit_policy_curve(kept: list[Candidates], name: str, grid: np.ndarray, ks: l
         kk, aa = k_arr, acc
     if kk.size >= 3:
         sel = select_curve_model(models, kk, aa)
-        model, method = sel.best_model, sel.best
+        model, method = sel.best, sel.best_name
     else:
         model, method = models["power-law+floor"].clone().fit(kk, aa), "power-law+floor"
     eval_n = grid if best.monotone else np.minimum(grid, best.k)
