@@ -228,6 +228,49 @@ def _prompts(body: Mapping[str, Any]) -> list[str]:
     raise HTTPError(400, "prompt: expected a string or a non-empty list of strings", param="prompt")
 
 
+ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"})
+
+
+class _Guard:
+    """Key check, metrics and in-flight count for every request, as plain ASGI middleware
+    (Starlette's ``BaseHTTPMiddleware`` costs a task and a stream per request)."""
+
+    def __init__(self, app: Any, config: ServeConfig, metrics: Metrics) -> None:
+        self.app = app
+        self.key = None if config.api_key is None else config.api_key.encode()
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        path = scope["path"]
+        endpoint = path if path in ENDPOINTS else "other"
+        if self.key is not None and path != "/health":
+            header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            given = header[7:] if header[:7].lower() == b"bearer " else b""
+            if not hmac.compare_digest(given, self.key):
+                self.metrics.requests.labels(endpoint, "401").inc()
+                why = "no API key given" if not given else "incorrect API key"
+                response = HTTPError(401, f"{why}: send 'Authorization: Bearer <key>'", code="invalid_api_key").response()
+                return await response(scope, receive, send)
+        status = "500"
+
+        async def sending(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = str(message["status"])
+            await send(message)
+
+        self.metrics.inflight.inc()
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.metrics.inflight.dec()
+            self.metrics.requests.labels(endpoint, status).inc()
+            self.metrics.seconds.labels(endpoint).observe(time.perf_counter() - start)
+
+
 def create_app(config: ServeConfig) -> FastAPI:
     """The proxy app for ``config`` (run it with uvicorn; ``ttscale serve`` does)."""
     from ..backends.openai import OpenAISampler
@@ -264,26 +307,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         kind = "not_found" if exc.status_code == 404 else None
         return HTTPError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", code=kind).response()
 
-    @app.middleware("http")
-    async def _guard(request: Request, call_next: Any) -> Response:
-        start = time.perf_counter()
-        path = request.url.path
-        endpoint = path if path in ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics") else "other"
-        if config.api_key is not None and path != "/health":
-            header = request.headers.get("authorization", "")
-            given = header[7:] if header[:7].lower() == "bearer " else ""
-            if not hmac.compare_digest(given.encode(), config.api_key.encode()):
-                metrics.requests.labels(endpoint, "401").inc()
-                why = "no API key given" if not given else "incorrect API key"
-                return HTTPError(401, f"{why}: send 'Authorization: Bearer <key>'", code="invalid_api_key").response()
-        metrics.inflight.inc()
-        try:
-            response = await call_next(request)
-        finally:
-            metrics.inflight.dec()
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.seconds.labels(endpoint).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(_Guard, config=config, metrics=metrics)
 
     # -- solving ---------------------------------------------------------------------------------
 
