@@ -64,7 +64,10 @@ class FakeUpstream:
         out = []
         for _ in range(n):
             value = right if rng.random() < p_right else (right + rng.choice((1, 7, 13))) % 1000
-            out.append(f"Let me think step by step. The result is {value}.\n#### {value}")
+            if "Score: N/10" in prompt:  # ttscale's judge prompt: answer like a judge
+                out.append(f"Checked the steps. Score: {value % 11}/10")
+            else:
+                out.append(f"Let me think step by step. The result is {value}.\n#### {value}")
         return out
 
     def _make_app(self) -> FastAPI:

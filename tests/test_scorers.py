@@ -375,3 +375,29 @@ def test_teacher_forcing_reproduces_sampled_logprobs() -> None:
         assert c.finish == "stop"
         assert sum(own) == pytest.approx(c.logprob, abs=0.05)
         assert mean == pytest.approx(sum(own) / len(own))
+
+
+def test_judge_cli_over_http_with_sampling_options(tmp_path: Path) -> None:
+    """``ttscale score --scorer judge --backend openai`` against a local OpenAI-compatible server
+    (tests/fake_upstream.py, which answers the judge prompt with 'Score: X/10')."""
+    import subprocess
+    import sys
+
+    from fake_upstream import MODEL, FakeUpstream
+
+    bank = tiny_bank(tmp_path / "bank.jsonl")
+    with FakeUpstream() as up:
+        cmd = [sys.executable, "-m", "ttscale", "score", str(bank), "--scorer", "judge", "--backend", "openai",
+               "--base-url", up.url, "--judge-model", MODEL, "--judge-chat", "--judge-temperature", "0.5",
+               "--judge-n", "2", "--judge-seed", "3", "--out", str(tmp_path / "judged.jsonl"), "--json", "--quiet"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout)
+        assert summary["scored"] == 6 and summary["unparsed"] == 0
+        assert up.calls["200"] == 6  # one request with n=2 per candidate
+        again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)  # a rerun over the same output works
+        vals = [s.rewards["judge"] for r in read_bank(tmp_path / "judged.jsonl") for s in r.samples]
+        assert all(0.0 <= v <= 1.0 for v in vals) and len(set(vals)) > 1
+    bad = subprocess.run(cmd[:-4] + ["--judge-seed", "x", "--out", str(tmp_path / "x.jsonl")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--judge-seed='x'" in bad.stderr
+    assert again.returncode == 0

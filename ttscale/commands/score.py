@@ -29,6 +29,12 @@ def score_command(
     judge_max_tokens: Annotated[int, typer.Option("--judge-max-tokens", help="judge: most tokens per reply.")] = 64,
     on_unparsed: Annotated[str, typer.Option("--on-unparsed", help="judge: error, or fallback (score --fallback).")] = "error",
     fallback: Annotated[float, typer.Option("--fallback", help="judge: score of an unparsable reply with --on-unparsed fallback.")] = 0.0,
+    judge_temperature: Annotated[float | None, typer.Option("--judge-temperature", help="judge: sampling temperature (default 0 with --judge-n 1, else 0.7).")] = None,
+    judge_seed: Annotated[str, typer.Option("--judge-seed", help="judge: base seed of the judge's replies ('none': unseeded).")] = "0",
+    judge_chat: Annotated[bool, typer.Option("--judge-chat/--judge-raw", help="judge: send the prompt as a chat message (instruction-tuned judges).")] = False,
+    judge_system: Annotated[str | None, typer.Option("--judge-system", help="judge: system message (with --judge-chat).")] = None,
+    judge_model: Annotated[str | None, typer.Option("--judge-model", help="judge with openai: served model name (default: --model, else the server's first).")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="OPENAI_API_KEY", help="judge with openai: API key (default $OPENAI_API_KEY).")] = None,
     base_url: Annotated[str, typer.Option("--base-url", help="judge with openai: server URL.")] = "http://127.0.0.1:8000/v1",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per forward pass.")] = 8,
     batch_problems: Annotated[int, typer.Option("--batch-problems", help="Problems per scoring batch (a kill loses at most one).")] = 8,
@@ -58,10 +64,21 @@ def score_command(
         if template:
             options["template"] = template
     else:
-        options.update(backend=backend, n=judge_n, on_unparsed=on_unparsed, fallback=fallback,
-                       sampling=SamplingConfig(temperature=0.0 if judge_n == 1 else 0.7, max_tokens=judge_max_tokens, logprobs=False))
+        if judge_seed.lower() in ("none", "null", ""):
+            seed: int | None = None
+        else:
+            try:
+                seed = int(judge_seed)
+            except ValueError:
+                raise ConfigError("--judge-seed", judge_seed, "an integer or 'none'") from None
+        temperature = judge_temperature if judge_temperature is not None else (0.0 if judge_n == 1 else 0.7)
+        sampling = SamplingConfig(temperature=temperature, max_tokens=judge_max_tokens, logprobs=False, seed=seed,
+                                  prompt_format="chat" if judge_chat else "raw", system=judge_system)
+        options.update(backend=backend, n=judge_n, on_unparsed=on_unparsed, fallback=fallback, sampling=sampling)
         if backend == "openai":
-            options["backend_options"] = {"base_url": base_url}
+            options["backend_options"] = {"base_url": base_url, "api_key": api_key}
+            if judge_model is not None:
+                resolved = judge_model
         elif backend in ("hf", "vllm"):
             options["backend_options"] = {"batch_size": batch_size}
         if template:
