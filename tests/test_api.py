@@ -151,3 +151,17 @@ def test_in_process_transformers_engine_on_the_embedded_model() -> None:
     assert all(s.samples == 4 and s.prompt_tokens > 0 and s.completion_tokens > 0 for s in sols)
     assert all(s.answer is None or s.answer.lstrip("-").isdigit() for s in sols)
     assert all(s.text is None or "####" in s.text for s in sols)
+
+
+def test_total_budget_with_every_request_failing_ends(upstream: FakeUpstream) -> None:
+    down = TTScale(base_url=f"http://127.0.0.1:{free_port()}/v1", model=MODEL, max_retries=0)
+    out = down.solve_many(["a", "b"], budget={"samples": 8, "adaptive": True}, total_budget=16, return_exceptions=True)
+    assert all(isinstance(o, ServerError) for o in out)
+    down.close()
+
+
+def test_token_cap_stops_drawing(upstream: FakeUpstream) -> None:
+    with tts(upstream) as t:
+        sol = t.solve("cap me", budget=Budget(samples=32, tokens=60, pilot=2, step=2))
+    per_sample = sol.completion_tokens / sol.samples
+    assert sol.stopped == "tokens" and sol.completion_tokens <= 60 and sol.completion_tokens + 2 * per_sample > 60

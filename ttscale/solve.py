@@ -67,7 +67,8 @@ class Budget:
     """Adaptive: ASC threshold in (0.5, 1); higher spends more to be surer."""
     tokens: int | None = None
     """Cap on generated tokens per question: no round starts that would, at the mean tokens per
-    sample so far, pass it (draws then go in rounds, as when adaptive). None: no cap."""
+    sample so far, pass it (draws then go in rounds, as when adaptive). None: no cap. Not applied
+    under a total budget (the allocator spends that in samples)."""
     dollars: float | None = None
     """Cap on dollars per question (needs prices), applied like ``tokens``. None: no cap."""
 
@@ -310,7 +311,10 @@ class Solver:
         if allocator is not None:
             spent = sum(s.n + s.failed for s in states)
             left = max(0, (total or 0) - spent)
-            if spent == 0:  # the pilot in one request per question (the allocator would take a round per sample)
+            errored = np.array([s.error is not None for s in states])
+            if errored.all():
+                return plan
+            if spent == 0 and not errored.any():  # the pilot in one request per question (the allocator would take a round per sample)
                 pilot = np.minimum(allocator.pilot, max(1, left // len(states)))
                 plan = np.full(len(states), pilot, dtype=np.int64)
                 plan[np.cumsum(plan) > left] = 0
@@ -330,9 +334,6 @@ class Solver:
             have = s.n + s.failed
             left = budget.samples - have
             if left <= 0:
-                s.stopped = "budget"
-                continue
-            if have and s.failed and not s.candidates:
                 s.stopped = "budget"
                 continue
             if not budget.in_rounds:
