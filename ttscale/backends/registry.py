@@ -1,4 +1,7 @@
-"""Backends by name: ``make_sampler("vllm" | "openai" | "hf" | "replay", model, config, **options)``.
+"""Backends by name: ``make_sampler("vllm" | "openai" | "hf" | "replay" | "ray", model, config, **options)``.
+
+``ray`` runs replicas of ``hf`` or ``vllm`` on a Ray cluster:
+``make_sampler("ray", model, config, backend="hf", replicas=2, ...)`` (see ``ttscale.backends.ray``).
 
 Each backend module is imported only when asked for, so ``replay`` works without torch and
 ``openai`` without vLLM. The transformers backend adapts :class:`ttscale.backends.hf.HFSampler`
@@ -116,11 +119,21 @@ def _replay(model: str | None, config: SamplingConfig, **options: Any) -> Sample
     return ReplaySampler(bank, config, **options)
 
 
-BACKENDS: dict[str, Callable[..., Sampler]] = {"vllm": _vllm, "openai": _openai, "hf": _hf, "replay": _replay}
+def _ray(model: str | None, config: SamplingConfig, **options: Any) -> Sampler:
+    from .ray import RaySampler
+
+    return RaySampler(model, config, **options)
 
 
-def make_sampler(backend: str, model: str | None, config: SamplingConfig | None = None, **options: Any) -> Sampler:
-    """A sampler of the named backend; ``options`` are the backend's keyword arguments."""
+BACKENDS: dict[str, Callable[..., Sampler]] = {"vllm": _vllm, "openai": _openai, "hf": _hf, "replay": _replay, "ray": _ray}
+
+
+def make_sampler(backend: str, model: str | None, config: SamplingConfig | None = None, /, **options: Any) -> Sampler:
+    """A sampler of the named backend; ``options`` are the backend's keyword arguments.
+
+    The first three are positional-only, so ``backend=`` among the options reaches the ``ray``
+    backend (the backend each replica runs) instead of colliding with the first argument.
+    """
     try:
         factory = BACKENDS[backend]
     except KeyError:

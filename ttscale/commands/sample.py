@@ -48,7 +48,7 @@ def sample_command(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="JSONL file (id, problem, answer), 'arith', or a hub name: gsm8k, math500, aime2024, aime2025.")] = "arith",
     out: Annotated[Path, typer.Option("--out", "-o", help="Bank file to create or continue (JSONL, append-only).")] = Path("bank.jsonl"),
     n: Annotated[int, typer.Option("--n", "-n", help="Samples per problem; a bank with fewer is topped up.")] = 8,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="vllm, openai, hf or replay.")] = "vllm",
+    backend: Annotated[str, typer.Option("--backend", "-b", help="vllm, openai, hf, replay, or ray (replicas of --ray-backend on a Ray cluster).")] = "vllm",
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first LIMIT problems.")] = None,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 0.7,
     top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
@@ -73,6 +73,9 @@ def sample_command(
     max_model_len: Annotated[int | None, typer.Option("--max-model-len", help="vllm engine argument.")] = None,
     dtype: Annotated[str | None, typer.Option("--dtype", help="vllm engine argument (auto, float32, bfloat16, ...); also the hf backend's dtype.")] = None,
     engine_arg: Annotated[list[str] | None, typer.Option("--engine-arg", help="Other vllm engine argument KEY=VALUE (repeatable).")] = None,
+    ray_backend: Annotated[str, typer.Option("--ray-backend", help="ray: what each replica runs, hf or vllm (engine options above apply per replica).")] = "hf",
+    replicas: Annotated[int, typer.Option("--replicas", help="ray: sampler replicas (data parallel; each takes --tensor-parallel-size GPUs on a GPU cluster).")] = 2,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="ray: cluster to join (default $RAY_ADDRESS; none: a local cluster).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -93,6 +96,10 @@ def sample_command(
         raise ConfigError("--n", n, "an integer >= 1")
     if backend not in BACKENDS:  # before loading anything slow
         raise ConfigError("--backend", backend, "one of " + ", ".join(BACKENDS))
+    if backend == "ray" and ray_backend not in ("hf", "vllm"):
+        raise ConfigError("--ray-backend", ray_backend, "hf or vllm (what each Ray replica runs)")
+    if backend == "ray" and replicas < 1:
+        raise ConfigError("--replicas", replicas, "an integer >= 1")
     resolved = resolve_model(model)
     if template == "auto":
         arith = model in ("arith", "arith-tiny") or dataset in ("arith", "arith-hard") or "arith-tiny" in str(model or "")
@@ -107,8 +114,10 @@ def sample_command(
         if value is not None:
             engine[key] = value
     problems = load_dataset(dataset, limit=limit)
-    options = _backend_options(backend, base_url=base_url, api_key=api_key, concurrency=concurrency, timeout=timeout,
-                               max_retries=max_retries, batch_size=batch_size, engine=engine)
+    options = _backend_options(ray_backend if backend == "ray" else backend, base_url=base_url, api_key=api_key,
+                               concurrency=concurrency, timeout=timeout, max_retries=max_retries, batch_size=batch_size, engine=engine)
+    if backend == "ray":
+        options.update(backend=ray_backend, replicas=replicas, address=ray_address)
     sampler = make_sampler(backend, resolved, config, **options)
     meta = {"model": str(getattr(sampler, "model", None) or model or backend), "backend": backend}
     try:
