@@ -347,3 +347,22 @@ def test_hf_backend_samples_reproducibly_and_resumes(tiny_model: Path, tmp_path:
     assert [c.text for c in again.candidates] == [s.text for s in bank.by_id()[problems[1].id].samples]
     run_sampling(sampler, problems, out, 10)
     assert read_bank(out).sample_counts() == {p.id: 10 for p in problems}
+
+
+def test_sample_command_chat_template_file(cli: typer.Typer, tiny_model: Path, tmp_path: Path) -> None:
+    """--chat with a model that has no chat template: a clear error, then the same run with a template file."""
+    runner = CliRunner()
+    args = ["sample", "--backend", "hf", "--model", str(tiny_model), "--dataset", "arith", "--limit", "2", "--n", "2",
+            "--max-tokens", "8", "--chat", "--out", str(tmp_path / "chat.jsonl"), "--quiet"]
+    missing = runner.invoke(cli, args)
+    assert missing.exit_code == 2 and "chat template" in missing.output
+    template = tmp_path / "chat.jinja"
+    template.write_text("{% for m in messages %}Question: {{ m['content'] }}\n{% endfor %}Answer:")
+    done = runner.invoke(cli, [*args, "--chat-template", str(template)])
+    assert done.exit_code == 0, done.output
+    counts = read_bank(tmp_path / "chat.jsonl").sample_counts()
+    assert len(counts) == 2 and set(counts.values()) == {2}
+    raw = runner.invoke(cli, [*args[:-3], "--raw", "--chat-template", str(template), "--out", str(tmp_path / "x.jsonl")])
+    assert raw.exit_code == 2 and "--chat as well" in raw.output
+    http = runner.invoke(cli, ["sample", "--backend", "openai", "--chat", "--chat-template", str(template), "--out", str(tmp_path / "y.jsonl")])
+    assert http.exit_code == 2 and "an HTTP server applies its own template" in http.output

@@ -41,17 +41,23 @@ class HFAdapter(SyncSamplerMixin):
     name = "hf"
     concurrency = 1
 
-    def __init__(self, model: str, config: SamplingConfig | None = None, *, batch_size: int = 16, **options: Any) -> None:
+    def __init__(self, model: str, config: SamplingConfig | None = None, *, batch_size: int = 16,
+                 chat_template: str | None = None, **options: Any) -> None:
         from .hf import HFSampler
 
         self.config = config or SamplingConfig()
         self.batch_size = batch_size
         self.hf = HFSampler(model, **options)
+        self.chat_template = chat_template
+        """A Jinja chat template overriding the tokenizer's (None: the tokenizer's own)."""
 
     def _prompt(self, req: SampleRequest) -> str:
         if req.messages is not None or self.config.prompt_format is PromptFormat.CHAT:
             messages = list(req.messages) if req.messages is not None else self.config.messages(req.problem)
-            return self.hf.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            template = self.chat_template or getattr(self.hf.tokenizer, "chat_template", None)
+            if not template:
+                raise ConfigError("prompt_format", "chat", "a model with a chat template (pass --chat-template FILE, or use raw prompts)")
+            return self.hf.tokenizer.apply_chat_template(messages, chat_template=template, add_generation_prompt=True, tokenize=False)
         return self.config.render(req.problem)
 
     def generate(self, requests: Sequence[SampleRequest]) -> list[SampleResult]:

@@ -60,6 +60,7 @@ def sample_command(
     template: Annotated[str, typer.Option("--template", help="Prompt template with {problem}, or plain, arith, boxed; 'auto': arith for the arith model/data, else plain.")] = "auto",
     chat: Annotated[bool, typer.Option("--chat/--raw", help="Apply the model's chat template (chat endpoint over HTTP).")] = False,
     system: Annotated[str | None, typer.Option("--system", help="System message (chat only).")] = None,
+    chat_template: Annotated[Path | None, typer.Option("--chat-template", help="vllm/hf with --chat: a Jinja chat template file used instead of the tokenizer's (a server uses its own: vllm serve --chat-template).")] = None,
     fan_out: Annotated[str, typer.Option("--fan-out", help="openai: auto, native (one request with n) or parallel (n requests).")] = "auto",
     base_url: Annotated[str, typer.Option("--base-url", help="OpenAI-compatible server URL.")] = "http://127.0.0.1:8000/v1",
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="OPENAI_API_KEY", help="API key (default $OPENAI_API_KEY).")] = None,
@@ -113,9 +114,22 @@ def sample_command(
                        ("gpu_memory_utilization", gpu_memory_utilization), ("max_model_len", max_model_len), ("dtype", dtype)):
         if value is not None:
             engine[key] = value
+    if chat_template is not None:
+        if backend not in ("vllm", "hf") and not (backend == "ray" and ray_backend in ("vllm", "hf")):
+            raise ConfigError("--chat-template", str(chat_template), "vllm or hf backends only (an HTTP server applies its own template)")
+        if not chat:
+            raise ConfigError("--chat-template", str(chat_template), "--chat as well (raw prompts use no chat template)")
+        try:
+            template_text = chat_template.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError("--chat-template", str(chat_template), f"a readable UTF-8 Jinja file ({exc})") from None
+        if not template_text.strip():
+            raise ConfigError("--chat-template", str(chat_template), "a non-empty Jinja template")
     problems = load_dataset(dataset, limit=limit)
     options = _backend_options(ray_backend if backend == "ray" else backend, base_url=base_url, api_key=api_key,
                                concurrency=concurrency, timeout=timeout, max_retries=max_retries, batch_size=batch_size, engine=engine)
+    if chat_template is not None:
+        options["chat_template"] = template_text
     if backend == "ray":
         options.update(backend=ray_backend, replicas=replicas, address=ray_address)
     sampler = make_sampler(backend, resolved, config, **options)
