@@ -366,3 +366,10 @@ def test_sample_command_chat_template_file(cli: typer.Typer, tiny_model: Path, t
     assert raw.exit_code == 2 and "--chat as well" in raw.output
     http = runner.invoke(cli, ["sample", "--backend", "openai", "--chat", "--chat-template", str(template), "--out", str(tmp_path / "y.jsonl")])
     assert http.exit_code == 2 and "an HTTP server applies its own template" in http.output
+
+
+def test_data_parallel_in_process_is_a_clear_error(cli: typer.Typer, tmp_path: Path) -> None:
+    pytest.importorskip("vllm")
+    res = CliRunner().invoke(cli, ["sample", "--backend", "vllm", "--model", "arith-tiny", "--limit", "1", "--n", "1",
+                                   "--data-parallel-size", "2", "--out", str(tmp_path / "dp.jsonl"), "-q"])
+    assert res.exit_code == 2 and "data_parallel_size=2" in res.output and "--replicas" in res.output

@@ -91,6 +91,12 @@ class VLLMSampler(SyncSamplerMixin):
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
             engine_args = {**CPU_ENGINE_DEFAULTS, **engine_args}
         engine_args.setdefault("enable_prefix_caching", True)
+        if int(engine_args.get("data_parallel_size") or 1) > 1:
+            # vllm.LLM is one process: data parallelism needs several engines.
+            raise ConfigError("data_parallel_size", engine_args["data_parallel_size"],
+                              "1 for the in-process engine; for data parallelism use Ray replicas "
+                              "(--backend ray --ray-backend vllm --replicas N) or `vllm serve --data-parallel-size N` "
+                              "with --backend openai")
         try:
             return vllm.LLM(model=model, **engine_args)
         except TypeError as exc:  # an unknown engine argument
