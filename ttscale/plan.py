@@ -186,6 +186,16 @@ def _fit_policy_curve(kept: list[Candidates], name: str, grid: np.ndarray, ks: l
     eval_n = grid if best.monotone else np.minimum(grid, best.k)
     mean = np.asarray(model.predict(eval_n))
     low, high = model.predict_interval(eval_n, level)
+    # The curve's bootstrap only sees the k-points; which questions the bank holds is uncertain too.
+    # Add it in quadrature with the binomial bound on a dataset mean's standard error (per-question
+    # accuracies in [0, 1] vary at most as much as coin flips with the same mean).
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + level / 2))
+    m = np.clip(mean, 0.0, 1.0)
+    q_half = z * np.sqrt(m * (1 - m) / len(kept))
+    low = mean - np.hypot(mean - np.asarray(low), q_half)
+    high = mean + np.hypot(np.asarray(high) - mean, q_half)
     return FittedCurve(name, method, ks, [float(v) for v in acc], grid, _clean(mean), _clean(np.asarray(low)),
                        _clean(np.asarray(high)), level, best_n=None if best.monotone else int(best.k))
 
