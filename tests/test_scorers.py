@@ -291,8 +291,9 @@ def test_vllm_reward(tmp_path: Path, classifier: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from ttscale.scorers import VLLMRewardScorer
 
-    scorer = VLLMRewardScorer(str(classifier))
+    scorer = VLLMRewardScorer(str(classifier), engine_args={"max_model_len": 384})  # ttscale score --engine-arg
     try:
+        assert scorer.llm.llm_engine.vllm_config.model_config.max_model_len == 384
         got = scorer.score([PROBLEMS[0][1]], [PROBLEMS[0][3]])
     finally:
         scorer.close()

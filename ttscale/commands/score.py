@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ..console import err, handle_errors, progress_bar
+from .sample import _engine_args
 from ..errors import ConfigError
 
 
@@ -35,6 +36,7 @@ def score_command(
     judge_system: Annotated[str | None, typer.Option("--judge-system", help="judge: system message (with --judge-chat).")] = None,
     judge_model: Annotated[str | None, typer.Option("--judge-model", help="judge with openai: served model name (default: --model, else the server's first).")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="OPENAI_API_KEY", help="judge with openai: API key (default $OPENAI_API_KEY).")] = None,
+    engine_arg: Annotated[list[str] | None, typer.Option("--engine-arg", help="vllm-reward (and judge with vllm): vllm.LLM argument KEY=VALUE (repeatable), e.g. max_model_len=4096, dtype=bfloat16, tensor_parallel_size=2.")] = None,
     base_url: Annotated[str, typer.Option("--base-url", help="judge with openai: server URL.")] = "http://127.0.0.1:8000/v1",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per forward pass.")] = 8,
     batch_problems: Annotated[int, typer.Option("--batch-problems", help="Problems per scoring batch (a kill loses at most one).")] = 8,
@@ -63,6 +65,8 @@ def score_command(
     elif scorer == "vllm-reward":
         if template:
             options["template"] = template
+        if engine_arg:
+            options["engine_args"] = _engine_args(engine_arg)
     else:
         if judge_seed.lower() in ("none", "null", ""):
             seed: int | None = None
@@ -81,8 +85,12 @@ def score_command(
                 resolved = judge_model
         elif backend in ("hf", "vllm"):
             options["backend_options"] = {"batch_size": batch_size}
+            if backend == "vllm" and engine_arg:
+                options["backend_options"]["engine_args"] = _engine_args(engine_arg)
         if template:
             options["template"] = template
+    if engine_arg and not (scorer == "vllm-reward" or (scorer == "judge" and backend == "vllm")):
+        raise ConfigError("--engine-arg", engine_arg, "only with --scorer vllm-reward or a judge on --backend vllm")
     if not bank.is_file():
         raise ConfigError("BANK", str(bank), "an existing bank file (JSONL)")
     instance = make_scorer(scorer, resolved, name=name, **options)
