@@ -34,7 +34,7 @@ ALLOWED_OPS = ("+", "-")
 MAX_VALUE_LIMIT = 1_000_000
 MAX_STEPS_LIMIT = 12
 
-DEFAULT_TEMPERATURE = 0.7
+DEFAULT_TEMPERATURE = 1.3
 """Sampling temperature at which the committed model's figures are stated (see evals/)."""
 
 

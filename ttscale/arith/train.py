@@ -41,7 +41,7 @@ from ttscale.arith.task import (
     sample_problem,
 )
 
-DEFAULT_STEPS = 1600
+DEFAULT_STEPS = 1900
 DEFAULT_SEED = 0
 DEFAULT_BATCH = 64
 

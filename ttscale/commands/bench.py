@@ -58,6 +58,15 @@ def _scorer_factory(model_dir: str | None, scorer_model: str | None, template: s
     return build
 
 
+def _default_temperature(embedded: bool) -> float:
+    """The embedded model's figures are stated at its own temperature (ttscale.arith.DEFAULT_TEMPERATURE)."""
+    if embedded:
+        from ..arith import DEFAULT_TEMPERATURE
+
+        return DEFAULT_TEMPERATURE
+    return 0.7
+
+
 @handle_errors
 def bench_command(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Report folder (bank.jsonl, report.md, plots, results.json); rerunning resumes.")] = Path("runs/bench"),
@@ -70,7 +79,7 @@ def bench_command(
     scorer: Annotated[list[str] | None, typer.Option("--scorer", help="Score the bank with this scorer (repeatable): confidence, lowest-group-confidence, reward-model, vllm-reward, judge.")] = None,
     scorer_model: Annotated[str | None, typer.Option("--scorer-model", help="Model folder of reward-model, vllm-reward or judge (confidence: default the sampled model).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Base sampling seed, and the seed of resampled estimates and fits.")] = 0,
-    temperature: Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (default 0.7).")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (default: the embedded model's stated temperature for arith-tiny, else 0.7).")] = None,
     top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Most tokens per sample (default 160 for the embedded model, else 256).")] = None,
     template: Annotated[str, typer.Option("--template", help="Prompt template with {problem}, or plain, arith, boxed; 'auto' as in ttscale sample.")] = "auto",
@@ -126,7 +135,7 @@ def bench_command(
             raise ConfigError("--scorer-model", None, f"a model folder for scorer {kind!r}")
     prices = None if price_in is None and price_out is None else Prices(input=price_in or 0.0, output=price_out or 0.0)
     config = SamplingConfig(
-        temperature=0.7 if temperature is None else temperature, top_p=top_p,
+        temperature=(_default_temperature(embedded) if temperature is None else temperature), top_p=top_p,
         max_tokens=max_tokens if max_tokens is not None else (160 if embedded else 256), seed=seed, logprobs=True,
         prompt_format="chat" if chat else "raw", template=_template(template, model, dataset),
     )
