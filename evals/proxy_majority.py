@@ -148,6 +148,7 @@ def main() -> None:
     # Per problem: the exact probability that a vote of 8 of its pool samples is right; a single
     # vote per problem (what the proxy draws) has variance m(1-m) around it.
     per_problem = []
+    same_samples: list[float] = []  # majority of the very samples the proxy drew, ties credited 1/t
     same_vote = 0
     for r, t in zip(rows, proxied):
         answers = [s.answer for s in records[r["id"]].samples]
@@ -157,6 +158,9 @@ def main() -> None:
         correct = np.array([[a == reference[r["id"]] for a in classes]])
         per_problem.append(float(majority_at_k(counts, correct, np.array([len(answers)]), [8])[0, 0]))
         first8 = Counter(a for a in answers[:8] if a is not None)
+        top8 = max(first8.values()) if first8 else 0
+        tied = [a for a, c in first8.items() if c == top8]
+        same_samples.append(sum(a == reference[r["id"]] for a in tied) / len(tied) if tied else 0.0)
         top = max(first8.values()) if first8 else 0
         if t["answer"] in {a for a, c in first8.items() if c == top} or (not first8 and t["answer"] is None):
             same_vote += 1
@@ -168,6 +172,7 @@ def main() -> None:
         "proxy_majority_accuracy": float(proxy_right.mean()), "eval_maj_at_8": maj8,
         "difference": diff, "stderr_of_one_vote_per_problem": se, "difference_in_stderr": diff / se if se else None,
         "proxy_votes_equal_to_bank_first_8_vote": same_vote,
+        "majority_of_the_same_8_samples": float(np.mean(same_samples)),
         "proxy_samples": int(sum(t["samples"] for t in proxied)),
         "proxy_tokens": int(sum(t["prompt_tokens"] + t["completion_tokens"] for t in proxied)),
         "proxy_seconds": round(proxy_seconds, 1), "startup_seconds": round(started, 1),
@@ -175,7 +180,8 @@ def main() -> None:
     print(f"proxy majority (one 8-sample vote per problem): {100 * result['proxy_majority_accuracy']:.2f}%")
     print(f"ttscale eval maj@8 (exact over {args.pool} samples per problem): {100 * maj8:.2f}%")
     print(f"difference {100 * diff:+.2f} points = {result['difference_in_stderr']:+.2f} standard errors ({100 * se:.2f} points)")
-    print(f"proxy vote equals the bank's vote over the same 8 seeded samples: {same_vote}/{len(rows)}")
+    print(f"proxy vote equals the bank's vote over the same 8 seeded samples: {same_vote}/{len(rows)}; "
+          f"majority of those 8 with exact tie credit: {100 * np.mean(same_samples):.2f}% (the proxy breaks ties at random)")
     print(f"proxy: {result['proxy_samples']} samples, {result['proxy_tokens']} tokens in {proxy_seconds:.1f} s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
