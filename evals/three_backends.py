@@ -56,7 +56,7 @@ def sample(name: str, out: Path, dataset: Path, n: int, seed: int, extra: list[s
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise RuntimeError(f"{name}: {done.stderr[-2000:]}")
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    summary = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])  # vLLM prints too
     return {"wall_s": round(wall, 1), **{k: summary.get(k) for k in ("samples", "requests", "calls", "completion_tokens", "tokens_per_s")}}
 
 
