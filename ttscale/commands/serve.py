@@ -31,6 +31,7 @@ def serve_command(
     price_in: Annotated[float | None, typer.Option("--price-in", help="Dollars per million prompt tokens (responses then carry cost_usd).")] = None,
     price_out: Annotated[float | None, typer.Option("--price-out", help="Dollars per million generated tokens.")] = None,
     equivalence: Annotated[str, typer.Option("--equivalence", help="Answer equivalence: math or string.")] = "math",
+    keep_alive: Annotated[float, typer.Option("--keep-alive", help="Seconds an idle client connection stays open (uvicorn closes idle ones after 5 s by default; a client reusing one as it closes sees a reset).")] = 75.0,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics in front of UPSTREAM."""
@@ -51,4 +52,5 @@ def serve_command(
         err.print(f"[yellow]warning:[/] listening on {host} without --api-key: anyone who can reach it can spend your upstream budget")
     err.print(f"ttscale proxy on http://{host}:{port}/v1 -> {config.upstream} (policy {config.policy}, n={config.n}"
               f"{', adaptive' if config.adaptive else ''}{', key required' if config.api_key else ''})")
-    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=log_level == "debug",
+                timeout_keep_alive=int(max(1, keep_alive)), backlog=4096)
