@@ -368,6 +368,23 @@ def create_app(config: ServeConfig) -> FastAPI:
             return sols[0].to_dict(candidates=options.candidates)
         return {"prompts": [s.to_dict(candidates=options.candidates) for s in sols]}
 
+    def routing(body: Mapping[str, Any]) -> tuple[Any, bool]:
+        """The request's upstream model and options, and whether its policy needs log-probs."""
+        try:
+            routed = route(body.get("model"), body.get("ttscale"))
+            policy = _preset(routed.options.policy, "ttscale.policy") if routed.options.policy else solver().policy
+        except ConfigError as exc:
+            raise HTTPError(400, str(exc), param=exc.parameter) from None
+        return routed, LOGPROBS in policy.needs
+
+    def stream(body: Mapping[str, Any], chunks: list[dict[str, Any]], base: dict[str, Any], extra: dict[str, Any],
+               sols: list[Solution]) -> StreamingResponse:
+        """SSE of ``chunks``; the last carries the ``ttscale`` field, then a usage chunk when asked for."""
+        chunks[-1]["ttscale"] = extra
+        if isinstance(body.get("stream_options"), dict) and body["stream_options"].get("include_usage"):
+            chunks.append({**base, "choices": [], "usage": usage(sols)})
+        return sse(chunks)
+
     def sse(chunks: list[dict[str, Any]]) -> StreamingResponse:
         async def events() -> AsyncIterator[bytes]:
             for chunk in chunks:
@@ -382,11 +399,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def chat_completions(request: Request) -> Response:
         body = await _read_json(request, config.max_request_bytes)
         messages = _messages(body)
-        try:
-            routed = route(body.get("model"), body.get("ttscale"))
-            needs = LOGPROBS in (_preset(routed.options.policy, "ttscale.policy") if routed.options.policy else solver().policy).needs
-        except ConfigError as exc:
-            raise HTTPError(400, str(exc), param=exc.parameter) from None
+        routed, needs = routing(body)
         count = _int_field(body, "n", 1, 1, 16)
         q = question(body, routed.model, needs, prompt=None, messages=messages)
         (sol,), _ = await solve([q], routed.options)
@@ -404,10 +417,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                 chunks.append({**base, "choices": [{"index": ch["index"], "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]})
                 chunks.append({**base, "choices": [{"index": ch["index"], "delta": {"content": ch["message"]["content"]}, "logprobs": None, "finish_reason": None}]})
                 chunks.append({**base, "choices": [{"index": ch["index"], "delta": {}, "logprobs": None, "finish_reason": ch["finish_reason"]}]})
-            chunks[-1]["ttscale"] = extra
-            if isinstance(body.get("stream_options"), dict) and body["stream_options"].get("include_usage"):
-                chunks.append({**base, "choices": [], "usage": usage([sol])})
-            return sse(chunks)
+            return stream(body, chunks, base, extra, [sol])
         return JSONResponse({"id": rid, "object": "chat.completion", "created": created, "model": model,
                              "choices": choices, "usage": usage([sol]), "ttscale": extra})
 
@@ -415,11 +425,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def completions(request: Request) -> Response:
         body = await _read_json(request, config.max_request_bytes)
         prompts = _prompts(body)
-        try:
-            routed = route(body.get("model"), body.get("ttscale"))
-            needs = LOGPROBS in (_preset(routed.options.policy, "ttscale.policy") if routed.options.policy else solver().policy).needs
-        except ConfigError as exc:
-            raise HTTPError(400, str(exc), param=exc.parameter) from None
+        routed, needs = routing(body)
         count = _int_field(body, "n", 1, 1, 16) or 1
         questions = [question(body, routed.model, needs, prompt=p, messages=None) for p in prompts]
         sols, _ = await solve(questions, routed.options)
@@ -435,10 +441,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             base = {"id": rid, "object": "text_completion", "created": created, "model": model}
             chunks = [{**base, "choices": [{"index": ch["index"], "text": ch["text"], "logprobs": None, "finish_reason": None}]} for ch in choices]
             chunks += [{**base, "choices": [{"index": ch["index"], "text": "", "logprobs": None, "finish_reason": ch["finish_reason"]}]} for ch in choices]
-            chunks[-1]["ttscale"] = extra
-            if isinstance(body.get("stream_options"), dict) and body["stream_options"].get("include_usage"):
-                chunks.append({**base, "choices": [], "usage": usage(sols)})
-            return sse(chunks)
+            return stream(body, chunks, base, extra, sols)
         return JSONResponse({"id": rid, "object": "text_completion", "created": created, "model": model,
                              "choices": choices, "usage": usage(sols), "ttscale": extra})
 
