@@ -39,3 +39,12 @@ def build_tiny_llama(path: Path, *, num_labels: int | None = None, max_positions
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    """A fast local OpenAI-compatible server (tests/fake_upstream.py), one per test module."""
+    from fake_upstream import FakeUpstream
+
+    with FakeUpstream(p_right=0.6) as up:
+        yield up

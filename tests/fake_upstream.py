@@ -48,14 +48,18 @@ class FakeUpstream:
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.p_right = p_right
         self.latency = latency
-        self.fail_multi = False
-        self.fail_seeds: set[int] = set()
-        self.hang = 0.0
+        self.reset()
         self.calls: Counter[str] = Counter()
         """Requests per status ("200", "500", ...)."""
         self.samples = 0
         self._server: ThreadServer | None = None
         self.app = self._make_app()
+
+    def reset(self) -> None:
+        """No faults: every request answered at once (tests call it between cases)."""
+        self.fail_multi = False
+        self.fail_seeds: set[int] = set()
+        self.hang = 0.0
 
     def _choices(self, prompt: str, n: int, seed: int | None) -> list[str]:
         rng = random.Random(f"{seed}:{prompt}") if seed is not None else random.Random()

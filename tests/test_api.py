@@ -21,16 +21,9 @@ from ttscale.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    with FakeUpstream(p_right=0.6) as up:
-        yield up
-
-
 @pytest.fixture(autouse=True)
 def _reset(upstream: FakeUpstream) -> None:
-    upstream.fail_multi = False
-    upstream.fail_seeds = set()
+    upstream.reset()
 
 
 def tts(upstream: FakeUpstream, **kw) -> TTScale:

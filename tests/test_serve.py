@@ -26,17 +26,9 @@ from ttscale.errors import ConfigError
 KEY = "sk-test-proxy-key-123"
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream(p_right=0.6) as up:
-        yield up
-
-
 @pytest.fixture(autouse=True)
 def _reset(upstream: FakeUpstream) -> None:
-    upstream.fail_multi = False
-    upstream.fail_seeds = set()
-    upstream.hang = 0.0
+    upstream.reset()
 
 
 def _proxy(upstream_url: str, **kw) -> ThreadServer:

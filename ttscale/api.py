@@ -27,7 +27,7 @@ from .cost import Prices
 from .errors import ConfigError
 from .policy import Policy, load_policy
 from .sampler import Sampler, SamplingConfig, request_seed
-from .solve import Budget, Question, Solution, Solver
+from .solve import Budget, Question, Solution, Solver, last_user_text
 
 __all__ = ["TTScale", "Budget", "Solution"]
 
@@ -154,8 +154,7 @@ class TTScale:
                 out.append(Question(id=qid, problem=prompt, seed=seed))
             elif isinstance(prompt, Mapping) and isinstance(prompt.get("messages"), Sequence):
                 messages = tuple(prompt["messages"])
-                text = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
-                out.append(Question(id=qid, problem=text, messages=messages, seed=seed))
+                out.append(Question(id=qid, problem=last_user_text(messages), messages=messages, seed=seed))
             else:
                 raise ConfigError("prompt", prompt, "a prompt string or {'messages': [...]} (chat messages)")
         return out

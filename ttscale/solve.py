@@ -34,7 +34,7 @@ from .stopping import ASC
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Budget", "Question", "Solution", "Solver", "SolveError"]
+__all__ = ["Budget", "Question", "Solution", "Solver", "SolveError", "last_user_text"]
 
 
 class SolveError(TTScaleError, RuntimeError):
@@ -127,6 +127,11 @@ class Question:
     seed: int | None = None
     """Seed of the question's first request, sent as it is (a proxied request with a seed draws
     what the upstream would give it directly); later rounds derive theirs from it. None: unseeded."""
+
+
+def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The last user message's content: what a chat question shows a reward scorer."""
+    return next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
 
 
 @dataclass

@@ -33,7 +33,7 @@ from ..errors import ConfigError, TTScaleError
 from ..policy import Policy, load_policy, preset_names
 from ..sampler import SamplingConfig
 from ..select import LOGPROBS
-from ..solve import Budget, Question, Solution, Solver, SolveError
+from ..solve import Budget, Question, Solution, Solver, SolveError, last_user_text
 from .options import PREFIX, RequestOptions, route
 
 log = logging.getLogger("ttscale.serve")
@@ -345,7 +345,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             overrides["logprobs"] = True
         seed = _int_field(body, "seed", None, 0, 2**31 - 1)
         if messages is not None:
-            text = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+            text = last_user_text(messages)
         else:
             text = prompt or ""
         # A fixed id: the same seeded request draws the same samples every time.
