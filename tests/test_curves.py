@@ -310,19 +310,115 @@ def _population_majority(p, correct, n_votes, rng, draws=4000):
     return np.mean((at_top & correct).sum(axis=1) / np.maximum(at_top.sum(axis=1), 1))
 
 
-def test_majority_monte_carlo_matches_exact_binomial_with_tie_credit():
+def test_majority_matches_exact_binomial_with_tie_credit():
     # Huge pilot counts pin p = (0.55, 0.45): maj@N is then the binomial vote with tie credit.
     counts = np.array([[5500, 4500], [4500, 5500]])
     correct = np.array([[True, False], [True, False]])
-    model = DirichletMajorityModel(discount=0.0, correct_discount=0.0, new_mass=1e-3, correct_share=0.5, none_prior=1e-3, n_draws=6000, random_state=0)
+    model = DirichletMajorityModel(discount=0.0, correct_discount=0.0, new_mass=1e-3, correct_share=0.5, none_prior=1e-3, random_state=0)
     model.fit(counts, correct)
     for n_votes in (4, 9):
         x = np.arange(n_votes + 1)
         pmf = stats.binom.pmf(x, n_votes, 0.55)
         exact = pmf[x > n_votes / 2].sum() + 0.5 * pmf[x == n_votes / 2].sum()
         pred = model.predict_questions(n_votes)
-        assert pred[0, 0] == pytest.approx(exact, abs=0.02)
-        assert pred[1, 0] == pytest.approx(1 - exact, abs=0.02)
+        assert pred[0, 0] == pytest.approx(exact, abs=2e-3)
+        assert pred[1, 0] == pytest.approx(1 - exact, abs=2e-3)
+
+
+def _urn_majority(alpha, flags, none, unseen_correct, new_wrong, d, n_votes):
+    """Brute force: every sequence of n_votes draws from the posterior-predictive urn (seen classes,
+    no answer, the correct answer while unseen, Pitman-Yor new wrong answers), tie-credited."""
+    from functools import lru_cache
+
+    alpha = [float(a) for a in alpha]
+    total = sum(alpha) + none + unseen_correct + new_wrong
+
+    def score(x, cu, blocks):
+        votes = list(x) + [cu] + list(blocks)
+        good = list(flags) + [True] + [False] * len(blocks)
+        top = max(votes)
+        if top == 0:
+            return 0.0
+        tied = [i for i, v in enumerate(votes) if v == top]
+        return sum(good[i] for i in tied) / len(tied)
+
+    @lru_cache(maxsize=None)
+    def rec(x, u, cu, blocks, t):
+        if t == n_votes:
+            return score(x, cu, blocks)
+        val, den = 0.0, total + t
+        for i, a in enumerate(alpha):
+            if a > 0:
+                val += (a + x[i]) / den * rec(x[:i] + (x[i] + 1,) + x[i + 1 :], u, cu, blocks, t + 1)
+        val += (none + u) / den * rec(x, u + 1, cu, blocks, t + 1)
+        if unseen_correct > 0:
+            val += (unseen_correct + cu) / den * rec(x, u, cu + 1, blocks, t + 1)
+        for b in range(len(blocks)):
+            grown = tuple(sorted(blocks[:b] + (blocks[b] + 1,) + blocks[b + 1 :]))
+            val += (blocks[b] - d) / den * rec(x, u, cu, grown, t + 1)
+        if new_wrong > 0:
+            val += (new_wrong + d * len(blocks)) / den * rec(x, u, cu, tuple(sorted(blocks + (1,))), t + 1)
+        return val
+
+    return rec(tuple(0 for _ in alpha), 0, 0, (), 0)
+
+
+@pytest.mark.parametrize("discount", [0.6, -0.5])
+def test_majority_prediction_is_exact_against_the_enumerated_urn(discount):
+    # Small pilots with ties, no-answer samples, several correct classes, an unseen correct answer
+    # and Pitman-Yor new wrong answers: the prediction equals the brute-force expectation.
+    counts = [np.array([2, 1, 1]), np.array([1, 1]), np.array([3]), np.array([2, 2]), np.array([], int), np.array([1, 2, 1])]
+    correct = [np.array([True, False, False]), np.array([False, False]), np.array([False]), np.array([True, True]),
+               np.array([], bool), np.array([False, True, False])]
+    n = [5, 3, 3, 4, 2, 4]
+    model = DirichletMajorityModel(discount=discount, correct_discount=-0.3, new_mass=0.8, correct_share=0.3, none_prior=0.4)
+    model.fit(counts, correct, n)
+    ks = [1, 2, 3, 4, 5, 6, 7]
+    pred = model.predict_questions(ks)
+    alpha, flags, none, unseen, new_wrong, d = model._posterior()
+    for q in range(len(counts)):
+        brute = [_urn_majority(alpha[q], flags[q], none[q], unseen[q], new_wrong[q], d, k) for k in ks]
+        np.testing.assert_allclose(pred[q], brute, atol=1e-10)
+
+
+def test_majority_prediction_matches_the_subset_estimator_for_a_known_distribution():
+    # A pool of 1000x the class probabilities and a pinned posterior: drawing N of the pool
+    # (ttscale.estimate.majority_at_k, without replacement) is nearly the multinomial vote.
+    from ttscale.estimate import majority_at_k
+
+    probs = np.array([[0.35, 0.3, 0.2, 0.1], [0.2, 0.4, 0.3, 0.05], [0.45, 0.45, 0.05, 0.0]])
+    flags = np.array([[True, False, False, False], [True, False, False, False], [False, True, False, False]])
+    none = np.array([0.05, 0.05, 0.05])
+    def pool(scale):
+        counts = np.round(probs * scale).astype(int)
+        return counts, counts.sum(axis=1) + np.round(none * scale).astype(int)
+
+    model = DirichletMajorityModel(discount=0.0, correct_discount=0.0, new_mass=1e-6, correct_share=0.5, none_prior=1e-6)
+    ks = [1, 2, 3, 5, 8, 13]
+    pred = model.fit(pool(100_000)[0], flags, pool(100_000)[1]).predict_questions(ks)
+    ref = majority_at_k(pool(1000)[0], flags, pool(1000)[1], ks)
+    np.testing.assert_allclose(pred, ref, atol=4e-3)
+
+
+def test_majority_curve_is_smooth_deterministic_and_tends_to_its_limit():
+    rng = np.random.default_rng(5)
+    counts = [rng.multinomial(8, rng.dirichlet([1.5, 0.5, 0.5, 0.3]))[:3] for _ in range(60)]
+    correct = [np.array([True, False, False])] * 60
+    model = DirichletMajorityModel(discount=0.4, correct_discount=-0.5, new_mass=0.5, correct_share=0.2, none_prior=0.5)
+    model.fit(counts, correct, n=[8] * 60)
+    ks = np.arange(1, 200)
+    curve = model.predict(ks)
+    assert np.all(np.isfinite(curve)) and np.all((curve >= 0) & (curve <= 1))
+    # No sampling noise: refitting gives the same numbers, the odd-N curve rises smoothly, and the
+    # exact part (N <= 95) joins the asymptotic part without a jump.
+    again = DirichletMajorityModel(discount=0.4, correct_discount=-0.5, new_mass=0.5, correct_share=0.2, none_prior=0.5)
+    np.testing.assert_array_equal(again.fit(counts, correct, n=[8] * 60).predict(ks), curve)
+    odd = curve[::2]
+    assert np.all(np.diff(odd) > -1e-12)
+    assert abs(curve[95] - curve[94]) < 2e-3
+    assert np.all(np.abs(np.diff(curve[100:])) < 1e-3)
+    limit = model.predict(10**6)
+    assert curve[-1] < limit + 1e-9 and limit - curve[-1] < 0.02
 
 
 def test_majority_model_predicts_simulated_questions():
@@ -339,7 +435,7 @@ def test_majority_model_predicts_simulated_questions():
         counts.append(np.bincount(sample[sample < p.size - 1], minlength=p.size - 1))
         correct.append(flags)
         n.append(pilot)
-    model = DirichletMajorityModel(n_draws=600, random_state=1).fit(counts, correct, n)
+    model = DirichletMajorityModel(random_state=1).fit(counts, correct, n)
     pred = model.predict([pilot, target])
     assert pred[1] == pytest.approx(np.mean(truth), abs=0.02)
     assert pred[1] > pred[0]
@@ -350,19 +446,19 @@ def test_majority_model_predicts_simulated_questions():
     assert set(model.prior_) == {"discount", "correct_discount", "new_mass", "correct_share", "none_prior"}
     assert np.isfinite(model.loo_loglik_)
     # Treating the correct answer as a class like any other loses that signal and predicts less.
-    exchangeable = DirichletMajorityModel(correct_discount="same", n_draws=600, random_state=1).fit(counts, correct, n)
+    exchangeable = DirichletMajorityModel(correct_discount="same", random_state=1).fit(counts, correct, n)
     assert exchangeable.prior_["correct_discount"] == exchangeable.prior_["discount"]
     assert exchangeable.predict(target) < pred[1] - 0.03
 
 
 def test_majority_model_edge_cases_and_errors():
     # All pilots unanimous and correct: maj@N is ~1; all wrong and unanimous: ~0.
-    right = DirichletMajorityModel(n_draws=300).fit(np.full((20, 1), 8), np.ones((20, 1), bool))
+    right = DirichletMajorityModel().fit(np.full((20, 1), 8), np.ones((20, 1), bool))
     assert right.predict(40) > 0.97
-    wrong = DirichletMajorityModel(n_draws=300).fit(np.c_[np.full(20, 8), np.zeros(20)], np.c_[np.zeros(20, bool), np.ones(20, bool)])
+    wrong = DirichletMajorityModel().fit(np.c_[np.full(20, 8), np.zeros(20)], np.c_[np.zeros(20, bool), np.ones(20, bool)])
     assert wrong.predict(40) < 0.03
     # Questions whose pilot has no answer at all still predict finite values.
-    mixed = DirichletMajorityModel(n_draws=300).fit([np.array([3, 1]), np.array([], int), np.array([2])], [np.array([True, False]), np.array([], bool), np.array([False])], n=[4, 3, 5])
+    mixed = DirichletMajorityModel().fit([np.array([3, 1]), np.array([], int), np.array([2])], [np.array([True, False]), np.array([], bool), np.array([False])], n=[4, 3, 5])
     out = mixed.predict_questions([1, 8, 40])
     assert out.shape == (3, 3) and np.all(np.isfinite(out)) and np.all((out >= 0) & (out <= 1))
     with pytest.raises(EstimationError, match="not fitted"):
