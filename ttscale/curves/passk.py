@@ -9,6 +9,15 @@ beta-binomial one, maximized over (log a, log b[, logit pi]) with analytic gradi
 for any k, including k far beyond the trials in the data (the point of the model). A Beta density
 ~ p^(a-1) near 0 makes -log pass@k fall as a power law in k (Schaeffer et al. 2025), so ``a``
 governs the extrapolation and the data must hold some problems with several successes to pin it.
+
+What no model can check: problems never solved in the data. Their share of pass@k is anywhere
+between 0 (they are unsolvable) and, by the rule of three and the union bound, about
+3 k / (n P) for P problems of n trials (their per-trial rates sum to at most ~3/n at 95%), capped
+at their share of the problems. :meth:`BetaBinomialPassAtK.unidentified_mass` gives that bound,
+``max_supported_k_`` the largest k where it stays within 2 points, and
+``predict_interval(k, robust=True)`` widens the bootstrap interval by it. With 128 problems of 32
+trials and more than 2% of them never solved, for instance, predictions beyond k ~ 27 rest on the
+model's assumption about those problems, not on the data.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import numpy as np
 from scipy.special import betaln, digamma, expit, logit
 
 from ..errors import ConfigError, EstimationError
-from ._base import CurveModel, check_counts
+from ._base import CurveModel, as_k, check_counts
 from ._optim import minimize_box
 
 _LOG_A = (np.log(1e-3), np.log(1e4))
@@ -28,6 +37,9 @@ _LOGIT_PI = (-25.0, 25.0)
 
 # Internal parameter vector: (a, b, pi, mode); mode 0 = fitted, 1 = all wrong, 2 = all correct.
 _NORMAL, _ALL_WRONG, _ALL_CORRECT = 0.0, 1.0, 2.0
+
+SUPPORT_TOLERANCE = 0.02  # max_supported_k_: the model-free uncertainty at k stays within 2 points
+_RULE_OF_THREE = 3.0  # zero events in N trials: rate <= 3 / N at about 95%
 
 
 def beta_binomial_pass_at_k(a: Any, b: Any, k: Any, pi: Any = 0.0) -> np.ndarray:
@@ -55,7 +67,12 @@ class BetaBinomialPassAtK(CurveModel):
     pass@1), ``loglik_`` (log-likelihood without the binomial coefficients), ``n_problems_``,
     ``at_bound_`` (a parameter sits on its search bound: the data barely constrain it) and
     ``degenerate_`` (``None``, ``"all_wrong"`` or ``"all_correct"``: no success at all predicts 0
-    for every k, no failure predicts 1).
+    for every k, no failure predicts 1), ``n_successes_`` (successes in the data), ``zero_share_``
+    (share of problems never solved in the data) and ``max_supported_k_`` (the largest k at which
+    the pass@k those never-solved problems could add, :meth:`unidentified_mass`, stays within
+    ``SUPPORT_TOLERANCE`` = 2 points; ``inf`` when their share is below that). Beyond
+    ``max_supported_k_`` the prediction rests on the Beta model's assumption about problems the
+    data never saw solved; :meth:`extrapolation_supported` checks other k and tolerances.
     """
 
     def __init__(
@@ -98,6 +115,9 @@ class BetaBinomialPassAtK(CurveModel):
         theta = self._to_theta(params)
         bounds = self._bounds()
         self.at_bound_ = bool(mode == _NORMAL and any(abs(t - lo) < 1e-6 or abs(t - hi) < 1e-6 for t, (lo, hi) in zip(theta, bounds)))
+        self.n_successes_ = int(c_arr.sum())
+        self.zero_share_ = float(np.mean(c_arr == 0))
+        self.max_supported_k_ = self._max_supported_k(SUPPORT_TOLERANCE)
         return self
 
     def fit_counts(self, n: Any, c: Any) -> "BetaBinomialPassAtK":
@@ -115,6 +135,75 @@ class BetaBinomialPassAtK(CurveModel):
             return 0.0 if np.all(c_arr == n_arr) else -np.inf
         theta = self._to_theta(self.params_)
         return float(-self._objective(theta, n_arr.astype(float), c_arr.astype(float), np.ones(n_arr.size), with_prior=False)[0] * n_arr.size)
+
+    def unidentified_mass(self, k: Any) -> np.ndarray | float:
+        """About 95% upper bound on the dataset pass@k carried by problems never solved in the data.
+
+        Model-free: zero successes in their N0 trials put the sum of their per-trial rates at
+        most ~3 / (smallest n among them) (rule of three), and pass@k <= k p for each, so they add
+        at most ``min(P0, 3 k / n0) / P`` (P0 of P problems never solved, n0 their smallest n).
+        Their true share lies between 0 and this bound whatever the model says.
+        """
+        self._check_fitted()
+        k_arr, scalar = as_k(k)
+        n, c, w = self._data
+        zero = c == 0
+        p0, total = float(w[zero].sum()), float(w.sum())
+        if p0 == 0:
+            out = np.zeros(k_arr.size)
+        else:
+            out = np.minimum(p0, _RULE_OF_THREE * k_arr / float(n[zero].min())) / total
+        return float(out[0]) if scalar else out
+
+    def extrapolation_supported(self, k: Any, tolerance: float = SUPPORT_TOLERANCE) -> np.ndarray | bool:
+        """Whether the data, not the model's assumption about never-solved problems, pin pass@k
+        within ``tolerance`` (``unidentified_mass(k) <= tolerance``)."""
+        tolerance = float(tolerance)
+        if not 0.0 < tolerance <= 1.0:
+            raise ConfigError("tolerance", tolerance, "a share of problems in (0, 1] (e.g. 0.02 for 2 points)")
+        mass = np.atleast_1d(self.unidentified_mass(k)) <= tolerance + 1e-15
+        return bool(mass[0]) if np.ndim(k) == 0 else mass
+
+    def _max_supported_k(self, tolerance: float) -> float:
+        n, c, w = self._data
+        zero = c == 0
+        p0, total = float(w[zero].sum()), float(w.sum())
+        if p0 <= tolerance * total:
+            return float("inf")
+        return float(tolerance * total * float(n[zero].min()) / _RULE_OF_THREE)
+
+    def zero_problem_mass(self, k: Any) -> np.ndarray | float:
+        """The fitted model's own pass@k share from the problems never solved in the data
+        (posterior expectation given c = 0 per problem); 0 for a degenerate fit."""
+        self._check_fitted()
+        k_arr, scalar = as_k(k)
+        n, c, w = self._data
+        a, b, pi, mode = self.params_
+        zero = c == 0
+        if mode != _NORMAL or not np.any(zero):
+            out = np.zeros(k_arr.size)
+        else:
+            nz, wz = n[zero][:, None], w[zero][:, None]
+            log_beta0 = betaln(a, b + nz) - betaln(a, b)  # P(c = 0 | Beta component)
+            keep = 1.0 if pi <= 0 else (1 - pi) * np.exp(log_beta0) / (pi + (1 - pi) * np.exp(log_beta0))
+            solved = -np.expm1(betaln(a, b + nz + k_arr[None, :]) - betaln(a, b + nz))
+            out = np.sum(wz * keep * solved, axis=0) / float(w.sum())
+        return float(out[0]) if scalar else out
+
+    def predict_interval(self, k: Any, level: float = 0.95, robust: bool = False) -> tuple[np.ndarray, np.ndarray] | tuple[float, float]:
+        """Percentile bootstrap interval of dataset pass@k; ``robust=True`` widens it by what the
+        data cannot check: down by the model's own share from never-solved problems
+        (:meth:`zero_problem_mass`, they may be unsolvable) and up to the model-free bound
+        (:meth:`unidentified_mass`). Without any success the robust interval is ``[0, bound]``."""
+        lo, hi = super().predict_interval(k, level=level)
+        if not robust:
+            return lo, hi
+        _, scalar = as_k(k)
+        z = np.atleast_1d(self.zero_problem_mass(k))
+        u = np.atleast_1d(self.unidentified_mass(k))
+        lo_r = np.clip(np.atleast_1d(lo) - z, 0.0, 1.0)
+        hi_r = np.clip(np.atleast_1d(hi) + np.maximum(u - z, 0.0), 0.0, 1.0)
+        return (float(lo_r[0]), float(hi_r[0])) if scalar else (lo_r, hi_r)
 
     # --- hooks ------------------------------------------------------------------------------------
     def _bounds(self) -> list[tuple[float, float]]:
