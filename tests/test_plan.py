@@ -171,3 +171,19 @@ def test_plan_for_a_reward_policy_on_the_math100_bank() -> None:
     assert data["policy"] == "weighted-majority" and data["method"] in ("power-law+floor", "exp-power-law")
     observed = dict(zip(data["observed"]["k"], data["observed"]["accuracy"]))
     assert abs(observed[8] - 0.95) < 0.01  # weighted majority@8 on this bank (ttscale eval: 95.00)
+
+
+def test_pass_extrapolation_beyond_the_data_is_flagged() -> None:
+    # Beta(0.6, 1.2) puts many problems near p = 0: with 16 samples a share of them is never solved,
+    # so pass@N far beyond 16 rests on the model's assumption about those problems.
+    probs = beta_bank()
+    curve = fit_curve(probs, "pass", max_n=1024)
+    never = sum(int(p.correct.sum() == 0) for p in probs) / len(probs)
+    assert never > 0.02 and curve.supported_n is not None
+    assert curve.supported_n == pytest.approx(0.02 * len(probs) * 16 / 3)  # rule of three over their trials
+    inside = plan(probs, budget_samples=int(curve.supported_n), curve=curve)
+    assert not any("extrapolation" in n for n in inside.notes)
+    far = plan(probs, budget_samples=1024, curve=curve)
+    note = next(n for n in far.notes if "extrapolation the data do not pin" in n)
+    assert f"N <= {int(curve.supported_n)}" in note
+    json.dumps(far.to_json(), allow_nan=False)

@@ -18,7 +18,7 @@ more sample per question adds less than ``epsilon`` accuracy. Costs per question
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,6 +89,11 @@ class FittedCurve:
     level: float
     best_n: int | None = None
     """For a curve that falls with N: the N past which more samples hurt (predictions are held there)."""
+    supported_n: float | None = None
+    """Pass@k only: the largest N the bank's data pin within 2 points (beyond it, problems never
+    solved in the bank could add pass@N the model can only assume); None: no such limit."""
+    unsupported_mass: Callable[[float], float] | None = field(default=None, repr=False)
+    """Pass@k only: upper bound on the accuracy never-solved problems could add at N."""
 
     def at(self, n: float) -> tuple[float, float, float]:
         """(mean, low, high) at N (linear interpolation on the grid)."""
@@ -147,6 +152,11 @@ def fit_curve(problems: Sequence[Candidates], policy: str = "majority", *, max_n
         mean = np.asarray(model.predict(grid))
         low, high = model.predict_interval(grid, level)
         method = "beta-binomial"
+        supported = float(model.max_supported_k_)
+        obs = np.nanmean(observed, axis=0)
+        return FittedCurve(policy, method, ks, [float(v) for v in obs], grid, _clean(mean), _clean(np.asarray(low)),
+                           _clean(np.asarray(high)), level, supported_n=supported if math.isfinite(supported) else None,
+                           unsupported_mass=lambda k: float(model.unidentified_mass(k)))
     else:
         return _fit_policy_curve(kept, policy, grid, ks, level, seed)
     obs = np.nanmean(observed, axis=0)
@@ -329,6 +339,10 @@ def plan(
     else:
         rec = sat
         reason = f"saturation: first N where one more sample adds less than {epsilon:g} accuracy"
+    if curve.supported_n is not None and rec > curve.supported_n and curve.unsupported_mass is not None:
+        notes.append(f"{curve.policy}@{rec} is an extrapolation the data do not pin: problems never solved in the bank "
+                     f"could add up to {100 * curve.unsupported_mass(rec):.1f} points the model can only assume "
+                     f"(the data support N <= {int(curve.supported_n)} within 2 points; sample more per question)")
     if cost.prompt_estimated and cost.output_tokens is not None:
         notes.append("prompt tokens estimated from the problem text (about 4 characters a token)")
     return PlanResult(Q, curve, cost, rec, reason, sat, float(epsilon), target, budget, notes)
