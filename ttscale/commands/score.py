@@ -16,15 +16,20 @@ from ..errors import ConfigError
 @handle_errors
 def score_command(
     bank: Annotated[Path, typer.Argument(help="Bank file (JSONL) to score.")],
-    scorer: Annotated[str, typer.Option("--scorer", "-s", help="confidence, lowest-group-confidence, reward-model, vllm-reward or judge.")] = "confidence",
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model folder: causal LM (confidence forward pass; judge), sequence classifier (reward-model, vllm-reward); 'arith-tiny' is the packaged model.")] = None,
+    scorer: Annotated[str, typer.Option("--scorer", "-s", help="confidence, lowest-group-confidence, reward-model, vllm-reward, prm, vllm-prm (process reward models) or judge.")] = "confidence",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model folder: causal LM (confidence forward pass; judge), sequence classifier (reward-model, vllm-reward), Qwen2ForProcessRewardModel (prm, vllm-prm); 'arith-tiny' is the packaged model.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name the scores are stored under (default: the scorer's).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output bank (default: rewrite BANK in place, atomically).")] = None,
     default: Annotated[bool, typer.Option("--default", help="Also set each sample's 'reward' (the default scorer).")] = False,
     window: Annotated[int, typer.Option("--window", help="lowest-group-confidence: tokens per sliding group (DeepConf: 2048).")] = 2048,
     top_k: Annotated[int, typer.Option("--top-k", help="lowest-group-confidence: top-k log-probs per token confidence.")] = 20,
     token_metric: Annotated[str, typer.Option("--token-metric", help="lowest-group-confidence: deepconf (-mean top-k log-prob) or logprob (the token's own).")] = "deepconf",
-    template: Annotated[str | None, typer.Option("--template", help="confidence: the sampling prompt template ({problem}; 'auto': arith for arith-tiny); reward-model/vllm-reward/judge: {problem} and {candidate}.")] = None,
+    template: Annotated[str | None, typer.Option("--template", help="confidence: the sampling prompt template ({problem}; 'auto': arith for arith-tiny); reward-model/vllm-reward/judge: {problem} and {candidate}; prm/vllm-prm: the prompt before the steps, {problem} ('qwen-prm': Qwen2.5-Math-PRM's).")] = None,
+    aggregation: Annotated[str, typer.Option("--aggregation", help="prm/vllm-prm: step scores to one reward: min, last, mean or prod.")] = "min",
+    separator: Annotated[str, typer.Option("--separator", help="prm/vllm-prm: steps are the non-empty pieces between this (escapes such as \\n\\n understood; default one step per line).")] = "\\n",
+    step_tag: Annotated[str, typer.Option("--step-tag", help="prm/vllm-prm: the model's step-separator token.")] = "<extra_0>",
+    label: Annotated[int, typer.Option("--label", help="prm/vllm-prm: index of the 'good' label of the 2-label head.")] = 1,
+    empty_score: Annotated[float, typer.Option("--empty-score", help="prm/vllm-prm: reward of a candidate with no steps.")] = 0.0,
     backend: Annotated[str, typer.Option("--backend", "-b", help="judge: sampler backend (hf, vllm, openai).")] = "hf",
     judge_n: Annotated[int, typer.Option("--judge-n", help="judge: replies per candidate (scores averaged).")] = 1,
     judge_max_tokens: Annotated[int, typer.Option("--judge-max-tokens", help="judge: most tokens per reply.")] = 64,
@@ -36,7 +41,7 @@ def score_command(
     judge_system: Annotated[str | None, typer.Option("--judge-system", help="judge: system message (with --judge-chat).")] = None,
     judge_model: Annotated[str | None, typer.Option("--judge-model", help="judge with openai: served model name (default: --model, else the server's first).")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="OPENAI_API_KEY", help="judge with openai: API key (default $OPENAI_API_KEY).")] = None,
-    engine_arg: Annotated[list[str] | None, typer.Option("--engine-arg", help="vllm-reward (and judge with vllm): vllm.LLM argument KEY=VALUE (repeatable), e.g. max_model_len=4096, dtype=bfloat16, tensor_parallel_size=2.")] = None,
+    engine_arg: Annotated[list[str] | None, typer.Option("--engine-arg", help="vllm-reward, vllm-prm (and judge with vllm): vllm.LLM argument KEY=VALUE (repeatable), e.g. max_model_len=4096, dtype=bfloat16, tensor_parallel_size=2.")] = None,
     base_url: Annotated[str, typer.Option("--base-url", help="judge with openai: server URL.")] = "http://127.0.0.1:8000/v1",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per forward pass.")] = 8,
     batch_problems: Annotated[int, typer.Option("--batch-problems", help="Problems per scoring batch (a kill loses at most one).")] = 8,
@@ -62,6 +67,19 @@ def score_command(
         options.update(batch_size=batch_size)
         if template:
             options["template"] = template
+    elif scorer in ("prm", "vllm-prm"):
+        try:
+            # Shells pass "\n\n" as backslashes; backslashreplace keeps non-ASCII text intact through the decode.
+            sep = separator.encode("latin-1", "backslashreplace").decode("unicode_escape")
+        except UnicodeDecodeError:
+            raise ConfigError("--separator", separator, "a string with valid escapes such as \\n") from None
+        options.update(aggregation=aggregation, separator=sep, step_tag=step_tag, label=label, empty_score=empty_score)
+        if scorer == "prm":
+            options["batch_size"] = batch_size
+        if template:
+            options["template"] = template
+        if engine_arg and scorer == "vllm-prm":
+            options["engine_args"] = _engine_args(engine_arg)
     elif scorer == "vllm-reward":
         if template:
             options["template"] = template
@@ -89,8 +107,8 @@ def score_command(
                 options["backend_options"]["engine_args"] = _engine_args(engine_arg)
         if template:
             options["template"] = template
-    if engine_arg and not (scorer == "vllm-reward" or (scorer == "judge" and backend == "vllm")):
-        raise ConfigError("--engine-arg", engine_arg, "only with --scorer vllm-reward or a judge on --backend vllm")
+    if engine_arg and not (scorer in ("vllm-reward", "vllm-prm") or (scorer == "judge" and backend == "vllm")):
+        raise ConfigError("--engine-arg", engine_arg, "only with --scorer vllm-reward, vllm-prm or a judge on --backend vllm")
     if not bank.is_file():
         raise ConfigError("BANK", str(bank), "an existing bank file (JSONL)")
     instance = make_scorer(scorer, resolved, name=name, **options)
@@ -106,6 +124,8 @@ def score_command(
                "scored": stats.scored, "skipped": stats.skipped, "resumed": stats.resumed}
     if hasattr(instance, "unparsed"):
         summary["unparsed"] = instance.unparsed
+    if hasattr(instance, "truncated"):
+        summary["truncated"] = instance.truncated
     if hasattr(instance, "forced"):
         summary["forward_pass"] = instance.forced
     if as_json:
