@@ -10,7 +10,14 @@ with fewer than K samples left out) and every rule reads the first K of each shu
   alloc-online   ttscale's online allocator under a global budget (pilot of 2 per question,
                  then rounds to the questions whose vote is most likely to flip before K;
                  empirical-Bayes prior fitted on the pilot), read off at a grid of budgets;
+  alloc-online-fine  the same with rounds of 1% of the questions instead of 5% (finer greedy
+                 steps; on a live server smaller rounds mean smaller batches, hence the default 5%);
   alloc-static   pilot of 4, then one greedy split of the rest by expected marginal gain.
+Analysis printed per bank (what limits any vote-only allocator): the questions majority@K almost
+never gets right (exact per-question maj@K < 5%) take most of the adaptive budget; an oracle that
+skips exactly those after the pilot shows the headroom, and the AUC of the leader's vote share
+after 8 samples for "majority@K gains over majority@8" vs "hopeless" shows how little of it the
+votes reveal.
 Target: the exact majority@K of the bank (ttscale.estimate.majority_at_k) minus 0.1 point.
 Per rule: the mean samples per question at which its accuracy curve (points sorted by mean
 samples) first reaches the target, linearly INTERPOLATED between the two grid points around the
@@ -76,6 +83,30 @@ def crossing(points: list[RulePoint], target: float) -> tuple[float | None, str,
     return None, "not reached", pts[-1].stderr if pts else float("nan")
 
 
+def headroom(pool, pilot: int, budgets: list[float]) -> dict:
+    """Oracle skipping of hopeless questions, and how well 8 votes tell them from questions that gain."""
+    from scipy.stats import mannwhitneyu
+
+    Q, R, K = pool.sequences.shape
+    per_q = pool.credit.mean(axis=1)  # (Q, K): each question's majority@n over the permutations
+    hopeless = per_q[:, -1] < 0.05
+    gains = per_q[:, -1] - per_q[:, min(7, K - 1)] > 0.05
+
+    class SkipHopeless(OnlineAllocator):
+        def open_mask(self) -> np.ndarray:
+            return super().open_mask() & ~hopeless
+
+    oracle = run_allocator(pool, lambda: SkipHopeless(max_per_question=K, pilot=pilot), budgets)
+    top = max(oracle, key=lambda p: p.accuracy)
+    n8 = min(8, K)
+    share = np.array([[np.bincount(s[s >= 0]).max() / n8 if (s >= 0).any() else 0.0 for s in pool.sequences[:, r, :n8]]
+                      for r in range(R)]).T  # (Q, R)
+    a, b = share[gains].ravel(), share[hopeless].ravel()
+    auc = float(mannwhitneyu(a, b).statistic / (a.size * b.size)) if a.size and b.size else None
+    return {"hopeless_questions": int(hopeless.sum()), "oracle_best_accuracy": top.accuracy,
+            "oracle_samples": top.mean_samples, "auc_share8_gain_vs_hopeless": auc}
+
+
 def run_bank(name: str, K: int, permutations: int, seed: int, pilot: int) -> dict:
     t0 = time.time()
     data = read_bank(BANKS / f"{name}.jsonl")
@@ -86,6 +117,7 @@ def run_bank(name: str, K: int, permutations: int, seed: int, pilot: int) -> dic
     step = 0.5 if K > 20 else 0.125
     budgets = list(np.arange(1.0, K + 1e-9, step))
     curves["alloc-online"] = run_allocator(pool, lambda: OnlineAllocator(max_per_question=K, pilot=pilot), budgets)
+    curves["alloc-online-fine"] = run_allocator(pool, lambda: OnlineAllocator(max_per_question=K, pilot=pilot, round_share=0.01), budgets)
     curves["alloc-static"] = run_static(pool, lambda: StaticAllocator(K), budgets, pilot=4)
     never = float(pool.credit[:, :, -1].mean())  # majority of all K samples on these very permutations
     rows = {}
@@ -95,7 +127,8 @@ def run_bank(name: str, K: int, permutations: int, seed: int, pilot: int) -> dic
     best = min((rows[b]["samples"] for b in BASELINES if rows[b]["samples"] is not None), default=None)
     for r in rows.values():
         r["ratio"] = None if (best is None or r["samples"] is None) else best / r["samples"]
-    return {"bank": name, "k": K, "questions": pool.questions, "dropped": pool.dropped, "reference": pool.reference,
+    analysis = headroom(pool, pilot, budgets)
+    return {"analysis": analysis, "bank": name, "k": K, "questions": pool.questions, "dropped": pool.dropped, "reference": pool.reference,
             "perm_reference": never, "target": target, "rows": rows, "seconds": time.time() - t0,
             "curves": {n: [p.to_json() for p in pts] for n, pts in curves.items()}}
 
@@ -125,6 +158,12 @@ def main() -> None:
             line += f"| {'':<26} {s}  {ratio}  {row['how']:<22}"
         print(line)
     print()
+    for r in results:
+        a = r["analysis"]
+        auc = "n/a" if a["auc_share8_gain_vs_hopeless"] is None else f"{a['auc_share8_gain_vs_hopeless']:.2f}"
+        print(f"{r['bank']}: {a['hopeless_questions']} hopeless questions (exact maj@{r['k']} < 5%); an oracle skipping exactly "
+              f"those after the pilot reaches {100 * a['oracle_best_accuracy']:.2f}% with {a['oracle_samples']:.2f} samples per "
+              f"question; AUC of the leader's share after 8 votes, gaining vs hopeless questions: {auc}")
     for r in results:
         se = np.mean([p["stderr"] for p in r["curves"]["asc"]])
         print(f"{r['bank']}: {r['questions']} questions ({r['dropped']} with fewer than {r['k']} samples left out), "
