@@ -212,6 +212,18 @@ def test_replay_serves_bank_samples_by_round(source_bank: Path) -> None:
     assert shuffled == again and sorted(shuffled) == sorted(map(str, range(10))) and shuffled != list(map(str, range(10)))
 
 
+
+def test_replay_keeps_rewards_of_a_scored_bank(tmp_path: Path) -> None:
+    rows = [{"id": "q0", "problem": "p", "reference": "1",
+             "samples": [{"answer": "1", "text": "#### 1", "reward": 0.9, "rewards": {"rm": 0.9, "judge": 0.2}},
+                         {"answer": "2", "text": "#### 2", "reward": -0.5}, {"answer": "1", "text": "#### 1"}]}]
+    src = write_jsonl(tmp_path / "scored.jsonl", rows)
+    out = tmp_path / "replayed.jsonl"
+    run_sampling(ReplaySampler(src), problems_of(src), out, 3)
+    samples = read_bank(out).records[0].samples
+    assert [s.reward for s in samples] == [0.9, -0.5, None]
+    assert samples[0].rewards == {"rm": 0.9, "judge": 0.2} and samples[1].rewards is None
+
 # --- the resumable driver ------------------------------------------------------------------------
 
 

@@ -223,11 +223,16 @@ class Candidate:
     """Seconds from sending the request to receiving this candidate."""
     seed: int | None
     """Seed of the request that produced this candidate."""
+    reward: float | None = None
+    """Default scorer's reward, when the candidate comes scored (a replayed scored bank)."""
+    rewards: dict[str, float] | None = None
+    """Named scorers' rewards, likewise."""
 
     def to_sample(self) -> Sample:
         return Sample(
             answer=self.answer, text=self.text, tokens=self.tokens, logprob=self.logprob,
             mean_logprob=self.mean_logprob, finish=self.finish, latency=max(0.0, self.latency), seed=self.seed,
+            reward=self.reward, rewards=dict(self.rewards) if self.rewards else None,
         )
 
 

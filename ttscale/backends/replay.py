@@ -26,6 +26,8 @@ def _candidate(sample: Sample, seed: int | None) -> Candidate:
         text=sample.text or "", answer=sample.answer, tokens=sample.tokens, logprob=sample.logprob,
         mean_logprob=sample.confidence(), finish=sample.finish, latency=sample.latency or 0.0,
         seed=sample.seed if sample.seed is not None else seed,
+        # Scores travel with the sample: a replayed scored bank stays scored (bench, reward policies).
+        reward=sample.reward, rewards=dict(sample.rewards) if sample.rewards else None,
     )
 
 
