@@ -451,6 +451,43 @@ def test_majority_model_predicts_simulated_questions():
     assert exchangeable.predict(target) < pred[1] - 0.03
 
 
+def _mixed_bank(rng, questions=200, pilot=48):
+    """Heterogeneous questions: a concentrated correct mode, a wrong mode or scattered answers."""
+    counts, correct, n = [], [], []
+    for _ in range(questions):
+        kind = rng.integers(3)
+        conc = [[3.0, 0.5, 0.3, 0.3, 0.2], [0.6, 2.5, 0.3, 0.3, 0.2], [0.5, 0.4, 0.4, 0.4, 0.4]][kind]
+        p = rng.dirichlet(conc)
+        sample = rng.choice(p.size, pilot, p=p)
+        counts.append(np.bincount(sample[sample < p.size - 1], minlength=p.size - 1))
+        correct.append(np.r_[True, np.zeros(p.size - 2, bool)])
+        n.append(pilot)
+    return counts, correct, n
+
+
+def test_majority_fit_matches_the_observed_correct_share():
+    # maj@1 under the posterior is the mean posterior correct share; averaged over questions it
+    # must equal the observed correct share (law of total expectation). The leave-one-out values
+    # alone miss it on heterogeneous banks; match_share re-sets correct_discount to restore it.
+    counts, correct, n = _mixed_bank(np.random.default_rng(5))
+    observed = np.mean([c[0] / k for c, k in zip(counts, n)])
+    model = DirichletMajorityModel().fit(counts, correct, n)
+    assert model.predict(1) == pytest.approx(observed, abs=1e-6)
+    plain = DirichletMajorityModel(match_share=False).fit(counts, correct, n)
+    assert abs(plain.predict(1) - observed) > 1e-4  # not matched by chance (1-1.5 points on the Llama bank)
+    for k in ("discount", "new_mass", "correct_share", "none_prior"):
+        assert model.prior_[k] == plain.prior_[k]
+    # Held fixed, correct_discount is left alone.
+    fixed = DirichletMajorityModel(correct_discount=-0.5).fit(counts, correct, n)
+    assert fixed.prior_["correct_discount"] == -0.5
+    # The same on 8-sample pilots of the same bank.
+    small = _mixed_bank(np.random.default_rng(6), questions=300, pilot=8)
+    observed = np.mean([c[0] / k for c, k in zip(*small[::2])])
+    assert DirichletMajorityModel().fit(*small).predict(1) == pytest.approx(observed, abs=1e-6)
+    with pytest.raises(ConfigError, match="match_share"):
+        DirichletMajorityModel(match_share="yes").fit(counts, correct, n)
+
+
 def test_majority_model_edge_cases_and_errors():
     # All pilots unanimous and correct: maj@N is ~1; all wrong and unanimous: ~0.
     right = DirichletMajorityModel().fit(np.full((20, 1), 8), np.ones((20, 1), bool))
