@@ -236,3 +236,38 @@ def test_serve_command_starts_binds_localhost_and_checks_options(upstream: FakeU
     assert bad.returncode == 2 and "upstream='ftp://x'" in bad.stderr and "Traceback" not in bad.stderr
     bad = subprocess.run([sys.executable, "-m", "ttscale", "serve", "--upstream", upstream.url, "--policy", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "policy='nope'" in bad.stderr
+
+
+def test_reward_policy_through_a_scorer(upstream: FakeUpstream, tmp_path) -> None:
+    """--scorer: best-of-n picks the candidate a real (tiny, random) reward model scores highest."""
+    from conftest import build_tiny_llama
+    from ttscale.scorers import make_scorer
+
+    rm = build_tiny_llama(tmp_path / "rm", num_labels=1)
+    with pytest.raises(ConfigError, match="scorer"):
+        ServeConfig(upstream=upstream.url, policy="best-of-n")  # a reward policy needs a scorer
+    with pytest.raises(ConfigError, match="scorer_model"):
+        ServeConfig(upstream=upstream.url, scorer_model=str(rm))
+    plain = _proxy(upstream.url, n=6)
+    server = _proxy(upstream.url, n=6, scorer="reward-model", scorer_model=str(rm))
+    try:
+        with pytest.raises(openai.BadRequestError, match="scorer"):
+            client(plain.url).chat.completions.create(model=f"ttscale/best-of-n/{MODEL}", messages=[{"role": "user", "content": PROMPT}])
+        ids = {m.id for m in client(plain.url).models.list().data}
+        assert f"ttscale/majority/{MODEL}" in ids and f"ttscale/best-of-n/{MODEL}" not in ids
+        assert f"ttscale/best-of-n/{MODEL}" in {m.id for m in client(server.url).models.list().data}
+        resp = client(server.url).chat.completions.create(
+            model=f"ttscale/best-of-n/{MODEL}", messages=[{"role": "user", "content": PROMPT}], seed=5,
+            extra_body={"ttscale": {"candidates": True}})
+        tts = resp.model_extra["ttscale"]
+        cands = tts["candidates"]
+        assert len(cands) == 6 and all("reward" in c for c in cands)
+        # the rewards are the reward model's own scores of (question, candidate) ...
+        ref = make_scorer("reward-model", str(rm)).score([PROMPT], [[c["text"] for c in cands]])[0]
+        assert [c["reward"] for c in cands] == pytest.approx(ref, abs=1e-5)
+        # ... and the answer is the best-scored candidate's
+        best = max(cands, key=lambda c: c["reward"])
+        assert tts["answer"] == best["answer"] and resp.choices[0].message.content == best["text"]
+    finally:
+        server.stop()
+        plain.stop()

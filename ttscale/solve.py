@@ -17,7 +17,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -196,7 +196,8 @@ class Solution:
             out["degraded"] = {"failed_samples": self.failed_samples, "errors": self.errors}
         if candidates:
             out["candidates"] = [
-                {"text": c.text, "answer": c.answer, "tokens": c.tokens, "mean_logprob": c.mean_logprob, "finish": c.finish}
+                {"text": c.text, "answer": c.answer, "tokens": c.tokens, "mean_logprob": c.mean_logprob, "finish": c.finish,
+                 **({} if c.reward is None else {"reward": c.reward})}
                 for c in self.candidates
             ]
         return out
@@ -483,6 +484,8 @@ class Solver:
         if REWARDS in policy.needs:
             scored = await asyncio.to_thread(self.scorer.score, [s.question.problem], [[c.text for c in s.candidates]])  # type: ignore[union-attr]
             rewards = np.asarray(scored[0], dtype=np.float64)
+            # Keep each candidate's score with it: the solution (and the proxy's candidates) show why it won.
+            s.candidates = [replace(c, reward=float(r)) for c, r in zip(s.candidates, rewards)]
         return await asyncio.to_thread(self._choose, s, policy, budget, rewards)
 
     def _choose(self, s: _State, policy: Policy, budget: Budget, rewards: np.ndarray | None) -> Solution:

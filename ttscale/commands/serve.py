@@ -32,6 +32,8 @@ def serve_command(
     price_out: Annotated[float | None, typer.Option("--price-out", help="Dollars per million generated tokens.")] = None,
     equivalence: Annotated[str, typer.Option("--equivalence", help="Answer equivalence: math or string.")] = "math",
     keep_alive: Annotated[float, typer.Option("--keep-alive", help="Seconds an idle client connection stays open (uvicorn closes idle ones after 5 s by default; a client reusing one as it closes sees a reset).")] = 75.0,
+    scorer: Annotated[str | None, typer.Option("--scorer", help="Score candidates for reward policies (best-of-n, weighted-majority): reward-model, vllm-reward, prm, vllm-prm, confidence, lowest-group-confidence or judge.")] = None,
+    scorer_model: Annotated[str | None, typer.Option("--scorer-model", help="Local model folder of the scorer (reward model or PRM).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics in front of UPSTREAM."""
@@ -47,10 +49,12 @@ def serve_command(
         upstream_api_key=upstream_api_key or os.environ.get("TTSCALE_UPSTREAM_API_KEY") or os.environ.get("OPENAI_API_KEY") or None,
         timeout=timeout, max_retries=max_retries, concurrency=concurrency, max_request_bytes=max_request_bytes,
         temperature=temperature, max_tokens=max_tokens, price_in=price_in, price_out=price_out, equivalence=equivalence,
+        scorer=scorer, scorer_model=scorer_model,
     )
     if host not in ("127.0.0.1", "localhost", "::1") and config.api_key is None:
         err.print(f"[yellow]warning:[/] listening on {host} without --api-key: anyone who can reach it can spend your upstream budget")
     err.print(f"ttscale proxy on http://{host}:{port}/v1 -> {config.upstream} (policy {config.policy}, n={config.n}"
-              f"{', adaptive' if config.adaptive else ''}{', key required' if config.api_key else ''})")
+              f"{', adaptive' if config.adaptive else ''}{', key required' if config.api_key else ''}"
+              f"{f', scorer {config.scorer}' if config.scorer else ''})")
     uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=log_level == "debug",
                 timeout_keep_alive=int(max(1, keep_alive)), backlog=4096)

@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -32,7 +33,7 @@ from ..cost import Prices
 from ..errors import ConfigError, TTScaleError
 from ..policy import Policy, load_policy, preset_names
 from ..sampler import SamplingConfig
-from ..select import LOGPROBS
+from ..select import LOGPROBS, REWARDS
 from ..solve import Budget, Question, Solution, Solver, SolveError, last_user_text
 from .options import PREFIX, RequestOptions, route
 
@@ -79,6 +80,12 @@ class ServeConfig:
     """Dollars per million generated tokens."""
     equivalence: str = "math"
     """Answer equivalence: ``math`` or ``string``."""
+    scorer: str | None = None
+    """Scorer kind (``ttscale.scorers.SCORERS``: ``reward-model``, ``vllm-reward``, ``prm``, ``vllm-prm``,
+    ...) that scores every candidate so reward policies (best-of-n, weighted-majority) can choose;
+    None: requests for reward policies get a 400."""
+    scorer_model: str | None = None
+    """Local model folder of the scorer (reward model or PRM)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.upstream, str) or not self.upstream.startswith(("http://", "https://")):
@@ -95,10 +102,33 @@ class ServeConfig:
         SamplingConfig(temperature=self.temperature, max_tokens=self.max_tokens)  # validates both
         if (self.price_in is None) != (self.price_out is None):
             raise ConfigError("price_out" if self.price_out is None else "price_in", None, "both prices or neither")
+        from ..scorers import SCORERS
+
+        if self.scorer is not None and self.scorer not in SCORERS:
+            raise ConfigError("scorer", self.scorer, "one of " + ", ".join(SCORERS))
+        if self.scorer is None and self.scorer_model is not None:
+            raise ConfigError("scorer_model", self.scorer_model, "no model without a scorer kind (--scorer)")
+        if REWARDS in _preset(self.policy, "policy").needs and self.scorer is None:
+            raise ConfigError("policy", self.policy, "a policy without rewards, or a scorer (--scorer) to compute them")
 
     @property
     def prices(self) -> Prices | None:
         return None if self.price_in is None else Prices(self.price_in, self.price_out or 0.0)
+
+
+class _SerializedScorer:
+    """A scorer shared by concurrent requests: one batch at a time (a vLLM engine is not thread-safe)."""
+
+    def __init__(self, scorer: Any) -> None:
+        self.scorer, self.name, self.lock = scorer, scorer.name, threading.Lock()
+
+    def score(self, problems: list[str], candidates: list[list[str]]) -> list[list[float]]:
+        with self.lock:
+            return self.scorer.score(problems, candidates)
+
+    def close(self) -> None:
+        with self.lock:
+            self.scorer.close()
 
 
 def _preset(spec: str, parameter: str) -> Policy:
@@ -284,8 +314,13 @@ def create_app(config: ServeConfig) -> FastAPI:
             sampler = OpenAISampler(None, sampling, base_url=config.upstream, api_key=config.upstream_api_key or "EMPTY",
                                     concurrency=config.concurrency, timeout=config.timeout, max_retries=config.max_retries)
             sampler.resume_hint = "the request got no answer"
+            scorer = None
+            if config.scorer is not None:
+                from ..scorers import make_scorer
+
+                scorer = _SerializedScorer(make_scorer(config.scorer, config.scorer_model))
             state["solver"] = Solver(sampler, _preset(config.policy, "policy"), equivalence=config.equivalence,
-                                     prices=config.prices, logprobs=True)
+                                     prices=config.prices, logprobs=True, scorer=scorer)
         return state["solver"]
 
     @asynccontextmanager
@@ -293,6 +328,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         yield
         if "solver" in state:
             await state["solver"].sampler.aclose()
+            if state["solver"].scorer is not None:
+                state["solver"].scorer.close()
 
     app = FastAPI(title="ttscale proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.config = config
@@ -465,7 +502,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             entry = {"id": m.id, "object": "model", "created": getattr(m, "created", 0) or 0, "owned_by": getattr(m, "owned_by", None) or "upstream"}
             data.append(entry)
             data += [{**entry, "id": f"{PREFIX}{name}/{m.id}", "owned_by": "ttscale"} for name in preset_names()
-                     if "reference" not in load_policy(name).needs]
+                     if "reference" not in load_policy(name).needs and (config.scorer or REWARDS not in load_policy(name).needs)]
         return JSONResponse({"object": "list", "data": data})
 
     @app.get("/health")
