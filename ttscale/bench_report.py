@@ -263,6 +263,14 @@ def _finish(fig: Any, ax: Any, path: Path, title: str) -> None:
     fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
+def _observed_points(ax: Any, ev: dict[str, Any], xs: list[float], colors: dict[str, str]) -> None:
+    """Every policy's observed accuracy and pass@k at ``xs`` (samples or tokens at each k)."""
+    markers = _markers(list(ev["policies"]))
+    for name, curve in ev["policies"].items():
+        _observed(ax, xs, curve, name, colors[name], markers[name])
+    ax.plot(xs, [100 * v for v in ev["pass"]], "x", color="black", ms=6, zorder=4, label="pass@k observed")
+
+
 def plot_samples(results: dict[str, Any], path: Path) -> Path:
     """Accuracy against samples per problem: every policy observed (k <= n), the planner's fitted curves to N_max."""
     plt = _pyplot()
@@ -282,10 +290,7 @@ def plot_samples(results: dict[str, Any], path: Path) -> Path:
                 if row:
                     what = "saturation" if key == "saturation" else f"within {row['points']:g} pt of the ceiling"
                     ax.axvline(row["n"], color="grey", ls=ls, lw=1, label=f"majority {what}: N = {row['n']}")
-    markers = _markers(list(ev["policies"]))
-    for name, curve in ev["policies"].items():
-        _observed(ax, ev["k"], curve, name, colors[name], markers[name])
-    ax.plot(ev["k"], [100 * v for v in ev["pass"]], "x", color="black", ms=6, zorder=4, label="pass@k observed")
+    _observed_points(ax, ev, ev["k"], colors)
     _log2_axis(ax, top)
     ax.set_xlim(0.9, top * 1.1)
     ax.set_xlabel("samples per problem (N); points observed up to n, lines fitted beyond")
@@ -318,10 +323,7 @@ def plot_tokens(results: dict[str, Any], path: Path) -> Path:
         xs = [n * per_sample for n in sub["curve"]["n"]]
         color = colors.get("majority", "C0") if name == "majority" else "black"
         _fitted(ax, xs, sub, "majority" if name == "majority" else "pass@k", color, "-" if name == "majority" else "--")
-    markers = _markers(list(ev["policies"]))
-    for name, curve in ev["policies"].items():
-        _observed(ax, ev["tokens"], curve, name, colors[name], markers[name])
-    ax.plot(ev["tokens"], [100 * v for v in ev["pass"]], "x", color="black", ms=6, zorder=4, label="pass@k observed")
+    _observed_points(ax, ev, ev["tokens"], colors)
     _plain_log_axis(ax)
     ax.set_xlabel(f"generated tokens per question (mean; {per_sample:.1f} per sample)")
     ax.set_ylabel("accuracy (%)")
