@@ -12,7 +12,9 @@ Per seed, a pilot of 8 samples per question is drawn without replacement; each m
 the pilot:
   Dirichlet        DirichletMajorityModel with every prior value "auto": leave-one-out likelihood
                    on the pilot, then the correct class's discount re-set so the model's maj@1
-                   equals the pilot's observed correct share (match_share=True, the default)
+                   equals the pilot's observed correct share (match_share=True, the default);
+                   match_pool="auto" (the default) stays off on 8-sample pilots (it turns on
+                   when 95% of questions have >= 24 samples: the full-bank fits below)
   Dirichlet-LOO    the same without that step (match_share=False): the method before it, which
                    predicts the Llama bank 1.5-2.5 points low
   Dirichlet-exch   the same with correct_discount="same": the correct answer is one class like
@@ -142,8 +144,10 @@ def run_bank(name: str, path: Path, target: int, min_samples: int, seeds: int, o
         fit_all = DirichletMajorityModel(match_share=share).fit(*full)
         pred_all = np.atleast_1d(fit_all.predict(full_ks))
         full_fit[label] = [float(x) for x in pred_all]
+        full_fit[label + " pool match"] = fit_all.pool_match_
+        pool = fit_all.pool_match_ + ("" if fit_all.pool_match_n_ is None else f" at maj@{fit_all.pool_match_n_}")
         print(f"     {label:<14}" + "/".join(f"{100 * x:.2f}" for x in pred_all)
-              + "  (prior " + ", ".join(f"{k}={v:.3f}" for k, v in fit_all.prior_.items()) + ")")
+              + "  (prior " + ", ".join(f"{k}={v:.3f}" for k, v in fit_all.prior_.items()) + f"; pool match {pool})")
     preds = {k: [] for k in NAMES}
     noise = []  # the pilot's exact maj@8 minus the bank's maj@8: sampling noise with no extrapolation
     intervals, intervals_loo, priors, chosen = [], [], [], []

@@ -471,14 +471,14 @@ def test_majority_fit_matches_the_observed_correct_share():
     # alone miss it on heterogeneous banks; match_share re-sets correct_discount to restore it.
     counts, correct, n = _mixed_bank(np.random.default_rng(5))
     observed = np.mean([c[0] / k for c, k in zip(counts, n)])
-    model = DirichletMajorityModel().fit(counts, correct, n)
+    model = DirichletMajorityModel(match_pool=False).fit(counts, correct, n)
     assert model.predict(1) == pytest.approx(observed, abs=1e-6)
-    plain = DirichletMajorityModel(match_share=False).fit(counts, correct, n)
+    plain = DirichletMajorityModel(match_share=False, match_pool=False).fit(counts, correct, n)
     assert abs(plain.predict(1) - observed) > 1e-4  # not matched by chance (1-1.5 points on the Llama bank)
     for k in ("discount", "new_mass", "correct_share", "none_prior"):
         assert model.prior_[k] == plain.prior_[k]
     # Held fixed, correct_discount is left alone.
-    fixed = DirichletMajorityModel(correct_discount=-0.5).fit(counts, correct, n)
+    fixed = DirichletMajorityModel(correct_discount=-0.5, match_pool=False).fit(counts, correct, n)
     assert fixed.prior_["correct_discount"] == -0.5
     # The same on 8-sample pilots of the same bank.
     small = _mixed_bank(np.random.default_rng(6), questions=300, pilot=8)
@@ -486,6 +486,83 @@ def test_majority_fit_matches_the_observed_correct_share():
     assert DirichletMajorityModel().fit(*small).predict(1) == pytest.approx(observed, abs=1e-6)
     with pytest.raises(ConfigError, match="match_share"):
         DirichletMajorityModel(match_share="yes").fit(counts, correct, n)
+
+
+def _flat_bank(rng, questions=200, pilot=48):
+    """Questions with several equally likely answers, or a correct or a wrong mode."""
+    counts, correct = [], []
+    for _ in range(questions):
+        conc = [[1, 1, 1, 1, 1, 0.3], [5, 0.3, 0.3, 0.3, 0.3, 0.2], [0.3, 5, 0.3, 0.3, 0.3, 0.2]][rng.integers(3)]
+        p = rng.dirichlet(conc)
+        sample = rng.choice(p.size, pilot, p=p)
+        counts.append(np.bincount(sample[sample < p.size - 1], minlength=p.size - 1))
+        correct.append(np.r_[True, np.zeros(p.size - 2, bool)])
+    return counts, correct, [pilot] * questions
+
+
+def test_majority_pool_match_on_large_pilots():
+    # 48-sample pilots: the discount is re-set so the model's maj@48 equals the pilot's exact
+    # maj@48, maj@1 staying matched. The share-matched fit alone misses maj@48 by ~0.8 point here.
+    from ttscale.estimate import majority_at_k
+
+    counts, correct, n = _flat_bank(np.random.default_rng(3))
+    exact = majority_at_k(*_padded(counts, correct), np.array(n), [1, 48]).mean(axis=0)
+    model = DirichletMajorityModel(n_bootstrap=50).fit(counts, correct, n)
+    plain = DirichletMajorityModel(match_pool=False).fit(counts, correct, n)
+    assert (model.pool_match_, model.pool_match_n_, plain.pool_match_, plain.pool_match_n_) == ("matched", 48, "off", None)
+    assert abs(plain.predict(48) - exact[1]) > 5e-3
+    np.testing.assert_allclose(model.predict([1, 48]), exact, atol=1e-3)
+    assert model.pool_match_gap_ == pytest.approx(model.predict(48) - exact[1], abs=1e-9)
+    assert model.prior_["discount"] != plain.prior_["discount"]
+    for k in ("new_mass", "correct_share", "none_prior"):
+        assert model.prior_[k] == plain.prior_[k]
+    lo, hi = model.predict_interval(48)
+    assert lo < model.predict(48) < hi
+    # Ragged pilots: n_ref is the lower 5% quantile of the pilot sizes, matched over the questions
+    # with at least n_ref samples.
+    rng = np.random.default_rng(4)
+    sizes = rng.integers(30, 49, len(counts))
+    sub = [np.bincount(rng.permutation(np.repeat(np.arange(c.size + 1), np.r_[c, 48 - c.sum()]))[:k], minlength=c.size + 1)[:-1]
+           for c, k in zip(counts, sizes)]
+    ragged = DirichletMajorityModel().fit(sub, correct, sizes)
+    n_ref = int(np.quantile(sizes, 0.05, method="lower"))
+    assert (ragged.pool_match_, ragged.pool_match_n_) == ("matched", n_ref)
+    keep = sizes >= n_ref
+    ref = majority_at_k(*_padded([s for s, k in zip(sub, keep) if k], [c for c, k in zip(correct, keep) if k]), sizes[keep], [n_ref])
+    assert ragged.predict_questions(n_ref)[keep].mean() == pytest.approx(ref.mean(), abs=1e-3)
+
+
+def test_majority_pool_match_off_for_small_pilots_and_fallback(monkeypatch):
+    # 8-sample pilots (below 24 for 95% of questions): off, the fit is exactly the share-matched one.
+    small = _flat_bank(np.random.default_rng(3), pilot=8)
+    auto = DirichletMajorityModel().fit(*small)
+    off = DirichletMajorityModel(match_pool=False).fit(*small)
+    assert (auto.pool_match_, auto.pool_match_n_, auto.pool_match_gap_) == ("off", None, None)
+    assert auto.prior_ == off.prior_
+    # A few short questions do not switch it off: 95% reach 30 samples.
+    counts, correct, n = _flat_bank(np.random.default_rng(3), questions=100, pilot=30)
+    counts[0] = np.minimum(counts[0], 1)
+    n[0] = int(counts[0].sum())
+    assert DirichletMajorityModel().fit(counts, correct, n).pool_match_n_ == 30
+    # No discount reaches the exact value (a pretend exact maj@n of 0): the share-matched fit is kept.
+    import ttscale.estimate
+
+    big = _flat_bank(np.random.default_rng(3), questions=60)
+    monkeypatch.setattr(ttscale.estimate, "majority_at_k", lambda counts, correct, n, ks: np.zeros((len(n), len(ks))))
+    fallback = DirichletMajorityModel().fit(*big)
+    assert fallback.pool_match_ == "no root" and fallback.pool_match_gap_ > 0.1
+    assert fallback.prior_ == DirichletMajorityModel(match_pool=False).fit(*big).prior_
+    with pytest.raises(ConfigError, match="match_pool"):
+        DirichletMajorityModel(match_pool="yes").fit(*big)
+    with pytest.raises(ConfigError, match="match_pool"):
+        DirichletMajorityModel(discount=0.3, match_pool=True).fit(*big)
+    assert DirichletMajorityModel(discount=0.3).fit(*big).pool_match_ == "off"
+
+
+def _padded(counts, correct):
+    width = max(len(c) for c in counts)
+    return (np.array([np.r_[c, np.zeros(width - len(c), int)] for c in counts]),
+            np.array([np.r_[f, np.zeros(width - len(f), bool)] for f in correct]))
 
 
 def test_majority_model_edge_cases_and_errors():

@@ -32,9 +32,15 @@ pilot, pooled over questions; then correct_discount is re-set so the model's maj
 mean correct share, averaged over questions) equals the pilot's observed correct share, which a
 well-specified prior satisfies and the leave-one-out optimum misses by 1-1.5 points on Llama.
 The family is still mis-specified (one prior for questions whose wrong answers scatter and
-questions with a wrong mode): fitted on all 48 samples of the Llama bank, the matched model
-over-predicts maj@8/40 by 1.1/2.4 points (the plain leave-one-out one under-predicts every maj@N
-by 1.3-1.5), so the match is tuned for 8-sample pilots, not a cure.
+questions with a wrong mode): fitted on all 48 samples of the Llama bank, the share-matched
+model over-predicts maj@8/40/48 by 1.1/2.4/2.3 points (the plain leave-one-out one
+under-predicts every maj@N by 1.3-1.5), so the share match is tuned for 8-sample pilots, not a
+cure. Large pilots can pin the curve's shape as well: with ``match_pool`` (on by default once at
+least 95% of questions have 24 or more samples) the discount is re-set so the model's maj@n_ref
+equals the pilot's own exact maj@n_ref at the pilot size n_ref, correct_discount re-matched to
+maj@1 alongside; on the full Llama bank that gives maj@1/8/40/48 29.78/39.67/44.88/45.22 against
+the exact 29.78/39.35/44.66/45.21. On 8-sample pilots the discount is poorly pinned by maj@8
+(unstable), so the match stays off there.
 """
 
 from __future__ import annotations
@@ -306,6 +312,121 @@ def calibrate_prior(data: MajorityData, match_share: bool = True, **given: Any) 
     return values
 
 
+def _posterior_urn(values: dict[str, float], data: MajorityData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Posterior-predictive urn per question: class concentrations (Q, C), their correct flags
+    (Q, C), no-answer mass (Q,), the correct answer while unseen (Q,), the lumped mass of new
+    wrong answers (Q,) and its Pitman-Yor discount."""
+    d, dc, theta, gamma, a0 = (values[k] for k in _NAMES)
+    v, cor = data.counts.astype(float), data.correct
+    seen = v > 0
+    alpha = np.where(seen, v - np.where(cor, dc, d), 0.0)
+    k_w = (seen & ~cor).sum(axis=1)
+    k_c = (seen & cor).sum(axis=1)
+    new = theta + max(d, 0.0) * k_w + max(dc, 0.0) * k_c
+    unseen_correct = np.where(k_c == 0, gamma * new, 0.0)
+    none = data.unanswered + a0
+    return alpha, seen & cor, none, unseen_correct, new - unseen_correct, max(d, 0.0)
+
+
+_POOL_MIN = 24
+"""match_pool="auto" is on when the low quantile below of the pilot sizes is at least this."""
+_POOL_QUANTILE = 0.05
+"""The pilot size at least 95% of questions reach (lower 5% quantile): n_ref of the pool match."""
+_POOL_TOL = 5e-4
+"""Pool match: stop when the predicted maj@n_ref is within this of the exact one (0.05 point)."""
+_POOL_RANGE = (-5.0, 0.95)
+_POOL_MAX_EVALS = 9
+
+
+def pool_reference(data: MajorityData) -> int:
+    """The pilot size n_ref of the pool match: the lower 5% quantile of the per-question pilot
+    sizes (at least 95% of questions have n_ref samples or more), capped at the largest exactly
+    computed N."""
+    return int(min(np.quantile(data.n, _POOL_QUANTILE, method="lower"), _EXACT_MAX))
+
+
+def _match_pool(values: dict[str, float], data: MajorityData, n_ref: int, rematch_share: bool,
+                tied: bool) -> tuple[dict[str, float], str, float]:
+    """Re-set ``discount`` so that the model's maj@n_ref equals the pilot's exact maj@n_ref.
+
+    Both sides are averaged over the questions with n_ref <= n_i samples (at most the exact
+    estimator's pool limit). At each trial discount, correct_discount is re-matched to the pilot's
+    correct share (``rematch_share``) or tied to the discount (``tied``), so maj@1 stays matched.
+    The gap (predicted minus exact maj@n_ref) falls as the discount rises over the pseudo-count
+    range (d < 0) but is not monotone overall, so the search walks from the fitted discount
+    downhill in |gap| (secant steps, trying the other direction if the first step goes uphill)
+    until the sign changes, then closes the bracket by Illinois regula falsi to within
+    0.05 point. Returns (values, status, gap): status "matched", or "no root" with the given
+    values unchanged when no sign change is found within discount in [-5, 0.95].
+    """
+    from ..estimate import _RAW_COUNT_LIMIT, majority_at_k
+
+    sel = (data.n >= n_ref) & (data.n <= _RAW_COUNT_LIMIT)
+    if not sel.any():
+        return values, "off", float("nan")
+    sub = MajorityData(data.counts[sel], data.correct[sel], data.unanswered[sel])
+    target = float(majority_at_k(sub.counts, sub.correct, sub.n, [n_ref])[:, 0].mean())
+    ks = np.array([n_ref])
+
+    def trial(x: float) -> tuple[float, dict[str, float]]:
+        vals = dict(values)
+        vals["discount"] = float(x)
+        if tied:
+            vals["correct_discount"] = float(x)
+        elif rematch_share:
+            vals["correct_discount"] = _match_correct_share(vals, data)
+        pred = float(_exact_majority(*_posterior_urn(vals, sub), ks)[:, 0].mean())
+        return pred - target, vals
+
+    lo, hi = min(_POOL_RANGE[0], values["discount"]), max(_POOL_RANGE[1], values["discount"])
+    x0 = float(values["discount"])
+    g0, v0 = trial(x0)
+    if abs(g0) <= _POOL_TOL:
+        return v0, "matched", g0
+    evals = 1
+    best = (abs(g0), g0, v0)
+    bracket = None
+    for direction in ((1.0, -1.0) if g0 > 0 else (-1.0, 1.0)):
+        xa, ga, step = x0, g0, 0.5
+        while evals < _POOL_MAX_EVALS:
+            xb = float(np.clip(xa + direction * step, lo, hi))
+            if xb == xa:
+                break
+            gb, vb = trial(xb)
+            evals += 1
+            if abs(gb) < best[0]:
+                best = (abs(gb), gb, vb)
+            if abs(gb) <= _POOL_TOL:
+                return vb, "matched", gb
+            if np.sign(gb) != np.sign(ga):
+                bracket = (xa, ga, xb, gb)
+                break
+            if abs(gb) >= abs(ga):
+                break  # uphill: no root this way (near here)
+            # Secant estimate of the distance to the root, overshot a little to bracket it.
+            dist = abs(gb * (xb - xa) / (gb - ga))
+            xa, ga, step = xb, gb, float(np.clip(1.3 * dist, 0.05, 4.0 * step))
+        if bracket is not None or evals >= _POOL_MAX_EVALS:
+            break
+    if bracket is None:
+        return values, "no root", float(g0)
+    a, fa, b, fb = bracket
+    while evals < _POOL_MAX_EVALS and abs(b - a) > 1e-3:
+        c = b - fb * (b - a) / (fb - fa)
+        fc, vc = trial(c)
+        evals += 1
+        if abs(fc) < best[0]:
+            best = (abs(fc), fc, vc)
+        if abs(fc) <= _POOL_TOL:
+            break
+        if np.sign(fc) == np.sign(fb):
+            fa *= 0.5  # Illinois: the retained end is halved so the bracket closes from both sides
+        else:
+            a, fa = b, fb
+        b, fb = c, fc
+    return best[2], "matched", float(best[1])
+
+
 def _check_prior_value(name: str, value: Any) -> None:
     if isinstance(value, str):
         if value == _SAME and name == "correct_discount":
@@ -364,13 +485,33 @@ class DirichletMajorityModel(CurveModel):
         model's maj@1 (the posterior mean correct share, averaged over questions) equals the
         pilot's observed correct share (see :func:`calibrate_prior`). False: the plain
         leave-one-out values (1-2 points low on the Llama bank).
+    match_pool:
+        Re-set ``discount`` (kept ``"auto"``) after that so the model's dataset maj@n_ref equals
+        the pilot's exact maj@n_ref (``ttscale.estimate.majority_at_k``), with correct_discount
+        re-matched to maj@1 at every trial value (or tied, for ``"same"``); both sides are
+        averaged over the questions with at least n_ref samples. n_ref = the lower 5% quantile of
+        the per-question pilot sizes (at least 95% of questions reach it; for a common pilot
+        size, that size), capped at 95. Root finding on the discount in [-5, 0.95] to within
+        0.05 point (secant steps from the fitted value, then Illinois regula falsi; typically
+        3-6 evaluations of maj@n_ref alone). When no sign change is found the leave-one-out /
+        share-matched values are kept. ``"auto"`` (the default): on when n_ref >= 24, i.e. at
+        least 95% of questions have 24 or more pilot samples (off for 8-sample pilots, where
+        maj@8 pins the discount poorly and the match is unstable); True: on whenever n_ref >= 2
+        (a ConfigError if discount is held fixed); False: off.
     n_draws:
         Ignored: predictions are computed exactly (kept so older call sites keep working).
     n_bootstrap, random_state:
         Bootstrap over questions for :meth:`predict_interval`; seed of draws and bootstrap.
 
     Fitted attributes: ``prior_`` (dict of the values used), ``loo_loglik_`` (pooled leave-one-out
-    log-likelihood per pilot sample), ``n_questions_``, ``pilot_size_`` (median pilot size).
+    log-likelihood per pilot sample), ``n_questions_``, ``pilot_size_`` (median pilot size),
+    ``pool_match_`` ("matched"; "no root": no sign change, the fitted values were kept; "off":
+    not requested, below the auto threshold or discount held fixed), ``pool_match_n_`` (n_ref, or
+    None when off) and ``pool_match_gap_`` (predicted minus exact maj@n_ref for the values kept,
+    None when off).
+
+    Intervals (:meth:`predict_interval`) bootstrap questions with the prior held at ``prior_``,
+    i.e. after both matches: no refit per replicate, whether or not the pool match ran.
     A symmetric Dirichlet with concentration alpha is approximately ``discount=correct_discount=-alpha,
     correct_share=alpha_c / (alpha_c + theta), new_mass=alpha_c + theta, none_prior=alpha``.
     """
@@ -383,6 +524,7 @@ class DirichletMajorityModel(CurveModel):
         correct_share: float | str = _AUTO,
         none_prior: float | str = _AUTO,
         match_share: bool = True,
+        match_pool: bool | str = _AUTO,
         n_draws: int = 2000,
         n_bootstrap: int = 1000,
         random_state: int | None = 0,
@@ -393,6 +535,7 @@ class DirichletMajorityModel(CurveModel):
         self.correct_share = correct_share
         self.none_prior = none_prior
         self.match_share = match_share
+        self.match_pool = match_pool
         self.n_draws = n_draws
         self.n_bootstrap = n_bootstrap
         self.random_state = random_state
@@ -408,7 +551,24 @@ class DirichletMajorityModel(CurveModel):
         data = as_majority_data(counts, correct, n)
         if not isinstance(self.match_share, (bool, np.bool_)):
             raise ConfigError("match_share", self.match_share, "True or False")
-        self.prior_ = calibrate_prior(data, bool(self.match_share), **{k: getattr(self, k) for k in _NAMES})
+        if not (isinstance(self.match_pool, (bool, np.bool_)) or (isinstance(self.match_pool, str) and self.match_pool == _AUTO)):
+            raise ConfigError("match_pool", self.match_pool, "True, False or 'auto'")
+        explicit = isinstance(self.match_pool, (bool, np.bool_)) and bool(self.match_pool)
+        if explicit and not (isinstance(self.discount, str) and self.discount == _AUTO):
+            raise ConfigError("match_pool", self.match_pool, "False or 'auto' when discount is held fixed (the match re-sets it)")
+        given = {k: getattr(self, k) for k in _NAMES}
+        prior = calibrate_prior(data, bool(self.match_share), **given)
+        n_ref = pool_reference(data)
+        self.pool_match_n_: int | None = None
+        self.pool_match_gap_: float | None = None
+        self.pool_match_ = "off"
+        on = (explicit or (isinstance(self.match_pool, str) and n_ref >= _POOL_MIN)) and n_ref >= 2
+        if on and isinstance(self.discount, str) and self.discount == _AUTO:
+            tied = isinstance(self.correct_discount, str) and self.correct_discount == _SAME
+            rematch = bool(self.match_share) and isinstance(self.correct_discount, str) and self.correct_discount == _AUTO
+            prior, self.pool_match_, self.pool_match_gap_ = _match_pool(prior, data, n_ref, rematch, tied)
+            self.pool_match_n_ = n_ref
+        self.prior_ = prior
         self._data = data
         self._curve = np.zeros((data.counts.shape[0], 0))
         self._limit: np.ndarray | None = None
@@ -420,20 +580,8 @@ class DirichletMajorityModel(CurveModel):
 
     # --- prediction --------------------------------------------------------------------------------
     def _posterior(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-        """Posterior-predictive urn per question: class concentrations (Q, C), their correct flags
-        (Q, C), no-answer mass (Q,), the correct answer while unseen (Q,), the lumped mass of new
-        wrong answers (Q,) and its Pitman-Yor discount."""
-        d_all = self._data
-        d, dc, theta, gamma, a0 = (self.prior_[k] for k in _NAMES)
-        v, cor = d_all.counts.astype(float), d_all.correct
-        seen = v > 0
-        alpha = np.where(seen, v - np.where(cor, dc, d), 0.0)
-        k_w = (seen & ~cor).sum(axis=1)
-        k_c = (seen & cor).sum(axis=1)
-        new = theta + max(d, 0.0) * k_w + max(dc, 0.0) * k_c
-        unseen_correct = np.where(k_c == 0, gamma * new, 0.0)
-        none = d_all.unanswered + a0
-        return alpha, seen & cor, none, unseen_correct, new - unseen_correct, max(d, 0.0)
+        """Posterior-predictive urn per question (see :func:`_posterior_urn`)."""
+        return _posterior_urn(self.prior_, self._data)
 
     def _exact_curve(self, nmax: int) -> np.ndarray:
         """(Q, nmax) exact maj@N for N = 1..nmax, cached (extended on demand)."""
@@ -473,7 +621,8 @@ class DirichletMajorityModel(CurveModel):
         return float(out[0]) if scalar else out
 
     def predict_interval(self, k: Any, level: float = 0.95) -> tuple[np.ndarray, np.ndarray] | tuple[float, float]:
-        """Percentile bootstrap over questions of the dataset maj@k (prior held at its fitted value)."""
+        """Percentile bootstrap over questions of the dataset maj@k (prior held at its fitted value,
+        including the share and pool matches: the prior is not refitted per replicate)."""
         level = check_level(level)
         if self.n_bootstrap < 1:
             raise ConfigError("n_bootstrap", self.n_bootstrap, "at least 1 for intervals (set it in the constructor)")
