@@ -187,3 +187,15 @@ def test_pass_extrapolation_beyond_the_data_is_flagged() -> None:
     note = next(n for n in far.notes if "extrapolation the data do not pin" in n)
     assert f"N <= {int(curve.supported_n)}" in note
     json.dumps(far.to_json(), allow_nan=False)
+
+
+def test_a_curve_that_misses_the_observed_points_is_flagged() -> None:
+    probs = beta_bank()
+    good = fit_curve(probs, "pass", max_n=256)
+    assert not any("points off" in n for n in plan(probs, budget_samples=8, curve=good).notes)
+    # the same curve shifted 3 points up: the check against the bank's exact pass@16 catches it
+    shifted = FittedCurve(good.policy, good.method, good.observed_k, good.observed_acc, good.n,
+                          np.clip(good.mean + 0.03, 0, 1), good.low, good.high, good.level)
+    note = next(n for n in plan(probs, budget_samples=8, curve=shifted).notes if "points off" in n)
+    base = good.at(16)[0] - good.observed_acc[-1]  # the honest fit's own small miss
+    assert f"{100 * (base + 0.03):+.1f} points off the bank's exact pass@16" in note

@@ -164,6 +164,13 @@ def fit_curve(problems: Sequence[Candidates], policy: str = "majority", *, max_n
                        _clean(np.asarray(high)), level)
 
 
+def _fit_gap(curve: FittedCurve) -> float | None:
+    """Fitted minus observed accuracy at the largest observed k (a posterior predictive check), or None."""
+    if not curve.observed_k or not math.isfinite(curve.observed_acc[-1]):
+        return None
+    return curve.at(curve.observed_k[-1])[0] - curve.observed_acc[-1]
+
+
 def _clean(a: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(np.asarray(a, dtype=float), nan=0.0), 0.0, 1.0)
 
@@ -339,6 +346,11 @@ def plan(
     else:
         rec = sat
         reason = f"saturation: first N where one more sample adds less than {epsilon:g} accuracy"
+    gap = _fit_gap(curve)
+    if gap is not None and abs(gap) >= 0.01:
+        k = curve.observed_k[-1]
+        notes.append(f"the fitted curve is {100 * gap:+.1f} points off the bank's exact {curve.policy}@{k} "
+                     f"({100 * curve.observed_acc[-1]:.1f}%): predictions beyond N = {k} may be off by as much")
     if curve.supported_n is not None and rec > curve.supported_n and curve.unsupported_mass is not None:
         notes.append(f"{curve.policy}@{rec} is an extrapolation the data do not pin: problems never solved in the bank "
                      f"could add up to {100 * curve.unsupported_mass(rec):.1f} points the model can only assume "
