@@ -721,13 +721,7 @@ def _exact_majority(alpha, flags, a_u, alpha_cu, beta, d, ks, tol=_TOL):
     Q = alpha.shape[0]
     out = np.zeros((Q, ks.size))
     nmax = int(ks.max())
-    # Items: (question, correct class); the correct answer while unseen is a class too.
-    iq, ia = np.nonzero(flags)
-    cu_q = np.flatnonzero(alpha_cu > 0)
-    item_q = np.concatenate([iq, cu_q])
-    alpha_c = np.concatenate([alpha[iq, ia], alpha_cu[cu_q]])
-    rivals = alpha[item_q].copy()
-    rivals[np.arange(iq.size), ia] = 0.0
+    item_q, alpha_c, rivals = _correct_items(alpha, flags, alpha_cu)
     rivals = -np.sort(-rivals, axis=1)
     width = int((rivals > 0).sum(axis=1).max()) if rivals.size else 0
     rivals = rivals[:, :width]
@@ -841,17 +835,24 @@ def _exact_majority(alpha, flags, a_u, alpha_cu, beta, d, ks, tol=_TOL):
 
 
 
-def _limit_majority(alpha, flags, a_u, alpha_cu, beta, d, nodes=200):
-    """(Q,) maj@infinity: P(the correct answer has the largest probability) under the posterior."""
-    alpha = np.asarray(alpha, float)
-    flags = np.asarray(flags, bool) & (alpha > 0)
-    Q = alpha.shape[0]
+def _correct_items(alpha: np.ndarray, flags: np.ndarray, alpha_cu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Items (question, correct class), the correct answer while unseen being a class too: each item's
+    question, the correct class's concentration and its rivals' (the row with the correct class zeroed)."""
     iq, ia = np.nonzero(flags)
     cu_q = np.flatnonzero(alpha_cu > 0)
     item_q = np.concatenate([iq, cu_q])
     alpha_c = np.concatenate([alpha[iq, ia], alpha_cu[cu_q]])
     rivals = alpha[item_q].copy()
     rivals[np.arange(iq.size), ia] = 0.0
+    return item_q, alpha_c, rivals
+
+
+def _limit_majority(alpha, flags, a_u, alpha_cu, beta, d, nodes=200):
+    """(Q,) maj@infinity: P(the correct answer has the largest probability) under the posterior."""
+    alpha = np.asarray(alpha, float)
+    flags = np.asarray(flags, bool) & (alpha > 0)
+    Q = alpha.shape[0]
+    item_q, alpha_c, rivals = _correct_items(alpha, flags, alpha_cu)
     b = beta[item_q]
     x, w = np.polynomial.legendre.leggauss(nodes)
     u, w = (x + 1) / 2, w / 2
