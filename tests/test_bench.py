@@ -101,6 +101,15 @@ def test_report_files_and_figures_equal_eval(tmp_path: Path, replay_source: tupl
     for heading in ("## What was run", "## Accuracy (%) at k", "## How many samples", "## By difficulty", "## Cost"):
         assert heading in report
     assert "| confidence-weighted * |" in report and "(accuracy_vs_samples.png)" in report
+    # Policies other than majority get a fitted curve family, the same as `ttscale plan -p NAME` on these points.
+    from ttscale.plan import fit_accuracy_curve
+
+    fit = results["policy_fits"]["confidence-weighted"]
+    assert set(results["policy_fits"]) == {"confidence-weighted"}
+    observed = results["eval"]["policies"]["confidence-weighted"]["accuracy"]
+    same = fit_accuracy_curve("confidence-weighted", [1, 2, 4], observed, 12, max_n=64, level=0.95, seed=0)
+    assert fit["method"] == same.method and fit["ceiling"]["accuracy"] == pytest.approx(same.ceiling[0])
+    assert "Other policies" in report and "| confidence-weighted | " in report
 
 
 def test_rerun_reuses_bank_and_cache(tmp_path: Path, replay_source: tuple[Path, Path]) -> None:

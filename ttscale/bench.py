@@ -47,7 +47,7 @@ BANK = "bank.jsonl"
 STATE = "bench-state.json"
 CACHE = "bench-cache.json"
 RESULTS = "results.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bumped when cached figures would be computed differently (old caches are then recomputed)."""
 
 DIFFICULTY_FIELDS = ("level", "difficulty", "steps")
@@ -412,7 +412,28 @@ def evaluate_variant(problems: Sequence[Candidates], variant: Variant, ks: list[
         result = evaluate(subset, [variant.policy], ks, draws=settings.draws, seed=settings.seed)
         return curve_json(result.policies[variant.policy.name])
 
-    return {"overall": one(problems), "buckets": {lab: one([problems[i] for i in idx]) for lab, idx in groups.items()}}
+    overall = one(problems)
+    out = {"overall": overall, "buckets": {lab: one([problems[i] for i in idx]) for lab, idx in groups.items()}}
+    if variant.policy.name != "majority":  # majority has the planner's Dirichlet model (the base figures)
+        out["fit"] = policy_fit(variant.label, ks, overall["accuracy"], len(problems), settings)
+    return out
+
+
+def policy_fit(label: str, ks: list[int], accuracy: list[float | None], questions: int,
+               settings: AnalysisSettings) -> dict[str, Any]:
+    """A curve family fitted to one policy's observed accuracy (``plan.fit_accuracy_curve``): its ceiling,
+    its best N when more samples hurt, and the predicted curve; ``{"error": ...}`` when it cannot be fitted."""
+    from .plan import fit_accuracy_curve
+
+    acc = [float("nan") if a is None else float(a) for a in accuracy]
+    try:
+        curve = fit_accuracy_curve(label, ks, acc, questions, max_n=settings.max_n, level=settings.level, seed=settings.seed)
+    except EstimationError as exc:
+        return {"error": str(exc)}
+    ceiling, half = curve.ceiling
+    return {"method": curve.method, "level": curve.level, "best_n": curve.best_n,
+            "ceiling": {"n": int(curve.n[-1]), "accuracy": ceiling, "halfwidth": half},
+            "curve": {"n": curve.n, "mean": curve.mean, "low": curve.low, "high": curve.high}}
 
 
 def planner_summary(problems: Sequence[Candidates], *, prompt_tokens: float, output_tokens: float | None,
@@ -654,6 +675,7 @@ def assemble(config: BenchConfig, analysis: Analysis) -> dict[str, Any]:
         "eval": eval_section(base, curves),
         "difficulty": {"source": base["difficulty"]["source"], "buckets": buckets},
         "planner": planner,
+        "policy_fits": {v.label: c["fit"] for v, c in zip(variants, cached) if "fit" in c},
         "cost": {"prices": None if config.prices is None else {"input": config.prices.input, "output": config.prices.output},
                  "table": cost_rows(base, config.prices)},
         "analysis_seconds": base["seconds"] + sum(c.get("seconds", 0.0) for c in cached),

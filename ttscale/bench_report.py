@@ -141,7 +141,30 @@ def _planner_section(results: dict[str, Any]) -> str:
             "the prompt once and N completions.\n\n" + (md_table(head, rows) if rows else "No curve could be fitted."))
     if notes:
         text += "\n\n" + "\n".join(notes)
+    text += _policy_fits_table(results)
     return text + f"\n\n![accuracy against generated tokens per question]({PLOT_TOKENS})"
+
+
+def _policy_fits_table(results: dict[str, Any]) -> str:
+    """The other policies: a curve family fitted to each one's observed accuracy (``plan -p`` does the same)."""
+    fits = results.get("policy_fits") or {}
+    if not fits:
+        return ""
+    ev = results["eval"]
+    rows = []
+    for name, fit in fits.items():
+        observed = ev["policies"][name]["accuracy"][-1] if name in ev["policies"] else None
+        if "error" in fit:
+            rows.append([name, "-", _pct(observed), f"not fitted: {fit['error']}", "-"])
+            continue
+        c = fit["ceiling"]
+        rows.append([name, fit["method"], f"{_pct(observed)} @{ev['k'][-1]}",
+                     f"{_pct(c['accuracy'])} ± {_pct(c['halfwidth'])} @{c['n']}",
+                     "-" if fit["best_n"] is None else f"{fit['best_n']} (more samples hurt past it)"])
+    head = ["policy", "curve family", "observed", "predicted at the largest N", "best N"]
+    return ("\n\nOther policies: a curve family (power law with a floor or exponentiated power law, chosen by "
+            "held-out extrapolation error) fitted to each one's observed accuracy at k; a policy that gets worse with "
+            "more samples is held at its best N.\n\n" + md_table(head, rows))
 
 
 def _difficulty_section(results: dict[str, Any]) -> str:
@@ -290,6 +313,10 @@ def plot_samples(results: dict[str, Any], path: Path) -> Path:
                 if row:
                     what = "saturation" if key == "saturation" else f"within {row['points']:g} pt of the ceiling"
                     ax.axvline(row["n"], color="grey", ls=ls, lw=1, label=f"majority {what}: N = {row['n']}")
+    for name, fit in (results.get("policy_fits") or {}).items():
+        if "error" not in fit and name in colors:
+            ax.plot(fit["curve"]["n"], [100 * v for v in fit["curve"]["mean"]], ls=(0, (3, 2)), lw=1, color=colors[name])
+            top = max(top, float(fit["curve"]["n"][-1]))
     _observed_points(ax, ev, ev["k"], colors)
     _log2_axis(ax, top)
     ax.set_xlim(0.9, top * 1.1)

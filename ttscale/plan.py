@@ -176,16 +176,31 @@ def _clean(a: np.ndarray) -> np.ndarray:
 
 
 def _fit_policy_curve(kept: list[Candidates], name: str, grid: np.ndarray, ks: list[int], level: float, seed: int) -> FittedCurve:
-    from .curves import ExpPowerLaw, PowerLawWithFloor, best_n, select_curve_model
     from .evaluate import evaluate
     from .policy import load_policy
 
     pol = load_policy(name)
     result = evaluate(kept, [pol], ks, draws=300, seed=seed)
     acc = np.asarray(result.policies[pol.name].accuracy, dtype=float)
-    k_arr = np.asarray(ks, dtype=float)
+    return fit_accuracy_curve(name, ks, acc, len(kept), grid=grid, level=level, seed=seed)
+
+
+def fit_accuracy_curve(name: str, ks: Sequence[int], accuracy: Sequence[float], questions: int, *,
+                       grid: np.ndarray | None = None, max_n: int = 1024, level: float = 0.95, seed: int = 0) -> FittedCurve:
+    """Fit a curve family to a policy's observed dataset accuracy at ``ks`` (exact or resampled) and
+    predict it on ``grid`` (default :func:`n_grid` up to ``max_n``): the power law with a floor or the
+    exponentiated power law, chosen by held-out extrapolation error. A policy whose accuracy falls
+    past some k (a misspecified reward) is held at its best N instead of extrapolating the fall."""
+    from .curves import ExpPowerLaw, PowerLawWithFloor, best_n, select_curve_model
+
+    ks = [int(k) for k in ks]
+    acc = np.asarray(accuracy, dtype=float)
     if len(ks) < 3:
         raise EstimationError(f"policy {name!r}: a curve fit needs at least 3 samples per question (the smallest pool has {len(ks)})")
+    if not np.all(np.isfinite(acc)):
+        raise EstimationError(f"policy {name!r}: accuracy is undefined at some k (too few questions with that many samples)")
+    grid = n_grid(int(max_n), ks[-1]) if grid is None else grid
+    k_arr = np.asarray(ks, dtype=float)
     best = best_n(k_arr, acc, tolerance=0.005)
     models = {"power-law+floor": PowerLawWithFloor(n_bootstrap=100, random_state=seed),
               "exp-power-law": ExpPowerLaw(n_bootstrap=100, random_state=seed)}
@@ -195,10 +210,10 @@ def _fit_policy_curve(kept: list[Candidates], name: str, grid: np.ndarray, ks: l
         kk, aa = k_arr[cut], acc[cut]
     else:
         kk, aa = k_arr, acc
-    if kk.size >= 3:
+    try:  # held-out selection needs enough points to hold some out
         sel = select_curve_model(models, kk, aa)
         model, method = sel.best, sel.best_name
-    else:
+    except EstimationError:
         model, method = models["power-law+floor"].clone().fit(kk, aa), "power-law+floor"
     eval_n = grid if best.monotone else np.minimum(grid, best.k)
     mean = np.asarray(model.predict(eval_n))
@@ -210,7 +225,7 @@ def _fit_policy_curve(kept: list[Candidates], name: str, grid: np.ndarray, ks: l
 
     z = float(norm.ppf(0.5 + level / 2))
     m = np.clip(mean, 0.0, 1.0)
-    q_half = z * np.sqrt(m * (1 - m) / len(kept))
+    q_half = z * np.sqrt(m * (1 - m) / max(int(questions), 1))
     low = mean - np.hypot(mean - np.asarray(low), q_half)
     high = mean + np.hypot(np.asarray(high) - mean, q_half)
     return FittedCurve(name, method, ks, [float(v) for v in acc], grid, _clean(mean), _clean(np.asarray(low)),
