@@ -313,9 +313,13 @@ def plot_samples(results: dict[str, Any], path: Path) -> Path:
                 if row:
                     what = "saturation" if key == "saturation" else f"within {row['points']:g} pt of the ceiling"
                     ax.axvline(row["n"], color="grey", ls=ls, lw=1, label=f"majority {what}: N = {row['n']}")
+    labelled = False
     for name, fit in (results.get("policy_fits") or {}).items():
         if "error" not in fit and name in colors:
-            ax.plot(fit["curve"]["n"], [100 * v for v in fit["curve"]["mean"]], ls=(0, (3, 2)), lw=1, color=colors[name])
+            label = None if labelled else "other policies: fitted curve family (thin dashed)"
+            ax.plot(fit["curve"]["n"], [100 * v for v in fit["curve"]["mean"]], ls=(0, (3, 2)), lw=1, color=colors[name],
+                    label=label)
+            labelled = True
             top = max(top, float(fit["curve"]["n"][-1]))
     _observed_points(ax, ev, ev["k"], colors)
     _log2_axis(ax, top)
