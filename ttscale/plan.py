@@ -137,31 +137,28 @@ def fit_curve(problems: Sequence[Candidates], policy: str = "majority", *, max_n
     top = int(min(p.n for p in kept))
     ks = list(range(1, top + 1))
     grid = n_grid(int(max_n), top)
+    support: dict = {}
     if policy == "majority":
         counts, correct, n = estimate.candidates_to_arrays(kept)
         observed = estimate.majority_at_k(counts, correct, n, ks)
         model = DirichletMajorityModel(n_draws=draws, n_bootstrap=400, random_state=seed).fit(counts, correct, n)
-        mean = np.asarray(model.predict(grid))
-        low, high = model.predict_interval(grid, level)
         method = "dirichlet-majority"
     elif policy == "pass":
         n = np.array([p.n for p in kept])
         c = np.array([int(p.correct.sum()) for p in kept])
         observed = estimate.pass_at_k(n, c, ks)
         model = BetaBinomialPassAtK(n_bootstrap=100, random_state=seed).fit(n, c)
-        mean = np.asarray(model.predict(grid))
-        low, high = model.predict_interval(grid, level)
         method = "beta-binomial"
         supported = float(model.max_supported_k_)
-        obs = np.nanmean(observed, axis=0)
-        return FittedCurve(policy, method, ks, [float(v) for v in obs], grid, _clean(mean), _clean(np.asarray(low)),
-                           _clean(np.asarray(high)), level, supported_n=supported if math.isfinite(supported) else None,
-                           unsupported_mass=lambda k: float(model.unidentified_mass(k)))
+        support = dict(supported_n=supported if math.isfinite(supported) else None,
+                       unsupported_mass=lambda k: float(model.unidentified_mass(k)))
     else:
         return _fit_policy_curve(kept, policy, grid, ks, level, seed)
+    mean = np.asarray(model.predict(grid))
+    low, high = model.predict_interval(grid, level)
     obs = np.nanmean(observed, axis=0)
     return FittedCurve(policy, method, ks, [float(v) for v in obs], grid, _clean(mean), _clean(np.asarray(low)),
-                       _clean(np.asarray(high)), level)
+                       _clean(np.asarray(high)), level, **support)
 
 
 def _fit_gap(curve: FittedCurve) -> float | None:
