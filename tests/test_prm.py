@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
-from conftest import build_tiny_llama, build_tiny_prm
+from conftest import build_tiny_llama, build_tiny_prm, in_process_vllm
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -219,18 +218,9 @@ def test_truncation_keeps_the_end(prm: Path) -> None:
 # --- vLLM backend (real engine) --------------------------------------------------------------
 
 
-def _vllm_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    if os.environ.get("TTSCALE_SKIP_VLLM") == "1":
-        pytest.skip("TTSCALE_SKIP_VLLM=1")
-    pytest.importorskip("vllm")
-    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine: ~10 s instead of ~23 s
-    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 def test_vllm_prm_agrees_with_transformers(prm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """vLLM's Qwen2ForProcessRewardModel (STEP pooling, token_classify) gives the same step scores."""
-    _vllm_env(monkeypatch)
+    in_process_vllm(monkeypatch)
     from ttscale.prm import VLLMProcessRewardScorer
 
     text = "\n".join(f"Step {i}: {i} + 1 = {i + 1}" for i in range(40))  # longer than the engine allows
@@ -315,7 +305,7 @@ def test_cli_score_prm_then_eval(prm: Path, tmp_path: Path) -> None:
 
 def test_cli_score_vllm_prm(prm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``ttscale score --scorer vllm-prm`` on the real engine writes the transformers backend's rewards."""
-    _vllm_env(monkeypatch)
+    in_process_vllm(monkeypatch)
     from ttscale.cli import app
 
     bank = prm_bank(tmp_path / "bank.jsonl")

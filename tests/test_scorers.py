@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
-from conftest import build_tiny_llama
+from conftest import build_tiny_llama, in_process_vllm
 from typer.testing import CliRunner
 
 from ttscale.bank import read_bank, write_bank
@@ -283,12 +282,7 @@ def test_sequence_classifier(tmp_path: Path, classifier: Path) -> None:
 @pytest.mark.slow
 def test_vllm_reward(tmp_path: Path, classifier: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The real vLLM pooling runner (in-process engine, about 10 s here) agrees with transformers."""
-    if os.environ.get("TTSCALE_SKIP_VLLM") == "1":
-        pytest.skip("TTSCALE_SKIP_VLLM=1")
-    pytest.importorskip("vllm")
-    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine: ~10 s instead of ~23 s
-    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    in_process_vllm(monkeypatch)
     from ttscale.scorers import VLLMRewardScorer
 
     scorer = VLLMRewardScorer(str(classifier), engine_args={"max_model_len": 384})  # ttscale score --engine-arg
