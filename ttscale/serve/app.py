@@ -307,6 +307,9 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     metrics = Metrics()
     state: dict[str, Any] = {}
+    # Presets /v1/models lists: not evaluation-only, and reward policies only with a scorer.
+    needs = {name: load_policy(name).needs for name in preset_names()}
+    served = [name for name, need in needs.items() if "reference" not in need and (config.scorer or REWARDS not in need)]
 
     def solver() -> Solver:
         if "solver" not in state:
@@ -501,8 +504,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         for m in cached[1]:
             entry = {"id": m.id, "object": "model", "created": getattr(m, "created", 0) or 0, "owned_by": getattr(m, "owned_by", None) or "upstream"}
             data.append(entry)
-            data += [{**entry, "id": f"{PREFIX}{name}/{m.id}", "owned_by": "ttscale"} for name in preset_names()
-                     if "reference" not in load_policy(name).needs and (config.scorer or REWARDS not in load_policy(name).needs)]
+            data += [{**entry, "id": f"{PREFIX}{name}/{m.id}", "owned_by": "ttscale"} for name in served]
         return JSONResponse({"object": "list", "data": data})
 
     @app.get("/health")
