@@ -18,6 +18,11 @@ never gets right (exact per-question maj@K < 5%) take most of the adaptive budge
 skips exactly those after the pilot shows the headroom, and the AUC of the leader's vote share
 after 8 samples for "majority@K gains over majority@8" vs "hopeless" shows how little of it the
 votes reveal.
+Exact rows (no permutation noise; ``evals/vote_bound.py``): ASC and PPR-1v1 scored over every order
+of every question's samples at once, and two bounds: the Bayes-optimal vote-only rule that knows
+the bank's own per-question answer distributions (answering the plurality / the likeliest class).
+No vote-only rule or allocator reaches the target with fewer mean samples than ``bound-plurality``
+(the rules here all answer the plurality). The exact tables take about 4 minutes on the Llama bank.
 Target: the exact majority@K of the bank (ttscale.estimate.majority_at_k) minus 0.1 point.
 Per rule: the mean samples per question at which its accuracy curve (points sorted by mean
 samples) first reaches the target, linearly INTERPOLATED between the two grid points around the
@@ -28,7 +33,7 @@ Accuracy is the mean over permutations; its standard error (printed) is of the o
 The allocator's settings were chosen on the permutations of seed 1000; the default report
 uses seed 0 (other permutations).
 
-Run (about 3-5 minutes on 2 busy cores):  python evals/sample_efficiency.py
+Run (about 8 minutes on 2 busy cores):  python evals/sample_efficiency.py
 Quick look:                               python evals/sample_efficiency.py --permutations 6
 """
 
@@ -55,6 +60,7 @@ from ttscale.bank import read_bank  # noqa: E402
 from ttscale.grading import bank_candidates  # noqa: E402
 from ttscale.simulate import RulePoint, replay_pool, run_allocator, run_rule, run_static  # noqa: E402
 from ttscale.stopping import ASC, ESC, PPR1v1, FirstToAhead  # noqa: E402
+from vote_bound import Tables, question_tables, rule_crossing, samples_at  # noqa: E402
 
 BANKS = REPO.parent / "shared" / "data" / "banks"
 SETUP = [("gsm8k400_llama2-13b_pot", 40), ("gsm8k_gpt4_cot-pot", 12)]
@@ -107,7 +113,33 @@ def headroom(pool, pilot: int, budgets: list[float]) -> dict:
             "oracle_samples": top.mean_samples, "auc_share8_gain_vs_hopeless": auc}
 
 
-def run_bank(name: str, K: int, permutations: int, seed: int, pilot: int) -> dict:
+def exact_rows(problems, K: int, target: float) -> dict:
+    """Exact crossings (no permutation noise) of the count-based rules, and the vote-only bound.
+
+    Over every order of each question's samples at once (``evals/vote_bound.py``): ASC and PPR-1v1
+    by bisection on their parameter; the Bayes-optimal vote-only rule that knows the bank's
+    per-question answer distributions as its prior (answering the plurality, and answering the class
+    most likely correct) bounds what any vote-only rule or allocator can reach."""
+    from collections import defaultdict
+
+    L: dict = defaultdict(float)
+    A: dict = defaultdict(lambda: defaultdict(float))
+    kept = [p for p in problems if p.n >= K]
+    for p in kept:
+        question_tables(p.classes, p.class_correct, K, 1.0 / len(kept), L, A)
+    tables = Tables(L, A, K)
+    mus = np.concatenate([np.geomspace(1e-5, 0.2, 120), [0.0]])
+    asc = rule_crossing(tables, ASC, 0.5 + 1e-9, 1 - 1e-9, target)
+    ppr = rule_crossing(tables, lambda d: PPR1v1(1 - d), 1e-9, 1 - 1e-9, target)
+    return {
+        "asc (exact)": {"samples": asc and asc[0], "how": f"threshold {asc[1]:.4f}" if asc else "not reached"},
+        "ppr-1v1 (exact)": {"samples": ppr and ppr[0], "how": f"delta {1 - ppr[1]:.4f}" if ppr else "not reached"},
+        "bound-plurality": {"samples": samples_at([tables.run(m, plurality=True) for m in mus], target), "how": "Bayes, bank as prior"},
+        "bound-bayes": {"samples": samples_at([tables.run(m) for m in mus], target), "how": "Bayes, bank as prior"},
+    }
+
+
+def run_bank(name: str, K: int, permutations: int, seed: int, pilot: int, exact: bool = True) -> dict:
     t0 = time.time()
     data = read_bank(BANKS / f"{name}.jsonl")
     problems = bank_candidates(data.records, AnswerClassifier(EquivalenceConfig(mode=EquivalenceMode.MATH)))
@@ -125,8 +157,14 @@ def run_bank(name: str, K: int, permutations: int, seed: int, pilot: int) -> dic
         s, how, se = crossing(pts, target)
         rows[rule] = {"samples": s, "how": how, "stderr": se}
     best = min((rows[b]["samples"] for b in BASELINES if rows[b]["samples"] is not None), default=None)
+    if exact:
+        for rule, row in exact_rows(problems, K, target).items():
+            rows[rule] = {**row, "stderr": 0.0}
+    best_exact = min((rows[b]["samples"] for b in ("asc (exact)", "ppr-1v1 (exact)", "esc") if rows.get(b, {}).get("samples") is not None),
+                     default=None)
     for r in rows.values():
         r["ratio"] = None if (best is None or r["samples"] is None) else best / r["samples"]
+        r["ratio_exact"] = None if (best_exact is None or r["samples"] is None) else best_exact / r["samples"]
     analysis = headroom(pool, pilot, budgets)
     return {"analysis": analysis, "bank": name, "k": K, "questions": pool.questions, "dropped": pool.dropped, "reference": pool.reference,
             "perm_reference": never, "target": target, "rows": rows, "seconds": time.time() - t0,
@@ -139,23 +177,28 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the permutations (settings were tuned on 1000)")
     ap.add_argument("--pilot", type=int, default=2, help="online allocator's pilot samples per question")
     ap.add_argument("--json", type=Path, default=None, help="also write every curve and crossing to this file")
+    ap.add_argument("--no-exact", action="store_true", help="skip the exact rows and bounds (about 4 minutes on the Llama bank)")
     args = ap.parse_args()
-    results = [run_bank(name, K, args.permutations, args.seed, args.pilot) for name, K in SETUP]
+    results = [run_bank(name, K, args.permutations, args.seed, args.pilot, not args.no_exact) for name, K in SETUP]
     print(f"Mean samples per question to reach majority@K within 0.1 point; {args.permutations} permutations, seed {args.seed}.")
-    print("samples: linear interpolation between the two grid points around the crossing; ratio = best of ASC/ESC/PPR-1v1 / samples.\n")
-    head = f"{'rule':<16}" + "".join(f"| {r['bank'][:26]:<26} samples  ratio  {'(crossing)':<22}" for r in results)
+    print("samples: linear interpolation between the two grid points around the crossing; ratio = best of ASC/ESC/PPR-1v1 / samples;")
+    print("exact = the same with ASC and PPR-1v1 scored exactly over all orders (rows '(exact)', no permutation noise) and ESC from replay.")
+    print("bound-*: the Bayes-optimal vote-only rule knowing the bank's per-question answer distributions (evals/vote_bound.py):")
+    print("no vote-only rule or allocator needs fewer samples (bound-plurality: answering the plurality, as every rule here does).\n")
+    head = f"{'rule':<17}" + "".join(f"| {r['bank'][:26]:<26} samples  ratio  exact  {'(crossing)':<22}" for r in results)
     print(head)
-    sub = f"{'':<16}" + "".join(f"| maj@{r['k']} = {100 * r['reference']:.2f}% (perm set {100 * r['perm_reference']:.2f}%)"
-                                  f", target {100 * r['target']:.2f}%".ljust(65) for r in results)
+    sub = f"{'':<17}" + "".join(f"| maj@{r['k']} = {100 * r['reference']:.2f}% (perm set {100 * r['perm_reference']:.2f}%)"
+                                  f", target {100 * r['target']:.2f}%".ljust(72) for r in results)
     print(sub)
     print("-" * len(head))
     for rule in results[0]["rows"]:
-        line = f"{rule:<16}"
+        line = f"{rule:<17}"
         for r in results:
-            row = r["rows"][rule]
+            row = r["rows"].get(rule, {"samples": None, "ratio": None, "ratio_exact": None, "how": "not run"})
             s = "   n/a" if row["samples"] is None else f"{row['samples']:6.2f}"
-            ratio = "  n/a" if row["ratio"] is None else f"{row['ratio']:5.2f}x"
-            line += f"| {'':<26} {s}  {ratio}  {row['how']:<22}"
+            ratio = "  n/a " if row["ratio"] is None else f"{row['ratio']:5.2f}x"
+            rex = "  n/a " if row["ratio_exact"] is None else f"{row['ratio_exact']:5.2f}x"
+            line += f"| {'':<26} {s}  {ratio} {rex}  {row['how']:<22}"
         print(line)
     print()
     for r in results:
