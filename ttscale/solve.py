@@ -34,7 +34,7 @@ from .stopping import ASC
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Budget", "Question", "Solution", "Solver", "SolveError", "last_user_text"]
+__all__ = ["Budget", "Question", "Solution", "Solver", "SolveError", "check_policy_needs", "last_user_text"]
 
 
 class SolveError(TTScaleError, RuntimeError):
@@ -235,6 +235,18 @@ def _vote_counts(classes: np.ndarray) -> np.ndarray:
     return np.bincount(ok) if ok.size else np.zeros(0, dtype=np.int64)
 
 
+def check_policy_needs(policy: Policy, *, scorer: bool, logprobs: bool, scorer_option: str = "scorer=...") -> None:
+    """Raise ConfigError when ``policy`` needs what live solving cannot give: a reference answer
+    (evaluation only), rewards without a scorer (named ``scorer_option`` in the message), or
+    log-probs the sampling does not return."""
+    if "reference" in policy.needs:
+        raise ConfigError("policy", policy.name, "a policy that needs no reference answer (this one is for evaluation only)")
+    if REWARDS in policy.needs and not scorer:
+        raise ConfigError("policy", policy.name, f"a policy without rewards, or a scorer ({scorer_option}) to compute them")
+    if LOGPROBS in policy.needs and not logprobs:
+        raise ConfigError("policy", policy.name, "a policy without log-probs, or sampling with logprobs=True")
+
+
 class Solver:
     """Draws, stops and chooses for a batch of questions through one sampler.
 
@@ -267,12 +279,7 @@ class Solver:
 
     def check_policy(self, policy: Policy) -> None:
         """Raise ConfigError when ``policy`` needs what this solver cannot give (a reference, rewards)."""
-        if "reference" in policy.needs:
-            raise ConfigError("policy", policy.name, "a policy that needs no reference answer (this one is for evaluation only)")
-        if REWARDS in policy.needs and self.scorer is None:
-            raise ConfigError("policy", policy.name, "a policy without rewards, or a scorer (scorer=...) to compute them")
-        if LOGPROBS in policy.needs and not self.logprobs:
-            raise ConfigError("policy", policy.name, "a policy without log-probs, or sampling with logprobs=True")
+        check_policy_needs(policy, scorer=self.scorer is not None, logprobs=self.logprobs)
 
     # ------------------------------------------------------------------------------ public
 
@@ -480,18 +487,19 @@ class Solver:
     async def _finish(self, s: _State, policy: Policy, budget: Budget) -> Solution:
         if s.error is not None:
             raise s.error
-        rewards = None
         if REWARDS in policy.needs:
             scored = await asyncio.to_thread(self.scorer.score, [s.question.problem], [[c.text for c in s.candidates]])  # type: ignore[union-attr]
-            rewards = np.asarray(scored[0], dtype=np.float64)
-            # Keep each candidate's score with it: the solution (and the proxy's candidates) show why it won.
-            s.candidates = [replace(c, reward=float(r)) for c, r in zip(s.candidates, rewards)]
-        return await asyncio.to_thread(self._choose, s, policy, budget, rewards)
+            # Each candidate keeps its score: the solution (and the proxy's candidates) show why it won.
+            s.candidates = [replace(c, reward=float(r)) for c, r in zip(s.candidates, scored[0])]
+        return await asyncio.to_thread(self._choose, s, policy, budget)
 
-    def _choose(self, s: _State, policy: Policy, budget: Budget, rewards: np.ndarray | None) -> Solution:
+    def _choose(self, s: _State, policy: Policy, budget: Budget) -> Solution:
         classifier = AnswerClassifier(self.equivalence)
         ids, reps = classifier.classify([c.answer for c in s.candidates])
         ids = np.asarray(ids, dtype=np.int64)
+        rewards = None
+        if s.candidates and all(c.reward is not None for c in s.candidates):
+            rewards = np.array([c.reward for c in s.candidates], dtype=np.float64)
         logprobs = None
         if all(c.mean_logprob is not None for c in s.candidates):
             logprobs = np.array([c.mean_logprob for c in s.candidates], dtype=np.float64)

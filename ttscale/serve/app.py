@@ -34,7 +34,7 @@ from ..errors import ConfigError, TTScaleError
 from ..policy import Policy, load_policy, preset_names
 from ..sampler import SamplingConfig
 from ..select import LOGPROBS, REWARDS
-from ..solve import Budget, Question, Solution, Solver, SolveError, last_user_text
+from ..solve import Budget, Question, Solution, Solver, SolveError, check_policy_needs, last_user_text
 from .options import PREFIX, RequestOptions, route
 
 log = logging.getLogger("ttscale.serve")
@@ -108,8 +108,8 @@ class ServeConfig:
             raise ConfigError("scorer", self.scorer, "one of " + ", ".join(SCORERS))
         if self.scorer is None and self.scorer_model is not None:
             raise ConfigError("scorer_model", self.scorer_model, "no model without a scorer kind (--scorer)")
-        if REWARDS in _preset(self.policy, "policy").needs and self.scorer is None:
-            raise ConfigError("policy", self.policy, "a policy without rewards, or a scorer (--scorer) to compute them")
+        # The same check the solver makes, here at start-up (the solver is built on the first request).
+        check_policy_needs(_preset(self.policy, "policy"), scorer=self.scorer is not None, logprobs=True, scorer_option="--scorer")
 
     @property
     def prices(self) -> Prices | None:
