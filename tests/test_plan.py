@@ -153,6 +153,20 @@ def test_cli_simulate_json(tmp_path: Path) -> None:
         for p in pts:
             assert set(p) >= {"param", "accuracy", "stderr", "mean_samples", "mean_tokens"}
             assert p["mean_tokens"] is None and 0 <= p["accuracy"] <= 1 and p["mean_samples"] <= 8
+    # Each rule's cheapest setting reaching the default target (majority@K - 0.1 point).
+    cheap = data["cheapest"]
+    assert cheap["target"] == pytest.approx(data["reference"]["accuracy"] - 0.001)
+    for name, pts in data["rules"].items():
+        reaching = [p for p in pts if p["accuracy"] >= cheap["target"]]
+        if reaching:
+            assert cheap["rules"][name]["mean_samples"] == min(p["mean_samples"] for p in reaching)
+        else:
+            assert cheap["rules"][name] is None
+    result = runner.invoke(app, ["plan", str(bank), "--simulate", "--k", "8", "--permutations", "3", "--target", "0.05"])
+    assert result.exit_code == 0, result.output
+    assert "Fewest mean samples per question reaching 5.00%" in result.output
+    result = runner.invoke(app, ["plan", str(bank), "--simulate", "--target", "40"])
+    assert result.exit_code != 0 and "--target=40" in result.output and "Traceback" not in result.output
     # all-correct banks simulate fine (nothing to fit): accuracy 1 everywhere, no NaN
     bank = write_bank(tmp_path / "right.jsonl", [["1"] * 4] * 3)
     result = runner.invoke(app, ["plan", str(bank), "--simulate", "--json", "--permutations", "2"])

@@ -128,7 +128,18 @@ class SimulationResult:
     rules: dict[str, list[RulePoint]]
     dropped: int = 0
 
-    def to_json(self) -> dict:
+    def cheapest(self, target: float) -> dict[str, RulePoint | None]:
+        """Per rule, its setting with the fewest mean samples whose accuracy reaches ``target``
+        (None when no setting does): a setting a user can run, no interpolation between settings."""
+        return {name: min((p for p in pts if p.accuracy >= target), key=lambda p: p.mean_samples, default=None)
+                for name, pts in self.rules.items()}
+
+    def to_json(self, target: float | None = None) -> dict:
+        """The JSON of ``plan --simulate --json``; with ``target`` also each rule's cheapest setting reaching it."""
+        extra = {}
+        if target is not None:
+            extra = {"cheapest": {"target": target, "rules": {name: None if p is None else p.to_json()
+                                                              for name, p in self.cheapest(target).items()}}}
         return {
             "reference": {"k": self.k, "accuracy": self.reference},
             "questions": self.questions,
@@ -136,6 +147,7 @@ class SimulationResult:
             "permutations": self.permutations,
             "seed": self.seed,
             "rules": {name: [p.to_json() for p in pts] for name, pts in self.rules.items()},
+            **extra,
         }
 
 

@@ -15,6 +15,8 @@ from ..errors import ConfigError
 
 DEFAULT_PILOT = 2
 """Pilot samples per question of the simulated online allocator."""
+SIMULATE_TOLERANCE = 0.001
+"""``plan --simulate`` without --target: rules' cheapest settings within 0.1 point of majority@K."""
 
 
 def allocator_budgets(k: int) -> list[float]:
@@ -44,7 +46,7 @@ def _finite_or_none(x: float | None) -> float | None:
 @handle_errors
 def plan_command(
     bank: Annotated[Path, typer.Argument(help="Bank file (JSONL): a pilot of a few samples per question.")],
-    target: Annotated[float | None, typer.Option("--target", help="Target accuracy (fraction, e.g. 0.94): the N that reaches it.")] = None,
+    target: Annotated[float | None, typer.Option("--target", help="Target accuracy (fraction, e.g. 0.94): the N that reaches it; with --simulate, each rule's cheapest setting reaching it.")] = None,
     budget_samples: Annotated[float | None, typer.Option("--budget-samples", help="Samples per question: the accuracy they buy.")] = None,
     budget_tokens: Annotated[float | None, typer.Option("--budget-tokens", help="Tokens for all questions (see --per-question).")] = None,
     budget_dollars: Annotated[float | None, typer.Option("--budget-dollars", help="Dollars for all questions (needs prices).")] = None,
@@ -75,7 +77,7 @@ def plan_command(
         raise ConfigError("--permutations", permutations, "an integer >= 2")
     data, problems = load_candidates(bank, equivalence, grade)
     if simulate:
-        _simulate(bank, problems, k, permutations, seed, as_json)
+        _simulate(bank, problems, k, permutations, seed, as_json, target)
         return
     from ..cost import ModelCostSpec, Prices
     from ..plan import CostModel, plan
@@ -167,7 +169,8 @@ def _plot(result, path: Path, bank: Path) -> None:  # type: ignore[no-untyped-de
     plt.close(fig)
 
 
-def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int, as_json: bool,
+              target: float | None = None) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
     from ..simulate import default_max_samples, replay_pool, simulate
@@ -177,6 +180,8 @@ def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int,
         raise ConfigError("bank", str(bank), "a bank with at least one question")
     if k is not None and k < 1:
         raise ConfigError("--k", k, "an integer >= 1")
+    if target is not None and not (math.isfinite(target) and 0.0 < target <= 1.0):
+        raise ConfigError("--target", target, "an accuracy as a fraction in (0, 1]")
     K = default_max_samples([p.n for p in problems]) if k is None else k
     rules = default_rules()
     with progress_bar(disable=as_json) as bar:
@@ -184,8 +189,11 @@ def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int,
         pool = replay_pool(problems, K, permutations, seed)
         bar.advance(task)
         result = simulate(pool, rules, allocators=default_allocators(pool.k), seed=seed, on_rule=lambda _: bar.advance(task))
+    # What a user picks from the table: each rule's cheapest setting that reaches the target
+    # (default: majority of all K samples, within 0.1 point).
+    goal = result.reference - SIMULATE_TOLERANCE if target is None else target
     if as_json:
-        print(json.dumps(result.to_json(), allow_nan=False))
+        print(json.dumps(result.to_json(target=goal), allow_nan=False))
         return
     table = Table(title=f"{bank} — {result.questions} questions, {result.permutations} permutations; "
                         f"reference majority@{result.k} = {100 * result.reference:.2f}%")
@@ -193,8 +201,22 @@ def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int,
         table.add_column(col, justify="right")
     for name, pts in result.rules.items():
         for p in pts:
-            table.add_row(name, f"{p.param:g}", f"{100 * p.accuracy:.2f}", f"{100 * p.stderr:.2f}", f"{p.mean_samples:.2f}",
+            table.add_row(name, f"{p.param:.4g}", f"{100 * p.accuracy:.2f}", f"{100 * p.stderr:.2f}", f"{p.mean_samples:.2f}",
                           "-" if p.mean_tokens is None else f"{p.mean_tokens:.0f}")
     out.print(table)
+    what = f"{100 * goal:.2f}%" + (f" (majority@{result.k} - 0.1 point)" if target is None else "")
+    cheapest = {n: p for n, p in result.cheapest(goal).items() if p is not None}
+    if not cheapest:
+        out.print(f"No rule setting reaches {what} on this bank.")
+    else:
+        out.print(f"Fewest mean samples per question reaching {what}, per rule")
+        out.print(f"(saving: majority@{result.k}'s samples / the rule's):")
+        for name, p in sorted(cheapest.items(), key=lambda kv: kv[1].mean_samples):
+            out.print(f"  {name:<15} {p.param:<7.4g} {p.mean_samples:6.2f} samples  {100 * p.accuracy:6.2f}% +- {100 * p.stderr:.2f}"
+                      f"  {result.k / p.mean_samples:4.1f}x")
+        missing = [n for n in result.rules if n not in cheapest]
+        if missing:
+            out.print(f"  not reached: {', '.join(missing)}")
+        out.print(f"Accuracies move by about their stderr between permutation seeds (--permutations {2 * result.permutations} steadies them).")
     if result.dropped:
         out.print(f"note: {result.dropped} questions with fewer than {result.k} samples left out")
