@@ -60,7 +60,8 @@ from ttscale.bank import read_bank  # noqa: E402
 from ttscale.grading import bank_candidates  # noqa: E402
 from ttscale.simulate import RulePoint, replay_pool, run_allocator, run_rule, run_static  # noqa: E402
 from ttscale.stopping import ASC, ESC, PPR1v1, FirstToAhead  # noqa: E402
-from vote_bound import Tables, question_tables, rule_crossing, samples_at  # noqa: E402
+from ttscale.exact_replay import VoteStates, bayes_frontier, samples_to_reach  # noqa: E402
+from vote_bound import rule_crossing  # noqa: E402
 
 BANKS = REPO.parent / "shared" / "data" / "banks"
 SETUP = [("gsm8k400_llama2-13b_pot", 40), ("gsm8k_gpt4_cot-pot", 12)]
@@ -120,22 +121,14 @@ def exact_rows(problems, K: int, target: float) -> dict:
     by bisection on their parameter; the Bayes-optimal vote-only rule that knows the bank's
     per-question answer distributions as its prior (answering the plurality, and answering the class
     most likely correct) bounds what any vote-only rule or allocator can reach."""
-    from collections import defaultdict
-
-    L: dict = defaultdict(float)
-    A: dict = defaultdict(lambda: defaultdict(float))
-    kept = [p for p in problems if p.n >= K]
-    for p in kept:
-        question_tables(p.classes, p.class_correct, K, 1.0 / len(kept), L, A)
-    tables = Tables(L, A, K)
-    mus = np.concatenate([np.geomspace(1e-5, 0.2, 120), [0.0]])
+    tables = VoteStates(problems, K)
     asc = rule_crossing(tables, ASC, 0.5 + 1e-9, 1 - 1e-9, target)
     ppr = rule_crossing(tables, lambda d: PPR1v1(1 - d), 1e-9, 1 - 1e-9, target)
     return {
         "asc (exact)": {"samples": asc and asc[0], "how": f"threshold {asc[1]:.4f}" if asc else "not reached"},
         "ppr-1v1 (exact)": {"samples": ppr and ppr[0], "how": f"delta {1 - ppr[1]:.4f}" if ppr else "not reached"},
-        "bound-plurality": {"samples": samples_at([tables.run(m, plurality=True) for m in mus], target), "how": "Bayes, bank as prior"},
-        "bound-bayes": {"samples": samples_at([tables.run(m) for m in mus], target), "how": "Bayes, bank as prior"},
+        "bound-plurality": {"samples": samples_to_reach(bayes_frontier(tables), target), "how": "Bayes, bank as prior"},
+        "bound-bayes": {"samples": samples_to_reach(bayes_frontier(tables, plurality=False), target), "how": "Bayes, bank as prior"},
     }
 
 

@@ -167,6 +167,17 @@ def test_cli_simulate_json(tmp_path: Path) -> None:
     assert "Fewest mean samples per question reaching 5.00%" in result.output
     result = runner.invoke(app, ["plan", str(bank), "--simulate", "--target", "40"])
     assert result.exit_code != 0 and "--target=40" in result.output and "Traceback" not in result.output
+    # --exact: count-reading rules over every order, and the vote-only bound below every rule
+    result = runner.invoke(app, ["plan", str(bank), "--simulate", "--exact", "--json", "--k", "8", "--permutations", "3"])
+    assert result.exit_code == 0, result.output
+    ex = json.loads(result.stdout)["exact"]
+    assert set(ex["rules"]) == {"asc", "ppr-1v1", "first-to-ahead"} and ex["states"] > 8
+    assert all(p["stderr"] == 0 and p["mean_samples"] <= 8 for pts in ex["rules"].values() for p in pts)
+    bound = ex["bound"]["plurality_answer"]
+    assert bound is not None and bound <= min(p["mean_samples"] for p in ex["cheapest"].values() if p is not None) + 1e-9
+    assert ex["bound"]["any_answer"] <= bound + 1e-9
+    result = runner.invoke(app, ["plan", str(bank), "--simulate", "--exact", "--k", "8", "--permutations", "3"])
+    assert result.exit_code == 0 and "No vote-only rule or allocator reaches" in result.output
     # all-correct banks simulate fine (nothing to fit): accuracy 1 everywhere, no NaN
     bank = write_bank(tmp_path / "right.jsonl", [["1"] * 4] * 3)
     result = runner.invoke(app, ["plan", str(bank), "--simulate", "--json", "--permutations", "2"])

@@ -22,7 +22,7 @@ from .candidates import Candidates
 from .errors import ConfigError, EstimationError
 from .stopping import StoppingRule, default_rules, vote_trajectories
 
-__all__ = ["ReplayPool", "RulePoint", "SimulationResult", "default_max_samples", "replay_pool", "simulate", "summarize"]
+__all__ = ["ReplayPool", "RulePoint", "SimulationResult", "cheapest_points", "default_max_samples", "replay_pool", "simulate", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -129,10 +129,8 @@ class SimulationResult:
     dropped: int = 0
 
     def cheapest(self, target: float) -> dict[str, RulePoint | None]:
-        """Per rule, its setting with the fewest mean samples whose accuracy reaches ``target``
-        (None when no setting does): a setting a user can run, no interpolation between settings."""
-        return {name: min((p for p in pts if p.accuracy >= target), key=lambda p: p.mean_samples, default=None)
-                for name, pts in self.rules.items()}
+        """Per rule, its cheapest setting reaching ``target`` (see :func:`cheapest_points`)."""
+        return cheapest_points(self.rules, target)
 
     def to_json(self, target: float | None = None) -> dict:
         """The JSON of ``plan --simulate --json``; with ``target`` also each rule's cheapest setting reaching it."""
@@ -149,6 +147,13 @@ class SimulationResult:
             "rules": {name: [p.to_json() for p in pts] for name, pts in self.rules.items()},
             **extra,
         }
+
+
+def cheapest_points(rules: dict[str, list[RulePoint]], target: float) -> dict[str, RulePoint | None]:
+    """Per rule, its setting with the fewest mean samples whose accuracy reaches ``target`` (None
+    when no setting does): a setting a user can run, no interpolation between settings."""
+    return {name: min((p for p in pts if p.accuracy >= target), key=lambda p: p.mean_samples, default=None)
+            for name, pts in rules.items()}
 
 
 def _finite(x: float) -> float:

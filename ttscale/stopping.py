@@ -113,6 +113,9 @@ class StoppingRule:
     name: ClassVar[str]
     param_name: ClassVar[str]
     grid: ClassVar[tuple[float, ...]]
+    reads_order: ClassVar[bool] = False
+    """Whether the rule reads the order of the votes, not only their counts (then
+    ``ttscale.exact_replay`` cannot score it exactly)."""
 
     @property
     def param(self) -> float:
@@ -170,6 +173,7 @@ class ESC(StoppingRule):
     """Samples per window (>= 1); a window with a no-answer sample is not unanimous."""
     name: ClassVar[str] = "esc"
     param_name: ClassVar[str] = "window"
+    reads_order: ClassVar[bool] = True
     grid: ClassVar[tuple[float, ...]] = (2, 3, 4, 5, 6, 8, 10)
 
     def __post_init__(self) -> None:

@@ -65,6 +65,7 @@ def plan_command(
     level: Annotated[float, typer.Option("--level", help="Interval level.")] = 0.95,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the fitted curve, its interval and the observed points.")] = None,
     simulate: Annotated[bool, typer.Option("--simulate", help="Replay stopping rules and allocators on the bank instead.")] = False,
+    exact: Annotated[bool, typer.Option("--exact", help="--simulate: also score count-reading rules over every sample order (no permutation noise) and the best any vote-only rule can do (seconds on few-answer banks, minutes on scattered ones).")] = False,
     k: Annotated[int | None, typer.Option("--k", help="--simulate: most samples per question (default: the pool size 90% of questions have).")] = None,
     permutations: Annotated[int, typer.Option("--permutations", help="--simulate: seeded orderings of each question's samples.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Seed of permutations, draws and bootstraps.")] = 0,
@@ -77,7 +78,7 @@ def plan_command(
         raise ConfigError("--permutations", permutations, "an integer >= 2")
     data, problems = load_candidates(bank, equivalence, grade)
     if simulate:
-        _simulate(bank, problems, k, permutations, seed, as_json, target)
+        _simulate(bank, problems, k, permutations, seed, as_json, target, exact)
         return
     from ..cost import ModelCostSpec, Prices
     from ..plan import CostModel, plan
@@ -170,7 +171,7 @@ def _plot(result, path: Path, bank: Path) -> None:  # type: ignore[no-untyped-de
 
 
 def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int, as_json: bool,
-              target: float | None = None) -> None:  # type: ignore[no-untyped-def]
+              target: float | None = None, exact: bool = False) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
     from ..simulate import default_max_samples, replay_pool, simulate
@@ -189,11 +190,15 @@ def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int,
         pool = replay_pool(problems, K, permutations, seed)
         bar.advance(task)
         result = simulate(pool, rules, allocators=default_allocators(pool.k), seed=seed, on_rule=lambda _: bar.advance(task))
-    # What a user picks from the table: each rule's cheapest setting that reaches the target
-    # (default: majority of all K samples, within 0.1 point).
-    goal = result.reference - SIMULATE_TOLERANCE if target is None else target
+        # What a user picks from the table: each rule's cheapest setting that reaches the target
+        # (default: majority of all K samples, within 0.1 point).
+        goal = result.reference - SIMULATE_TOLERANCE if target is None else target
+        exact_json = None
+        if exact:
+            bar.update(task, description="exact tables")
+            exact_json = _exact(problems, pool.k, rules, goal)
     if as_json:
-        print(json.dumps(result.to_json(target=goal), allow_nan=False))
+        print(json.dumps({**result.to_json(target=goal), **({"exact": exact_json} if exact else {})}, allow_nan=False))
         return
     table = Table(title=f"{bank} — {result.questions} questions, {result.permutations} permutations; "
                         f"reference majority@{result.k} = {100 * result.reference:.2f}%")
@@ -218,5 +223,35 @@ def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int,
         if missing:
             out.print(f"  not reached: {', '.join(missing)}")
         out.print(f"Accuracies move by about their stderr between permutation seeds (--permutations {2 * result.permutations} steadies them).")
+    if exact_json is not None:
+        ex = exact_json
+        out.print(f"Exact, over every order of every question's samples ({ex['states']} vote states; no permutation noise):")
+        for name, p in sorted(((n, p) for n, p in ex["cheapest"].items() if p is not None), key=lambda kv: kv[1]["mean_samples"]):
+            out.print(f"  {name:<15} {p['param']:<7.4g} {p['mean_samples']:6.2f} samples  {100 * p['accuracy']:6.2f}%"
+                      f"  {result.k / p['mean_samples']:4.1f}x")
+        bound = ex["bound"]
+        if bound["plurality_answer"] is None:
+            out.print(f"  No vote-only rule reaches {what}.")
+        else:
+            any_answer = bound["any_answer"]
+            out.print(f"  No vote-only rule or allocator reaches {what} with fewer than {bound['plurality_answer']:.2f} mean samples"
+                      f" per question ({any_answer:.2f} if it may answer a non-plurality class): the Bayes-optimal rule that"
+                      " knows this bank's answer distributions.")
     if result.dropped:
         out.print(f"note: {result.dropped} questions with fewer than {result.k} samples left out")
+
+
+def _exact(problems, k: int, rules: dict, goal: float) -> dict:  # type: ignore[no-untyped-def]
+    """``plan --simulate --exact``: count-reading rules scored over every order, and the vote-only bound."""
+    from ..exact_replay import VoteStates, bayes_frontier, exact_rule_points, samples_to_reach
+    from ..simulate import cheapest_points
+
+    states = VoteStates(problems, k)
+    points = exact_rule_points(states, rules)
+    return {
+        "states": states.states,
+        "rules": {name: [p.to_json() for p in pts] for name, pts in points.items()},
+        "cheapest": {name: None if p is None else p.to_json() for name, p in cheapest_points(points, goal).items()},
+        "bound": {"target": goal, "plurality_answer": samples_to_reach(bayes_frontier(states), goal),
+                  "any_answer": samples_to_reach(bayes_frontier(states, plurality=False), goal)},
+    }

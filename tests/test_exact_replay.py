@@ -1,0 +1,106 @@
+"""Exact replay of count-reading stopping rules, and the Bayes-optimal vote-only bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ttscale import estimate
+from ttscale.candidates import Candidates
+from ttscale.errors import ConfigError, EstimationError
+from ttscale.exact_replay import VoteStates, bayes_frontier, exact_rule_points, samples_to_reach
+from ttscale.simulate import replay_pool, run_rule
+from ttscale.stopping import ASC, ESC, PPR1v1, FirstToAhead, default_rules
+
+K = 6
+
+
+def random_bank(seed: int = 0, questions: int = 40, n: int = 9) -> list[Candidates]:
+    """Questions with 2-5 answer classes (class 0 correct on most), some samples without an answer."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(questions):
+        c = int(rng.integers(2, 6))
+        probs = rng.dirichlet(np.full(c, 0.7))
+        classes = rng.choice(c, size=n, p=probs)
+        classes[rng.random(n) < 0.08] = -1
+        used = np.unique(classes[classes >= 0])
+        remap = {int(u): i for i, u in enumerate(used)}
+        classes = np.array([remap[int(x)] if x >= 0 else -1 for x in classes], dtype=np.int64)
+        correct = np.zeros(max(len(used), 1), dtype=bool)
+        if len(used) and rng.random() < 0.8:
+            correct[int(rng.integers(len(used)))] = True
+        out.append(Candidates(classes=classes, class_correct=correct))
+    return out
+
+
+@pytest.fixture(scope="module")
+def bank() -> list[Candidates]:
+    return random_bank()
+
+
+@pytest.fixture(scope="module")
+def states(bank: list[Candidates]) -> VoteStates:
+    return VoteStates(bank, K)
+
+
+def test_state_probabilities_sum_to_one_at_every_n(states: VoteStates) -> None:
+    for n in range(1, K + 1):
+        assert states.prob[n].sum() == pytest.approx(1.0, abs=1e-12)
+        # every transition row (a state with successors) is a distribution
+        if n < K:
+            rows = np.asarray(states.trans[n].sum(axis=1)).ravel()
+            assert np.allclose(rows, 1.0, atol=1e-12)
+
+
+def test_reading_every_sample_gives_the_exact_majority_at_k(bank: list[Candidates], states: VoteStates) -> None:
+    counts, correct, n = estimate.candidates_to_arrays(bank)
+    exact = float(estimate.majority_at_k(counts, correct, n, [K]).mean())
+    samples, acc = states.evaluate(FirstToAhead(100))  # never stops
+    assert samples == pytest.approx(K)
+    assert acc == pytest.approx(exact, abs=1e-12)
+
+
+@pytest.mark.parametrize("rule", [ASC(0.8), PPR1v1(0.3), FirstToAhead(2)])
+def test_exact_scores_match_a_long_replay(bank: list[Candidates], states: VoteStates, rule) -> None:  # type: ignore[no-untyped-def]
+    samples, acc = states.evaluate(rule)
+    replay = run_rule(replay_pool(bank, K, permutations=400, seed=3), rule)
+    assert abs(acc - replay.accuracy) <= 4 * replay.stderr + 1e-3
+    assert abs(samples - replay.mean_samples) < 0.05
+    assert 1.0 <= samples < K
+
+
+def test_no_rule_passes_the_bayes_frontier(states: VoteStates) -> None:
+    plural = bayes_frontier(states)
+    best = bayes_frontier(states, plurality=False)
+    for pts in exact_rule_points(states, default_rules()).values():
+        for p in pts:
+            # the bound reaches every rule's accuracy with at most the rule's samples
+            assert samples_to_reach(plural, p.accuracy - 1e-12) <= p.mean_samples + 1e-9
+            assert samples_to_reach(best, p.accuracy - 1e-12) <= samples_to_reach(plural, p.accuracy - 1e-12) + 1e-9
+    # free samples: the Bayes rule is at least as accurate as reading all K and voting
+    assert states.bayes(0.0)[1] >= states.evaluate(FirstToAhead(100))[1] - 1e-12
+    # a high enough price stops everything after the first sample
+    assert states.bayes(1.0)[0] == pytest.approx(1.0)
+
+
+def test_exact_points_skip_order_reading_rules_and_refuse_them(states: VoteStates) -> None:
+    points = exact_rule_points(states, default_rules())
+    assert "esc" not in points and {"asc", "ppr-1v1", "first-to-ahead"} <= set(points)
+    assert all(p.stderr == 0.0 and p.mean_tokens is None for pts in points.values() for p in pts)
+    with pytest.raises(ConfigError, match="esc"):
+        states.evaluate(ESC(2))
+
+
+def test_samples_to_reach_mixes_between_points() -> None:
+    pts = [(1.0, 0.5), (3.0, 0.9), (2.0, 0.6)]
+    assert samples_to_reach(pts, 0.7) == pytest.approx(1.0 + 2.0 * 0.2 / 0.4)  # the hull skips (2, 0.6)
+    assert samples_to_reach(pts, 0.4) == 1.0
+    assert samples_to_reach(pts, 0.95) is None
+
+
+def test_bad_input(bank: list[Candidates]) -> None:
+    with pytest.raises(EstimationError, match="no question has 50 samples"):
+        VoteStates(bank, 50)
+    with pytest.raises(ConfigError, match="max_samples"):
+        VoteStates(bank, 0)
