@@ -10,7 +10,7 @@ from ttscale.candidates import Candidates
 from ttscale.errors import ConfigError, EstimationError
 from ttscale.exact_replay import VoteStates, bayes_frontier, exact_rule_points, samples_to_reach
 from ttscale.simulate import replay_pool, run_rule
-from ttscale.stopping import ASC, ESC, PPR1v1, FirstToAhead, default_rules
+from ttscale.stopping import ASC, ESC, PPR1v1, FirstToAhead, default_rules, vote_trajectories
 
 K = 6
 
@@ -70,6 +70,24 @@ def test_exact_scores_match_a_long_replay(bank: list[Candidates], states: VoteSt
     assert 1.0 <= samples < K
 
 
+@pytest.mark.parametrize(("pilot", "step"), [(1, 1), (2, 2), (4, 1), (3, 2)])
+def test_rounds_match_a_replay_that_checks_only_after_rounds(bank: list[Candidates], states: VoteStates, pilot: int, step: int) -> None:
+    rule = ASC(0.85)
+    pool = replay_pool(bank, K, permutations=300, seed=5)
+    Q, R, _ = pool.sequences.shape
+    traj = vote_trajectories(pool.sequences.reshape(Q * R, K))
+    n = np.arange(1, K + 1)[None, :]
+    checkpoint = (n >= pilot) & ((n - pilot) % step == 0)
+    mask = rule.stop_mask(traj) & (traj.v1 > 0) & checkpoint
+    stop = np.where(mask.any(axis=1), mask.argmax(axis=1), K - 1).reshape(Q, R)
+    credit = np.take_along_axis(pool.credit, stop[..., None], axis=2)[..., 0]
+    samples, acc = states.evaluate(rule, pilot=pilot, step=step)
+    assert abs(samples - (stop + 1).mean()) < 0.05
+    assert abs(acc - credit.mean()) < 0.01
+    if (pilot, step) != (1, 1):
+        assert samples > states.evaluate(rule)[0]  # fewer chances to stop cost samples
+
+
 def test_no_rule_passes_the_bayes_frontier(states: VoteStates) -> None:
     plural = bayes_frontier(states)
     best = bayes_frontier(states, plurality=False)
@@ -104,3 +122,5 @@ def test_bad_input(bank: list[Candidates]) -> None:
         VoteStates(bank, 50)
     with pytest.raises(ConfigError, match="max_samples"):
         VoteStates(bank, 0)
+    with pytest.raises(ConfigError, match="step"):
+        VoteStates(bank, 3).evaluate(ASC(0.9), step=0)

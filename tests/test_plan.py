@@ -176,6 +176,10 @@ def test_cli_simulate_json(tmp_path: Path) -> None:
     bound = ex["bound"]["plurality_answer"]
     assert bound is not None and bound <= min(p["mean_samples"] for p in ex["cheapest"].values() if p is not None) + 1e-9
     assert ex["bound"]["any_answer"] <= bound + 1e-9
+    dep = ex["deploy"]
+    if dep is not None:  # the live adaptive budget reaching the target, exactly
+        assert dep["budget"]["adaptive"] and dep["budget"]["samples"] == 8 and dep["accuracy"] >= ex["bound"]["target"]
+        assert dep["mean_samples"] >= bound - 1e-9
     result = runner.invoke(app, ["plan", str(bank), "--simulate", "--exact", "--k", "8", "--permutations", "3"])
     assert result.exit_code == 0 and "No vote-only rule or allocator reaches" in result.output
     # all-correct banks simulate fine (nothing to fit): accuracy 1 everywhere, no NaN

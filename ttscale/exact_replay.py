@@ -166,12 +166,21 @@ class VoteStates:
         ``continue_at(n)`` (bool over ``levels[n]``) says, answering the plurality at the stop."""
         return self._backward(self.plurality_credit, lambda n, cont_value, stop_value: continue_at(n), 0.0)
 
-    def evaluate(self, rule: StoppingRule) -> tuple[float, float]:
-        """Exact (mean samples, accuracy) of ``rule`` over every order of every question's samples."""
+    def evaluate(self, rule: StoppingRule, pilot: int = 1, step: int = 1) -> tuple[float, float]:
+        """Exact (mean samples, accuracy) of ``rule`` over every order of every question's samples.
+
+        ``pilot``/``step``: samples are drawn in rounds (``pilot`` first, then ``step`` at a time) and
+        the rule is consulted only after a round, as the live solver does (``ttscale.solve.Budget``).
+        """
         if rule.reads_order:
             raise ConfigError("rule", rule.name, "a rule that reads vote counts only (not the order of the votes)")
+        for name, value in (("pilot", pilot), ("step", step)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(name, value, "an integer >= 1")
 
         def continue_at(n: int) -> np.ndarray:
+            if n < pilot or (n - pilot) % step:
+                return np.ones(len(self.levels[n]), dtype=bool)  # mid-round: no check
             v1 = self.v1[n][:, None]
             traj = VoteTrajectories(v1=v1, v2=self.v2[n][:, None], distinct=self.distinct[n][:, None], run=np.zeros_like(v1))
             return ~(rule.stop_mask(traj)[:, 0] & (v1[:, 0] > 0))

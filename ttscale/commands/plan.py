@@ -229,6 +229,11 @@ def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int,
         for name, p in sorted(((n, p) for n, p in ex["cheapest"].items() if p is not None), key=lambda kv: kv[1]["mean_samples"]):
             out.print(f"  {name:<15} {p['param']:<7.4g} {p['mean_samples']:6.2f} samples  {100 * p['accuracy']:6.2f}%"
                       f"  {result.k / p['mean_samples']:4.1f}x")
+        dep = ex["deploy"]
+        if dep is not None:
+            b = dep["budget"]
+            out.print(f"  Live: Budget(samples={b['samples']}, adaptive=True, pilot={b['pilot']}, step={b['step']}, "
+                      f"confidence={b['confidence']}): {dep['mean_samples']:.2f} samples, {100 * dep['accuracy']:.2f}%")
         bound = ex["bound"]
         if bound["plurality_answer"] is None:
             out.print(f"  No vote-only rule reaches {what}.")
@@ -241,6 +246,28 @@ def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int,
         out.print(f"note: {result.dropped} questions with fewer than {result.k} samples left out")
 
 
+DEPLOY_CONFIDENCES = (0.75, 0.8, 0.85, 0.875, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995, 0.999)
+"""ASC thresholds tried for the live solver's adaptive budget."""
+
+
+def _deploy(states, k: int, goal: float) -> dict | None:  # type: ignore[no-untyped-def]
+    """The cheapest adaptive ``Budget`` (ASC checked after each round, as the live solver draws)
+    that reaches ``goal`` exactly on this bank; None when none does."""
+    from ..solve import Budget
+    from ..stopping import ASC
+
+    base = Budget()
+    best = None
+    # Rounds: the default (pilot 4, step 2) and finer ones (more round trips, fewer samples).
+    for pilot, step in sorted({(min(base.pilot, k), base.step), (min(2, k), 1), (1, 1)}):
+        for c in DEPLOY_CONFIDENCES:
+            samples, acc = states.evaluate(ASC(c), pilot=pilot, step=step)
+            if acc >= goal and (best is None or samples < best["mean_samples"] - 1e-9):
+                best = {"budget": {"samples": k, "adaptive": True, "pilot": pilot, "step": step, "confidence": c},
+                        "mean_samples": samples, "accuracy": acc}
+    return best
+
+
 def _exact(problems, k: int, rules: dict, goal: float) -> dict:  # type: ignore[no-untyped-def]
     """``plan --simulate --exact``: count-reading rules scored over every order, and the vote-only bound."""
     from ..exact_replay import VoteStates, bayes_frontier, exact_rule_points, samples_to_reach
@@ -250,6 +277,7 @@ def _exact(problems, k: int, rules: dict, goal: float) -> dict:  # type: ignore[
     points = exact_rule_points(states, rules)
     return {
         "states": states.states,
+        "deploy": _deploy(states, k, goal),
         "rules": {name: [p.to_json() for p in pts] for name, pts in points.items()},
         "cheapest": {name: None if p is None else p.to_json() for name, p in cheapest_points(points, goal).items()},
         "bound": {"target": goal, "plurality_answer": samples_to_reach(bayes_frontier(states), goal),
