@@ -192,7 +192,7 @@ def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int,
         result = simulate(pool, rules, allocators=default_allocators(pool.k), seed=seed, on_rule=lambda _: bar.advance(task))
         # What a user picks from the table: each rule's cheapest setting that reaches the target
         # (default: majority of all K samples, within 0.1 point).
-        goal = result.reference - SIMULATE_TOLERANCE if target is None else target
+        goal = max(result.reference - SIMULATE_TOLERANCE, 0.0) if target is None else target
         exact_json = None
         if exact:
             bar.update(task, description="exact tables")
