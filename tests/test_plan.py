@@ -178,8 +178,12 @@ def test_cli_simulate_json(tmp_path: Path) -> None:
     assert ex["bound"]["any_answer"] <= bound + 1e-9
     dep = ex["deploy"]
     if dep is not None:  # the live adaptive budget reaching the target, exactly
-        assert dep["budget"]["adaptive"] and dep["budget"]["samples"] == 8 and dep["accuracy"] >= ex["bound"]["target"]
-        assert dep["mean_samples"] >= bound - 1e-9
+        best = dep["best"]
+        assert best["budget"]["adaptive"] and best["budget"]["samples"] == 8 and best["accuracy"] >= ex["bound"]["target"]
+        assert best["mean_samples"] >= bound - 1e-9
+        if "default_rounds" in dep:
+            assert (dep["default_rounds"]["budget"]["pilot"], dep["default_rounds"]["budget"]["step"]) == (4, 2)
+            assert dep["default_rounds"]["mean_samples"] >= best["mean_samples"] - 1e-9
     result = runner.invoke(app, ["plan", str(bank), "--simulate", "--exact", "--k", "8", "--permutations", "3"])
     assert result.exit_code == 0 and "No vote-only rule or allocator reaches" in result.output
     # all-correct banks simulate fine (nothing to fit): accuracy 1 everywhere, no NaN
