@@ -53,6 +53,21 @@ def test_state_probabilities_sum_to_one_at_every_n(states: VoteStates) -> None:
             assert np.allclose(rows, 1.0, atol=1e-12)
 
 
+def test_interchangeable_wrong_classes_fold_together_exactly() -> None:
+    # one correct class of 3, two wrong pairs, six one-off wrong answers, one sample without an answer
+    classes = np.array([0, 0, 0, 1, 1, 2, 2, 3, 4, 5, 6, 7, 8, -1], dtype=np.int64)
+    q = Candidates(classes=classes, class_correct=np.array([True] + [False] * 8))
+    states = VoteStates([q], 10)
+    for n in range(1, 11):
+        assert states.prob[n].sum() == pytest.approx(1.0, abs=1e-12)
+    # P(first two samples agree) = sum_c m_c (m_c - 1) / (N (N - 1)) = (6 + 2 + 2) / 182
+    two = dict(zip(states.levels[2], states.prob[2]))
+    assert two[((2,), 0)] == pytest.approx(10 / 182, abs=1e-12)
+    counts, correct, n = estimate.candidates_to_arrays([q])
+    exact = float(estimate.majority_at_k(counts, correct, n, [10]).mean())
+    assert states.evaluate(FirstToAhead(100))[1] == pytest.approx(exact, abs=1e-12)
+
+
 def test_reading_every_sample_gives_the_exact_majority_at_k(bank: list[Candidates], states: VoteStates) -> None:
     counts, correct, n = estimate.candidates_to_arrays(bank)
     exact = float(estimate.majority_at_k(counts, correct, n, [K]).mean())

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from math import comb
+from math import comb, factorial
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -50,22 +50,58 @@ DEFAULT_PRICES = np.concatenate([np.geomspace(1e-5, 0.2, 120), [0.0]])
 """Prices per sample (accuracy per sample) swept for the Bayes frontier."""
 
 
+def _group_options(m: int, g: int) -> list[tuple[tuple[int, ...], int, float]]:
+    """Ways g interchangeable wrong classes of m samples each can contribute votes: (their nonzero
+    counts sorted descending, total, weight = ordered assignments x prod C(m, c))."""
+    options = []
+    for k in _compositions(g, m + 1):  # k[c] classes drawn c times
+        ways = factorial(g)
+        for kc in k:
+            ways //= factorial(kc)
+        w = float(ways)
+        for c, kc in enumerate(k):
+            w *= comb(m, c) ** kc
+        counts = tuple(c for c in range(m, 0, -1) for _ in range(k[c]))
+        options.append((counts, sum(counts), w))
+    return options
+
+
+def _compositions(total: int, parts: int) -> list[tuple[int, ...]]:
+    """Every tuple of ``parts`` non-negative integers summing to ``total``."""
+    if parts == 1:
+        return [(total,)]
+    return [(first,) + rest for first in range(total + 1) for rest in _compositions(total - first, parts - 1)]
+
+
 def _add_question(classes: np.ndarray, class_correct: np.ndarray, K: int, weight: float,
                   L: dict[State, float], A: dict[State, dict[int, float]]) -> None:
     """Add one question's probability of every state after n <= K draws without replacement to L,
-    and to A[s][v] the part where the correct class has v votes."""
+    and to A[s][v] the part where the correct class has v votes.
+
+    Classes are folded in one group at a time: the correct class alone, then the wrong classes
+    grouped by size (interchangeable: a question's many one-off answers fold in one step),
+    merging partial states with the same sorted counts. P(counts c) = prod_i C(m_i, c_i) / C(N, n).
+    """
     N = classes.size
     counts = np.bincount(classes[classes >= 0], minlength=class_correct.size)
     m0 = int((classes < 0).sum())
     # partial state (sorted nonzero counts, no-answer count, correct class's count) -> prod C(m_i, c_i)
     part: dict[tuple[tuple[int, ...], int, int], float] = {((), c, 0): float(comb(m0, c)) for c in range(min(m0, K) + 1)}
-    for i in np.flatnonzero(counts):
-        m, ok = int(counts[i]), bool(class_correct[i])
+    correct = np.zeros(counts.size, dtype=bool)
+    correct[: class_correct.size] = class_correct
+    groups: list[tuple[bool, list[tuple[tuple[int, ...], int, float]]]] = [
+        (True, [((c,) if c else (), c, float(comb(int(m), c))) for c in range(int(m) + 1)]) for m in counts[(counts > 0) & correct]]
+    sizes, numbers = np.unique(counts[(counts > 0) & ~correct], return_counts=True)
+    groups += [(False, _group_options(int(m), int(g))) for m, g in zip(sizes, numbers)]
+    for is_correct, options in groups:
         nxt: dict[tuple[tuple[int, ...], int, int], float] = defaultdict(float)
         for (votes, z, cc), w in part.items():
-            for c in range(min(m, K - sum(votes) - z) + 1):
-                key = (tuple(sorted(votes + (c,), reverse=True)) if c else votes, z, c if ok else cc)
-                nxt[key] += w * comb(m, c)
+            room = K - sum(votes) - z
+            for add, total, ow in options:
+                if total > room:
+                    continue
+                key = (tuple(sorted(votes + add, reverse=True)) if add else votes, z, total if is_correct else cc)
+                nxt[key] += w * ow
         part = nxt
     for (votes, z, cc), w in part.items():
         n = sum(votes) + z
