@@ -22,7 +22,7 @@ Exact rows (no permutation noise; ``evals/vote_bound.py``): ASC and PPR-1v1 scor
 of every question's samples at once, and two bounds: the Bayes-optimal vote-only rule that knows
 the bank's own per-question answer distributions (answering the plurality / the likeliest class).
 No vote-only rule or allocator reaches the target with fewer mean samples than ``bound-plurality``
-(the rules here all answer the plurality). The exact tables take about 4 minutes on the Llama bank.
+(the rules here all answer the plurality). The exact tables take about 2 minutes on the Llama bank.
 Target: the exact majority@K of the bank (ttscale.estimate.majority_at_k) minus 0.1 point.
 Per rule: the mean samples per question at which its accuracy curve (points sorted by mean
 samples) first reaches the target, linearly INTERPOLATED between the two grid points around the
@@ -170,7 +170,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the permutations (settings were tuned on 1000)")
     ap.add_argument("--pilot", type=int, default=2, help="online allocator's pilot samples per question")
     ap.add_argument("--json", type=Path, default=None, help="also write every curve and crossing to this file")
-    ap.add_argument("--no-exact", action="store_true", help="skip the exact rows and bounds (about 4 minutes on the Llama bank)")
+    ap.add_argument("--no-exact", action="store_true", help="skip the exact rows and bounds (about 2 minutes on the Llama bank)")
     args = ap.parse_args()
     results = [run_bank(name, K, args.permutations, args.seed, args.pilot, not args.no_exact) for name, K in SETUP]
     print(f"Mean samples per question to reach majority@K within 0.1 point; {args.permutations} permutations, seed {args.seed}.")

@@ -19,7 +19,7 @@ coordinating a global budget across questions included, by the usual Lagrangian 
 long as they do not use the finite set's composition to tell which question is which).
 
 The tables are ``ttscale.exact_replay.VoteStates`` (each question's draws without replacement
-enumerated): 328 states and seconds on the GPT-4 bank, 736,042 states and about 4 minutes on the
+enumerated): 328 states and seconds on the GPT-4 bank, 736,042 states and about 2 minutes on the
 Llama bank's 40-of-48 replay. They are checked against the replay of real rules before use.
 
 On the Llama bank the bound is loose: its fine-grained states nearly identify the question, which
