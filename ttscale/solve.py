@@ -235,6 +235,11 @@ def _vote_counts(classes: np.ndarray) -> np.ndarray:
     return np.bincount(ok) if ok.size else np.zeros(0, dtype=np.int64)
 
 
+def _all_or_none(values: list[Any], dtype: Any) -> np.ndarray | None:
+    """The values as an array when every candidate has one, else None (a policy then says it is missing)."""
+    return None if any(v is None for v in values) else np.array(values, dtype=dtype)
+
+
 def check_policy_needs(policy: Policy, *, scorer: bool, logprobs: bool, scorer_option: str = "scorer=...") -> None:
     """Raise ConfigError when ``policy`` needs what live solving cannot give: a reference answer
     (evaluation only), rewards without a scorer (named ``scorer_option`` in the message), or
@@ -497,17 +502,10 @@ class Solver:
         classifier = AnswerClassifier(self.equivalence)
         ids, reps = classifier.classify([c.answer for c in s.candidates])
         ids = np.asarray(ids, dtype=np.int64)
-        rewards = None
-        if s.candidates and all(c.reward is not None for c in s.candidates):
-            rewards = np.array([c.reward for c in s.candidates], dtype=np.float64)
-        logprobs = None
-        if all(c.mean_logprob is not None for c in s.candidates):
-            logprobs = np.array([c.mean_logprob for c in s.candidates], dtype=np.float64)
-        tokens = None
-        if all(c.tokens is not None for c in s.candidates):
-            tokens = np.array([c.tokens for c in s.candidates], dtype=np.int64)
-        cands = Candidates(classes=ids, class_correct=np.zeros(len(reps), dtype=bool), rewards=rewards,
-                           logprobs=logprobs, tokens=tokens, answers=tuple(reps))
+        cands = Candidates(classes=ids, class_correct=np.zeros(len(reps), dtype=bool),
+                           rewards=_all_or_none([c.reward for c in s.candidates], np.float64),
+                           logprobs=_all_or_none([c.mean_logprob for c in s.candidates], np.float64),
+                           tokens=_all_or_none([c.tokens for c in s.candidates], np.int64), answers=tuple(reps))
         if policy.missing(cands):
             raise ConfigError("policy", policy.name, f"candidates with {', '.join(sorted(policy.missing(cands)))} (the backend returned none)")
         rng = np.random.default_rng(request_seed(self.seed, s.question.id, 0))  # ties broken the same way every run
