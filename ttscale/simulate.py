@@ -22,7 +22,7 @@ from .candidates import Candidates
 from .errors import ConfigError, EstimationError
 from .stopping import StoppingRule, default_rules, vote_trajectories
 
-__all__ = ["ReplayPool", "RulePoint", "SimulationResult", "cheapest_points", "default_max_samples", "replay_pool", "simulate", "summarize"]
+__all__ = ["ReplayPool", "RulePoint", "SimulationResult", "cheapest_points", "default_max_samples", "points_json", "replay_pool", "simulate", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,7 @@ class SimulationResult:
         """The JSON of ``plan --simulate --json``; with ``target`` also each rule's cheapest setting reaching it."""
         extra = {}
         if target is not None:
-            extra = {"cheapest": {"target": target, "rules": {name: None if p is None else p.to_json()
-                                                              for name, p in self.cheapest(target).items()}}}
+            extra = {"cheapest": {"target": target, "rules": points_json(self.cheapest(target))}}
         return {
             "reference": {"k": self.k, "accuracy": self.reference},
             "questions": self.questions,
@@ -154,6 +153,11 @@ def cheapest_points(rules: dict[str, list[RulePoint]], target: float) -> dict[st
     when no setting does): a setting a user can run, no interpolation between settings."""
     return {name: min((p for p in pts if p.accuracy >= target), key=lambda p: p.mean_samples, default=None)
             for name, pts in rules.items()}
+
+
+def points_json(points: dict[str, RulePoint | None]) -> dict[str, dict | None]:
+    """One point per rule (or None) as JSON."""
+    return {name: None if p is None else p.to_json() for name, p in points.items()}
 
 
 def _finite(x: float) -> float:

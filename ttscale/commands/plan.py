@@ -193,10 +193,10 @@ def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int,
         # What a user picks from the table: each rule's cheapest setting that reaches the target
         # (default: majority of all K samples, within 0.1 point).
         goal = max(result.reference - SIMULATE_TOLERANCE, 0.0) if target is None else target
-        exact_json = None
+        exact_json, exact_cheapest = None, {}
         if exact:
             bar.update(task, description="exact tables")
-            exact_json = _exact(problems, pool.k, rules, goal)
+            exact_json, exact_cheapest = _exact(problems, pool.k, rules, goal)
     if as_json:
         print(json.dumps({**result.to_json(target=goal), **({"exact": exact_json} if exact else {})}, allow_nan=False))
         return
@@ -216,9 +216,7 @@ def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int,
     else:
         out.print(f"Fewest mean samples per question reaching {what}, per rule")
         out.print(f"(saving: majority@{result.k}'s samples / the rule's):")
-        for name, p in sorted(cheapest.items(), key=lambda kv: kv[1].mean_samples):
-            out.print(f"  {name:<15} {p.param:<7.4g} {p.mean_samples:6.2f} samples  {100 * p.accuracy:6.2f}% +- {100 * p.stderr:.2f}"
-                      f"  {result.k / p.mean_samples:4.1f}x")
+        _print_cheapest(cheapest, result.k, stderr=True)
         missing = [n for n in result.rules if n not in cheapest]
         if missing:
             out.print(f"  not reached: {', '.join(missing)}")
@@ -226,9 +224,7 @@ def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int,
     if exact_json is not None:
         ex = exact_json
         out.print(f"Exact, over every order of every question's samples ({ex['states']} vote states; no permutation noise):")
-        for name, p in sorted(((n, p) for n, p in ex["cheapest"].items() if p is not None), key=lambda kv: kv[1]["mean_samples"]):
-            out.print(f"  {name:<15} {p['param']:<7.4g} {p['mean_samples']:6.2f} samples  {100 * p['accuracy']:6.2f}%"
-                      f"  {result.k / p['mean_samples']:4.1f}x")
+        _print_cheapest({n: p for n, p in exact_cheapest.items() if p is not None}, result.k, stderr=False)
         for key, label in (("best", "Live"), ("default_rounds", "Live, default rounds")):
             dep = (ex["deploy"] or {}).get(key)
             if dep is not None:
@@ -245,6 +241,13 @@ def _simulate(bank: Path, problems, k: int | None, permutations: int, seed: int,
                       " knows this bank's answer distributions.")
     if result.dropped:
         out.print(f"note: {result.dropped} questions with fewer than {result.k} samples left out")
+
+
+def _print_cheapest(cheapest: dict, k: int, stderr: bool) -> None:  # type: ignore[type-arg]
+    """One line per rule's cheapest setting (RulePoints), fewest samples first, with the saving vs majority@k."""
+    for name, p in sorted(cheapest.items(), key=lambda kv: kv[1].mean_samples):
+        se = f" +- {100 * p.stderr:.2f}" if stderr else ""
+        out.print(f"  {name:<15} {p.param:<7.4g} {p.mean_samples:6.2f} samples  {100 * p.accuracy:6.2f}%{se}  {k / p.mean_samples:4.1f}x")
 
 
 DEPLOY_CONFIDENCES = (0.75, 0.8, 0.85, 0.875, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995, 0.999)
@@ -274,18 +277,20 @@ def _deploy(states, k: int, goal: float) -> dict | None:  # type: ignore[no-unty
     return found or None
 
 
-def _exact(problems, k: int, rules: dict, goal: float) -> dict:  # type: ignore[no-untyped-def]
-    """``plan --simulate --exact``: count-reading rules scored over every order, and the vote-only bound."""
+def _exact(problems, k: int, rules: dict, goal: float) -> tuple[dict, dict]:  # type: ignore[no-untyped-def]
+    """``plan --simulate --exact``: count-reading rules scored over every order, and the vote-only
+    bound; (the JSON, each rule's cheapest exact point)."""
     from ..exact_replay import VoteStates, bayes_frontier, exact_rule_points, samples_to_reach
-    from ..simulate import cheapest_points
+    from ..simulate import cheapest_points, points_json
 
     states = VoteStates(problems, k)
     points = exact_rule_points(states, rules)
+    cheapest = cheapest_points(points, goal)
     return {
         "states": states.states,
         "deploy": _deploy(states, k, goal),
         "rules": {name: [p.to_json() for p in pts] for name, pts in points.items()},
-        "cheapest": {name: None if p is None else p.to_json() for name, p in cheapest_points(points, goal).items()},
+        "cheapest": points_json(cheapest),
         "bound": {"target": goal, "plurality_answer": samples_to_reach(bayes_frontier(states), goal),
                   "any_answer": samples_to_reach(bayes_frontier(states, plurality=False), goal)},
-    }
+    }, cheapest
