@@ -60,8 +60,8 @@ from ttscale.bank import read_bank  # noqa: E402
 from ttscale.grading import bank_candidates  # noqa: E402
 from ttscale.simulate import RulePoint, replay_pool, run_allocator, run_rule, run_static  # noqa: E402
 from ttscale.stopping import ASC, ESC, PPR1v1, FirstToAhead  # noqa: E402
-from ttscale.exact_replay import VoteStates, bayes_frontier, samples_to_reach  # noqa: E402
-from vote_bound import rule_crossing  # noqa: E402
+from ttscale.exact_replay import VoteStates  # noqa: E402
+from vote_bound import exact_figures  # noqa: E402
 
 BANKS = REPO.parent / "shared" / "data" / "banks"
 SETUP = [("gsm8k400_llama2-13b_pot", 40), ("gsm8k_gpt4_cot-pot", 12)]
@@ -121,14 +121,13 @@ def exact_rows(problems, K: int, target: float) -> dict:
     by bisection on their parameter; the Bayes-optimal vote-only rule that knows the bank's
     per-question answer distributions as its prior (answering the plurality, and answering the class
     most likely correct) bounds what any vote-only rule or allocator can reach."""
-    tables = VoteStates(problems, K)
-    asc = rule_crossing(tables, ASC, 0.5 + 1e-9, 1 - 1e-9, target)
-    ppr = rule_crossing(tables, lambda d: PPR1v1(1 - d), 1e-9, 1 - 1e-9, target)
+    f = exact_figures(VoteStates(problems, K), target)
+    asc, ppr = f["asc_exact"], f["ppr_exact"]
     return {
         "asc (exact)": {"samples": asc and asc[0], "how": f"threshold {asc[1]:.4f}" if asc else "not reached"},
-        "ppr-1v1 (exact)": {"samples": ppr and ppr[0], "how": f"delta {1 - ppr[1]:.4f}" if ppr else "not reached"},
-        "bound-plurality": {"samples": samples_to_reach(bayes_frontier(tables), target), "how": "Bayes, bank as prior"},
-        "bound-bayes": {"samples": samples_to_reach(bayes_frontier(tables, plurality=False), target), "how": "Bayes, bank as prior"},
+        "ppr-1v1 (exact)": {"samples": ppr and ppr[0], "how": f"delta {ppr[1]:.4f}" if ppr else "not reached"},
+        "bound-plurality": {"samples": f["bayes_plurality_samples"], "how": "Bayes, bank as prior"},
+        "bound-bayes": {"samples": f["bayes_samples"], "how": "Bayes, bank as prior"},
     }
 
 

@@ -75,6 +75,18 @@ def rule_crossing(tables: VoteStates, make, lo: float, hi: float, target: float)
     return s_lo + (target - a_lo) / (a_hi - a_lo) * (s_hi - s_lo) if a_hi > a_lo else s_hi, hi
 
 
+def exact_figures(tables: VoteStates, target: float) -> dict:
+    """Exact samples to reach ``target``: ASC and PPR-1v1 ((samples, parameter) by bisection), and the
+    Bayes-optimal vote-only rule answering the plurality / the likeliest class (with its frontier)."""
+    asc = rule_crossing(tables, ASC, 0.5 + 1e-9, 1 - 1e-9, target)
+    ppr = rule_crossing(tables, lambda d: PPR1v1(1 - d), 1e-9, 1 - 1e-9, target)
+    bayes = bayes_frontier(tables, plurality=False)
+    bayes_plural = bayes_frontier(tables)
+    return {"asc_exact": asc, "ppr_exact": ppr and (ppr[0], 1 - ppr[1]),
+            "bayes_samples": samples_to_reach(bayes, target), "bayes_plurality_samples": samples_to_reach(bayes_plural, target),
+            "bayes_frontier": bayes, "bayes_plurality_frontier": bayes_plural}
+
+
 def learn_cells(tables: VoteStates, price: float) -> dict[tuple[int, int, int, int], bool]:
     """Continue? per (n, v1, v2, distinct) cell: backward induction with each cell's value the
     probability-weighted mean of its exact states' (an approximation: it ignores how the policy's
@@ -138,14 +150,8 @@ def run_bank(name: str, K: int, tolerance: float, check_permutations: int, with_
         rep = run_rule(pool, rule)
         checks.append({"rule": f"{rule.name} {rule.param:g}", "exact_samples": exact[0], "exact_accuracy": exact[1],
                        "replay_samples": rep.mean_samples, "replay_accuracy": rep.accuracy, "replay_stderr": rep.stderr})
-    bayes = bayes_frontier(tables, plurality=False)
-    bayes_plural = bayes_frontier(tables)
-    asc = rule_crossing(tables, ASC, 0.5 + 1e-9, 1 - 1e-9, target)
-    ppr = rule_crossing(tables, lambda d: PPR1v1(1 - d), 1e-9, 1 - 1e-9, target)
     return {"bank": name, "k": K, "questions": len(problems), "reference": reference, "target": target, "states": tables.states,
-            "checks": checks, "asc_exact": asc, "ppr_exact": ppr and (ppr[0], 1 - ppr[1]),
-            "bayes_samples": samples_to_reach(bayes, target), "bayes_plurality_samples": samples_to_reach(bayes_plural, target),
-            "bayes_frontier": bayes, "bayes_plurality_frontier": bayes_plural,
+            "checks": checks, **exact_figures(tables, target),
             "crossfit": crossfit(problems, K, target) if with_crossfit else None, "seconds": time.time() - t0}
 
 
