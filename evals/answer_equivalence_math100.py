@@ -28,7 +28,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ttscale.answers import AnswerClassifier, EquivalenceConfig, extract_answer, normalize_answer  # noqa: E402
+from ttscale.answers import (  # noqa: E402
+    AnswerClassifier,
+    EquivalenceConfig,
+    extract_answer,
+    normalize_answer,
+)
 
 BANK = ROOT.parent / "shared" / "data" / "banks" / "math100_qwen_rm.jsonl"
 

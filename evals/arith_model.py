@@ -35,7 +35,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ttscale.arith import DEFAULT_TEMPERATURE, extract_answer, format_prompt, model_dir, test_set_path  # noqa: E402
+from ttscale.arith import (  # noqa: E402
+    DEFAULT_TEMPERATURE,
+    extract_answer,
+    format_prompt,
+    model_dir,
+    test_set_path,
+)
 
 MAX_NEW_TOKENS = 96
 
@@ -126,7 +132,7 @@ def bon_at_k(scores: list[float], correct: list[bool], k: int) -> float:
 def _maj_function():
     """maj@k per problem: ``ttscale.estimate.majority_at_k`` when present, else ``maj_at_k`` above."""
     try:
-        from ttscale.estimate import majority_at_k
+        from ttscale.estimate.exact import majority_at_k
     except ImportError:
         return maj_at_k, "exact counting (evals/arith_model.py maj_at_k)"
     import numpy as np
@@ -257,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         self_check()
         return 0
 
-    from ttscale.backends.hf import HFSampler
+    from ttscale.sampling.backends.hf import HFSampler
 
     sampler = HFSampler(args.model, batch_size=args.batch_size, threads=args.threads)
     if args.bench:

@@ -8,7 +8,7 @@ equivalent surface form (``$..$``, ``\\dfrac``, ``a/b``, decimals, mixed -> impr
 ``x = ...``, units, reordered sums...), so both normalization and math-verify have work to do.
 
 Times one fresh classifier (empty caches) over all 500 problems, classify + grading each class
-representative against the reference, as ``ttscale.grading`` does. The math-verify worker
+representative against the reference, as ``ttscale.answers.grading`` does. The math-verify worker
 process is started first and its start-up time reported separately (it is paid once per process).
 
     python evals/bench_answers.py [--problems 500] [--samples 64] [--seed 0] [--mode math]
@@ -28,8 +28,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ttscale.answers import AnswerClassifier, EquivalenceConfig, normalize_answer  # noqa: E402
-from ttscale.answers import _pool  # noqa: E402
+from ttscale.answers import (  # noqa: E402
+    AnswerClassifier,
+    EquivalenceConfig,
+    _pool,  # noqa: E402
+    normalize_answer,
+)
 from ttscale.answers.normalize import rational_value  # noqa: E402
 
 BANK = ROOT.parent / "shared" / "data" / "banks" / "math100_qwen_rm.jsonl"

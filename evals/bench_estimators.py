@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ttscale.estimate import dataset_mean, majority_at_k, pass_at_k  # noqa: E402
+from ttscale.estimate.exact import dataset_mean, majority_at_k, pass_at_k  # noqa: E402
 
 
 def synthetic_bank(problems: int, samples: int, classes: int, alpha: float, no_answer: float, seed: int):

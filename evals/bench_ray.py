@@ -32,11 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ttscale.backends.registry import make_sampler, resolve_model  # noqa: E402
-from ttscale.bank import read_bank  # noqa: E402
-from ttscale.datasets import load_jsonl  # noqa: E402
-from ttscale.run import RunStats, run_sampling  # noqa: E402
-from ttscale.sampler import SampleRequest, SamplingConfig  # noqa: E402
+from ttscale.records.bank import read_bank  # noqa: E402
+from ttscale.records.datasets import load_jsonl  # noqa: E402
+from ttscale.sampling.backends.registry import make_sampler, resolve_model  # noqa: E402
+from ttscale.sampling.driver import RunStats, run_sampling  # noqa: E402
+from ttscale.sampling.sampler import SampleRequest, SamplingConfig  # noqa: E402
 
 
 def run(label: str, build, problems, out: Path, n: int) -> tuple[RunStats, float, float]:  # type: ignore[no-untyped-def]

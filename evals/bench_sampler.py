@@ -35,7 +35,7 @@ ENGINE = dict(dtype="float32", enforce_eager=True, max_model_len=256, max_num_ba
 
 
 def _problems(count: int) -> list[Any]:
-    from ttscale.datasets import Problem, load_dataset
+    from ttscale.records.datasets import Problem, load_dataset
 
     try:
         return load_dataset("arith", limit=count)
@@ -53,9 +53,9 @@ def _paired(a: list[float], b: list[float]) -> float:
 def bench_offline(model: str, problems: list[Any], n: int, max_tokens: int, rounds: int) -> dict[str, Any]:
     from vllm import LLM, SamplingParams
 
-    from ttscale.backends.vllm import VLLMSampler
-    from ttscale.run import plan_requests, run_sampling
-    from ttscale.sampler import SamplingConfig
+    from ttscale.sampling.backends.vllm import VLLMSampler
+    from ttscale.sampling.driver import plan_requests, run_sampling
+    from ttscale.sampling.sampler import SamplingConfig
 
     config = SamplingConfig(temperature=0.7, max_tokens=max_tokens, template="arith", seed=0)
     llm = LLM(model=model, enable_prefix_caching=True, **ENGINE)
@@ -115,9 +115,9 @@ def _free_port() -> int:
 def bench_http(model: str, problems: list[Any], n: int, max_tokens: int, rounds: int) -> dict[str, Any]:
     import httpx
 
-    from ttscale.backends.openai import OpenAISampler
-    from ttscale.run import plan_requests
-    from ttscale.sampler import SamplingConfig
+    from ttscale.sampling.backends.openai import OpenAISampler
+    from ttscale.sampling.driver import plan_requests
+    from ttscale.sampling.sampler import SamplingConfig
 
     port = _free_port()
     cmd = [

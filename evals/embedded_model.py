@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ttscale.bank import read_bank  # noqa: E402
+from ttscale.records.bank import read_bank  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
 POLICIES = "majority,confidence-weighted,confidence-vote,confidence-vote-low,first-to-ahead,pass-at-k-majority"

@@ -65,7 +65,7 @@ PILOT = 8
 NAMES = ["Dirichlet", "Dirichlet-LOO", "Dirichlet-exch", "PL+floor", "ExpPL", "Selected", "pilot maj@8"]
 
 try:
-    from ttscale.estimate import majority_at_k as _exact_majority  # noqa: E402
+    from ttscale.estimate.exact import majority_at_k as _exact_majority  # noqa: E402
 except ImportError:  # pragma: no cover - the colleague's estimator is missing
     _exact_majority = None
 

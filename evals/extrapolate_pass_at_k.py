@@ -77,7 +77,7 @@ from ttscale.curves import (  # noqa: E402
     select_pass_at_k_model,
 )
 from ttscale.errors import EstimationError  # noqa: E402
-from ttscale.estimate import pass_at_k  # noqa: E402
+from ttscale.estimate.exact import pass_at_k  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "banks" / "pass_counts_gsm8k_pythia_checkpoints.csv"
 KS = np.array([100, 1000, 10000])

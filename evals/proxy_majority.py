@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ttscale.arith import model_dir, test_set_path  # noqa: E402
-from ttscale.bank import read_bank  # noqa: E402
-from ttscale.estimate import majority_at_k  # noqa: E402
-from ttscale.sampler import SamplingConfig, request_seed  # noqa: E402
+from ttscale.estimate.exact import majority_at_k  # noqa: E402
+from ttscale.records.bank import read_bank  # noqa: E402
+from ttscale.sampling.sampler import SamplingConfig, request_seed  # noqa: E402
 
 ENV = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING",
        "PYTHONPATH": str(ROOT)}

@@ -52,9 +52,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ttscale.bank import read_bank, read_pass_counts  # noqa: E402
-from ttscale.estimate import pass_at_k  # noqa: E402
-from ttscale.policy import load_policy, preset_names  # noqa: E402
+from ttscale.estimate.exact import pass_at_k  # noqa: E402
+from ttscale.records.bank import read_bank, read_pass_counts  # noqa: E402
+from ttscale.selection.policy import load_policy, preset_names  # noqa: E402
 
 DATA = "../shared/data/banks"  # relative to the repository root, as the commands are run
 RESULTS = "evals/results"

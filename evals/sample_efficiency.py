@@ -54,14 +54,21 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ttscale.allocate import OnlineAllocator, StaticAllocator  # noqa: E402
-from ttscale.answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode  # noqa: E402
-from ttscale.bank import read_bank  # noqa: E402
-from ttscale.grading import bank_candidates  # noqa: E402
-from ttscale.simulate import RulePoint, replay_pool, run_allocator, run_rule, run_static  # noqa: E402
-from ttscale.stopping import ASC, ESC, PPR1v1, FirstToAhead  # noqa: E402
-from ttscale.exact_replay import VoteStates  # noqa: E402
 from vote_bound import exact_figures  # noqa: E402
+
+from ttscale.adaptive.allocate import OnlineAllocator, StaticAllocator  # noqa: E402
+from ttscale.adaptive.exact_replay import VoteStates  # noqa: E402
+from ttscale.adaptive.simulate import (  # noqa: E402
+    RulePoint,
+    replay_pool,
+    run_allocator,
+    run_rule,
+    run_static,
+)
+from ttscale.adaptive.stopping import ASC, ESC, FirstToAhead, PPR1v1  # noqa: E402
+from ttscale.answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode  # noqa: E402
+from ttscale.answers.grading import bank_candidates  # noqa: E402
+from ttscale.records.bank import read_bank  # noqa: E402
 
 BANKS = REPO.parent / "shared" / "data" / "banks"
 SETUP = [("gsm8k400_llama2-13b_pot", 40), ("gsm8k_gpt4_cot-pot", 12)]

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ttscale.arith import model_dir, test_set_path  # noqa: E402
-from ttscale.bank import read_bank  # noqa: E402
+from ttscale.records.bank import read_bank  # noqa: E402
 
 ENV = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING",
        "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

@@ -14,7 +14,7 @@ Stages (each a real code path; about 10-15 minutes on 2 CPU cores with the defau
    value for the first), and ``a op b = c`` is right; the ``#### N`` line is good when it follows
    the last step and N is the value the lines arrived at. Any other line is bad. A solution's steps
    are all good exactly when the solution is right.
-3. train: a ``Qwen2ForProcessRewardModel`` in vLLM's layout (:mod:`ttscale.prm`), its backbone
+3. train: a ``Qwen2ForProcessRewardModel`` in vLLM's layout (:mod:`ttscale.scoring.prm`), its backbone
    warm-started from arith-tiny's Llama weights (same layer layout; Qwen2's q/k/v biases start at 0, so the
    starting backbone computes what the policy computes), the vocabulary grown by the ``<extra_0>`` step tag, the
    ``score`` head fresh. Loss: cross-entropy of the 2-label head at each tag position, on the unique
@@ -33,7 +33,7 @@ Measured here with the defaults (300 held-out problems x 8, temperature 1.3): si
 What was checked (diagnosis, not fixed by any recipe tried):
 
 - Plumbing is right. Training and scoring token ids are identical (``build_model``'s tokenizer vs
-  :func:`ttscale.prm.load_tokenizer` on the saved folder); the warm-started backbone reproduces the
+  :func:`ttscale.scoring.prm.load_tokenizer` on the saved folder); the warm-started backbone reproduces the
   policy's hidden states exactly (max difference 0.0); the tag follows each step, so under causal
   attention its position sees the whole step; all parameters are trained (nothing frozen).
 - Labels are right (``--self-check``; by hand on examples). Of 3,865 bad training steps, 3,709 are pure
@@ -73,8 +73,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ttscale.arith import DEFAULT_TEMPERATURE, PRESETS, generate_problems, model_dir, test_set_path  # noqa: E402
-from ttscale.prm import QWEN_PRM_STEP_TAG, prm_input_ids, save_tokenizer, split_steps  # noqa: E402
+from ttscale.arith import (  # noqa: E402
+    DEFAULT_TEMPERATURE,
+    PRESETS,
+    generate_problems,
+    model_dir,
+    test_set_path,
+)
+from ttscale.scoring.prm import (  # noqa: E402
+    QWEN_PRM_STEP_TAG,
+    prm_input_ids,
+    save_tokenizer,
+    split_steps,
+)
 
 TAG = QWEN_PRM_STEP_TAG
 TEMPLATE = "{problem}\n"
@@ -100,7 +111,7 @@ def reference_steps(solution: str) -> list[tuple[str, int, str, int]]:
 
 
 def label_steps(solution: str, text: str) -> list[int]:
-    """1 (good) or 0 (bad) for each step of ``text`` as :func:`ttscale.prm.split_steps` splits it (see the module doc)."""
+    """1 (good) or 0 (bad) for each step of ``text`` as :func:`ttscale.scoring.prm.split_steps` splits it (see the module doc)."""
     ref = reference_steps(solution)
     carry = ref[0][1] if ref else None
     labels: list[int] = []
@@ -189,7 +200,7 @@ def build_model(tag: str = TAG) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
-    from ttscale.prm import Qwen2ForProcessRewardModel
+    from ttscale.scoring.prm import Qwen2ForProcessRewardModel
 
     tok = AutoTokenizer.from_pretrained(model_dir(), local_files_only=True)
     tok.add_special_tokens({"additional_special_tokens": [tag]})
@@ -262,7 +273,7 @@ def train(model: Any, examples: list[tuple[list[int], list[int]]], tag_id: int, 
 
 def step_metrics(model_path: Path, bank: Path, solutions: dict[str, str]) -> dict[str, float]:
     """The PRM's step-level agreement with the automatic labels on a held-out bank (threshold 0.5)."""
-    from ttscale.prm import ProcessRewardScorer
+    from ttscale.scoring.prm import ProcessRewardScorer
 
     scorer = ProcessRewardScorer(str(model_path), batch_size=32)
     good = bad = good_hit = bad_hit = flagged = 0

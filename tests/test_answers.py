@@ -18,10 +18,10 @@ from ttscale.answers import (
     AnswerClassifier,
     EquivalenceConfig,
     EquivalenceMode,
+    _pool,
     extract_answer,
     normalize_answer,
 )
-from ttscale.answers import _pool
 from ttscale.errors import ConfigError
 
 # (x+1)^2000 - (x+2)^2000: sympy expands both (> 8 s on this machine), with bounded memory.

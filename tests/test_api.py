@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fake_upstream import MODEL, FakeUpstream, free_port, right_answer
+
 from ttscale import Budget, TTScale
-from ttscale.backends.openai import ServerError
 from ttscale.errors import ConfigError
+from ttscale.sampling.backends.openai import ServerError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,7 +90,7 @@ def test_chat_messages_and_async(upstream: FakeUpstream) -> None:
 
 
 def test_degrades_when_some_of_the_n_fail(upstream: FakeUpstream) -> None:
-    from ttscale.sampler import request_seed
+    from ttscale.sampling.sampler import request_seed
 
     upstream.fail_multi = True
     with tts(upstream, budget=6) as t:

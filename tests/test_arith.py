@@ -19,8 +19,8 @@ from ttscale.arith import (
     model_dir,
 )
 from ttscale.arith import test_set_path as fixed_set_path
-from ttscale.arith.task import ORDINALS
 from ttscale.arith.make_test_sets import test_set_problems as seeded_set_problems
+from ttscale.arith.task import ORDINALS
 from ttscale.errors import ConfigError
 
 ADD_VERBS = ("buys", "finds", "gets", "wins")
@@ -193,7 +193,7 @@ def test_model_loads_offline_and_answers(monkeypatch):
 
 
 def test_hf_sampler_shapes_logprobs_and_reproducibility():
-    from ttscale.backends.hf import Generation, HFSampler
+    from ttscale.sampling.backends.hf import Generation, HFSampler
 
     sampler = HFSampler(model_dir(), batch_size=8)
     prompts = _prompts(3)
@@ -218,7 +218,7 @@ def test_hf_sampler_shapes_logprobs_and_reproducibility():
 
 
 def test_hf_sampler_greedy_stop_and_length():
-    from ttscale.backends.hf import HFSampler
+    from ttscale.sampling.backends.hf import HFSampler
 
     sampler = HFSampler(model_dir())
     prompts = _prompts(2)

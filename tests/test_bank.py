@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ttscale.bank import BankWriter, read_bank, read_pass_counts, write_bank
 from ttscale.errors import BankFormatError
+from ttscale.records.bank import BankWriter, read_bank, read_pass_counts, write_bank
 
 GOOD = {"id": "p1", "problem": "1+1?", "reference": "2", "samples": [{"answer": "2", "reward": 0.5}, {"answer": None}]}
 
@@ -128,7 +128,7 @@ def test_bad_pass_count_rows(tmp_path: Path) -> None:
 
 WRITER_SCRIPT = r"""
 import sys, time
-from ttscale.bank import BankWriter
+from ttscale.records.bank import BankWriter
 with BankWriter(sys.argv[1]) as w:
     for i in range(100000):
         w.append({"id": f"p{i}", "samples": [{"answer": str(i), "text": "x" * 2000}]})

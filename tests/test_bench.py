@@ -17,10 +17,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ttscale.bank import read_bank, write_bank
-from ttscale.bench import arith_steps, bucket_values, difficulty_from_pass_rate, split_policies
-from ttscale.candidates import Candidates
-from ttscale.cli import app
+from ttscale.answers.candidates import Candidates
+from ttscale.bench.pipeline import (
+    arith_steps,
+    bucket_values,
+    difficulty_from_pass_rate,
+    split_policies,
+)
+from ttscale.cli.app import app
+from ttscale.records.bank import read_bank, write_bank
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -102,7 +107,7 @@ def test_report_files_and_figures_equal_eval(tmp_path: Path, replay_source: tupl
         assert heading in report
     assert "| confidence-weighted * |" in report and "(accuracy_vs_samples.png)" in report
     # Policies other than majority get a fitted curve family, the same as `ttscale plan -p NAME` on these points.
-    from ttscale.plan import fit_accuracy_curve
+    from ttscale.planning.plan import fit_accuracy_curve
 
     fit = results["policy_fits"]["confidence-weighted"]
     assert set(results["policy_fits"]) == {"confidence-weighted"}

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from ttscale.cli import app
+from ttscale.cli.app import app
 
 runner = CliRunner()
 
@@ -113,7 +113,7 @@ def test_bad_input_exits_nonzero_without_traceback(tmp_path: Path, case: str) ->
     content, line, field = BAD_LINES[case]
     path = tmp_path / f"{case}.jsonl"
     path.write_bytes(content.replace(b"\n{", b"\n{", 1))
-    proc = subprocess.run([sys.executable, "-m", "ttscale.cli", "eval", str(path)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "ttscale", "eval", str(path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     message = " ".join(proc.stderr.split())

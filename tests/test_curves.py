@@ -384,7 +384,7 @@ def test_majority_prediction_is_exact_against_the_enumerated_urn(discount):
 def test_majority_prediction_matches_the_subset_estimator_for_a_known_distribution():
     # A pool of 1000x the class probabilities and a pinned posterior: drawing N of the pool
     # (ttscale.estimate.majority_at_k, without replacement) is nearly the multinomial vote.
-    from ttscale.estimate import majority_at_k
+    from ttscale.estimate.exact import majority_at_k
 
     probs = np.array([[0.35, 0.3, 0.2, 0.1], [0.2, 0.4, 0.3, 0.05], [0.45, 0.45, 0.05, 0.0]])
     flags = np.array([[True, False, False, False], [True, False, False, False], [False, True, False, False]])
@@ -503,7 +503,7 @@ def _flat_bank(rng, questions=200, pilot=48):
 def test_majority_pool_match_on_large_pilots():
     # 48-sample pilots: the discount is re-set so the model's maj@48 equals the pilot's exact
     # maj@48, maj@1 staying matched. The share-matched fit alone misses maj@48 by ~0.8 point here.
-    from ttscale.estimate import majority_at_k
+    from ttscale.estimate.exact import majority_at_k
 
     counts, correct, n = _flat_bank(np.random.default_rng(3))
     exact = majority_at_k(*_padded(counts, correct), np.array(n), [1, 48]).mean(axis=0)
@@ -545,10 +545,10 @@ def test_majority_pool_match_off_for_small_pilots_and_fallback(monkeypatch):
     n[0] = int(counts[0].sum())
     assert DirichletMajorityModel().fit(counts, correct, n).pool_match_n_ == 30
     # No discount reaches the exact value (a pretend exact maj@n of 0): the share-matched fit is kept.
-    import ttscale.estimate
+    import ttscale.estimate.exact
 
     big = _flat_bank(np.random.default_rng(3), questions=60)
-    monkeypatch.setattr(ttscale.estimate, "majority_at_k", lambda counts, correct, n, ks: np.zeros((len(n), len(ks))))
+    monkeypatch.setattr(ttscale.estimate.exact, "majority_at_k", lambda counts, correct, n, ks: np.zeros((len(n), len(ks))))
     fallback = DirichletMajorityModel().fit(*big)
     assert fallback.pool_match_ == "no root" and fallback.pool_match_gap_ > 0.1
     assert fallback.prior_ == DirichletMajorityModel(match_pool=False).fit(*big).prior_

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ttscale import estimate
-from ttscale.candidates import NO_ANSWER, Candidates, Selection
+from ttscale.answers.candidates import NO_ANSWER, Candidates, Selection
 from ttscale.errors import ConfigError, EstimationError
-from ttscale.estimate import (
+from ttscale.estimate import exact as estimate
+from ttscale.estimate.exact import (
     best_of_n_at_k,
     candidates_to_arrays,
     dataset_mean,

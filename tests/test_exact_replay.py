@@ -5,12 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ttscale import estimate
-from ttscale.candidates import Candidates
+from ttscale.adaptive.exact_replay import (
+    VoteStates,
+    bayes_frontier,
+    exact_rule_points,
+    samples_to_reach,
+)
+from ttscale.adaptive.simulate import replay_pool, run_rule
+from ttscale.adaptive.stopping import (
+    ASC,
+    ESC,
+    FirstToAhead,
+    PPR1v1,
+    default_rules,
+    vote_trajectories,
+)
+from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError, EstimationError
-from ttscale.exact_replay import VoteStates, bayes_frontier, exact_rule_points, samples_to_reach
-from ttscale.simulate import replay_pool, run_rule
-from ttscale.stopping import ASC, ESC, PPR1v1, FirstToAhead, default_rules, vote_trajectories
+from ttscale.estimate import exact as estimate
 
 K = 6
 

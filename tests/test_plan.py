@@ -10,10 +10,17 @@ import pytest
 from scipy.special import betaln
 from typer.testing import CliRunner
 
-from ttscale.candidates import Candidates
-from ttscale.cli import app
+from ttscale.answers.candidates import Candidates
+from ttscale.cli.app import app
 from ttscale.errors import EstimationError, TTScaleError
-from ttscale.plan import CostModel, FittedCurve, fit_curve, n_grid, plan, saturation_point
+from ttscale.planning.plan import (
+    CostModel,
+    FittedCurve,
+    fit_curve,
+    n_grid,
+    plan,
+    saturation_point,
+)
 
 runner = CliRunner()
 A, B = 0.6, 1.2  # per-question solve rate p ~ Beta(A, B)

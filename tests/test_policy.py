@@ -7,11 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ttscale.policy as policy_mod
-from ttscale.candidates import Candidates, Selection
+import ttscale.selection.policy as policy_mod
+from ttscale.answers.candidates import Candidates, Selection
 from ttscale.errors import BankFormatError, ConfigError
-from ttscale.policy import Policy, list_policies, load_policy, parse_spec, preset_dirs, preset_names
-from ttscale.select import MissingFieldError, list_selectors
+from ttscale.selection.policy import (
+    Policy,
+    list_policies,
+    load_policy,
+    parse_spec,
+    preset_dirs,
+    preset_names,
+)
+from ttscale.selection.selectors import MissingFieldError, list_selectors
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p.stem for p in (REPO / "policies").glob("*.toml"))

@@ -1,4 +1,4 @@
-"""Process reward models (ttscale.prm): steps, aggregation, config, both backends, ``ttscale score``."""
+"""Process reward models (ttscale.scoring.prm): steps, aggregation, config, both backends, ``ttscale score``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from ttscale.bank import read_bank
 from ttscale.errors import ConfigError
-from ttscale.prm import (
+from ttscale.records.bank import read_bank
+from ttscale.scoring.prm import (
     QWEN_PRM_TEMPLATE,
     PRMConfig,
     ProcessRewardScorer,
@@ -24,7 +24,7 @@ from ttscale.prm import (
     split_steps,
     step_probabilities,
 )
-from ttscale.scorers import SCORERS, Scorer, make_scorer, score_bank
+from ttscale.scoring.scorers import SCORERS, Scorer, make_scorer, score_bank
 
 TAG = "<extra_0>"
 
@@ -221,7 +221,7 @@ def test_truncation_keeps_the_end(prm: Path) -> None:
 def test_vllm_prm_agrees_with_transformers(prm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """vLLM's Qwen2ForProcessRewardModel (STEP pooling, token_classify) gives the same step scores."""
     in_process_vllm(monkeypatch)
-    from ttscale.prm import VLLMProcessRewardScorer
+    from ttscale.scoring.prm import VLLMProcessRewardScorer
 
     text = "\n".join(f"Step {i}: {i} + 1 = {i + 1}" for i in range(40))  # longer than the engine allows
     scorer = VLLMProcessRewardScorer(str(prm), engine_args={"max_model_len": 384})  # ttscale score --engine-arg
@@ -270,7 +270,7 @@ def test_score_bank_resumes_after_a_kill(prm: Path, tmp_path: Path) -> None:
 
 
 def test_cli_score_prm_then_eval(prm: Path, tmp_path: Path) -> None:
-    from ttscale.cli import app
+    from ttscale.cli.app import app
 
     assert {"prm", "vllm-prm"} <= set(SCORERS)
     bank = prm_bank(tmp_path / "bank.jsonl")
@@ -306,7 +306,7 @@ def test_cli_score_prm_then_eval(prm: Path, tmp_path: Path) -> None:
 def test_cli_score_vllm_prm(prm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``ttscale score --scorer vllm-prm`` on the real engine writes the transformers backend's rewards."""
     in_process_vllm(monkeypatch)
-    from ttscale.cli import app
+    from ttscale.cli.app import app
 
     bank = prm_bank(tmp_path / "bank.jsonl")
     res = CliRunner().invoke(app, ["score", str(bank), "--scorer", "vllm-prm", "-m", str(prm), "--name", "v",

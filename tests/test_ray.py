@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from ttscale.backends.ray import RaySampler, ReplicaError, split_by_load
-from ttscale.backends.registry import make_sampler, resolve_model
-from ttscale.bank import read_bank
-from ttscale.datasets import load_dataset
 from ttscale.errors import ConfigError
-from ttscale.run import run_sampling
-from ttscale.sampler import SampleRequest, SampleResult, SamplingConfig
+from ttscale.records.bank import read_bank
+from ttscale.records.datasets import load_dataset
+from ttscale.sampling.backends.ray import RaySampler, ReplicaError, split_by_load
+from ttscale.sampling.backends.registry import make_sampler, resolve_model
+from ttscale.sampling.driver import run_sampling
+from ttscale.sampling.sampler import SampleRequest, SampleResult, SamplingConfig
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ttscale[ray]')")
 

@@ -10,23 +10,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from conftest import build_tiny_llama
 import typer
+from conftest import build_tiny_llama
 from typer.testing import CliRunner
 
-from ttscale.backends.registry import make_sampler
-from ttscale.backends.replay import ReplayExhaustedError, ReplaySampler
-from ttscale.bank import read_bank
-from ttscale.commands.sample import sample_command
-from ttscale.datasets import Problem, load_dataset, load_jsonl
+from ttscale.cli.commands.sample import sample_command
 from ttscale.errors import BankFormatError, ConfigError
-from ttscale.run import plan_requests, run_sampling
-from ttscale.sampler import (
+from ttscale.records.bank import read_bank
+from ttscale.records.datasets import Problem, load_dataset, load_jsonl
+from ttscale.sampling.backends.registry import make_sampler
+from ttscale.sampling.backends.replay import ReplayExhaustedError, ReplaySampler
+from ttscale.sampling.driver import plan_requests, run_sampling
+from ttscale.sampling.sampler import (
     FanOut,
     PromptFormat,
+    Sampler,
     SampleRequest,
     SampleResult,
-    Sampler,
     SamplingConfig,
     make_candidate,
     request_seed,
@@ -167,7 +167,7 @@ def test_malformed_dataset_line_names_file_and_line(tmp_path: Path, line: str, f
 
 
 def test_hub_rows_convert_to_problems() -> None:
-    from ttscale.datasets import HUB
+    from ttscale.records.datasets import HUB
 
     gsm = HUB["gsm8k"].convert(3, {"question": "How many?", "answer": "2 + 2 = 4\n#### 1,234"})
     assert gsm == Problem("gsm8k-test-3", "How many?", "1234")

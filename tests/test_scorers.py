@@ -10,10 +10,10 @@ import pytest
 from conftest import build_tiny_llama, in_process_vllm
 from typer.testing import CliRunner
 
-from ttscale.bank import read_bank, write_bank
 from ttscale.errors import BankFormatError, ConfigError
-from ttscale.sampler import TEMPLATES
-from ttscale.scorers import (
+from ttscale.records.bank import read_bank
+from ttscale.sampling.sampler import TEMPLATES
+from ttscale.scoring.scorers import (
     ConfidenceConfig,
     ConfidenceScorer,
     JudgeConfig,
@@ -107,13 +107,13 @@ class CannedSampler:
     concurrency = 1
 
     def __init__(self, replies: list[str]) -> None:
-        from ttscale.sampler import SamplingConfig
+        from ttscale.sampling.sampler import SamplingConfig
 
         self.config = SamplingConfig()
         self.replies = list(replies)
 
     def generate(self, requests):  # type: ignore[no-untyped-def]
-        from ttscale.sampler import SampleResult, make_candidate
+        from ttscale.sampling.sampler import SampleResult, make_candidate
 
         out = []
         for r in requests:
@@ -283,7 +283,7 @@ def test_sequence_classifier(tmp_path: Path, classifier: Path) -> None:
 def test_vllm_reward(tmp_path: Path, classifier: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The real vLLM pooling runner (in-process engine, about 10 s here) agrees with transformers."""
     in_process_vllm(monkeypatch)
-    from ttscale.scorers import VLLMRewardScorer
+    from ttscale.scoring.scorers import VLLMRewardScorer
 
     scorer = VLLMRewardScorer(str(classifier), engine_args={"max_model_len": 384})  # ttscale score --engine-arg
     try:
@@ -301,8 +301,8 @@ def test_vllm_reward(tmp_path: Path, classifier: Path, monkeypatch: pytest.Monke
 @needs_arith
 def test_judge_through_hf_backend(tmp_path: Path) -> None:
     """Plumbing with a real sampler: the tiny model's replies are garbage, so the fallback policy applies."""
-    from ttscale.backends.registry import make_sampler
-    from ttscale.sampler import SamplingConfig
+    from ttscale.sampling.backends.registry import make_sampler
+    from ttscale.sampling.sampler import SamplingConfig
 
     sampler = make_sampler("hf", str(ARITH), SamplingConfig(temperature=0.0, max_tokens=4, logprobs=False))
     scorer = JudgeScorer(sampler, JudgeConfig(template="{problem} {candidate}", on_unparsed="fallback", fallback=0.0))
@@ -328,7 +328,7 @@ def _parses(text: str) -> bool:
 
 
 def test_cli_score_then_eval(tmp_path: Path, classifier: Path) -> None:
-    from ttscale.cli import app
+    from ttscale.cli.app import app
 
     bank = tiny_bank(tmp_path / "bank.jsonl")
     out = tmp_path / "out.jsonl"
@@ -356,8 +356,8 @@ def test_cli_score_then_eval(tmp_path: Path, classifier: Path) -> None:
 @needs_arith
 def test_teacher_forcing_reproduces_sampled_logprobs() -> None:
     """The forward pass over a sampled text gives the log-probs the hf sampler recorded (EOS aside: ~0 here)."""
-    from ttscale.backends.registry import make_sampler
-    from ttscale.sampler import SampleRequest, SamplingConfig
+    from ttscale.sampling.backends.registry import make_sampler
+    from ttscale.sampling.sampler import SampleRequest, SamplingConfig
 
     config = SamplingConfig(temperature=0.7, max_tokens=48, template="arith", seed=3)
     sampler = make_sampler("hf", str(ARITH), config)

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from ttscale.candidates import NO_ANSWER, Candidates, Selection
+from ttscale.answers.candidates import NO_ANSWER, Candidates, Selection
 from ttscale.errors import ConfigError
-from ttscale.select import (
+from ttscale.selection.selectors import (
     MissingFieldError,
     get_selector,
     list_selectors,

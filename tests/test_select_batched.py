@@ -20,12 +20,17 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ttscale import estimate
-from ttscale.candidates import NO_ANSWER, Candidates
+from ttscale.answers.candidates import NO_ANSWER, Candidates
 from ttscale.errors import ConfigError
-from ttscale.estimate import _random_orders, candidates_to_arrays, majority_at_k, resampled_accuracy
-from ttscale.policy import load_policy
-from ttscale.select import (
+from ttscale.estimate import exact as estimate
+from ttscale.estimate.exact import (
+    _random_orders,
+    candidates_to_arrays,
+    majority_at_k,
+    resampled_accuracy,
+)
+from ttscale.selection.policy import load_policy
+from ttscale.selection.selectors import (
     MissingFieldError,
     get_selector,
     list_selectors,

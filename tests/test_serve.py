@@ -7,7 +7,6 @@ server with the embedded model is in test_vllm.py.
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import sys
@@ -17,11 +16,11 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-
 from fake_upstream import MODEL, FakeUpstream, ThreadServer, free_port, right_answer
-from ttscale.serve.app import ServeConfig, create_app
-from ttscale.serve.options import route
+
 from ttscale.errors import ConfigError
+from ttscale.live.serve.app import ServeConfig, create_app
+from ttscale.live.serve.options import route
 
 KEY = "sk-test-proxy-key-123"
 
@@ -241,7 +240,8 @@ def test_serve_command_starts_binds_localhost_and_checks_options(upstream: FakeU
 def test_reward_policy_through_a_scorer(upstream: FakeUpstream, tmp_path) -> None:
     """--scorer: best-of-n picks the candidate a real (tiny, random) reward model scores highest."""
     from conftest import build_tiny_llama
-    from ttscale.scorers import make_scorer
+
+    from ttscale.scoring.scorers import make_scorer
 
     rm = build_tiny_llama(tmp_path / "rm", num_labels=1)
     with pytest.raises(ConfigError, match="scorer"):

@@ -5,10 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ttscale.cost import ModelCostSpec, Prices, dollars, kinetics_eflops, request_cost
+from ttscale.adaptive.stopping import (
+    ASC,
+    ESC,
+    FirstToAhead,
+    PPR1v1,
+    default_rules,
+    vote_trajectories,
+)
 from ttscale.errors import ConfigError
-from ttscale.select import first_to_ahead
-from ttscale.stopping import ASC, ESC, PPR1v1, FirstToAhead, default_rules, vote_trajectories
+from ttscale.planning.cost import (
+    ModelCostSpec,
+    Prices,
+    dollars,
+    kinetics_eflops,
+    request_cost,
+)
+from ttscale.selection.selectors import first_to_ahead
 
 N = -1  # no answer
 

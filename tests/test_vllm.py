@@ -23,12 +23,12 @@ pytest.importorskip("vllm")
 from fault_proxy import FaultProxy, free_port  # noqa: E402
 from test_samplers import arith_problems, tiny_model, write_jsonl  # noqa: E402,F401
 
-from ttscale.backends.openai import OpenAISampler, ServerError  # noqa: E402
-from ttscale.backends.vllm import VLLMSampler  # noqa: E402
-from ttscale.bank import read_bank  # noqa: E402
 from ttscale.errors import ConfigError  # noqa: E402
-from ttscale.run import plan_requests, run_sampling  # noqa: E402
-from ttscale.sampler import FanOut, SampleRequest, SamplingConfig, request_seed  # noqa: E402
+from ttscale.records.bank import read_bank  # noqa: E402
+from ttscale.sampling.backends.openai import OpenAISampler, ServerError  # noqa: E402
+from ttscale.sampling.backends.vllm import VLLMSampler  # noqa: E402
+from ttscale.sampling.driver import plan_requests, run_sampling  # noqa: E402
+from ttscale.sampling.sampler import FanOut, SampleRequest, SamplingConfig, request_seed  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -212,7 +212,7 @@ def test_429_500_503_and_timeouts_are_retried(server: str, offline_bank: Path) -
 
 def _sample_cmd(base_url: str, dataset: Path, out: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "ttscale.commands.sample", "--backend", "openai", "--base-url", base_url, "--dataset", str(dataset),
+        sys.executable, "-m", "ttscale.cli.commands.sample", "--backend", "openai", "--base-url", base_url, "--dataset", str(dataset),
         "--out", str(out), "--n", str(N), "--temperature", "0.8", "--max-tokens", "32", "--template", "arith", "--seed", "1234",
         "--quiet", *extra,
     ]
@@ -268,10 +268,10 @@ def test_server_down_at_start_is_a_clear_error(tmp_path: Path) -> None:
 def test_proxy_in_front_of_the_vllm_server_answers_the_openai_client(server: str, tiny_model: Path) -> None:
     """Chat and completions, streaming and not, through ``ttscale serve``'s app to the real server."""
     import openai
-
     from fake_upstream import ThreadServer
+
     from ttscale.answers import extract_answer
-    from ttscale.serve.app import ServeConfig, create_app
+    from ttscale.live.serve.app import ServeConfig, create_app
 
     model = str(tiny_model)
     prompt = CONFIG.render(PROBLEMS[0].problem)

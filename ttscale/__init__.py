@@ -13,7 +13,7 @@ __all__ = ["TTScale", "Budget", "Solution", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name in ("TTScale", "Budget", "Solution"):
-        from . import api
+        from ttscale.live import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'ttscale' has no attribute {name!r}")

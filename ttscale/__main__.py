@@ -1,3 +1,3 @@
-from ttscale.cli import app
+from ttscale.cli.app import app
 
 app()

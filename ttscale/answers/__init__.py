@@ -19,10 +19,15 @@ a child process, for timeouts that work in threads and subprocesses).
 
 from __future__ import annotations
 
-from ._pool import AnswerBackendError, shutdown_workers
-from .equivalence import AnswerClassifier, AnswerStats, EquivalenceConfig, EquivalenceMode
-from .extract import extract_answer
-from .normalize import normalize_answer
+from ttscale.answers._pool import AnswerBackendError, shutdown_workers
+from ttscale.answers.equivalence import (
+    AnswerClassifier,
+    AnswerStats,
+    EquivalenceConfig,
+    EquivalenceMode,
+)
+from ttscale.answers.extract import extract_answer
+from ttscale.answers.normalize import normalize_answer
 
 __all__ = [
     "AnswerBackendError",

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import TTScaleError
+from ttscale.errors import TTScaleError
 
 _HEADER = struct.Struct(">I")
 WORKER_SCRIPT = Path(__file__).with_name("_worker.py")

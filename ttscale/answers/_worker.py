@@ -92,7 +92,18 @@ def main() -> None:
         ),
         ExprExtractionConfig(),
     ]
-    from sympy import Basic, Expr, FiniteSet, Float, Interval, MatrixBase, S, Tuple, UnevaluatedExpr, oo
+    from sympy import (
+        Basic,
+        Expr,
+        FiniteSet,
+        Float,
+        Interval,
+        MatrixBase,
+        S,
+        Tuple,
+        UnevaluatedExpr,
+        oo,
+    )
     from sympy.core.relational import Relational
 
     def _on_alarm(signum, frame):

@@ -34,9 +34,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import ConfigError
-from . import _pool
-from .normalize import is_choice_letter, is_decimal, normalize_answer, rational_value
+from ttscale.answers import _pool
+from ttscale.answers.normalize import (
+    is_choice_letter,
+    is_decimal,
+    normalize_answer,
+    rational_value,
+)
+from ttscale.errors import ConfigError
 
 __all__ = ["EquivalenceMode", "EquivalenceConfig", "AnswerStats", "AnswerClassifier"]
 

@@ -26,3 +26,26 @@ def test_set_path(name: str = "default") -> Path:
         return _PACKAGE / "data" / TEST_SETS[name]
     except KeyError:
         raise ConfigError("test_set", name, f"one of {sorted(TEST_SETS)}") from None
+
+
+EMBEDDED_NAMES = ("arith", "arith-tiny")
+"""Model names that mean the packaged tiny arithmetic model."""
+ARITH_DATASETS = ("arith", "arith-hard")
+"""Dataset names of the packaged arithmetic test sets."""
+
+
+def is_embedded_model(model: str | Path | None) -> bool:
+    """Whether ``model`` names the packaged model: by name, or its folder (any path ending in it)."""
+    if model is None:
+        return False
+    return str(model) in EMBEDDED_NAMES or Path(str(model)).name == MODEL_NAME
+
+
+def resolve_model(model: str | None) -> str | None:
+    """``arith-tiny`` (or ``arith``) names the packaged tiny arithmetic model's folder; anything else is kept."""
+    return str(model_dir()) if model in EMBEDDED_NAMES else model
+
+
+def auto_template(model: str | Path | None, dataset: str | None = None) -> str:
+    """The prompt template ``auto`` stands for: ``arith`` for the embedded model or its test sets, else ``plain``."""
+    return "arith" if is_embedded_model(model) or dataset in ARITH_DATASETS else "plain"

@@ -15,7 +15,13 @@ from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from ttscale.arith.task import ORDINALS, PRESETS, ArithConfig, format_prompt, sample_problem
+from ttscale.arith.task import (
+    ORDINALS,
+    PRESETS,
+    ArithConfig,
+    format_prompt,
+    sample_problem,
+)
 
 NUMBER_CAP = 299
 """Every integer 0..NUMBER_CAP is one token (with or without a leading space)."""

@@ -14,11 +14,26 @@ attributes ending in ``_``, ``predict(k)`` gives dataset accuracy at k (array in
   :func:`select_pass_at_k_model`; the best N of a non-monotone curve: :func:`best_n`.
 """
 
-from ._base import CurveModel, pass_at_k
-from .majority import DirichletMajorityModel, as_majority_data, calibrate_prior
-from .parametric import AccuracyCurve, ExpPowerLaw, LogLogRegression, PowerLawWithFloor
-from .passk import BetaBinomialPassAtK, beta_binomial_pass_at_k
-from .selection import BestN, CurveSelection, best_n, select_curve_model, select_pass_at_k_model
+from ttscale.curves._base import CurveModel, pass_at_k
+from ttscale.curves.majority import (
+    DirichletMajorityModel,
+    as_majority_data,
+    calibrate_prior,
+)
+from ttscale.curves.parametric import (
+    AccuracyCurve,
+    ExpPowerLaw,
+    LogLogRegression,
+    PowerLawWithFloor,
+)
+from ttscale.curves.passk import BetaBinomialPassAtK, beta_binomial_pass_at_k
+from ttscale.curves.selection import (
+    BestN,
+    CurveSelection,
+    best_n,
+    select_curve_model,
+    select_pass_at_k_model,
+)
 
 __all__ = [
     "AccuracyCurve",

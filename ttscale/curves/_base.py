@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, EstimationError
+from ttscale.errors import ConfigError, EstimationError
 
 
 def describe(x: Any) -> str:
@@ -77,7 +77,9 @@ def pass_at_k(n: Any, c: Any, k: Any) -> np.ndarray:
         raise ConfigError("k", describe(k), "whole numbers of samples")
     if n_arr.size and k_arr.max() > n_arr.min():
         raise EstimationError(f"pass@k needs k <= n samples per problem; got k up to {int(k_arr.max())} with n as small as {int(n_arr.min())}")
-    from ..estimate import pass_at_k as exact_pass_at_k  # lazy: keeps the curves importable on their own
+    from ttscale.estimate.exact import (
+        pass_at_k as exact_pass_at_k,  # lazy: keeps the curves importable on their own
+    )
 
     return exact_pass_at_k(n_arr, c_arr, [int(k) for k in k_arr])
 

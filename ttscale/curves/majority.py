@@ -54,9 +54,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import betaln, exp1, gammainc, gammaincc, gammaincinv, gammaln
 from scipy.special import gamma as gamma_fn
 
-from ..errors import ConfigError, EstimationError
-from ._base import CurveModel, as_k, check_level, describe
-from ._optim import minimize_box, numeric_fun_grad
+from ttscale.curves._base import CurveModel, as_k, check_level, describe
+from ttscale.curves._optim import minimize_box, numeric_fun_grad
+from ttscale.errors import ConfigError, EstimationError
 
 _AUTO = "auto"
 _SAME = "same"
@@ -359,7 +359,7 @@ def _match_pool(values: dict[str, float], data: MajorityData, n_ref: int, rematc
     0.05 point. Returns (values, status, gap): status "matched", or "no root" with the given
     values unchanged when no sign change is found within discount in [-5, 0.95].
     """
-    from ..estimate import _RAW_COUNT_LIMIT, majority_at_k
+    from ttscale.estimate.exact import _RAW_COUNT_LIMIT, majority_at_k
 
     sel = (data.n >= n_ref) & (data.n <= _RAW_COUNT_LIMIT)
     if not sel.any():

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
-from ..errors import ConfigError, EstimationError
-from ._base import CurveModel, as_k, check_counts, describe, pass_at_k
+from ttscale.curves._base import CurveModel, as_k, check_counts, describe, pass_at_k
+from ttscale.errors import ConfigError, EstimationError
 
 _DEGENERATE_ZERO, _DEGENERATE_ONE = "all_zero", "all_one"
 

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 from scipy.special import betaln, digamma, expit, logit
 
-from ..errors import ConfigError, EstimationError
-from ._base import CurveModel, as_k, check_counts
-from ._optim import minimize_box
+from ttscale.curves._base import CurveModel, as_k, check_counts
+from ttscale.curves._optim import minimize_box
+from ttscale.errors import ConfigError, EstimationError
 
 _LOG_A = (np.log(1e-3), np.log(1e4))
 _LOG_ODDS = (-20.0, 30.0)  # log(b / a) = -logit(E[p | not in the zero mass])

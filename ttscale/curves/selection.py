@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, EstimationError
-from ._base import CurveModel, as_k, check_counts, describe, pass_at_k
+from ttscale.curves._base import CurveModel, as_k, check_counts, describe, pass_at_k
+from ttscale.errors import ConfigError, EstimationError
 
 
 @dataclass

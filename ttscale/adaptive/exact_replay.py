@@ -1,0 +1,260 @@
+"""Exact replay of vote-count stopping rules, and the best any vote-only rule can do on a bank.
+
+``ttscale.adaptive.simulate`` shuffles each question's samples a few times and runs every rule on every
+shuffle; its figures carry permutation noise (0.02-0.2 point on real banks, as large as the gaps
+users compare). Here the expectation over *every* order is computed exactly.
+
+Under the replay (a question's K-sample prefix of a uniformly random order of its bank samples),
+the sorted vote counts plus the number of samples without an answer are a sufficient statistic:
+given them, the order says nothing more about the question. So a question is a distribution over
+states s = (counts, no-answer count) after n = 1..K samples, and with the bank's questions pooled
+(each with weight 1/Q) the states form a Markov chain: P(s' | s) = L(s') ways(s' -> s) / ((n+1)
+L(s)), where L is the pooled probability of a state and ways counts the samples of s' whose removal
+leaves s (under exchangeable draws the last of n+1 samples is any of them with equal chance). Each
+question's L is enumerated by folding in its answer classes one at a time, P(counts c) =
+prod_i C(m_i, c_i) / C(N, n), merging partial states with the same sorted counts.
+
+On these tables:
+
+* :meth:`VoteStates.evaluate` scores any rule that reads the vote counts (ASC, PPR-1v1,
+  first-to-ahead; not ESC, which reads the order) exactly: mean samples and tie-credited accuracy;
+* :meth:`VoteStates.bayes` is backward induction for the rule maximising accuracy - price * samples
+  when the rule knows the bank's own per-question answer distributions as its prior (not which
+  question it faces). Sweeping the price traces a frontier no vote-only rule or allocator passes:
+  answering the plurality (as every rule here does), or the class most likely correct.
+
+Cost: a few seconds for banks whose questions have a handful of answer classes (GPT-4 on GSM8K,
+1315 x 12: 328 states); minutes for scattered answers (Llama-2-13B, 400 x 40 of 48: 736,042 states).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from math import comb, factorial
+
+import numpy as np
+from scipy.sparse import csr_matrix
+
+from ttscale.adaptive.simulate import RulePoint
+from ttscale.adaptive.stopping import StoppingRule, VoteTrajectories
+from ttscale.answers.candidates import Candidates
+from ttscale.errors import ConfigError, EstimationError
+
+__all__ = ["State", "VoteStates", "exact_rule_points", "bayes_frontier", "samples_to_reach"]
+
+State = tuple[tuple[int, ...], int]
+"""(vote counts sorted descending, samples without an answer)."""
+
+DEFAULT_PRICES = np.concatenate([np.geomspace(1e-5, 0.2, 120), [0.0]])
+"""Prices per sample (accuracy per sample) swept for the Bayes frontier."""
+
+
+def _group_options(m: int, g: int) -> list[tuple[tuple[int, ...], int, float]]:
+    """Ways g interchangeable wrong classes of m samples each can contribute votes: (their nonzero
+    counts sorted descending, total, weight = ordered assignments x prod C(m, c))."""
+    options = []
+    for k in _compositions(g, m + 1):  # k[c] classes drawn c times
+        ways = factorial(g)
+        for kc in k:
+            ways //= factorial(kc)
+        w = float(ways)
+        for c, kc in enumerate(k):
+            w *= comb(m, c) ** kc
+        counts = tuple(c for c in range(m, 0, -1) for _ in range(k[c]))
+        options.append((counts, sum(counts), w))
+    return options
+
+
+def _compositions(total: int, parts: int) -> list[tuple[int, ...]]:
+    """Every tuple of ``parts`` non-negative integers summing to ``total``."""
+    if parts == 1:
+        return [(total,)]
+    return [(first,) + rest for first in range(total + 1) for rest in _compositions(total - first, parts - 1)]
+
+
+def _add_question(classes: np.ndarray, class_correct: np.ndarray, K: int, weight: float,
+                  L: dict[State, float], A: dict[State, dict[int, float]]) -> None:
+    """Add one question's probability of every state after n <= K draws without replacement to L,
+    and to A[s][v] the part where the correct class has v votes.
+
+    Classes are folded in one group at a time: the correct class alone, then the wrong classes
+    grouped by size (interchangeable: a question's many one-off answers fold in one step),
+    merging partial states with the same sorted counts. P(counts c) = prod_i C(m_i, c_i) / C(N, n).
+    """
+    N = classes.size
+    counts = np.bincount(classes[classes >= 0], minlength=class_correct.size)
+    m0 = int((classes < 0).sum())
+    # partial state (sorted nonzero counts, no-answer count, correct class's count) -> prod C(m_i, c_i)
+    part: dict[tuple[tuple[int, ...], int, int], float] = {((), c, 0): float(comb(m0, c)) for c in range(min(m0, K) + 1)}
+    correct = np.zeros(counts.size, dtype=bool)
+    correct[: class_correct.size] = class_correct
+    groups: list[tuple[bool, list[tuple[tuple[int, ...], int, float]]]] = [
+        (True, [((c,) if c else (), c, float(comb(int(m), c))) for c in range(int(m) + 1)]) for m in counts[(counts > 0) & correct]]
+    sizes, numbers = np.unique(counts[(counts > 0) & ~correct], return_counts=True)
+    groups += [(False, _group_options(int(m), int(g))) for m, g in zip(sizes, numbers)]
+    for is_correct, options in groups:
+        nxt: dict[tuple[tuple[int, ...], int, int], float] = defaultdict(float)
+        for (votes, z, cc), w in part.items():
+            room = K - sum(votes) - z
+            for add, total, ow in options:
+                if total > room:
+                    continue
+                key = (tuple(sorted(votes + add, reverse=True)) if add else votes, z, total if is_correct else cc)
+                nxt[key] += w * ow
+        part = nxt
+    for (votes, z, cc), w in part.items():
+        n = sum(votes) + z
+        if n:
+            p = weight * w / comb(N, n)
+            L[(votes, z)] += p
+            if cc:
+                A[(votes, z)][cc] += p
+
+
+class VoteStates:
+    """The pooled vote-state chain of a bank's questions replayed up to K samples (see the module doc).
+
+    Per number of samples n: ``levels[n]`` the states, ``prob[n]`` their probabilities, ``v1``/``v2``/
+    ``distinct`` the top two counts and distinct answers, ``plurality_credit`` / ``best_credit`` the
+    chance that the tie-credited plurality / the class most likely correct is right given the state,
+    and ``trans[n]`` the sparse transition matrix to n + 1.
+    """
+
+    def __init__(self, problems: Sequence[Candidates], max_samples: int) -> None:
+        K = int(max_samples)
+        if K < 1:
+            raise ConfigError("max_samples", max_samples, "an integer >= 1")
+        kept = [p for p in problems if p.n >= K]
+        if not kept:
+            raise EstimationError(f"no question has {K} samples to replay")
+        L: dict[State, float] = defaultdict(float)
+        A: dict[State, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        for p in kept:
+            _add_question(p.classes, p.class_correct, K, 1.0 / len(kept), L, A)
+        self.max_samples, self.questions = K, len(kept)
+        by_n: dict[int, list[State]] = defaultdict(list)
+        for s in L:
+            by_n[sum(s[0]) + s[1]].append(s)
+        self.levels = [by_n[n] for n in range(K + 1)]
+        self.prob = [np.array([L[s] for s in lv]) for lv in self.levels]
+        self.plurality_credit, self.best_credit = [], []
+        self.v1, self.v2, self.distinct = [], [], []
+        for lv in self.levels:
+            plural, best = np.zeros(len(lv)), np.zeros(len(lv))
+            for i, (votes, z) in enumerate(lv):
+                if not votes:
+                    continue
+                a = A[(votes, z)]
+                mult: dict[int, int] = defaultdict(int)
+                for v in votes:
+                    mult[v] += 1
+                plural[i] = a.get(votes[0], 0.0) / mult[votes[0]] / L[(votes, z)]
+                best[i] = max(a.get(v, 0.0) / k for v, k in mult.items()) / L[(votes, z)]
+            self.plurality_credit.append(plural)
+            self.best_credit.append(best)
+            self.v1.append(np.array([s[0][0] if s[0] else 0 for s in lv], dtype=np.int64))
+            self.v2.append(np.array([s[0][1] if len(s[0]) > 1 else 0 for s in lv], dtype=np.int64))
+            self.distinct.append(np.array([len(s[0]) for s in lv], dtype=np.int64))
+        index = [{s: i for i, s in enumerate(lv)} for lv in self.levels]
+        self.trans: list[csr_matrix | None] = [None] * (K + 1)
+        for n in range(1, K):
+            rows, cols, vals = [], [], []
+            for j, (votes, z) in enumerate(self.levels[n + 1]):
+                l2 = L[(votes, z)]
+                for v in sorted(set(votes)):
+                    lst = list(votes)
+                    lst[lst.index(v)] = v - 1
+                    prev = (tuple(sorted((c for c in lst if c > 0), reverse=True)), z)
+                    rows.append(index[n][prev])
+                    cols.append(j)
+                    vals.append(l2 * v * votes.count(v) / (n + 1) / L[prev])
+                if z:
+                    rows.append(index[n][(votes, z - 1)])
+                    cols.append(j)
+                    vals.append(l2 * z / (n + 1) / L[(votes, z - 1)])
+            self.trans[n] = csr_matrix((vals, (rows, cols)), shape=(len(self.levels[n]), len(self.levels[n + 1])))
+
+    @property
+    def states(self) -> int:
+        return sum(len(lv) for lv in self.levels)
+
+    def _backward(self, credit: list[np.ndarray], go_on: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
+                  price: float) -> tuple[float, float]:
+        """(mean samples, accuracy) of the policy that continues where ``go_on(n, continuation value,
+        stop value)`` says, answering with ``credit`` at the stop."""
+        K = self.max_samples
+        value, samples, acc = credit[K].copy(), np.zeros(len(self.levels[K])), credit[K].copy()
+        for n in range(K - 1, 0, -1):
+            P = self.trans[n]
+            cont_value = P @ value - price
+            cont = go_on(n, cont_value, credit[n]) & (np.diff(P.indptr) > 0)
+            value = np.where(cont, cont_value, credit[n])
+            samples = np.where(cont, 1.0 + P @ samples, 0.0)
+            acc = np.where(cont, P @ acc, credit[n])
+        if not len(self.levels[1]):
+            return 1.0, 0.0
+        w = self.prob[1] / self.prob[1].sum()
+        return 1.0 + float(w @ samples), float(w @ acc)
+
+    def run_policy(self, continue_at: Callable[[int], np.ndarray]) -> tuple[float, float]:
+        """Exact (mean samples, accuracy) of the policy that, after n samples, draws another where
+        ``continue_at(n)`` (bool over ``levels[n]``) says, answering the plurality at the stop."""
+        return self._backward(self.plurality_credit, lambda n, cont_value, stop_value: continue_at(n), 0.0)
+
+    def evaluate(self, rule: StoppingRule, pilot: int = 1, step: int = 1) -> tuple[float, float]:
+        """Exact (mean samples, accuracy) of ``rule`` over every order of every question's samples.
+
+        ``pilot``/``step``: samples are drawn in rounds (``pilot`` first, then ``step`` at a time) and
+        the rule is consulted only after a round, as the live solver does (``ttscale.live.solve.Budget``).
+        """
+        if rule.reads_order:
+            raise ConfigError("rule", rule.name, "a rule that reads vote counts only (not the order of the votes)")
+        for name, value in (("pilot", pilot), ("step", step)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(name, value, "an integer >= 1")
+
+        def continue_at(n: int) -> np.ndarray:
+            if n < pilot or (n - pilot) % step:
+                return np.ones(len(self.levels[n]), dtype=bool)  # mid-round: no check
+            v1 = self.v1[n][:, None]
+            traj = VoteTrajectories(v1=v1, v2=self.v2[n][:, None], distinct=self.distinct[n][:, None], run=np.zeros_like(v1))
+            return ~(rule.stop_mask(traj)[:, 0] & (v1[:, 0] > 0))
+
+        return self.run_policy(continue_at)
+
+    def bayes(self, price: float, plurality: bool = True) -> tuple[float, float]:
+        """(mean samples, accuracy) of the Bayes-optimal vote-only rule at ``price`` accuracy per sample,
+        with the bank as its prior; answering the plurality, or (``plurality=False``) the likeliest class."""
+        credit = self.plurality_credit if plurality else self.best_credit
+        return self._backward(credit, lambda n, cont_value, stop_value: cont_value > stop_value, float(price))
+
+
+def exact_rule_points(states: VoteStates, rules: dict[str, list[StoppingRule]]) -> dict[str, list[RulePoint]]:
+    """Every count-reading rule at every grid value, scored exactly (stderr 0, no token figures)."""
+    out: dict[str, list[RulePoint]] = {}
+    for name, grid in rules.items():
+        if grid and not grid[0].reads_order:
+            out[name] = [RulePoint(param=float(r.param), accuracy=acc, stderr=0.0, mean_samples=s, mean_tokens=None)
+                         for r in grid for s, acc in [states.evaluate(r)]]
+    return out
+
+
+def bayes_frontier(states: VoteStates, plurality: bool = True, prices: Sequence[float] = DEFAULT_PRICES) -> list[tuple[float, float]]:
+    """(mean samples, accuracy) of the Bayes-optimal vote-only rule at each price."""
+    return [states.bayes(p, plurality) for p in prices]
+
+
+def samples_to_reach(points: Sequence[tuple[float, float]], target: float) -> float | None:
+    """Fewest mean samples reaching ``target`` accuracy on the upper hull of (samples, accuracy)
+    points, mixing two policies at random between them; None when no point reaches it."""
+    pts = sorted(points)
+    best = None
+    for i, (s0, a0) in enumerate(pts):
+        if a0 >= target:
+            best = s0 if best is None else min(best, s0)
+        for s1, a1 in pts[i + 1:]:
+            if a0 < target <= a1:
+                s = s0 + (target - a0) / (a1 - a0) * (s1 - s0)
+                best = s if best is None else min(best, s)
+    return best

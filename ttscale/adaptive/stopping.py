@@ -1,0 +1,240 @@
+"""Per-question stopping rules for self-consistency, as pure functions of a vote sequence.
+
+A question's samples arrive one at a time; after t of them the vote is summarized by the top two
+counts v1 >= v2, the number K of distinct answers and the current run of identical answers.
+Samples without an answer (class ``NO_ANSWER``) cost a sample but never vote. A rule says, after
+each sample, whether to stop; the answer is then the majority of the votes so far.
+
+* :class:`ASC` (adaptive-consistency): stop when P(p1 > p2 | v1, v2) = I_{1/2}(v2+1, v1+1) >= threshold.
+* :class:`ESC` (early-stopping self-consistency): samples come in windows of w; stop after the first
+  window whose w samples all give the same answer.
+* :class:`PPR1v1` (prior-posterior ratio, leader against runner-up): stop when the Beta(v1+1, v2+1)
+  density at 1/2 is <= delta / max(K-1, 1) (with K = 1 the leader is tested against one rival).
+* :class:`FirstToAhead`: stop when the leader is ``margin`` votes ahead of every other answer.
+
+No rule stops before some answer has a vote. Every rule works on many sequences at once through
+:func:`vote_trajectories` (arrays over (sequences, t)); ``stop_point`` is the one-sequence form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from scipy.special import betainc, betaln
+
+from ttscale.errors import ConfigError
+
+__all__ = [
+    "ASC",
+    "ESC",
+    "PPR1v1",
+    "FirstToAhead",
+    "StoppingRule",
+    "VoteTrajectories",
+    "vote_trajectories",
+    "default_rules",
+    "RULES",
+]
+
+
+@dataclass(frozen=True)
+class VoteTrajectories:
+    """The vote after each sample of M sequences of length T (all arrays (M, T); column t is after t+1 samples)."""
+
+    v1: np.ndarray
+    """Votes of the leading answer."""
+    v2: np.ndarray
+    """Votes of the best other answer (0 when there is none)."""
+    distinct: np.ndarray
+    """Distinct answers seen (no-answer samples excluded)."""
+    run: np.ndarray
+    """Length of the current run of identical answered samples ending here (0 after a no-answer)."""
+    credit: np.ndarray | None = None
+    """Tie-credited correctness of the majority so far: (correct classes tied at the top) / (classes
+    tied at the top), 0 without a vote. None when correctness was not given."""
+
+    @property
+    def t(self) -> np.ndarray:
+        """(1, T) samples consumed after each column."""
+        return np.arange(1, self.v1.shape[1] + 1)[None, :]
+
+
+def vote_trajectories(sequences: np.ndarray, class_correct: np.ndarray | None = None) -> VoteTrajectories:
+    """Vote summaries after each sample of each sequence.
+
+    Args:
+        sequences: int (M, T) answer-class ids in arrival order (``NO_ANSWER`` = -1 for none).
+        class_correct: bool (C,) per class, for the tie-credited correctness ``credit``; optional.
+    """
+    seq = np.asarray(sequences)
+    if seq.ndim == 1:
+        seq = seq[None, :]
+    if seq.ndim != 2:
+        raise ConfigError("sequences", f"shape {seq.shape}", "a (sequences, samples) array of class ids")
+    M, T = seq.shape
+    C = int(seq.max()) + 1 if seq.size else 0
+    if class_correct is not None:
+        class_correct = np.asarray(class_correct, dtype=bool)
+        C = max(C, class_correct.shape[0])
+    width = max(C, 1) + 1  # a spare column takes the no-answer samples
+    cols = np.where(seq < 0, width - 1, seq)
+    onehot = np.zeros((M, T, width), dtype=np.int32)
+    np.put_along_axis(onehot, cols[..., None], 1, axis=2)
+    counts = np.cumsum(onehot, axis=1)[..., : width - 1]  # (M, T, C)
+    if counts.shape[2] >= 2:
+        part = -np.partition(-counts, 1, axis=2)
+        v1, v2 = part[..., 0], part[..., 1]
+    elif counts.shape[2] == 1:
+        v1, v2 = counts[..., 0], np.zeros((M, T), dtype=counts.dtype)
+    else:
+        v1 = v2 = np.zeros((M, T), dtype=np.int32)
+    distinct = (counts > 0).sum(axis=2)
+    run = np.zeros((M, T), dtype=np.int32)
+    if T:
+        run[:, 0] = seq[:, 0] >= 0
+        for j in range(1, T):
+            same = (seq[:, j] == seq[:, j - 1]) & (seq[:, j] >= 0)
+            run[:, j] = np.where(seq[:, j] < 0, 0, np.where(same, run[:, j - 1] + 1, 1))
+    credit = None
+    if class_correct is not None:
+        flags = np.zeros(counts.shape[2], dtype=bool)
+        flags[: class_correct.shape[0]] = class_correct
+        top = (counts == v1[..., None]) & (v1[..., None] > 0)
+        n_top = top.sum(axis=2)
+        credit = np.where(n_top > 0, (top & flags).sum(axis=2) / np.maximum(n_top, 1), 0.0)
+    return VoteTrajectories(v1=v1, v2=v2, distinct=distinct, run=run, credit=credit)
+
+
+class StoppingRule:
+    """Base class: ``stop_mask`` over trajectories; ``stop_index`` / ``stop_point`` derived from it."""
+
+    name: ClassVar[str]
+    param_name: ClassVar[str]
+    grid: ClassVar[tuple[float, ...]]
+    reads_order: ClassVar[bool] = False
+    """Whether the rule reads the order of the votes, not only their counts (then
+    ``ttscale.adaptive.exact_replay`` cannot score it exactly)."""
+
+    @property
+    def param(self) -> float:
+        return getattr(self, self.param_name)
+
+    def stop_mask(self, traj: VoteTrajectories) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def stop_index(self, traj: VoteTrajectories) -> np.ndarray:
+        """(M,) index of the column where each sequence stops (the last column if it never does)."""
+        mask = self.stop_mask(traj) & (traj.v1 > 0)
+        hit = mask.any(axis=1)
+        return np.where(hit, mask.argmax(axis=1), traj.v1.shape[1] - 1)
+
+    def stop_point(self, classes: np.ndarray, max_samples: int | None = None) -> int:
+        """Samples one sequence consumes under this rule (at most ``max_samples``, default all of it)."""
+        seq = np.asarray(classes)
+        if max_samples is not None:
+            seq = seq[:max_samples]
+        if seq.size == 0:
+            return 0
+        return int(self.stop_index(vote_trajectories(seq[None, :]))[0]) + 1
+
+    @classmethod
+    def with_grid(cls) -> list["StoppingRule"]:
+        return [cls(p) for p in cls.grid]  # type: ignore[call-arg]
+
+
+@dataclass(frozen=True)
+class ASC(StoppingRule):
+    """Adaptive-consistency: stop when I_{1/2}(v2+1, v1+1) = P(p1 > p2 | v1, v2) >= ``threshold``."""
+
+    threshold: float = 0.95
+    """Posterior probability that the leader beats the runner-up, in (0.5, 1)."""
+    name: ClassVar[str] = "asc"
+    param_name: ClassVar[str] = "threshold"
+    grid: ClassVar[tuple[float, ...]] = (0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
+
+    def __post_init__(self) -> None:
+        if not 0.5 < float(self.threshold) < 1.0:
+            raise ConfigError("threshold", self.threshold, "a probability in (0.5, 1)")
+
+    def confidence(self, v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
+        return betainc(np.asarray(v2, float) + 1, np.asarray(v1, float) + 1, 0.5)
+
+    def stop_mask(self, traj: VoteTrajectories) -> np.ndarray:
+        return self.confidence(traj.v1, traj.v2) >= self.threshold
+
+
+@dataclass(frozen=True)
+class ESC(StoppingRule):
+    """Early-stopping self-consistency: windows of ``window`` samples; stop after a unanimous window."""
+
+    window: int = 5
+    """Samples per window (>= 1); a window with a no-answer sample is not unanimous."""
+    name: ClassVar[str] = "esc"
+    param_name: ClassVar[str] = "window"
+    reads_order: ClassVar[bool] = True
+    grid: ClassVar[tuple[float, ...]] = (2, 3, 4, 5, 6, 8, 10)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.window, bool) or int(self.window) != self.window or self.window < 1:
+            raise ConfigError("window", self.window, "an integer >= 1")
+        object.__setattr__(self, "window", int(self.window))
+
+    def stop_mask(self, traj: VoteTrajectories) -> np.ndarray:
+        return (traj.t % self.window == 0) & (traj.run >= self.window)
+
+
+@dataclass(frozen=True)
+class PPR1v1(StoppingRule):
+    """Prior-posterior ratio, leader vs runner-up: stop when Beta(v1+1, v2+1) density at 1/2 <= delta / max(K-1, 1)."""
+
+    delta: float = 0.1
+    """Ratio bound in (0, 1): the posterior density of an even split, over the uniform prior's 1,
+    must fall below it (divided among the K-1 rivals)."""
+    name: ClassVar[str] = "ppr-1v1"
+    param_name: ClassVar[str] = "delta"
+    grid: ClassVar[tuple[float, ...]] = (0.5, 0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005, 0.002, 0.001)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.delta) < 1.0:
+            raise ConfigError("delta", self.delta, "a number in (0, 1)")
+
+    @staticmethod
+    def log_density_at_half(v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
+        """log Beta(v1+1, v2+1) density at 1/2 = -(v1+v2) log 2 - log B(v1+1, v2+1)."""
+        a, b = np.asarray(v1, float) + 1, np.asarray(v2, float) + 1
+        return -(a + b - 2) * np.log(2.0) - betaln(a, b)
+
+    def stop_mask(self, traj: VoteTrajectories) -> np.ndarray:
+        bound = np.log(self.delta) - np.log(np.maximum(traj.distinct - 1, 1))
+        return self.log_density_at_half(traj.v1, traj.v2) <= bound
+
+
+@dataclass(frozen=True)
+class FirstToAhead(StoppingRule):
+    """Stop when the leader has ``margin`` more votes than any other answer."""
+
+    margin: int = 3
+    """Votes the leader must be ahead by (>= 1; 1 stops at the first vote)."""
+    name: ClassVar[str] = "first-to-ahead"
+    param_name: ClassVar[str] = "margin"
+    grid: ClassVar[tuple[float, ...]] = (2, 3, 4, 5, 6, 7, 8, 10)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.margin, bool) or int(self.margin) != self.margin or self.margin < 1:
+            raise ConfigError("margin", self.margin, "an integer >= 1")
+        object.__setattr__(self, "margin", int(self.margin))
+
+    def stop_mask(self, traj: VoteTrajectories) -> np.ndarray:
+        return traj.v1 - traj.v2 >= self.margin
+
+
+RULES: dict[str, type[StoppingRule]] = {r.name: r for r in (ASC, ESC, PPR1v1, FirstToAhead)}
+"""Stopping rules by name."""
+
+
+def default_rules() -> dict[str, list[StoppingRule]]:
+    """Every rule with its parameter grid (loosest to strictest)."""
+    return {name: cls.with_grid() for name, cls in RULES.items()}
+

@@ -1,0 +1,103 @@
+"""From validated bank records to the numeric core: answer classes, correctness, rewards.
+
+This is the one place where strings become class ids. Correctness is decided per answer class
+(its representative against the reference), so every sample of a class agrees with its vote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from ttscale.answers import AnswerClassifier
+from ttscale.answers.candidates import Candidates
+from ttscale.errors import BankFormatError
+from ttscale.records.models import Record
+
+
+class GradeSource(str, Enum):
+    """Where correctness comes from."""
+
+    AUTO = "auto"
+    """The reference when the record has one, else the samples' own ``correct`` flags."""
+    REFERENCE = "reference"
+    """Answer-class representative checked against the reference (ttscale's equivalence)."""
+    FIELD = "field"
+    """The source's ``correct`` flag on each sample (a class is correct when most of its samples are)."""
+
+
+def _optional_array(values: list[float | None], dtype: type, *, path: Path | None, record: Record, field: str) -> np.ndarray | None:
+    present = [v is not None for v in values]
+    if not any(present):
+        return None
+    if not all(present):
+        missing = present.index(False)
+        raise BankFormatError(
+            path or "<bank>", None, f"samples.{missing}.{field}",
+            f"'{field}' on every sample of problem {record.id!r} or on none",
+            f"{sum(present)} of {len(values)} samples have it",
+        )
+    return np.asarray(values, dtype=dtype)
+
+
+def record_candidates(
+    record: Record,
+    classifier: AnswerClassifier,
+    *,
+    grade: GradeSource = GradeSource.AUTO,
+    scorer: str | None = None,
+    path: Path | None = None,
+) -> Candidates:
+    """One record's :class:`Candidates` (class ids, class correctness, rewards, confidences, tokens)."""
+    answers = [s.answer for s in record.samples]
+    classes, representatives = classifier.classify(answers)
+    classes = np.asarray(classes, dtype=np.int64)
+    use_reference = grade is GradeSource.REFERENCE or (grade is GradeSource.AUTO and record.reference is not None)
+    if use_reference:
+        if record.reference is None:
+            raise BankFormatError(path or "<bank>", None, "reference", f"a reference answer for problem {record.id!r}")
+        class_correct = np.array([classifier.is_correct(rep, record.reference) for rep in representatives], dtype=bool)
+    else:
+        flags = [s.correct for s in record.samples]
+        if any(f is None for f in flags):
+            raise BankFormatError(
+                path or "<bank>", None, "correct",
+                f"a reference for problem {record.id!r} or a 'correct' flag on each of its samples",
+            )
+        votes = np.zeros(len(representatives))
+        totals = np.zeros(len(representatives))
+        for cls, flag in zip(classes, flags):
+            if cls >= 0:
+                votes[cls] += bool(flag)
+                totals[cls] += 1
+        class_correct = votes * 2 > totals
+    return Candidates(
+        classes=classes,
+        class_correct=class_correct,
+        rewards=_optional_array([s.score(scorer) for s in record.samples], float, path=path, record=record,
+                                field=f"rewards.{scorer}" if scorer else "reward"),
+        logprobs=_optional_array([s.confidence() for s in record.samples], float, path=path, record=record, field="mean_logprob"),
+        tokens=_optional_array([s.tokens for s in record.samples], np.int64, path=path, record=record, field="tokens"),
+        answers=tuple(representatives),
+    )
+
+
+def bank_candidates(
+    records: Sequence[Record],
+    classifier: AnswerClassifier,
+    *,
+    grade: GradeSource = GradeSource.AUTO,
+    scorer: str | None = None,
+    path: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Candidates]:
+    """:func:`record_candidates` for every record of a bank."""
+    out = []
+    for record in records:
+        out.append(record_candidates(record, classifier, grade=grade, scorer=scorer, path=path))
+        if progress is not None:
+            progress(1)
+    return out

@@ -1,0 +1,222 @@
+"""``ttscale bench``: one command from a model and a dataset to a report folder.
+
+Samples into a resumable bank (the driver of ``ttscale sample``), optionally scores it (the
+scorers of ``ttscale score``), evaluates every policy exactly at every k (``ttscale eval``), fits
+the planner's curves (``ttscale plan``) and writes report.md, plots and results.json. Run again, it
+only does what is missing: see :mod:`ttscale.bench`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ttscale.arith.paths import EMBEDDED_NAMES, MODEL_NAME, auto_template
+from ttscale.cli.console import err, handle_errors, out, progress_bar
+from ttscale.errors import ConfigError
+
+
+def _is_embedded(model: str | None) -> bool:
+    return model is None or model in EMBEDDED_NAMES  # bench's default model is the embedded one
+
+
+def _template(template: str, model: str | None, dataset: str) -> str:
+    """'auto': the arithmetic prompt for the embedded model or data (as ``ttscale sample`` decides), else plain."""
+    if template != "auto":
+        return template
+    return auto_template(MODEL_NAME if model is None else model, dataset)
+
+
+def _scorer_factory(model_dir: str | None, scorer_model: str | None, template: str, batch_size: int):  # type: ignore[no-untyped-def]
+    """Scorers by kind, with the options ``ttscale score`` gives them by default."""
+    from ttscale.sampling.backends.registry import resolve_model
+    from ttscale.sampling.sampler import SamplingConfig
+    from ttscale.scoring.scorers import make_scorer
+
+    def build(kind: str) -> Any:
+        if kind in ("confidence", "lowest-group-confidence"):
+            # Stored log-probs need no model; the sampled model (if local) serves a forward pass otherwise.
+            model = resolve_model(scorer_model) if scorer_model else (model_dir if model_dir and Path(model_dir).is_dir() else None)
+            return make_scorer(kind, model, template=template, batch_size=batch_size)
+        model = resolve_model(scorer_model)
+        if model is None:
+            raise ConfigError("--scorer-model", None, f"a model folder for scorer {kind!r}")
+        if kind in ("reward-model", "prm"):
+            return make_scorer(kind, model, batch_size=batch_size)
+        if kind == "judge":
+            sampling = SamplingConfig(temperature=0.0, max_tokens=64, logprobs=False)
+            return make_scorer(kind, model, backend="hf", sampling=sampling, backend_options={"batch_size": batch_size})
+        return make_scorer(kind, model)
+
+    return build
+
+
+def _default_temperature(embedded: bool) -> float:
+    """The embedded model's figures are stated at its own temperature (ttscale.arith.DEFAULT_TEMPERATURE)."""
+    if embedded:
+        from ttscale.arith import DEFAULT_TEMPERATURE
+
+        return DEFAULT_TEMPERATURE
+    return 0.7
+
+
+@handle_errors
+def bench_command(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Report folder (bank.jsonl, report.md, plots, results.json); rerunning resumes.")] = Path("runs/bench"),
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model folder or name (vllm, hf), served name (openai), bank file (replay); default: the packaged arith-tiny.")] = None,
+    backend: Annotated[str, typer.Option("--backend", "-b", help="auto (vllm if installed, else hf), vllm, hf, openai or replay.")] = "auto",
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="JSONL file (id, problem, answer; level/difficulty/steps used for buckets), 'arith', 'arith-hard' or a hub name.")] = "arith",
+    n: Annotated[int, typer.Option("--n", "-n", help="Samples per problem (a bank with fewer is topped up).")] = 16,
+    policies: Annotated[list[str] | None, typer.Option("--policies", "-p", help="Comma-separated policy presets (repeatable; NAME:key=value overrides); majority is always included.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first LIMIT problems.")] = None,
+    scorer: Annotated[list[str] | None, typer.Option("--scorer", help="Score the bank with this scorer (repeatable): confidence, lowest-group-confidence, reward-model, vllm-reward, prm, vllm-prm, judge.")] = None,
+    scorer_model: Annotated[str | None, typer.Option("--scorer-model", help="Model folder of reward-model, vllm-reward, prm, vllm-prm or judge (confidence: default the sampled model).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Base sampling seed, and the seed of resampled estimates and fits.")] = 0,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (default: the embedded model's stated temperature for arith-tiny, else 0.7).")] = None,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Most tokens per sample (default 160 for the embedded model, else 256).")] = None,
+    template: Annotated[str, typer.Option("--template", help="Prompt template with {problem}, or plain, arith, boxed; 'auto' as in ttscale sample.")] = "auto",
+    chat: Annotated[bool, typer.Option("--chat/--raw", help="Apply the model's chat template.")] = False,
+    price_in: Annotated[float | None, typer.Option("--price-in", help="Dollars per million input tokens (cost table).")] = None,
+    price_out: Annotated[float | None, typer.Option("--price-out", help="Dollars per million output tokens (cost table).")] = None,
+    draws: Annotated[int, typer.Option("--draws", help="Resampling draws per problem and k for policies without a closed form.")] = 1000,
+    equivalence: Annotated[str, typer.Option("--equivalence", help="Answer equivalence: math (math-verify) or string.")] = "math",
+    grade: Annotated[str, typer.Option("--grade", help="Correctness from: auto, reference, field.")] = "auto",
+    max_n: Annotated[int, typer.Option("--max-n", help="Largest N the planner predicts.")] = 1024,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="vllm/hf: requests per engine call (a kill loses at most one batch).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="hf: torch CPU threads (default 1 for the embedded model, else torch's).")] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help="vllm engine / hf dtype.")] = None,
+    engine_arg: Annotated[list[str] | None, typer.Option("--engine-arg", help="vllm engine argument KEY=VALUE (repeatable).")] = None,
+    base_url: Annotated[str, typer.Option("--base-url", help="openai: server URL.")] = "http://127.0.0.1:8000/v1",
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="OPENAI_API_KEY", help="openai: API key.")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="openai: HTTP requests in flight.")] = 32,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what each stage did as one JSON object.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Benchmark a model: sample, score, evaluate every policy at every k, fit budgets, write a report."""
+    from ttscale.bench.pipeline import (
+        AnalysisSettings,
+        BenchConfig,
+        eval_result,
+        local_prompt_counter,
+        run_bench,
+        split_policies,
+    )
+    from ttscale.cli.commands.demo import (
+        DEMO_POLICIES,
+        _cpu_engine_defaults,
+        auto_backend,
+    )
+    from ttscale.cli.commands.sample import _backend_options, _engine_args
+    from ttscale.cli.report import eval_table
+    from ttscale.planning.cost import Prices
+    from ttscale.records.datasets import load_dataset
+    from ttscale.sampling.backends.registry import BACKENDS, make_sampler, resolve_model
+    from ttscale.sampling.sampler import SamplingConfig
+    from ttscale.scoring.scorers import SCORERS
+    from ttscale.selection.policy import load_policy
+
+    started = time.perf_counter()
+    if n < 1:
+        raise ConfigError("--n", n, "an integer >= 1")
+    if draws < 1:
+        raise ConfigError("--draws", draws, "a positive integer")
+    if threads is not None and threads < 1:
+        raise ConfigError("--threads", threads, "an integer >= 1")
+    backend = auto_backend() if backend == "auto" else backend
+    if backend not in BACKENDS:  # before loading anything slow
+        raise ConfigError("--backend", backend, "auto or one of " + ", ".join(BACKENDS))
+    embedded = _is_embedded(model)
+    resolved = resolve_model("arith-tiny" if embedded else model)
+    explicit = bool(policies)
+    specs = list(dict.fromkeys(["majority", *split_policies(policies or list(DEMO_POLICIES))]))
+    loaded = [load_policy(spec) for spec in specs]  # a bad name fails here, before any sampling
+    scorers = list(dict.fromkeys(scorer or []))
+    for kind in scorers:  # before sampling: a typo should not cost a sampling run
+        if kind not in SCORERS:
+            raise ConfigError("--scorer", kind, "one of " + ", ".join(SCORERS))
+        if kind in ("reward-model", "vllm-reward", "prm", "vllm-prm", "judge") and scorer_model is None:
+            raise ConfigError("--scorer-model", None, f"a model folder for scorer {kind!r}")
+    prices = None if price_in is None and price_out is None else Prices(input=price_in or 0.0, output=price_out or 0.0)
+    config = SamplingConfig(
+        temperature=(_default_temperature(embedded) if temperature is None else temperature), top_p=top_p,
+        max_tokens=max_tokens if max_tokens is not None else (160 if embedded else 256), seed=seed, logprobs=True,
+        prompt_format="chat" if chat else "raw", template=_template(template, model, dataset),
+    )
+    problems = load_dataset(dataset, limit=limit)
+    engine = {**(_cpu_engine_defaults() if backend == "vllm" and embedded else {}), **_engine_args(engine_arg)}
+    if dtype is not None:
+        engine["dtype"] = dtype
+    options = _backend_options(backend, base_url=base_url, api_key=api_key, concurrency=concurrency, timeout=120.0,
+                               max_retries=5, batch_size=batch_size, engine=engine)
+    if backend == "hf":
+        # The tiny model's matrices are too small to gain from threads, and on a shared CPU extra
+        # threads wait on each other: 0.2 s against 12 s per request measured on 2 busy cores.
+        options["threads"] = threads if threads is not None else (1 if embedded else None)
+    display = "arith-tiny" if embedded else str(model or backend)
+    bench = BenchConfig(
+        out_dir=out_dir, problems=problems, dataset=dataset, n=n,
+        sampling={"model": str(resolved or display), "dataset": dataset, **{k: v for k, v in config.to_dict().items()
+                  if k not in ("logprobs", "fan_out")}},
+        meta={"model": display, "backend": backend}, seed=seed, policies=loaded, explicit_policies=explicit,
+        scorers=scorers, prices=prices,
+        analysis=AnalysisSettings(draws=draws, seed=seed, equivalence=equivalence, grade=grade, max_n=max_n),
+        run_info={"model": display, "backend": backend, "dataset": dataset, "limit": limit, "command": "ttscale bench"},
+    )
+    make_scorer = _scorer_factory(resolved, scorer_model, config.template, batch_size or 8) if scorers else None
+    local = backend in ("hf", "vllm") and resolved is not None and Path(resolved).is_dir()
+    counter = local_prompt_counter(resolved, config) if local else None  # type: ignore[arg-type]
+    if not as_json:
+        err.print(f"[bold]ttscale bench[/]: {len(problems)} problems x {n} samples, model {display}, backend {backend} -> {out_dir}",
+                  soft_wrap=True)
+    with progress_bar(disable=quiet or as_json) as bar:
+        task = bar.add_task("checking the bank", total=None)
+
+        def on_start(requests: int, samples: int) -> None:
+            bar.update(task, total=samples, completed=0, description=f"sampling {requests} problems")
+
+        def on_result(result: Any, stats: Any) -> None:
+            bar.update(task, advance=len(result.candidates), description=f"sampling {stats.tokens_per_s:,.0f} tok/s")
+
+        def on_step(text: str) -> None:
+            bar.update(task, total=None, completed=0, description=text)
+
+        outcome = run_bench(bench, make_sampler=lambda: make_sampler(backend, resolved, config, **options),
+                            make_scorer=make_scorer, prompt_counter=counter,
+                            on_sample_start=on_start, on_sample_result=on_result, on_step=on_step)
+    if as_json:
+        print(json.dumps({"out": str(out_dir), **outcome.summary(), "seconds": time.perf_counter() - started}, allow_nan=False))
+        return
+    out.print(f"[bold]{display}[/] on [bold]{dataset}[/]: {outcome.results['eval']['problems']} problems, accuracy (%) at k")
+    _print_summary(outcome, out_dir, time.perf_counter() - started, eval_table(eval_result(outcome.results)))
+
+
+def _print_summary(outcome: Any, out_dir: Path, seconds: float, table: Any) -> None:
+    results = outcome.results
+    out.print(table)
+    for name, fit in results["planner"].items():
+        label = "majority" if name == "majority" else "pass@k"
+        if "error" in fit:
+            out.print(f"{label}: no fitted curve ({fit['error']})", soft_wrap=True)
+            continue
+        sat, near = fit["saturation"], fit["within"]
+        ceiling = fit["ceiling"]
+        line = (f"{label}: predicted ceiling {100 * ceiling['accuracy']:.1f}% +- {100 * ceiling['halfwidth']:.1f} at N = {ceiling['n']}; "
+                f"saturation N = {sat['n']} ({100 * sat['accuracy']:.1f}%)")
+        if near:
+            line += f"; within 1 point of the ceiling: N = {near['n']} ({100 * near['accuracy']:.1f}%)"
+        out.print(line, soft_wrap=True)
+    for note in results.get("notes", []):
+        out.print(f"note: {note}", soft_wrap=True)
+    stats = outcome.sampled.stats
+    sampled = (f"sampled {stats.samples} new samples for {stats.requests} problems in {outcome.sampled.wall:.1f}s "
+               f"({stats.completion_tokens} tokens, {stats.tokens_per_s:,.0f} tok/s)" if stats.requests
+               else f"bank complete ({stats.problems} problems x {results['run']['n']}): nothing sampled")
+    scored = "".join(f"; scored {v} samples ({k})" for k, v in outcome.scored.items() if v)
+    evaluated = f"; evaluated {', '.join(outcome.evaluated)}" if outcome.evaluated else "; evaluation cached"
+    err.print(f"{sampled}{scored}{evaluated}; report {outcome.report}; {seconds:.1f}s in all", soft_wrap=True)
+    out.print(f"report: {out_dir / 'report.md'}\nresults: {out_dir / 'results.json'}")

@@ -1,0 +1,112 @@
+"""``ttscale demo``: the main job on the embedded default, nothing downloaded.
+
+Samples N candidates per problem of the packaged arithmetic test set with the packaged tiny
+model (the real vLLM engine when it is installed, else transformers), writes a resumable bank,
+then prints every applicable policy's exact accuracy-at-k table and writes a plot.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ttscale.cli.console import err, handle_errors, out, progress_bar
+from ttscale.errors import ConfigError
+
+DEMO_POLICIES = ("majority", "confidence-weighted", "confidence-vote", "first-to-ahead", "pass-at-k-majority")
+"""Policies that need no reward model (the tiny model gives log-probs, not rewards)."""
+
+
+def auto_backend() -> str:
+    """vLLM when it is importable, transformers otherwise."""
+    return "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
+
+
+def _cpu_engine_defaults() -> dict[str, Any]:
+    # Settings seen working for the real vLLM engine on CPU (../shared/VLLM-CPU.md).
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the demo's output readable
+    return {"dtype": "float32", "enforce_eager": True, "max_model_len": 256, "max_num_batched_tokens": 16384}
+
+
+@handle_errors
+def demo_command(
+    n: Annotated[int, typer.Option("--n", "-n", help="Samples per problem.")] = 16,
+    difficulty: Annotated[str, typer.Option("--difficulty", help="Test set: default or hard.")] = "default",
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first LIMIT problems (default: all 500).")] = None,
+    backend: Annotated[str, typer.Option("--backend", "-b", help="auto (vllm if installed, else hf), vllm or hf.")] = "auto",
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the bank, results.json and the plot.")] = Path("runs/demo"),
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default: the model's).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Base sampling seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the accuracy table as one JSON object.")] = False,
+) -> None:
+    """Sample the embedded arithmetic model on its test set, then evaluate every policy at every k."""
+    from ttscale.answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode
+    from ttscale.answers.grading import bank_candidates
+    from ttscale.arith import DEFAULT_TEMPERATURE
+    from ttscale.arith.paths import model_dir
+    from ttscale.cli.report import eval_table, plot_eval
+    from ttscale.estimate.evaluate import evaluate
+    from ttscale.records.bank import read_bank
+    from ttscale.records.datasets import load_dataset
+    from ttscale.sampling.backends.registry import make_sampler
+    from ttscale.sampling.driver import run_sampling
+    from ttscale.sampling.sampler import SamplingConfig
+    from ttscale.selection.policy import load_policy
+
+    started = time.perf_counter()
+    if n < 1:
+        raise ConfigError("--n", n, "an integer >= 1")
+    if difficulty not in ("default", "hard"):
+        raise ConfigError("--difficulty", difficulty, "default or hard")
+    if backend == "auto":
+        backend = auto_backend()
+    if backend not in ("vllm", "hf"):
+        raise ConfigError("--backend", backend, "auto, vllm or hf")
+    problems = load_dataset("arith" if difficulty == "default" else "arith-hard", limit=limit)
+    config = SamplingConfig(
+        temperature=DEFAULT_TEMPERATURE if temperature is None else temperature,
+        max_tokens=160, seed=seed, logprobs=True, template="arith",
+    )
+    options: dict[str, Any] = {"engine_args": _cpu_engine_defaults()} if backend == "vllm" else {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bank_path = out_dir / f"arith-{difficulty}-n{n}.jsonl"
+    err.print(f"[bold]ttscale demo[/]: {len(problems)} problems x {n} samples, model {model_dir().name}, backend {backend}")
+    with progress_bar() as bar:
+        task = bar.add_task(f"starting {backend}", total=None)
+        sampler = make_sampler(backend, str(model_dir()), config, **options)
+        try:
+            def on_start(requests: int, samples: int) -> None:
+                bar.update(task, total=samples, description="sampling")
+
+            def on_result(result: Any, stats: Any) -> None:
+                bar.update(task, advance=len(result.candidates), description=f"sampling {stats.tokens_per_s:,.0f} tok/s")
+
+            stats = run_sampling(sampler, problems, bank_path, n, meta={"model": model_dir().name, "backend": backend},
+                                 on_start=on_start, on_result=on_result)
+        finally:
+            sampler.close()
+    sampled = time.perf_counter()
+    bank = read_bank(bank_path)
+    candidates = bank_candidates(bank.records, AnswerClassifier(EquivalenceConfig(mode=EquivalenceMode.STRING)), path=bank_path)
+    result = evaluate(candidates, [load_policy(p) for p in DEMO_POLICIES], draws=500, seed=seed)
+    plot = plot_eval(result, out_dir / f"arith-{difficulty}-n{n}.png", title=f"embedded arithmetic model, {difficulty} test set")
+    (out_dir / "results.json").write_text(json.dumps(result.to_json(), indent=1))
+    done = time.perf_counter()
+    if as_json:
+        print(json.dumps(result.to_json()))
+    else:
+        out.print(eval_table(result, title=f"{bank_path} — {result.problems} problems, accuracy (%) at k"))
+        out.print(f"bank: {bank_path}\nplot: {plot}\nresults: {out_dir / 'results.json'}")
+    err.print(
+        f"sampled {stats.samples} new samples ({stats.completion_tokens} tokens, {stats.tokens_per_s:,.0f} tok/s) "
+        f"in {sampled - started:.1f}s including start-up; evaluated in {done - sampled:.1f}s",
+        soft_wrap=True,
+    )

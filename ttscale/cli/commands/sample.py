@@ -1,0 +1,171 @@
+"""``ttscale sample``: fill a bank with N samples per problem from any backend, resumably."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ttscale.arith.paths import auto_template
+from ttscale.cli.console import err, handle_errors, progress_bar
+from ttscale.errors import ConfigError
+
+
+def _engine_args(pairs: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values parsed as JSON when they are (numbers, true/false), else strings."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--engine-arg", pair, "KEY=VALUE, e.g. gpu_memory_utilization=0.85")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def _backend_options(backend: str, *, base_url: str, api_key: str | None, concurrency: int, timeout: float,
+                     max_retries: int, batch_size: int | None, engine: dict[str, Any]) -> dict[str, Any]:
+    if backend == "openai":
+        return dict(base_url=base_url, api_key=api_key, concurrency=concurrency, timeout=timeout, max_retries=max_retries)
+    opts: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
+    if backend == "vllm":
+        opts["engine_args"] = engine
+        return opts
+    if backend == "hf" and "dtype" in engine:
+        opts["dtype"] = engine.pop("dtype")
+    if engine:
+        raise ConfigError("--engine-arg", engine, "engine arguments only with --backend vllm")
+    return opts
+
+
+@handle_errors
+def sample_command(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model folder or name (vllm, hf), served model name (openai; default: the server's first), bank file (replay); 'arith-tiny' is the packaged model.")] = None,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="JSONL file (id, problem, answer), 'arith', or a hub name: gsm8k, math500, aime2024, aime2025.")] = "arith",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bank file to create or continue (JSONL, append-only).")] = Path("bank.jsonl"),
+    n: Annotated[int, typer.Option("--n", "-n", help="Samples per problem; a bank with fewer is topped up.")] = 8,
+    backend: Annotated[str, typer.Option("--backend", "-b", help="vllm, openai, hf, replay, or ray (replicas of --ray-backend on a Ray cluster).")] = "vllm",
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first LIMIT problems.")] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 0.7,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k", help="Top-k tokens (0: all).")] = 0,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Most tokens per sample.")] = 256,
+    stop: Annotated[list[str] | None, typer.Option("--stop", help="Stop string (repeatable).")] = None,
+    seed: Annotated[str, typer.Option("--seed", help="Base seed ('none': unseeded). Request seeds derive from it, the id and the round.")] = "0",
+    logprobs: Annotated[bool, typer.Option("--logprobs/--no-logprobs", help="Record token log-probs.")] = True,
+    template: Annotated[str, typer.Option("--template", help="Prompt template with {problem}, or plain, arith, boxed; 'auto': arith for the arith model/data, else plain.")] = "auto",
+    chat: Annotated[bool, typer.Option("--chat/--raw", help="Apply the model's chat template (chat endpoint over HTTP).")] = False,
+    system: Annotated[str | None, typer.Option("--system", help="System message (chat only).")] = None,
+    chat_template: Annotated[Path | None, typer.Option("--chat-template", help="vllm/hf with --chat: a Jinja chat template file used instead of the tokenizer's (a server uses its own: vllm serve --chat-template).")] = None,
+    fan_out: Annotated[str, typer.Option("--fan-out", help="openai: auto, native (one request with n) or parallel (n requests).")] = "auto",
+    base_url: Annotated[str, typer.Option("--base-url", help="OpenAI-compatible server URL.")] = "http://127.0.0.1:8000/v1",
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="OPENAI_API_KEY", help="API key (default $OPENAI_API_KEY).")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="openai: HTTP requests in flight.")] = 32,
+    timeout: Annotated[float, typer.Option("--timeout", help="openai: seconds per HTTP request.")] = 120.0,
+    max_retries: Annotated[int, typer.Option("--max-retries", help="openai: retries on 429/5xx/timeouts.")] = 5,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="vllm/hf: requests per engine call (a kill loses at most one batch).")] = None,
+    tensor_parallel_size: Annotated[int | None, typer.Option("--tensor-parallel-size", help="vllm engine argument.")] = None,
+    data_parallel_size: Annotated[int | None, typer.Option("--data-parallel-size", help="vllm engine argument.")] = None,
+    gpu_memory_utilization: Annotated[float | None, typer.Option("--gpu-memory-utilization", help="vllm engine argument.")] = None,
+    max_model_len: Annotated[int | None, typer.Option("--max-model-len", help="vllm engine argument.")] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help="vllm engine argument (auto, float32, bfloat16, ...); also the hf backend's dtype.")] = None,
+    engine_arg: Annotated[list[str] | None, typer.Option("--engine-arg", help="Other vllm engine argument KEY=VALUE (repeatable).")] = None,
+    ray_backend: Annotated[str, typer.Option("--ray-backend", help="ray: what each replica runs, hf or vllm (engine options above apply per replica).")] = "hf",
+    replicas: Annotated[int, typer.Option("--replicas", help="ray: sampler replicas (data parallel; each takes --tensor-parallel-size GPUs on a GPU cluster).")] = 2,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="ray: cluster to join (default $RAY_ADDRESS; none: a local cluster).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as one JSON object.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Sample N candidates per problem into a bank; the same command again resumes, a larger --n grows it."""
+    from ttscale.records.datasets import load_dataset
+    from ttscale.sampling.backends.registry import BACKENDS, make_sampler, resolve_model
+    from ttscale.sampling.driver import run_sampling
+    from ttscale.sampling.sampler import SamplingConfig
+
+    if seed.lower() in ("none", "null", ""):
+        base_seed: int | None = None
+    else:
+        try:
+            base_seed = int(seed)
+        except ValueError:
+            raise ConfigError("--seed", seed, "an integer or 'none'") from None
+    if n < 1:
+        raise ConfigError("--n", n, "an integer >= 1")
+    if backend not in BACKENDS:  # before loading anything slow
+        raise ConfigError("--backend", backend, "one of " + ", ".join(BACKENDS))
+    if backend == "ray" and ray_backend not in ("hf", "vllm"):
+        raise ConfigError("--ray-backend", ray_backend, "hf or vllm (what each Ray replica runs)")
+    if backend == "ray" and replicas < 1:
+        raise ConfigError("--replicas", replicas, "an integer >= 1")
+    resolved = resolve_model(model)
+    if template == "auto":
+        template = auto_template(model, dataset)
+    config = SamplingConfig(
+        temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens, stop=tuple(stop or ()), seed=base_seed,
+        logprobs=logprobs, prompt_format="chat" if chat else "raw", template=template, system=system, fan_out=fan_out,
+    )
+    engine = _engine_args(engine_arg)
+    for key, value in (("tensor_parallel_size", tensor_parallel_size), ("data_parallel_size", data_parallel_size),
+                       ("gpu_memory_utilization", gpu_memory_utilization), ("max_model_len", max_model_len), ("dtype", dtype)):
+        if value is not None:
+            engine[key] = value
+    if chat_template is not None:
+        if backend not in ("vllm", "hf") and not (backend == "ray" and ray_backend in ("vllm", "hf")):
+            raise ConfigError("--chat-template", str(chat_template), "vllm or hf backends only (an HTTP server applies its own template)")
+        if not chat:
+            raise ConfigError("--chat-template", str(chat_template), "--chat as well (raw prompts use no chat template)")
+        try:
+            template_text = chat_template.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError("--chat-template", str(chat_template), f"a readable UTF-8 Jinja file ({exc})") from None
+        if not template_text.strip():
+            raise ConfigError("--chat-template", str(chat_template), "a non-empty Jinja template")
+    problems = load_dataset(dataset, limit=limit)
+    options = _backend_options(ray_backend if backend == "ray" else backend, base_url=base_url, api_key=api_key,
+                               concurrency=concurrency, timeout=timeout, max_retries=max_retries, batch_size=batch_size, engine=engine)
+    if chat_template is not None:
+        options["chat_template"] = template_text
+    if backend == "ray":
+        options.update(backend=ray_backend, replicas=replicas, address=ray_address)
+    sampler = make_sampler(backend, resolved, config, **options)
+    meta = {"model": str(getattr(sampler, "model", None) or model or backend), "backend": backend}
+    try:
+        with progress_bar(disable=quiet) as bar:
+            task = bar.add_task("sampling", total=None)
+
+            def on_start(requests: int, samples: int) -> None:
+                bar.update(task, total=samples, description=f"sampling {requests} problems")
+
+            def on_result(result: Any, stats: Any) -> None:
+                bar.update(task, advance=len(result.candidates), description=f"sampling {stats.tokens_per_s:,.0f} tok/s")
+
+            stats = run_sampling(sampler, problems, out, n, meta=meta, on_start=on_start, on_result=on_result)
+    finally:
+        sampler.close()
+    summary = {"out": str(out), "n": n, "backend": backend, **stats.to_json()}
+    if as_json:
+        print(json.dumps(summary))
+        return
+    if stats.requests == 0:
+        err.print(f"{out}: all {stats.problems} problems already have {n} samples; nothing to do")
+        return
+    err.print(
+        f"{out}: wrote {stats.samples} samples for {stats.requests} problems ({stats.complete} already complete) "
+        f"in {stats.elapsed:.1f}s, {stats.completion_tokens} tokens, {stats.tokens_per_s:,.0f} tok/s, {stats.calls} backend calls",
+        soft_wrap=True,
+    )
+
+
+def main() -> None:
+    """Run ``sample`` as a stand-alone command (``python -m ttscale.cli.commands.sample``)."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(sample_command)
+    app()
+
+
+if __name__ == "__main__":
+    main()

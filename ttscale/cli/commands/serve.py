@@ -1,0 +1,60 @@
+"""``ttscale serve``: an OpenAI-compatible proxy that samples N candidates upstream and answers with the chosen one."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from ttscale.cli.console import err, handle_errors
+from ttscale.errors import ConfigError
+
+
+@handle_errors
+def serve_command(
+    upstream: Annotated[str, typer.Option("--upstream", "-u", help="Base URL of the OpenAI-compatible upstream, e.g. http://127.0.0.1:8000/v1.")],
+    policy: Annotated[str, typer.Option("--policy", "-p", help="Default policy preset (requests may choose another).")] = "majority",
+    n: Annotated[int, typer.Option("--n", help="Default samples per request.")] = 8,
+    max_n: Annotated[int, typer.Option("--max-n", help="Most samples a request may ask for.")] = 64,
+    adaptive: Annotated[bool, typer.Option("--adaptive/--no-adaptive", help="Default: stop early when the vote is settled.")] = False,
+    api_key: Annotated[str | None, typer.Option("--api-key", help="Key clients must send as 'Authorization: Bearer KEY' (or env TTSCALE_API_KEY; env keeps it out of the process list).")] = None,
+    upstream_api_key: Annotated[str | None, typer.Option("--upstream-api-key", help="Key sent upstream (or env TTSCALE_UPSTREAM_API_KEY, then OPENAI_API_KEY).")] = None,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind; 127.0.0.1 keeps the proxy local (0.0.0.0 exposes it: set --api-key).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8100,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds a request may wait for the upstream before a 504.")] = 120.0,
+    max_retries: Annotated[int, typer.Option("--max-retries", help="Retries of a failing upstream call before degrading or failing.")] = 2,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Upstream calls in flight over all clients.")] = 256,
+    max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body accepted (413 above).")] = 1_000_000,
+    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature when a client sends none.")] = 0.7,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="max_tokens when a client sends none.")] = 1024,
+    price_in: Annotated[float | None, typer.Option("--price-in", help="Dollars per million prompt tokens (responses then carry cost_usd).")] = None,
+    price_out: Annotated[float | None, typer.Option("--price-out", help="Dollars per million generated tokens.")] = None,
+    equivalence: Annotated[str, typer.Option("--equivalence", help="Answer equivalence: math or string.")] = "math",
+    keep_alive: Annotated[float, typer.Option("--keep-alive", help="Seconds an idle client connection stays open (uvicorn closes idle ones after 5 s by default; a client reusing one as it closes sees a reset).")] = 75.0,
+    scorer: Annotated[str | None, typer.Option("--scorer", help="Score candidates for reward policies (best-of-n, weighted-majority): reward-model, vllm-reward, prm, vllm-prm, confidence, lowest-group-confidence or judge.")] = None,
+    scorer_model: Annotated[str | None, typer.Option("--scorer-model", help="Local model folder of the scorer (reward model or PRM).")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics in front of UPSTREAM."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise ConfigError("serve", "uvicorn", "the server extra: pip install 'ttscale[server]'") from None
+    from ttscale.live.serve.app import ServeConfig, create_app
+
+    config = ServeConfig(
+        upstream=upstream.rstrip("/"), policy=policy, n=n, max_n=max_n, adaptive=adaptive,
+        api_key=api_key or os.environ.get("TTSCALE_API_KEY") or None,
+        upstream_api_key=upstream_api_key or os.environ.get("TTSCALE_UPSTREAM_API_KEY") or os.environ.get("OPENAI_API_KEY") or None,
+        timeout=timeout, max_retries=max_retries, concurrency=concurrency, max_request_bytes=max_request_bytes,
+        temperature=temperature, max_tokens=max_tokens, price_in=price_in, price_out=price_out, equivalence=equivalence,
+        scorer=scorer, scorer_model=scorer_model,
+    )
+    if host not in ("127.0.0.1", "localhost", "::1") and config.api_key is None:
+        err.print(f"[yellow]warning:[/] listening on {host} without --api-key: anyone who can reach it can spend your upstream budget")
+    err.print(f"ttscale proxy on http://{host}:{port}/v1 -> {config.upstream} (policy {config.policy}, n={config.n}"
+              f"{', adaptive' if config.adaptive else ''}{', key required' if config.api_key else ''}"
+              f"{f', scorer {config.scorer}' if config.scorer else ''})")
+    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=log_level == "debug",
+                timeout_keep_alive=int(max(1, keep_alive)), backlog=4096)

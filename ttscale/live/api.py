@@ -1,0 +1,221 @@
+"""The Python API: wrap a model server (or an in-process engine) and get answers you can trust.
+
+::
+
+    from ttscale import TTScale
+
+    tts = TTScale(base_url="http://127.0.0.1:8000/v1", model="my-model", policy="majority", budget=8)
+    sol = tts.solve("What is 17 * 23? Put the answer in \\\\boxed{}.")
+    sol.answer, sol.vote, sol.samples, sol.total_tokens, sol.cost
+
+    sols = tts.solve_many(questions, budget={"samples": 16, "adaptive": True}, total_budget=4000)
+
+Backends: ``base_url`` (any OpenAI-compatible server: vLLM's, SGLang, TGI, OpenAI), ``engine``
+(an in-process ``vllm.LLM`` you built), ``backend="vllm"|"hf"`` with ``model`` (ttscale builds
+the engine), or ``sampler`` (any :class:`ttscale.sampling.sampler.Sampler`). The blocking methods run the
+async ones on a private event loop thread, so they also work inside Jupyter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
+
+from ttscale.errors import ConfigError
+from ttscale.live.solve import Budget, Question, Solution, Solver, last_user_text
+from ttscale.planning.cost import Prices
+from ttscale.sampling.sampler import Sampler, SamplingConfig, request_seed
+from ttscale.selection.policy import Policy, load_policy
+
+__all__ = ["TTScale", "Budget", "Solution"]
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An event loop in a daemon thread: blocking calls submit coroutines to it.
+
+    One loop for the object's life keeps the HTTP client's connections (bound to a loop) alive
+    between calls, and works where a loop is already running (Jupyter), unlike ``asyncio.run``.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="ttscale-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=5)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+def _sampling(value: SamplingConfig | Mapping[str, Any] | None) -> SamplingConfig:
+    """The sampling config; log-probs stay on by default (per-candidate tokens and confidence)."""
+    if isinstance(value, SamplingConfig):
+        return value
+    return SamplingConfig.from_dict(dict(value or {}), source="sampling")
+
+
+class TTScale:
+    """Sample N candidates per question through a model server or engine, and choose by policy.
+
+    Exactly one way in: ``base_url`` (OpenAI-compatible HTTP), ``engine`` (a ``vllm.LLM``),
+    ``backend`` (``"vllm"`` or ``"hf"``, built from ``model``), or ``sampler``. ``policy`` is a
+    preset name, a TOML path, ``NAME:key=value`` overrides or a :class:`Policy`; ``budget`` the
+    default per-question :class:`Budget` (or just samples). ``sampling`` holds temperature,
+    max_tokens, template... (:class:`SamplingConfig` or its fields); ``prices`` (dollars per
+    million input and output tokens) turn tokens into ``Solution.cost``. ``scorer`` computes
+    rewards for reward-based policies (see :mod:`ttscale.scoring.scorers`).
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        *,
+        policy: str | Policy = "majority",
+        budget: int | Budget | Mapping[str, Any] = 8,
+        api_key: str | None = None,
+        engine: Any | None = None,
+        backend: str | None = None,
+        sampler: Sampler | None = None,
+        sampling: SamplingConfig | Mapping[str, Any] | None = None,
+        scorer: Any | None = None,
+        prices: Prices | tuple[float, float] | None = None,
+        equivalence: str = "math",
+        concurrency: int = 32,
+        timeout: float = 120.0,
+        max_retries: int = 3,
+        engine_args: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        ways = [name for name, v in (("base_url", base_url), ("engine", engine), ("backend", backend), ("sampler", sampler)) if v is not None]
+        if len(ways) != 1:
+            raise ConfigError("base_url/engine/backend/sampler", ", ".join(ways) or "none",
+                              "exactly one way to the model: base_url=..., engine=vllm.LLM, backend='vllm'|'hf' with model=..., or sampler=...")
+        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        self.budget = Budget.of(budget)
+        if isinstance(prices, tuple):
+            prices = Prices(*prices)
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+            raise ConfigError("seed", seed, "an integer >= 0 or None (unseeded)")
+        self.seed = seed
+        config = _sampling(sampling)
+        if sampler is None:
+            sampler = self._build(base_url, model, engine, backend, config, api_key=api_key, concurrency=concurrency,
+                                  timeout=timeout, max_retries=max_retries, engine_args=engine_args)
+        self.sampler = sampler
+        self.solver = Solver(sampler, self.policy, equivalence=equivalence, scorer=scorer, prices=prices, seed=seed or 0)
+        self._loop: _LoopThread | None = None
+        self._count = 0
+
+    @staticmethod
+    def _build(base_url: str | None, model: str | None, engine: Any, backend: str | None, config: SamplingConfig, *,
+               api_key: str | None, concurrency: int, timeout: float, max_retries: int,
+               engine_args: Mapping[str, Any] | None) -> Sampler:
+        if base_url is not None:
+            from ttscale.sampling.backends.openai import OpenAISampler
+
+            sampler = OpenAISampler(model, config, base_url=base_url, api_key=api_key, concurrency=concurrency,
+                                    timeout=timeout, max_retries=max_retries)
+            sampler.resume_hint = "no answer was chosen for it"
+            return sampler
+        if engine is not None:
+            from ttscale.sampling.backends.vllm import VLLMSampler
+
+            return VLLMSampler(model, config, llm=engine)
+        from ttscale.sampling.backends.registry import make_sampler, resolve_model
+
+        if backend not in ("vllm", "hf"):
+            raise ConfigError("backend", backend, "'vllm' or 'hf' (an in-process engine built from model=...)")
+        options: dict[str, Any] = {"engine_args": dict(engine_args or {})} if backend == "vllm" else {}
+        return make_sampler(backend, resolve_model(model), config, **options)
+
+    # ------------------------------------------------------------------------------ async
+
+    def _questions(self, prompts: Sequence[str | Mapping[str, Any]]) -> list[Question]:
+        out = []
+        for prompt in prompts:
+            self._count += 1
+            qid = f"q{self._count}"
+            if isinstance(prompt, Mapping):
+                qid = str(prompt.get("id", qid))
+            # Seeded: each question its own stream, the same for the same call order and ids.
+            seed = request_seed(self.seed, qid, 0)
+            if isinstance(prompt, str):
+                out.append(Question(id=qid, problem=prompt, seed=seed))
+            elif isinstance(prompt, Mapping) and isinstance(prompt.get("messages"), Sequence):
+                messages = tuple(prompt["messages"])
+                out.append(Question(id=qid, problem=last_user_text(messages), messages=messages, seed=seed))
+            else:
+                raise ConfigError("prompt", prompt, "a prompt string or {'messages': [...]} (chat messages)")
+        return out
+
+    async def asolve(self, prompt: str | Mapping[str, Any], *, budget: int | Budget | Mapping[str, Any] | None = None,
+                     policy: str | Policy | None = None) -> Solution:
+        """Solve one question (a prompt string or ``{"messages": [...]}``)."""
+        return (await self.asolve_many([prompt], budget=budget, policy=policy))[0]  # type: ignore[return-value]
+
+    async def asolve_many(self, prompts: Sequence[str | Mapping[str, Any]], *, budget: int | Budget | Mapping[str, Any] | None = None,
+                          total_budget: int | None = None, policy: str | Policy | None = None,
+                          return_exceptions: bool = False) -> list[Solution | BaseException]:
+        """Solve many questions together (their requests overlap, at most ``concurrency`` in flight).
+
+        ``total_budget`` (samples for all questions, needs an adaptive budget): the planner's
+        online allocator gives each round's samples to the questions whose vote is least settled.
+        """
+        b = Budget.of(budget, self.budget)
+        if total_budget is not None and not b.adaptive:
+            raise ConfigError("total_budget", total_budget, "an adaptive budget too (budget={'adaptive': True, ...}); "
+                              "without it every question gets budget.samples")
+        chosen = None if policy is None else (policy if isinstance(policy, Policy) else load_policy(policy))
+        return await self.solver.solve(self._questions(prompts), b, total=total_budget, policy=chosen,
+                                       return_exceptions=return_exceptions)
+
+    # ------------------------------------------------------------------------------ blocking
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            self._loop = _LoopThread()
+        return self._loop.run(coro)
+
+    def solve(self, prompt: str | Mapping[str, Any], *, budget: int | Budget | Mapping[str, Any] | None = None,
+              policy: str | Policy | None = None) -> Solution:
+        """Blocking :meth:`asolve`."""
+        return self._run(self.asolve(prompt, budget=budget, policy=policy))
+
+    def solve_many(self, prompts: Sequence[str | Mapping[str, Any]], *, budget: int | Budget | Mapping[str, Any] | None = None,
+                   total_budget: int | None = None, policy: str | Policy | None = None,
+                   return_exceptions: bool = False) -> list[Solution | BaseException]:
+        """Blocking :meth:`asolve_many`."""
+        return self._run(self.asolve_many(prompts, budget=budget, total_budget=total_budget, policy=policy,
+                                          return_exceptions=return_exceptions))
+
+    def close(self) -> None:
+        """Release the HTTP client or engine and the private loop."""
+        aclose = getattr(self.sampler, "aclose", None)
+        if self._loop is not None:
+            if aclose is not None:
+                self._loop.run(aclose())
+            self._loop.stop()
+            self._loop = None
+        self.sampler.close()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.sampler, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    def __enter__(self) -> TTScale:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,88 @@
+"""How a proxy request chooses its policy and budget: the ``ttscale`` body field or a model-name prefix.
+
+Body field (extra fields are refused, with their name)::
+
+    {"model": "m", "messages": [...], "ttscale": {"policy": "best-of-majority", "n": 16, "adaptive": true}}
+
+Model-name prefix, for clients that cannot add body fields: ``ttscale/<policy>[@<n>[,adaptive]]/<model>``,
+e.g. ``ttscale/majority@16/Qwen/Qwen2.5-Math-7B`` or ``ttscale/best-of-majority:answers=2@8,adaptive/m``.
+The body field wins over the prefix; both over the server's defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ttscale.errors import ConfigError
+
+PREFIX = "ttscale/"
+
+
+class RequestOptions(BaseModel):
+    """The ``ttscale`` field of a request body. Every field is optional (server defaults apply)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: str | None = Field(default=None, min_length=1)
+    """Policy preset name with optional ``:key=value`` overrides (a TOML path is not accepted over HTTP)."""
+    n: int | None = Field(default=None, ge=1)
+    """Most samples drawn for the request (all of them unless adaptive)."""
+    adaptive: bool | None = None
+    """Stop early once the vote is settled (ASC)."""
+    pilot: int | None = Field(default=None, ge=1)
+    """Adaptive: samples in the first round."""
+    step: int | None = Field(default=None, ge=1)
+    """Adaptive: samples per later round."""
+    confidence: float | None = Field(default=None, gt=0.5, lt=1.0)
+    """Adaptive: ASC threshold."""
+    candidates: bool = False
+    """Include every candidate's text and answer in the response's ``ttscale`` field."""
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A request's upstream model and options after reading the prefix and the body field."""
+
+    model: str
+    options: RequestOptions
+
+
+def parse_options(raw: Any) -> RequestOptions:
+    """Validate the ``ttscale`` body field; ConfigError names the first bad field."""
+    if raw is None:
+        return RequestOptions()
+    if not isinstance(raw, dict):
+        raise ConfigError("ttscale", raw, "an object such as {\"policy\": \"majority\", \"n\": 8}")
+    try:
+        return RequestOptions.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        raise ConfigError(f"ttscale.{where}", err.get("input"), err.get("msg", "a valid value")) from None
+
+
+def route(model: Any, raw_options: Any) -> Routed:
+    """Split a model name's ``ttscale/...`` prefix off and merge it under the body's options."""
+    if not isinstance(model, str) or not model:
+        raise ConfigError("model", model, "a model name (string)")
+    body = parse_options(raw_options)
+    if not model.startswith(PREFIX):
+        return Routed(model, body)
+    spec, sep, upstream = model[len(PREFIX):].partition("/")
+    if not sep or not spec or not upstream:
+        raise ConfigError("model", model, f"{PREFIX}<policy>[@<n>[,adaptive]]/<model>, e.g. {PREFIX}majority@8/my-model")
+    policy, _, tail = spec.rpartition("@") if "@" in spec else (spec, "", "")
+    fields: dict[str, Any] = {"policy": policy}
+    for part in filter(None, tail.split(",")):
+        if part.isdigit():
+            fields["n"] = int(part)
+        elif part == "adaptive":
+            fields["adaptive"] = True
+        else:
+            raise ConfigError("model", model, f"'@' followed by a sample count and/or 'adaptive' (got {part!r})")
+    prefix = parse_options(fields)
+    merged = {**prefix.model_dump(exclude_unset=True), **body.model_dump(exclude_unset=True)}
+    return Routed(upstream, RequestOptions.model_validate(merged))

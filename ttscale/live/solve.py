@@ -1,0 +1,534 @@
+"""Solving questions live: sample candidates through any sampler, stop when the vote settles, choose.
+
+The engine behind the Python API (:mod:`ttscale.live.api`) and the proxy (:mod:`ttscale.live.serve`).
+A :class:`Budget` says how many samples a question may get and whether to stop early; the
+:class:`Solver` draws them in rounds (one request per question per round, so the prompt is
+prefilled once per round), classifies the answers, runs the policy and returns a
+:class:`Solution` per question: the chosen answer and its full text, the vote, what was spent.
+
+Rounds are shared by all questions of a call, so an offline engine batches them together and an
+HTTP backend overlaps them. Under a total budget for many questions the planner's online
+allocator (:class:`ttscale.adaptive.allocate.OnlineAllocator`) decides who gets the next samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ttscale.adaptive.allocate import OnlineAllocator
+from ttscale.adaptive.stopping import ASC
+from ttscale.answers import AnswerClassifier, EquivalenceConfig
+from ttscale.answers.candidates import NO_ANSWER, Candidates
+from ttscale.errors import ConfigError, TTScaleError
+from ttscale.planning.cost import Prices, dollars
+from ttscale.sampling.sampler import (
+    MAX_SEED,
+    Candidate,
+    Sampler,
+    SampleRequest,
+    SampleResult,
+    request_seed,
+)
+from ttscale.selection.policy import Policy, load_policy
+from ttscale.selection.selectors import LOGPROBS, REWARDS
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Budget", "Question", "Solution", "Solver", "SolveError", "check_policy_needs", "last_user_text"]
+
+
+class SolveError(TTScaleError, RuntimeError):
+    """No candidate of a question could be drawn (every request to the backend failed)."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much one question may cost, and whether to stop early. Validated on construction."""
+
+    samples: int = 8
+    """The most samples a question gets (all of them when not adaptive)."""
+    adaptive: bool = False
+    """Stop drawing once the vote is settled (ASC: the leader beats the runner-up with posterior
+    probability >= ``confidence``), or, with a total budget over many questions, let the online
+    allocator give the next samples to the least settled questions."""
+    pilot: int = 4
+    """Adaptive: samples in the first round."""
+    step: int = 2
+    """Adaptive: samples per later round."""
+    confidence: float = 0.95
+    """Adaptive: ASC threshold in (0.5, 1); higher spends more to be surer."""
+    tokens: int | None = None
+    """Cap on generated tokens per question: no round starts that would, at the mean tokens per
+    sample so far, pass it (draws then go in rounds, as when adaptive). None: no cap. Not applied
+    under a total budget (the allocator spends that in samples)."""
+    dollars: float | None = None
+    """Cap on dollars per question (needs prices), applied like ``tokens``. None: no cap."""
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.samples) or self.samples < 1:
+            raise ConfigError("budget.samples", self.samples, "an integer >= 1")
+        if not isinstance(self.adaptive, bool):
+            raise ConfigError("budget.adaptive", self.adaptive, "true or false")
+        if not _is_int(self.pilot) or self.pilot < 1:
+            raise ConfigError("budget.pilot", self.pilot, "an integer >= 1")
+        if not _is_int(self.step) or self.step < 1:
+            raise ConfigError("budget.step", self.step, "an integer >= 1")
+        c = self.confidence
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0.5 < c < 1:
+            raise ConfigError("budget.confidence", c, "a probability in (0.5, 1)")
+        if self.tokens is not None and (not _is_int(self.tokens) or self.tokens < 1):
+            raise ConfigError("budget.tokens", self.tokens, "an integer >= 1 or None")
+        d = self.dollars
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d <= 0):
+            raise ConfigError("budget.dollars", d, "a number of dollars > 0 or None")
+
+    @classmethod
+    def of(cls, value: int | Budget | Mapping[str, Any] | None, default: Budget | None = None) -> Budget:
+        """A budget from an int (samples), a mapping of fields, a Budget, or None (``default``)."""
+        if value is None:
+            return default or cls()
+        if isinstance(value, Budget):
+            return value
+        if _is_int(value):
+            return cls(samples=value) if default is None else cls(**{**default.__dict__, "samples": value})
+        if isinstance(value, Mapping):
+            known = set(cls.__dataclass_fields__)
+            for key in value:
+                if key not in known:
+                    raise ConfigError(f"budget.{key}", value[key], f"one of the budget fields {sorted(known)}")
+            base = dict(default.__dict__) if default is not None else {}
+            return cls(**{**base, **value})
+        raise ConfigError("budget", value, "a number of samples, a Budget, or a mapping of its fields")
+
+    @property
+    def in_rounds(self) -> bool:
+        return self.adaptive or self.tokens is not None or self.dollars is not None
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question to solve: a prompt (or chat messages) and per-request backend fields."""
+
+    id: str
+    problem: str
+    """Prompt text (templated by the sampler's config), also shown to a reward scorer."""
+    messages: tuple[Mapping[str, Any], ...] | None = None
+    """Chat messages sent as they are (then ``problem`` is only what a scorer sees)."""
+    overrides: Mapping[str, Any] | None = None
+    """Request fields sent as they are (temperature, max_tokens, stop...)."""
+    seed: int | None = None
+    """Seed of the question's first request, sent as it is (a proxied request with a seed draws
+    what the upstream would give it directly); later rounds derive theirs from it. None: unseeded."""
+
+
+def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The last user message's content: what a chat question shows a reward scorer."""
+    return next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+
+
+@dataclass
+class Solution:
+    """What solving one question produced."""
+
+    answer: str | None
+    """The chosen answer (canonical form of its class); None when no sample had one."""
+    answers: list[str]
+    """Chosen answers, best first (several for multi-answer policies such as best-of-majority:answers=k)."""
+    support: list[float]
+    """The policy's score of each chosen answer (votes, summed weights, reward...)."""
+    text: str | None
+    """Full text of the candidate that represents the chosen answer."""
+    vote: dict[str, int]
+    """Samples per answer (canonical form), most first; samples without an answer are not in it."""
+    samples: int
+    """Samples drawn."""
+    requests: int
+    """Requests sent to the backend (each prefills its prompt once)."""
+    prompt_tokens: int
+    """Prompt tokens billed over all requests (a request with n counts its prompt once)."""
+    completion_tokens: int
+    """Generated tokens over all samples."""
+    cost: float | None
+    """Dollars, when prices are known."""
+    policy: str
+    stopped: str
+    """Why drawing stopped: ``budget`` (all samples drawn), ``settled`` (adaptive stop), ``tokens``
+    or ``dollars`` (a cap), ``allocator`` (the online allocator gave no more)."""
+    candidates: list[Candidate] = field(repr=False)
+    """Every candidate drawn, in order."""
+    chosen_index: int | None = None
+    """Index into ``candidates`` of the representative candidate (its text is ``text``)."""
+    candidate_answers: list[str | None] = field(default_factory=list, repr=False)
+    """Canonical answer of each candidate's class (None: no answer), parallel to ``candidates``."""
+    failed_samples: int = 0
+    """Samples asked for that the backend never delivered (degraded answers; see ``errors``)."""
+    errors: list[str] = field(default_factory=list)
+    """Backend failures survived by degrading (some of the n failed after retries)."""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def representative(self, answer: str | None) -> int | None:
+        """Index of the candidate standing for ``answer``: the chosen one for the top answer, else
+        the first candidate of that answer's class."""
+        if self.chosen_index is not None and answer == self.answer:
+            return self.chosen_index
+        return next((i for i, a in enumerate(self.candidate_answers) if a == answer), None)
+
+    def to_dict(self, *, candidates: bool = False) -> dict[str, Any]:
+        """JSON-ready summary (the proxy's ``ttscale`` field); candidates' texts only when asked."""
+        out: dict[str, Any] = {
+            "policy": self.policy, "answer": self.answer, "answers": self.answers, "support": self.support,
+            "vote": self.vote, "samples": self.samples, "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "cost_usd": self.cost, "stopped": self.stopped,
+        }
+        if self.failed_samples or self.errors:
+            out["degraded"] = {"failed_samples": self.failed_samples, "errors": self.errors}
+        if candidates:
+            out["candidates"] = [
+                {"text": c.text, "answer": c.answer, "tokens": c.tokens, "mean_logprob": c.mean_logprob, "finish": c.finish,
+                 **({} if c.reward is None else {"reward": c.reward})}
+                for c in self.candidates
+            ]
+        return out
+
+
+@dataclass
+class _State:
+    """A question being solved."""
+
+    question: Question
+    candidates: list[Candidate] = field(default_factory=list)
+    results: list[SampleResult] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    stopped: str | None = None
+    error: BaseException | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.candidates)
+
+    def add(self, result: SampleResult) -> None:
+        self.candidates.extend(result.candidates)
+        billed = result.extra.get("prompt_tokens_billed") or result.prompt_tokens or 0
+        self.prompt_tokens += int(billed)
+        self.completion_tokens += int(result.completion_tokens or 0)
+        self.requests += max(1, int(result.extra.get("requests", 1)))
+
+
+def _vote_counts(classes: np.ndarray) -> np.ndarray:
+    ok = classes[classes >= 0]
+    return np.bincount(ok) if ok.size else np.zeros(0, dtype=np.int64)
+
+
+def _all_or_none(values: list[Any], dtype: Any) -> np.ndarray | None:
+    """The values as an array when every candidate has one, else None (a policy then says it is missing)."""
+    return None if any(v is None for v in values) else np.array(values, dtype=dtype)
+
+
+def check_policy_needs(policy: Policy, *, scorer: bool, logprobs: bool, scorer_option: str = "scorer=...") -> None:
+    """Raise ConfigError when ``policy`` needs what live solving cannot give: a reference answer
+    (evaluation only), rewards without a scorer (named ``scorer_option`` in the message), or
+    log-probs the sampling does not return."""
+    if "reference" in policy.needs:
+        raise ConfigError("policy", policy.name, "a policy that needs no reference answer (this one is for evaluation only)")
+    if REWARDS in policy.needs and not scorer:
+        raise ConfigError("policy", policy.name, f"a policy without rewards, or a scorer ({scorer_option}) to compute them")
+    if LOGPROBS in policy.needs and not logprobs:
+        raise ConfigError("policy", policy.name, "a policy without log-probs, or sampling with logprobs=True")
+
+
+class Solver:
+    """Draws, stops and chooses for a batch of questions through one sampler.
+
+    ``degrade``: when a request for several samples keeps failing with a server error, ask for
+    them one by one and go on with those that arrive (the solution says so); otherwise fail.
+    """
+
+    def __init__(
+        self,
+        sampler: Sampler,
+        policy: str | Policy = "majority",
+        *,
+        equivalence: EquivalenceConfig | str = "math",
+        scorer: Any | None = None,
+        prices: Prices | None = None,
+        degrade: bool = True,
+        seed: int = 0,
+        logprobs: bool | None = None,
+    ) -> None:
+        self.sampler = sampler
+        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        self.equivalence = equivalence if isinstance(equivalence, EquivalenceConfig) else EquivalenceConfig(mode=equivalence)
+        self.scorer = scorer
+        self.prices = prices
+        self.degrade = degrade
+        self.seed = seed
+        self.logprobs = bool(getattr(sampler.config, "logprobs", False)) if logprobs is None else logprobs
+        """Whether candidates come with log-probs (a proxy asks for them per request)."""
+        self.check_policy(self.policy)
+
+    def check_policy(self, policy: Policy) -> None:
+        """Raise ConfigError when ``policy`` needs what this solver cannot give (a reference, rewards)."""
+        check_policy_needs(policy, scorer=self.scorer is not None, logprobs=self.logprobs)
+
+    # ------------------------------------------------------------------------------ public
+
+    async def solve(self, questions: Sequence[Question], budget: Budget, *, total: int | None = None,
+                    policy: Policy | None = None, return_exceptions: bool = False) -> list[Solution | BaseException]:
+        """Solve every question; ``total`` caps the samples of all questions together (adaptive only).
+
+        With ``return_exceptions`` a question whose every request failed gets its exception in
+        its place; otherwise the first such failure is raised (after the round it happened in).
+        """
+        policy = policy or self.policy
+        if policy is not self.policy:
+            self.check_policy(policy)
+        if total is not None and (not _is_int(total) or total < 1):
+            raise ConfigError("total_budget", total, "an integer number of samples >= 1")
+        states = [_State(q) for q in questions]
+        if not states:
+            return []
+        allocator = None
+        if total is not None:
+            allocator = OnlineAllocator(max_per_question=budget.samples, pilot=min(budget.pilot, budget.samples),
+                                        round_share=0.5, step=budget.step, settle=1.0 - budget.confidence)
+            allocator.start(len(states))
+        while True:
+            plan = self._plan(states, budget, allocator, total)
+            if not plan.any():
+                break
+            before = [st.n for st in states]
+            await self._draw(states, plan)
+            if allocator is not None:
+                self._observe(allocator, states, plan, before)
+            failed = [s for s in states if s.error is not None]
+            if failed and not return_exceptions:
+                raise failed[0].error  # type: ignore[misc]
+        return await asyncio.gather(*(self._finish(s, policy, budget) for s in states), return_exceptions=return_exceptions)
+
+    # ------------------------------------------------------------------------------ rounds
+
+    def _plan(self, states: list[_State], budget: Budget, allocator: OnlineAllocator | None, total: int | None) -> np.ndarray:
+        """Samples each question gets in the next round (zeros: done); sets ``stopped``."""
+        plan = np.zeros(len(states), dtype=np.int64)
+        if allocator is not None:
+            spent = sum(s.n + s.failed for s in states)
+            left = max(0, (total or 0) - spent)
+            errored = np.array([s.error is not None for s in states])
+            if errored.all():
+                return plan
+            if spent == 0 and not errored.any():  # the pilot in one request per question (the allocator would take a round per sample)
+                pilot = np.minimum(allocator.pilot, max(1, left // len(states)))
+                plan = np.full(len(states), pilot, dtype=np.int64)
+                plan[np.cumsum(plan) > left] = 0
+                return plan
+            plan = allocator.next_round(left)
+            for i, s in enumerate(states):
+                if s.error is not None:
+                    plan[i] = 0
+            if not plan.any():
+                for s in states:
+                    s.stopped = s.stopped or ("budget" if s.n >= budget.samples else "allocator")
+            return plan
+        rule = ASC(budget.confidence) if budget.adaptive else None
+        for i, s in enumerate(states):
+            if s.stopped is not None or s.error is not None:
+                continue
+            have = s.n + s.failed
+            left = budget.samples - have
+            if left <= 0:
+                s.stopped = "budget"
+                continue
+            if not budget.in_rounds:
+                plan[i] = left if have == 0 else 0
+                if have:
+                    s.stopped = "budget"
+                continue
+            if have and rule is not None and self._settled(s, rule):
+                s.stopped = "settled"
+                continue
+            want = min(left, budget.pilot if have == 0 else budget.step)
+            cap = self._cap(s, budget, want)
+            if cap == 0:
+                s.stopped = "tokens" if budget.tokens is not None and self._over_tokens(s, budget, 1) else "dollars"
+                continue
+            plan[i] = cap
+        return plan
+
+    def _settled(self, s: _State, rule: ASC) -> bool:
+        counts = np.sort(_vote_counts(np.asarray(self._quick_classes(s), dtype=np.int64)))[::-1]
+        if counts.size == 0:
+            return False
+        v1, v2 = counts[0], (counts[1] if counts.size > 1 else 0)
+        return bool(rule.confidence(np.array([v1]), np.array([v2]))[0] >= rule.threshold)
+
+    @staticmethod
+    def _quick_classes(s: _State) -> list[int]:
+        """Class ids by the extractor's normalized answer string (exact match: cheap, for stopping)."""
+        ids: dict[str, int] = {}
+        return [NO_ANSWER if c.answer is None else ids.setdefault(c.answer, len(ids)) for c in s.candidates]
+
+    def _observe(self, allocator: OnlineAllocator, states: list[_State], plan: np.ndarray, before: list[int]) -> None:
+        """Tell the allocator what this round drew; failed samples count as drawn without an answer."""
+        for q in np.flatnonzero(plan > 0):
+            classes = self._quick_classes(states[q])[before[q]:]
+            missing = max(0, int(plan[q]) - len(classes))
+            allocator.observe(int(q), np.asarray(classes + [NO_ANSWER] * missing, dtype=np.int64))
+
+    def _mean_tokens(self, s: _State) -> float:
+        return s.completion_tokens / s.n if s.n else 0.0
+
+    def _over_tokens(self, s: _State, budget: Budget, more: int) -> bool:
+        return budget.tokens is not None and s.n > 0 and s.completion_tokens + more * self._mean_tokens(s) > budget.tokens
+
+    def _over_dollars(self, s: _State, budget: Budget, more: int) -> bool:
+        if budget.dollars is None or self.prices is None or s.n == 0:
+            return False
+        prompt_per_request = s.prompt_tokens / max(1, s.requests)
+        spent = dollars(s.prompt_tokens, s.completion_tokens, self.prices)
+        return spent + dollars(prompt_per_request, more * self._mean_tokens(s), self.prices) > budget.dollars
+
+    def _cap(self, s: _State, budget: Budget, want: int) -> int:
+        while want > 0 and (self._over_tokens(s, budget, want) or self._over_dollars(s, budget, want)):
+            want -= 1
+        return want
+
+    async def _draw(self, states: list[_State], plan: np.ndarray) -> None:
+        chosen = [int(q) for q in np.flatnonzero(plan > 0)]
+        reqs = []
+        for q in chosen:
+            s = states[q]
+            qn = s.question
+            drawn = s.n + s.failed
+            seed = None if qn.seed is None else qn.seed if drawn == 0 else request_seed(qn.seed, qn.id, drawn)
+            reqs.append(SampleRequest(id=qn.id, problem=qn.problem, n=int(plan[q]), seed=seed, round=drawn,
+                                      messages=qn.messages, overrides=qn.overrides))
+        batch = max(1, int(getattr(self.sampler, "batch_size", 1) or 1))
+        if batch > 1:  # an offline engine: one generate call per batch of requests, no partial failures
+            for lo in range(0, len(reqs), batch):
+                part = reqs[lo : lo + batch]
+                try:
+                    results = await self.sampler.agenerate(part)
+                except Exception as exc:  # the engine failed: every question of the batch fails
+                    for q in chosen[lo : lo + batch]:
+                        states[q].error = SolveError(f"question {states[q].question.id!r}: {exc}", exc)
+                    continue
+                for q, res in zip(chosen[lo : lo + batch], results):
+                    states[q].add(res)
+            return
+        outcomes = await asyncio.gather(*(self._one(r) for r in reqs), return_exceptions=True)
+        for q, req, out in zip(chosen, reqs, outcomes):
+            s = states[q]
+            if isinstance(out, BaseException):
+                if isinstance(out, asyncio.CancelledError):
+                    raise out
+                if s.n == 0:
+                    s.error = out if isinstance(out, TTScaleError) else SolveError(f"question {s.question.id!r}: {out}", out)
+                else:  # a later round failed: keep what the earlier rounds drew
+                    s.failed += req.n
+                    s.errors.append(str(out))
+                    s.stopped = "degraded"
+                continue
+            result, failed, errors = out
+            if result is not None:
+                s.add(result)
+            s.failed += failed
+            s.errors.extend(errors)
+            if result is None:
+                s.error = SolveError(f"question {s.question.id!r}: every request failed: {errors[0] if errors else 'no candidates'}")
+
+    async def _one(self, req: SampleRequest) -> tuple[SampleResult | None, int, list[str]]:
+        """One request; on a lasting server error with n > 1, degrade to n single requests."""
+        from ttscale.sampling.backends.openai import ServerError
+
+        try:
+            results = await self.sampler.agenerate([req])
+            return results[0], 0, []
+        except ServerError as exc:
+            if not self.degrade or req.n == 1 or exc.kind != "status":
+                raise
+            log.warning("request %r for %d samples failed (%s): asking one by one", req.id, req.n, exc)
+            first = str(exc)
+        singles = [
+            SampleRequest(id=req.id, problem=req.problem, n=1, round=req.round + i,
+                          seed=None if req.seed is None else (req.seed + i) % (MAX_SEED + 1),
+                          messages=req.messages, overrides=req.overrides)
+            for i in range(req.n)
+        ]
+        outs = await asyncio.gather(*(self.sampler.agenerate([r]) for r in singles), return_exceptions=True)
+        got = [o[0] for o in outs if not isinstance(o, BaseException)]
+        errors = [first] + [str(o) for o in outs if isinstance(o, BaseException)]
+        failed = req.n - len(got)
+        if not got:
+            if any(isinstance(o, asyncio.CancelledError) for o in outs):
+                raise asyncio.CancelledError
+            return None, failed, errors
+        merged = SampleResult(
+            request=req, candidates=[c for r in got for c in r.candidates],
+            prompt_tokens=got[0].prompt_tokens, completion_tokens=sum(r.completion_tokens for r in got),
+            latency=max(r.latency for r in got), calls=sum(r.calls for r in got),
+            extra={"prompt_tokens_billed": sum(int(r.extra.get("prompt_tokens_billed") or r.prompt_tokens or 0) for r in got),
+                   "requests": len(got)},
+        )
+        return merged, failed, errors[:5]
+
+    # ------------------------------------------------------------------------------ choosing
+
+    async def _finish(self, s: _State, policy: Policy, budget: Budget) -> Solution:
+        if s.error is not None:
+            raise s.error
+        if REWARDS in policy.needs:
+            scored = await asyncio.to_thread(self.scorer.score, [s.question.problem], [[c.text for c in s.candidates]])  # type: ignore[union-attr]
+            # Each candidate keeps its score: the solution (and the proxy's candidates) show why it won.
+            s.candidates = [replace(c, reward=float(r)) for c, r in zip(s.candidates, scored[0])]
+        return await asyncio.to_thread(self._choose, s, policy, budget)
+
+    def _choose(self, s: _State, policy: Policy, budget: Budget) -> Solution:
+        classifier = AnswerClassifier(self.equivalence)
+        ids, reps = classifier.classify([c.answer for c in s.candidates])
+        ids = np.asarray(ids, dtype=np.int64)
+        cands = Candidates(classes=ids, class_correct=np.zeros(len(reps), dtype=bool),
+                           rewards=_all_or_none([c.reward for c in s.candidates], np.float64),
+                           logprobs=_all_or_none([c.mean_logprob for c in s.candidates], np.float64),
+                           tokens=_all_or_none([c.tokens for c in s.candidates], np.int64), answers=tuple(reps))
+        if policy.missing(cands):
+            raise ConfigError("policy", policy.name, f"candidates with {', '.join(sorted(policy.missing(cands)))} (the backend returned none)")
+        rng = np.random.default_rng(request_seed(self.seed, s.question.id, 0))  # ties broken the same way every run
+        selection = policy.select(cands, rng)
+        chosen = [reps[c] for c in selection.classes if c >= 0]
+        counts = _vote_counts(ids)
+        order = np.argsort(-counts, kind="stable")
+        vote = {reps[c]: int(counts[c]) for c in order if counts[c] > 0}
+        index = selection.sample
+        text = s.candidates[index].text if index is not None else None
+        cost = dollars(s.prompt_tokens, s.completion_tokens, self.prices) if self.prices is not None else None
+        return Solution(
+            answer=chosen[0] if chosen else None, answers=chosen, support=[float(x) for x in selection.support],
+            text=text, vote=vote, samples=s.n, requests=s.requests, prompt_tokens=s.prompt_tokens,
+            completion_tokens=s.completion_tokens, cost=cost, policy=policy.name,
+            stopped=s.stopped or "budget", candidates=list(s.candidates), chosen_index=index,
+            failed_samples=s.failed, errors=s.errors,
+            candidate_answers=[reps[c] if c >= 0 else None for c in ids],
+        )

@@ -1,0 +1,273 @@
+"""Banks: append-only JSONL stores of sampled candidates per problem.
+
+Reading validates every line (pydantic) and names file, line and field on error. Several lines
+with one id are merged in order, which is how an append-only bank grows (a resumed or enlarged
+run appends new lines). A truncated last line, the trace of a killed writer, is reported and
+skipped, never merged; the writer cuts it before appending.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from ttscale.errors import BankFormatError
+from ttscale.records.files import atomic_write
+from ttscale.records.models import Record, Sample
+
+log = logging.getLogger(__name__)
+
+_NAN_TOKENS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def _loads(text: str) -> Any:
+    # Python's json accepts NaN/Infinity; keep them so pydantic can name the field that holds one.
+    return json.loads(text, parse_constant=_NAN_TOKENS.__getitem__)
+
+
+def _validation_error(path: Path, line: int, err: ValidationError) -> BankFormatError:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or None
+    got = repr(first.get("input"))
+    if len(got) > 60:
+        got = got[:57] + "..."
+    return BankFormatError(path, line, loc, first["msg"].lower(), None if first["type"] == "missing" else got)
+
+
+def parse_record(path: Path, line_no: int, raw: bytes) -> Record:
+    """Validate one bank line into a :class:`Record` (errors name file, line and field)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BankFormatError(path, line_no, None, "UTF-8 text", f"invalid byte at offset {exc.start}") from None
+    try:
+        obj = _loads(text)
+    except json.JSONDecodeError as exc:
+        raise BankFormatError(path, line_no, None, "one JSON object per line", f"{exc.msg} at column {exc.colno}") from None
+    if not isinstance(obj, dict):
+        raise BankFormatError(path, line_no, None, "a JSON object", type(obj).__name__)
+    try:
+        return Record.model_validate(obj)
+    except ValidationError as exc:
+        raise _validation_error(path, line_no, exc) from None
+
+
+@dataclass
+class Bank:
+    """The problems of a bank file, lines with one id merged in order of first appearance."""
+
+    path: Path
+    records: list[Record]
+    lines: int = 0
+    """Complete lines read."""
+    truncated_line: int | None = None
+    """Line number of a skipped truncated last line (a killed writer), if any."""
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records)
+
+    def by_id(self) -> dict[str, Record]:
+        return {r.id: r for r in self.records}
+
+    def sample_counts(self) -> dict[str, int]:
+        """Samples per problem id (what a resumed sampler still owes)."""
+        return {r.id: len(r.samples) for r in self.records}
+
+
+def _merge(path: Path, line_no: int, into: Record, extra: Record) -> None:
+    for name in ("problem", "reference"):
+        a, b = getattr(into, name), getattr(extra, name)
+        if a is None:
+            setattr(into, name, b)
+        elif b is not None and a != b:
+            raise BankFormatError(path, line_no, name, f"the same {name} as earlier lines of id {into.id!r}", repr(b)[:60])
+    into.samples.extend(extra.samples)
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number, raw bytes without the newline, complete?) for each non-blank line."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            complete = raw.endswith(b"\n")
+            raw = raw.rstrip(b"\r\n")
+            if raw.strip():
+                yield number, raw, complete
+
+
+def read_bank(path: str | Path) -> Bank:
+    """Read and validate a bank; see the module docstring for merging and truncation."""
+    path = Path(path)
+    if not path.is_file():
+        raise BankFormatError(path, None, None, "an existing bank file (JSONL)", "no such file")
+    records: dict[str, Record] = {}
+    bank = Bank(path=path, records=[])
+    for line_no, raw, complete in iter_lines(path):
+        try:
+            record = parse_record(path, line_no, raw)
+        except BankFormatError:
+            if not complete:  # an unterminated, unparsable last line: a writer died mid-line
+                bank.truncated_line = line_no
+                log.warning("%s, line %d: truncated last line skipped (a writer was killed mid-line)", path, line_no)
+                break
+            raise
+        bank.lines += 1
+        if record.id in records:
+            _merge(path, line_no, records[record.id], record)
+        else:
+            records[record.id] = record
+    bank.records = list(records.values())
+    if not bank.records:
+        raise BankFormatError(path, None, None, "at least one problem line", "an empty bank")
+    return bank
+
+
+class BankWriter:
+    """Append-only writer: one JSON line per call, flushed (and fsynced) so a kill loses at most that line.
+
+    Opening an existing bank whose last line is unterminated cuts that partial line first, so the
+    next append starts on a fresh line and the partial one is never merged.
+    """
+
+    def __init__(self, path: str | Path, *, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.fsync = fsync
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.repaired_bytes = self._cut_partial_tail()
+        self._fh = open(self.path, "ab")
+
+    def _cut_partial_tail(self) -> int:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return 0
+        with open(self.path, "rb+") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - 1))
+            if fh.read(1) == b"\n":
+                return 0
+            # Walk back to the last newline; everything after it is a partial line.
+            block, pos = 1 << 16, size
+            while pos > 0:
+                start = max(0, pos - block)
+                fh.seek(start)
+                chunk = fh.read(pos - start)
+                cut = chunk.rfind(b"\n")
+                if cut >= 0:
+                    keep = start + cut + 1
+                    break
+                pos = start
+            else:
+                keep = 0
+            fh.truncate(keep)
+            log.warning("%s: cut a truncated last line (%d bytes) before appending", self.path, size - keep)
+            return size - keep
+
+    def append(self, record: Record | dict[str, Any]) -> None:
+        self._fh.write(record_line(record))
+        self._fh.flush()
+        if self.fsync:
+            os.fsync(self._fh.fileno())
+
+    def extend(self, records: Iterable[Record | dict[str, Any]]) -> None:
+        for record in records:
+            self.append(record)
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "BankWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def record_line(record: Record | dict[str, Any]) -> bytes:
+    """One bank line: the record as compact JSON (no NaN), ``answer`` always present, newline-terminated."""
+    if not isinstance(record, Record):
+        record = Record.model_validate(record)
+    obj = record.model_dump(mode="json", exclude_none=True)
+    for sample in obj["samples"]:
+        sample.setdefault("answer", None)  # required in the form, even when null
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
+
+
+def write_bank(path: str | Path, records: Iterable[Record | dict[str, Any]], *, fsync: bool = False) -> Path:
+    """Write a new bank, replacing any file at ``path`` atomically (a kill leaves the old bank or the new one)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, (record_line(r) for r in records), fsync=fsync)
+    return path
+
+
+@dataclass(frozen=True)
+class PassCounts:
+    """A pass-count table: per (model, problem) how many of n samples were correct."""
+
+    path: Path
+    model: np.ndarray = field(repr=False)
+    problem: np.ndarray = field(repr=False)
+    n: np.ndarray = field(repr=False)
+    correct: np.ndarray = field(repr=False)
+
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(self.model.tolist()))
+
+    def for_model(self, model: str) -> tuple[np.ndarray, np.ndarray]:
+        """(n, correct) arrays of one model's problems."""
+        mask = self.model == model
+        return self.n[mask], self.correct[mask]
+
+
+PASS_COUNT_COLUMNS = ("model", "problem", "n", "correct")
+
+
+def read_pass_counts(path: str | Path) -> PassCounts:
+    """Read a ``model,problem,n,correct`` CSV table, validating every row."""
+    path = Path(path)
+    if not path.is_file():
+        raise BankFormatError(path, None, None, "an existing pass-count CSV file", "no such file")
+    models, problems, ns, cs = [], [], [], []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or tuple(h.strip() for h in header) != PASS_COUNT_COLUMNS:
+                raise BankFormatError(path, 1, None, "the header " + ",".join(PASS_COUNT_COLUMNS), ",".join(header or []))
+            for row in reader:
+                line = reader.line_num
+                if not row:
+                    continue
+                if len(row) != 4:
+                    raise BankFormatError(path, line, None, "4 columns", f"{len(row)} columns")
+                values = []
+                for name, value in zip(PASS_COUNT_COLUMNS[2:], row[2:]):
+                    try:
+                        values.append(int(value))
+                    except ValueError:
+                        raise BankFormatError(path, line, name, "a non-negative integer", repr(value)) from None
+                n, c = values
+                if n < 1 or not 0 <= c <= n:
+                    raise BankFormatError(path, line, "correct", "0 <= correct <= n with n >= 1", f"n={n}, correct={c}")
+                models.append(row[0])
+                problems.append(row[1])
+                ns.append(n)
+                cs.append(c)
+    except UnicodeDecodeError as exc:
+        raise BankFormatError(path, None, None, "UTF-8 text", f"invalid byte at offset {exc.start}") from None
+    return PassCounts(path, np.array(models), np.array(problems), np.array(ns, dtype=np.int64), np.array(cs, dtype=np.int64))
+
+
+def sample_from_dict(obj: dict[str, Any]) -> Sample:
+    """Validate one sample dict (used by samplers before appending)."""
+    return Sample.model_validate(obj)

