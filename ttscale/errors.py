@@ -21,6 +21,11 @@ class ConfigError(TTScaleError, ValueError):
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{parameter}={value!r}: expected {expected}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle rebuilds an exception from ``args`` (the message); rebuild it from its fields, so the
+        # error crosses process boundaries (Ray actors, worker pools) as itself.
+        return (_rebuild, (type(self), (self.parameter, self.value, self.expected), {"source": self.source}, vars(self)))
+
 
 class BankFormatError(TTScaleError, ValueError):
     """A bank, dataset or table file has bad content at a known file, line and field."""
@@ -42,6 +47,19 @@ class BankFormatError(TTScaleError, ValueError):
         what = f"field '{field}': " if field else ""
         tail = f" (got {got})" if got else ""
         super().__init__(f"{where}: {what}expected {expected}{tail}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), (self.path, self.line, self.field, self.expected, self.got), {}, vars(self)))
+
+
+def _rebuild(cls: type[Exception], args: tuple[Any, ...], kwargs: dict[str, Any], state: dict[str, Any]) -> Exception:
+    """Unpickle a typed error whose subclass may take other constructor arguments: the message and
+    fields are restored as they were, without calling the subclass's ``__init__``."""
+    exc = cls.__new__(cls)
+    base = ConfigError if issubclass(cls, ConfigError) else BankFormatError
+    base.__init__(exc, *args, **kwargs)  # type: ignore[misc]
+    exc.__dict__.update(state)
+    return exc
 
 
 class AnswerTimeoutError(TTScaleError, TimeoutError):

@@ -30,20 +30,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Annotated, Any, Callable, Generic, Mapping, TypeVar
+from typing import Any, Callable, Generic, Mapping, TypeVar
 
 import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    Strict,
-    ValidationError,
     model_validator,
 )
 
 from ttscale.answers.candidates import NO_ANSWER, Candidates, Selection
 from ttscale.errors import ConfigError
+from ttscale.validation import Bool, Float, Int, validate
 
 __all__ = [
     "BestOfMajorityParams",
@@ -168,10 +167,6 @@ def _keep_count(fraction: float, n: int) -> int:
 
 # --------------------------------------------------------------------------- parameters
 
-# Strict scalars: a policy file saying `answers = true` or `alpha = "0.3"` is a mistake to report.
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
-Bool = Annotated[bool, Strict()]
 
 
 class WeightSource(str, Enum):
@@ -333,63 +328,12 @@ BatchedImpl = Callable[[Candidates, np.ndarray, np.random.Generator, Any], np.nd
 PrefixImpl = Callable[[Candidates, np.ndarray, np.ndarray, np.random.Generator, Any], np.ndarray]
 
 
-def _expected_from_error(err: Mapping[str, Any], model: type[BaseModel]) -> str:
-    """A short 'what was expected' for one pydantic error, with the field's description."""
-    kind, ctx = err["type"], err.get("ctx") or {}
-    field = str(err["loc"][0]) if err["loc"] else ""
-    names = ", ".join(model.model_fields)
-    if kind == "extra_forbidden":
-        return f"a known key ({names})"
-    bounds = {
-        "greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<=",
-    }
-    if kind in bounds:
-        what = f"a number {bounds[kind]} {next(iter(ctx.values()))}"
-    elif kind == "missing":
-        what = "a value (this parameter is required)"
-    elif kind == "enum":
-        what = str(ctx.get("expected"))
-    elif kind in ("int_parsing", "int_type", "int_from_float"):
-        what = "an integer"
-    elif kind in ("float_parsing", "float_type", "finite_number"):
-        what = "a finite number"
-    elif kind in ("bool_parsing", "bool_type"):
-        what = "true or false"
-    else:
-        msg = str(err["msg"])
-        what = msg[len("Input should be "):] if msg.startswith("Input should be ") else msg
-    info = model.model_fields.get(field)
-    doc = info.description if info is not None else None
-    return f"{what} ({doc})" if doc else what
-
-
 def validate_params(
     model: type[M], params: Mapping[str, Any] | M, *, source: str | None = None, prefix: str = ""
 ) -> M:
-    """Validate ``params`` against ``model``; the one place selector parameters (and policy
-    documents) are checked.
-
-    Raises ``ConfigError(parameter, value, expected, source=source)`` for the first problem
-    (unknown key, wrong type, out of range, inconsistent combination).
-    """
-    if isinstance(params, model):
-        return params
-    if not isinstance(params, Mapping):
-        raise ConfigError(prefix.rstrip(".") or "params", params, "a table of parameters", source=source)
-    try:
-        return model.model_validate(dict(params))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        inner = (err.get("ctx") or {}).get("error")
-        if isinstance(inner, ConfigError):
-            raise ConfigError(
-                prefix + inner.parameter, inner.value, inner.expected, source=source
-            ) from None
-        name = ".".join(str(p) for p in err["loc"]) or "params"
-        value = "<missing>" if err["type"] == "missing" else err.get("input")
-        raise ConfigError(
-            prefix + name, value, _expected_from_error(err, model), source=source
-        ) from None
+    """Validate ``params`` against ``model`` (selector parameters, policy documents): see
+    :func:`ttscale.validation.validate`, the one place pydantic errors become ConfigErrors."""
+    return validate(model, params, prefix=prefix, source=source)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ttscale.errors import ConfigError
+from ttscale.validation import validate
 
 PREFIX = "ttscale/"
 
@@ -56,12 +57,7 @@ def parse_options(raw: Any) -> RequestOptions:
         return RequestOptions()
     if not isinstance(raw, dict):
         raise ConfigError("ttscale", raw, "an object such as {\"policy\": \"majority\", \"n\": 8}")
-    try:
-        return RequestOptions.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err.get("loc", ()))
-        raise ConfigError(f"ttscale.{where}", err.get("input"), err.get("msg", "a valid value")) from None
+    return validate(RequestOptions, raw, prefix="ttscale.")
 
 
 def route(model: Any, raw_options: Any) -> Routed:

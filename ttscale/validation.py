@@ -1,0 +1,109 @@
+"""One validation mechanism: pydantic models with strict scalar types, errors translated to ConfigError.
+
+Every config, params object and request-options model of ttscale is a frozen pydantic model (or a
+pydantic dataclass) built from the types below; :func:`validate` is the one place a pydantic
+``ValidationError`` becomes a :class:`~ttscale.errors.ConfigError` that names the parameter, the
+value and what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
+
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Strict, ValidationError
+
+from ttscale.errors import ConfigError
+
+__all__ = [
+    "Bool",
+    "Float",
+    "FrozenModel",
+    "Int",
+    "config_error",
+    "describe_error",
+    "is_int",
+    "is_number",
+    "validate",
+]
+
+# Strict scalars: `answers = true` or `alpha = "0.3"` in a policy file, or n=2.5 in a request, is a
+# mistake to report, not to coerce. A Float accepts an int (1 -> 1.0) but never a bool, NaN or inf.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict(), AllowInfNan(False)]
+Bool = Annotated[bool, Strict()]
+
+
+class FrozenModel(BaseModel):
+    """Base of ttscale's config models: immutable, hashable, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
+def is_int(value: Any) -> bool:
+    """An int that is not a bool (``True`` is an int to Python, never a count to ttscale)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+
+
+def describe_error(exc: ValidationError, model: type[BaseModel] | None = None) -> tuple[str, Any, str]:
+    """(dotted field path, offending value, what was expected) of the first problem in ``exc``."""
+    err = exc.errors()[0]
+    kind, ctx = err["type"], err.get("ctx") or {}
+    inner = ctx.get("error")
+    if isinstance(inner, ConfigError):  # raised by a model validator: it already names the parameter
+        return inner.parameter, inner.value, inner.expected
+    loc = ".".join(str(p) for p in err["loc"])
+    value = "<missing>" if kind == "missing" else err.get("input")
+    if kind == "extra_forbidden" and model is not None:
+        what = f"a known key ({', '.join(model.model_fields)})"
+    elif kind in _BOUNDS:
+        what = f"a number {_BOUNDS[kind]} {next(iter(ctx.values()))}"
+    elif kind == "missing":
+        what = "a value (this parameter is required)"
+    elif kind == "enum":
+        what = str(ctx.get("expected"))
+    elif kind in ("int_parsing", "int_type", "int_from_float"):
+        what = "an integer"
+    elif kind in ("float_parsing", "float_type", "finite_number"):
+        what = "a finite number"
+    elif kind in ("bool_parsing", "bool_type"):
+        what = "true or false"
+    else:
+        msg = str(err["msg"])
+        what = msg[len("Input should be "):] if msg.startswith("Input should be ") else msg
+    info = model.model_fields.get(str(err["loc"][0])) if model is not None and err["loc"] else None
+    doc = info.description if info is not None else None
+    return loc, value, f"{what} ({doc})" if doc else what
+
+
+def config_error(exc: ValidationError, model: type[BaseModel] | None = None, *, prefix: str = "",
+                 source: str | None = None) -> ConfigError:
+    """The :class:`ConfigError` for the first problem of a pydantic ``ValidationError``."""
+    loc, value, expected = describe_error(exc, model)
+    return ConfigError(prefix + (loc or "params"), value, expected, source=source)
+
+
+def validate(model: type[M], data: Mapping[str, Any] | M, *, prefix: str = "", source: str | None = None) -> M:
+    """``model`` validated from ``data`` (a mapping, or an instance returned as is).
+
+    Raises ``ConfigError(prefix + parameter, value, expected, source=source)`` for the first problem
+    (unknown key, wrong type, out of range, inconsistent combination).
+    """
+    if isinstance(data, model):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(prefix.rstrip(".") or "params", data, "a table of parameters", source=source)
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        raise config_error(exc, model, prefix=prefix, source=source) from None
