@@ -9,6 +9,13 @@ from typing import Any
 class TTScaleError(Exception):
     """Base class of every error ttscale raises on purpose (the CLI prints these without a traceback)."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle rebuilds an exception by calling its class with ``args`` (the message), which a
+        # subclass taking other constructor arguments (ConfigError, JudgeParseError, ...) would
+        # misread; rebuild from the message and fields instead, so every typed error crosses
+        # process boundaries (Ray actors, worker pools) as itself.
+        return (_rebuild, (type(self), self.args, vars(self)))
+
 
 class ConfigError(TTScaleError, ValueError):
     """A parameter has an invalid value: names the parameter, the value and what was expected."""
@@ -20,11 +27,6 @@ class ConfigError(TTScaleError, ValueError):
         self.source = source
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{parameter}={value!r}: expected {expected}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # pickle rebuilds an exception from ``args`` (the message); rebuild it from its fields, so the
-        # error crosses process boundaries (Ray actors, worker pools) as itself.
-        return (_rebuild, (type(self), (self.parameter, self.value, self.expected), {"source": self.source}, vars(self)))
 
 
 class BankFormatError(TTScaleError, ValueError):
@@ -48,16 +50,11 @@ class BankFormatError(TTScaleError, ValueError):
         tail = f" (got {got})" if got else ""
         super().__init__(f"{where}: {what}expected {expected}{tail}")
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), (self.path, self.line, self.field, self.expected, self.got), {}, vars(self)))
 
-
-def _rebuild(cls: type[Exception], args: tuple[Any, ...], kwargs: dict[str, Any], state: dict[str, Any]) -> Exception:
-    """Unpickle a typed error whose subclass may take other constructor arguments: the message and
-    fields are restored as they were, without calling the subclass's ``__init__``."""
-    exc = cls.__new__(cls)
-    base = ConfigError if issubclass(cls, ConfigError) else BankFormatError
-    base.__init__(exc, *args, **kwargs)  # type: ignore[misc]
+def _rebuild(cls: type[TTScaleError], args: tuple[Any, ...], state: dict[str, Any]) -> TTScaleError:
+    """Unpickle a typed error: message and fields restored as they were, ``__init__`` not called."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
     exc.__dict__.update(state)
     return exc
 
