@@ -75,6 +75,7 @@ def test_on_a_callers_cluster_replica_errors_come_back_typed(tmp_path: Path) -> 
         # A build error inside a replica (its model folder is missing) arrives as the same ConfigError.
         with pytest.raises(ConfigError) as info:
             make_sampler("ray", str(tmp_path / "missing"), CONFIG, backend="hf", replicas=1)
+        assert type(info.value) is ConfigError
         assert info.value.parameter == "model" and info.value.value == str(tmp_path / "missing")
         assert ray.is_initialized()  # the caller's cluster is left running...
         deadline = time.monotonic() + 20  # ...and gets the failed replica's CPU back (kills are asynchronous)
@@ -108,6 +109,14 @@ def test_two_replicas_fill_the_bank_one_process_would(tmp_path: Path, one_thread
         # The coroutine twin awaits the same replicas and draws the same seeded candidates.
         again = asyncio.run(sampler.agenerate(mixed))
         assert [[c.text for c in r.candidates] for r in again] == [[c.text for c in r.candidates] for r in results]
+        # A ttscale error raised by a replica's sampler arrives as itself, not wrapped by Ray.
+        chat = SampleRequest("a", "1 + 1", 1, 0, messages=[{"role": "user", "content": "1 + 1"}])
+        with pytest.raises(ConfigError) as info:
+            sampler.generate([chat])
+        assert type(info.value) is ConfigError and info.value.parameter == "prompt_format"
+        with pytest.raises(ConfigError) as info:
+            asyncio.run(sampler.agenerate([chat]))
+        assert type(info.value) is ConfigError and "chat template" in str(info.value)
         stats = run_sampling(sampler, problems, out, 4, on_result=on_result)
         assert stats.requests == 8 and stats.samples == 32 and stats.completion_tokens > 0
         assert sorted(served) == [0, 0, 0, 0, 1, 1, 1, 1]  # 8 equal requests: 4 per replica

@@ -87,36 +87,12 @@ def _import_ray() -> Any:
 # --- inside the actor --------------------------------------------------------------------------
 
 
-def _guard(fn: Any, *args: Any) -> tuple[bool, Any]:
-    """Call ``fn`` and return ``(True, value)``, or ``(False, error parts)`` for a ttscale error.
-
-    ttscale's typed errors take several constructor arguments, so pickle (which rebuilds an
-    exception from ``args``) cannot carry them back; their class, attributes and message can.
-    """
-    try:
-        return True, fn(*args)
-    except TTScaleError as exc:
-        return False, (type(exc), dict(vars(exc)), str(exc))
-
-
-def _unpack(outcome: tuple[bool, Any]) -> Any:
-    """The value of a :func:`_guard` outcome, or its ttscale error raised again, same class."""
-    ok, value = outcome
-    if ok:
-        return value
-    cls, state, message = value
-    exc = cls.__new__(cls)
-    Exception.__init__(exc, message)
-    exc.__dict__.update(state)
-    raise exc
-
-
 class _Replica:
     """One sampler in a Ray worker process (wrapped with ``ray.remote`` by :class:`RaySampler`).
 
-    A ttscale error while building the sampler is kept and returned by :meth:`info` (the driver
-    raises it) instead of failing ``__init__``: Ray reports a failed constructor only as text,
-    while a method's return value comes back as it was.
+    A ttscale error while building the sampler is kept and raised by :meth:`info` instead of
+    failing ``__init__``: Ray reports a failed constructor only as text (``ActorDiedError``),
+    while an error raised by a method comes back wrapping the original, typed error.
     """
 
     def __init__(self, build: Callable[..., Any], backend: str, model: str | None, config: SamplingConfig,
@@ -130,16 +106,15 @@ class _Replica:
             except ImportError:
                 pass
         self.sampler: Any = None
-        self.error: tuple[bool, Any] | None = None
-        built = _guard(lambda: build(backend, model, config, **options))
-        if built[0]:
-            self.sampler = built[1]
-        else:
-            self.error = built
+        self.error: TTScaleError | None = None
+        try:
+            self.sampler = build(backend, model, config, **options)
+        except TTScaleError as exc:
+            self.error = exc
 
-    def info(self) -> tuple[bool, Any]:
+    def info(self) -> dict[str, Any]:
         if self.error is not None:
-            return self.error
+            raise self.error
         import ray
 
         try:
@@ -148,14 +123,14 @@ class _Replica:
             threads: int | None = torch.get_num_threads()
         except ImportError:
             threads = None
-        return True, {
+        return {
             "batch_size": int(self.sampler.batch_size), "model": getattr(self.sampler, "model", None),
             "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
             "gpus": [str(g) for g in ray.get_gpu_ids()], "torch_threads": threads,
         }
 
-    def generate(self, requests: list[SampleRequest]) -> tuple[bool, Any]:
-        return _guard(self.sampler.generate, requests)
+    def generate(self, requests: list[SampleRequest]) -> list[SampleResult]:
+        return self.sampler.generate(requests)
 
     def close(self) -> None:
         if self.sampler is not None:
@@ -359,9 +334,18 @@ class RaySampler:
 
     def _get(self, ref: Any, replica: int) -> Any:
         try:
-            return _unpack(self._ray.get(ref))
-        except self._ray.exceptions.RayActorError as exc:
-            raise ReplicaError(f"replica {replica} of {self.replicas} died: {exc}") from None
+            return self._ray.get(ref)
+        except (self._ray.exceptions.RayTaskError, self._ray.exceptions.RayActorError) as exc:
+            raise self._failure(exc, replica) from None
+
+    def _failure(self, exc: Exception, replica: int) -> Exception:
+        """What a replica's failure raises here: its ttscale error as it was raised there (Ray
+        wraps it in a ``RayTaskError`` whose ``cause`` it is), a :class:`ReplicaError` if the
+        replica died, any other error as Ray reports it."""
+        if isinstance(exc, self._ray.exceptions.RayActorError):
+            return ReplicaError(f"replica {replica} of {self.replicas} died: {exc}")
+        cause = getattr(exc, "cause", None)
+        return cause if isinstance(cause, TTScaleError) else exc
 
     def _submit(self, requests: Sequence[SampleRequest]) -> list[tuple[int, list[SampleRequest], Any]]:
         if not self._actors:
@@ -400,9 +384,9 @@ class RaySampler:
 
         async def one(replica: int, ref: Any) -> list[SampleResult]:
             try:
-                return _unpack(await ref)
-            except self._ray.exceptions.RayActorError as exc:
-                raise ReplicaError(f"replica {replica} of {self.replicas} died: {exc}") from None
+                return await ref
+            except (self._ray.exceptions.RayTaskError, self._ray.exceptions.RayActorError) as exc:
+                raise self._failure(exc, replica) from None
 
         return self._join(calls, list(await asyncio.gather(*(one(r, ref) for r, _, ref in calls))))
 
