@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from ttscale.answers import AnswerClassifier, EquivalenceConfig  # noqa: E402
 from ttscale.answers.grading import bank_candidates  # noqa: E402
-from ttscale.estimate.exact import dataset_mean, resampled_accuracy  # noqa: E402
+from ttscale.estimate.exact import dataset_mean  # noqa: E402
+from ttscale.estimate.resample import resampled_accuracy  # noqa: E402
 from ttscale.records.bank import read_bank  # noqa: E402
 from ttscale.selection.policy import load_policy  # noqa: E402
 

@@ -22,8 +22,8 @@ from ttscale.estimate.exact import (
     dataset_mean,
     majority_at_k,
     pass_at_k,
-    resampled_accuracy,
 )
+from ttscale.estimate.resample import resampled_accuracy
 
 TOL = 1e-12
 

@@ -22,13 +22,9 @@ from scipy import stats
 
 from ttscale.answers.candidates import NO_ANSWER, Candidates
 from ttscale.errors import ConfigError
-from ttscale.estimate import exact as estimate
-from ttscale.estimate.exact import (
-    _random_orders,
-    candidates_to_arrays,
-    majority_at_k,
-    resampled_accuracy,
-)
+from ttscale.estimate import resample
+from ttscale.estimate.exact import candidates_to_arrays, majority_at_k
+from ttscale.estimate.resample import _random_orders, resampled_accuracy
 from ttscale.selection.policy import load_policy
 from ttscale.selection.selectors import (
     MissingFieldError,
@@ -393,8 +389,8 @@ def test_batched_majority_agrees_with_the_exact_estimate():
 def test_whole_pool_draws_skip_the_subset_sampling(monkeypatch):
     """k == n for an order-blind selector: every draw is the pool itself, nothing is drawn."""
     calls = []
-    real = estimate._random_orders
-    monkeypatch.setattr(estimate, "_random_orders", lambda *a: calls.append(a) or real(*a))
+    real = resample._random_orders
+    monkeypatch.setattr(resample, "_random_orders", lambda *a: calls.append(a) or real(*a))
     c = tied_pool(2)
     resampled_accuracy([c], load_policy("majority").selector_fn(), [c.n], draws=50)
     assert calls == []

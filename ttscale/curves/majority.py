@@ -359,9 +359,9 @@ def _match_pool(values: dict[str, float], data: MajorityData, n_ref: int, rematc
     0.05 point. Returns (values, status, gap): status "matched", or "no root" with the given
     values unchanged when no sign change is found within discount in [-5, 0.95].
     """
-    from ttscale.estimate.exact import _RAW_COUNT_LIMIT, majority_at_k
+    from ttscale.estimate.exact import MAJORITY_MAX_POOL, majority_at_k
 
-    sel = (data.n >= n_ref) & (data.n <= _RAW_COUNT_LIMIT)
+    sel = (data.n >= n_ref) & (data.n <= MAJORITY_MAX_POOL)
     if not sel.any():
         return values, "off", float("nan")
     sub = MajorityData(data.counts[sel], data.correct[sel], data.unanswered[sel])

@@ -14,6 +14,7 @@ import numpy as np
 from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError, EstimationError
 from ttscale.estimate import exact as estimate
+from ttscale.estimate.resample import resampled_accuracy
 from ttscale.selection.policy import Policy
 
 
@@ -131,7 +132,7 @@ def evaluate(
         if exact is not None:
             curves[policy.name] = PolicyCurve(_dataset_mean(exact), None, "exact")
         else:
-            mean, se = estimate.resampled_accuracy(problems, policy.selector_fn(), ks, draws=draws, seed=seed)
+            mean, se = resampled_accuracy(problems, policy.selector_fn(), ks, draws=draws, seed=seed)
             curves[policy.name] = PolicyCurve(_dataset_mean(mean), _dataset_stderr(se), "resampled")
         if on_policy is not None:
             on_policy(policy.name)

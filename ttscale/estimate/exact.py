@@ -3,8 +3,8 @@
 Every estimator here answers: if k of a problem's n samples were drawn uniformly at random
 without replacement, what is the expected accuracy of the policy? The answer is computed
 exactly by counting subsets (no simulation) for pass@k, majority vote with tie credit and
-Best-of-N; ``resampled_accuracy`` covers every other selector with seeded random subsets and a
-stated Monte Carlo error.
+Best-of-N. Selectors without a closed form use ``ttscale.estimate.resample`` (seeded random
+subsets with a stated Monte Carlo error).
 
 All results are (P, K) arrays: one row per problem, one column per requested k, NaN where the
 problem has fewer than k samples. ``dataset_mean`` averages them over the problems that have k.
@@ -12,52 +12,30 @@ problem has fewer than k samples. ``dataset_mean`` averages them over the proble
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 
-from ttscale.answers.candidates import Candidates, Selection
-from ttscale.errors import ConfigError, EstimationError
+from ttscale.answers.candidates import Candidates
+from ttscale.errors import EstimationError
+from ttscale.estimate._inputs import CHUNK_ELEMENTS, check_ks
 
 __all__ = [
-    "pass_at_k",
-    "majority_at_k",
     "best_of_n_at_k",
-    "resampled_accuracy",
-    "dataset_mean",
     "candidates_to_arrays",
+    "dataset_mean",
+    "majority_at_k",
+    "pass_at_k",
 ]
 
-_RAW_COUNT_LIMIT = 1000
+MAJORITY_MAX_POOL = 1000
 """Largest pool maj@k handles: it counts subsets in float64, and C(n, k) < 1e300 up to here."""
 
 _DIRECT_TERMS = 6
 """Polynomial products with at most this many kernel terms use shifted adds; longer ones a windowed matmul."""
 
-_CHUNK_ELEMENTS = 1 << 22
-"""Work arrays are cut into pieces of about this many float64 (32 MB) to bound peak memory."""
-
-
 # ----------------------------------------------------------------------------- validation
-
-
-def _check_ks(ks: Sequence[int]) -> np.ndarray:
-    """The requested k as an int64 array; every k must be an integer >= 1 (order kept)."""
-    if isinstance(ks, (int, np.integer)):
-        raise ConfigError("ks", ks, "a sequence of integers >= 1 (e.g. [1, 2, 4]), not a single int")
-    out = []
-    for k in ks:
-        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
-            if isinstance(k, (float, np.floating)) and float(k).is_integer():
-                k = int(k)
-            else:
-                raise ConfigError("k", k, "an integer >= 1")
-        if k < 1:
-            raise ConfigError("k", int(k), "an integer >= 1 (the number of samples drawn)")
-        out.append(int(k))
-    return np.asarray(out, dtype=np.int64)
 
 
 def _int_array(name: str, value: object, ndim: int) -> np.ndarray:
@@ -101,7 +79,7 @@ def pass_at_k(n: np.ndarray, c: np.ndarray, ks: Sequence[int]) -> np.ndarray:
     log1p terms and finished with expm1, so pass@k stays accurate both near 0 (c small) and
     near 1, for pools of any size (e.g. n = 10,000).
     """
-    ks = _check_ks(ks)
+    ks = check_ks(ks)
     n = _int_array("n", n, 1)
     c = _int_array("c", c, 1)
     if n.shape != c.shape:
@@ -114,7 +92,7 @@ def pass_at_k(n: np.ndarray, c: np.ndarray, ks: Sequence[int]) -> np.ndarray:
         return out
     kmax = int(ks.max())
     cols = ks - 1
-    chunk = max(1, _CHUNK_ELEMENTS // kmax)
+    chunk = max(1, CHUNK_ELEMENTS // kmax)
     i = np.arange(kmax, dtype=np.float64)
     for lo in range(0, n.shape[0], chunk):
         nn = n[lo : lo + chunk, None].astype(np.float64)
@@ -146,7 +124,7 @@ def best_of_n_at_k(rewards: Sequence[np.ndarray], correct: Sequence[np.ndarray],
     random, so by symmetry a tied group contributes P(best lies in the group) times the group's
     fraction of correct samples: each rank is credited its group's mean correctness.
     """
-    ks = _check_ks(ks)
+    ks = check_ks(ks)
     if len(rewards) != len(correct):
         raise EstimationError(f"rewards and correct must list the same problems, got {len(rewards)} and {len(correct)}")
     P = len(rewards)
@@ -254,7 +232,7 @@ def majority_at_k(counts: np.ndarray, correct: np.ndarray, n: np.ndarray, ks: Se
     and weights positive, so every term is nonnegative: no cancellation). Identical
     (S, constrained rivals) configurations are computed once per j across the whole dataset.
     """
-    ks = _check_ks(ks)
+    ks = check_ks(ks)
     counts = _int_array("counts", counts, 2)
     correct = np.asarray(correct)
     n = _int_array("n", n, 1)
@@ -342,12 +320,12 @@ def _majority_win_probability(m: np.ndarray, rivals: np.ndarray, u: np.ndarray, 
     m: (I,) votes of the class; rivals: (I, R) rival votes sorted descending (zero-padded);
     u: (I,) samples without an answer; every item has a pool of ``size`` samples.
     """
-    if size > _RAW_COUNT_LIMIT:
+    if size > MAJORITY_MAX_POOL:
         # Subset counts reach C(n, n/2) > 1e300: beyond float64. A random sub-pool of the
         # samples keeps maj@k unbiased for every k up to its size.
         raise EstimationError(
-            f"majority_at_k is exact for pools of at most {_RAW_COUNT_LIMIT} samples, got n={size}; "
-            f"draw a random sub-pool of {_RAW_COUNT_LIMIT} samples per problem (still unbiased for k <= {_RAW_COUNT_LIMIT})"
+            f"majority_at_k is exact for pools of at most {MAJORITY_MAX_POOL} samples, got n={size}; "
+            f"draw a random sub-pool of {MAJORITY_MAX_POOL} samples per problem (still unbiased for k <= {MAJORITY_MAX_POOL})"
         )
     B = _binomials(size)
     # Items sorted by votes, most first: those with >= j votes are then a prefix (plain slices).
@@ -370,7 +348,7 @@ def _majority_win_probability(m: np.ndarray, rivals: np.ndarray, u: np.ndarray, 
         bounds = np.searchsorted(uniq[:, 0], np.arange(R + 2))
         for nr in range(R + 1):
             lo, hi = int(bounds[nr]), int(bounds[nr + 1])
-            step = max(1, _CHUNK_ELEMENTS // (L * (nr // 2 + 1)))  # bounds the (G, Q, L) products
+            step = max(1, CHUNK_ELEMENTS // (L * (nr // 2 + 1)))  # bounds the (G, Q, L) products
             for a in range(lo, hi, step):
                 b = min(a + step, hi)
                 W[a:b] = _losing_rest(uniq[a:b, 1], uniq[a:b, 2 : 2 + nr], j, L, B)
@@ -441,128 +419,7 @@ def _truncated_product(poly: np.ndarray, kernel: np.ndarray, size: int) -> np.nd
     return np.matmul(windows, kernel[..., ::-1, None])[..., 0]
 
 
-# ----------------------------------------------------------------------------- resampling
-
-
-def resampled_accuracy(
-    problems: Sequence[Candidates],
-    select: Callable[[Candidates, np.random.Generator], Selection],
-    ks: Sequence[int],
-    draws: int = 1000,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Monte Carlo accuracy at k for selectors without a closed form.
-
-    For every problem and k, ``draws`` uniformly random k-subsets (in random order) are scored
-    1 when the selection on them is correct (``Selection.is_correct``: any chosen class correct).
-    Problem p uses its own child of ``SeedSequence(seed)``, so its numbers do not depend on the
-    other problems.
-
-    Two paths, same estimand:
-
-    * batched, when ``select`` carries a vectorized twin ``select.batched(cands, idx, rng)``
-      (every registered selector bound by ``Selector.bind`` / ``Policy.selector_fn``): per
-      problem, ``draws`` random orderings of the pool are drawn at once and the first k entries
-      of each are that draw's k-subset for every k (a uniformly random ordered k-subset for
-      each k, so every column is unbiased; columns of one problem share their draws, which
-      also lets ``select.batched.prefixes`` score every k in one pass). When k == n and the
-      selector ignores order (``select.batched.ordered`` False), every draw is the whole pool
-      as is: only the tie-breaking varies.
-    * otherwise the reference loop: ``select(cands.subset(...), rng)`` once per draw.
-
-    Returns:
-        mean: (P, K) accuracy per problem, NaN where k > n_i.
-        stderr: (P, K) Monte Carlo standard error of ``mean`` (sample std / sqrt(draws)), NaN
-            where k > n_i (and where draws == 1).
-    """
-    ks = _check_ks(ks)
-    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
-        raise ConfigError("draws", draws, "an integer >= 1")
-    draws = int(draws)
-    P = len(problems)
-    mean = np.full((P, ks.shape[0]), np.nan)
-    stderr = np.full((P, ks.shape[0]), np.nan)
-    children = np.random.SeedSequence(seed).spawn(P)
-    batched = getattr(select, "batched", None)
-    hits = np.empty(draws)
-    for p, cand in enumerate(problems):
-        rng = np.random.default_rng(children[p])
-        cols = np.flatnonzero(ks <= cand.n)
-        if cols.size == 0:
-            continue
-        if batched is not None:
-            table = _batched_hits(cand, batched, ks[cols], draws, rng)
-            mean[p, cols] = table.mean(axis=0)
-            if draws > 1:
-                stderr[p, cols] = table.std(axis=0, ddof=1) / math.sqrt(draws)
-            continue
-        for col in cols:
-            k = int(ks[col])
-            for d in range(draws):
-                chosen = select(cand.subset(rng.choice(cand.n, size=k, replace=False)), rng)
-                hits[d] = chosen.is_correct(cand.class_correct)
-            mean[p, col] = hits.mean()
-            if draws > 1:
-                stderr[p, col] = hits.std(ddof=1) / math.sqrt(draws)
-    return mean, stderr
-
-
-def _batched_hits(
-    cand: Candidates,
-    batched: Callable[[Candidates, np.ndarray, np.random.Generator], np.ndarray],
-    ks: np.ndarray,
-    draws: int,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """float64 (draws, K): 1 where draw d of size ks[j] is correct, for one problem (all ks <= n).
-
-    Draw d of every size is a prefix of one random ordering of the pool; ``batched.prefixes``
-    (when the selector has it) scores all sizes in one pass, else ``batched`` runs per k.
-    """
-    n = cand.n
-    whole = (ks == n) & (not getattr(batched, "ordered", True))  # the pool itself, any order
-    drawn = np.flatnonzero(~whole)
-    depth = int(ks[drawn].max()) if drawn.size else 0
-    prefixes = getattr(batched, "prefixes", None)
-    out = np.empty((draws, ks.shape[0]))
-    step = max(1, _CHUNK_ELEMENTS // (4 * n))  # bounds the (rows, n) draws and the selectors' work arrays
-    for lo in range(0, draws, step):
-        rows = min(step, draws - lo)
-        if drawn.size:
-            orders = _random_orders(rng, n, depth, rows)
-            if prefixes is not None:
-                out[lo : lo + rows, drawn] = prefixes(cand, orders, ks[drawn], rng)
-            else:
-                for j in drawn:
-                    out[lo : lo + rows, j] = batched(cand, orders[:, : ks[j]], rng)
-        for j in np.flatnonzero(whole):
-            out[lo : lo + rows, j] = batched(cand, np.broadcast_to(np.arange(n), (rows, n)), rng)
-    return out
-
-
-def _random_orders(rng: np.random.Generator, n: int, m: int, rows: int) -> np.ndarray:
-    """int64 (rows, m): per row a uniformly random ordered m-subset of range(n) (m <= n).
-
-    Small m against n: i.i.d. uniform indices, redrawing the rows that repeat one (conditioned
-    on being distinct they are uniform over ordered subsets); otherwise the first m entries of a
-    random permutation per row.
-    """
-    if m * (m - 1) <= n:
-        out = rng.integers(n, size=(rows, m))
-        redo = _rows_with_repeats(out)
-        while redo.size:
-            out[redo] = rng.integers(n, size=(redo.size, m))
-            redo = redo[_rows_with_repeats(out[redo])]
-        return out
-    return rng.permuted(np.broadcast_to(np.arange(n, dtype=np.int64), (rows, n)), axis=1)[:, :m]
-
-
-def _rows_with_repeats(a: np.ndarray) -> np.ndarray:
-    """Indices of the rows of ``a`` (rows, m) that hold some value twice."""
-    if a.shape[1] < 2:
-        return np.empty(0, dtype=np.int64)
-    s = np.sort(a, axis=1)
-    return np.flatnonzero((s[:, 1:] == s[:, :-1]).any(axis=1))
+# ----------------------------------------------------------------------------- dataset mean
 
 
 def dataset_mean(accuracy: np.ndarray, stderr: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
