@@ -11,13 +11,16 @@ from pathlib import Path
 
 import pytest
 import typer
+from pydantic import ValidationError
 from conftest import build_tiny_llama
 from typer.testing import CliRunner
 
 from ttscale.cli.commands.sample import sample_command
 from ttscale.errors import BankFormatError, ConfigError
 from ttscale.records.bank import read_bank
+from ttscale.records.bank import record_line
 from ttscale.records.datasets import Problem, load_dataset, load_jsonl
+from ttscale.records.models import Record, Sample
 from ttscale.sampling.backends.registry import make_sampler
 from ttscale.sampling.backends.replay import ReplayExhaustedError, ReplaySampler
 from ttscale.sampling.driver import plan_requests, run_sampling
@@ -28,7 +31,7 @@ from ttscale.sampling.sampler import (
     SampleRequest,
     SampleResult,
     SamplingConfig,
-    make_candidate,
+    make_sample,
     request_seed,
 )
 
@@ -104,8 +107,9 @@ def test_config_coerces_and_freezes() -> None:
     assert cfg.stop == ("\n\n",)
     assert cfg.prompt_format is PromptFormat.CHAT and cfg.fan_out is FanOut.PARALLEL
     assert cfg.render("Tom has 3 apples.") == "Question: Tom has 3 apples.\nAnswer:\n"
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.temperature = 1.0  # type: ignore[misc]
+    assert hash(cfg) == hash(SamplingConfig.from_dict(cfg.to_dict()))  # hashable: usable as a cache key
     # Braces in a problem are text, not placeholders; doubled braces in a template are literal.
     assert SamplingConfig(template="boxed").render("f(x) = {x}").startswith("f(x) = {x}\n")
     assert SamplingConfig(template="boxed").render("p").endswith("\\boxed{}.")
@@ -125,14 +129,42 @@ def test_request_seeds_are_stable_and_distinct() -> None:
         SampleRequest("p", "x", 0)
 
 
-def test_candidate_converts_to_bank_sample() -> None:
-    cand = make_candidate("3 + 4 = 7\n#### 7", tokens=8, logprob=-4.0, finish="eos", latency=0.5, seed=11)
-    assert cand.answer == "7" and cand.mean_logprob == -0.5 and cand.finish == "stop"
-    sample = cand.to_sample()
-    assert (sample.answer, sample.tokens, sample.logprob, sample.seed, sample.latency) == ("7", 8, -4.0, 11, 0.5)
+@pytest.mark.parametrize(
+    ("changes", "parameter"),
+    [({"n": 0}, "n"), ({"n": True}, "n"), ({"n": 2.0}, "n"), ({"seed": -1}, "seed"), ({"seed": 2**31}, "seed"),
+     ({"round": -1}, "round"), ({"id": 3}, "id"), ({"messages": "hi"}, "messages"), ({"messages": [["user", "hi"]]}, "messages"),
+     ({"overrides": 3}, "overrides")],
+)
+def test_request_rejects_bad_values_naming_them(changes: dict, parameter: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        SampleRequest(**{"id": "p", "problem": "x", "n": 2, **changes})
+    assert info.value.parameter == parameter and repr(changes[parameter]) in str(info.value)
+
+
+def test_request_takes_fields_by_position() -> None:
+    req = SampleRequest("p", "x", 2, 7, 3, [{"role": "user", "content": "hi"}])
+    assert (req.id, req.problem, req.n, req.seed, req.round) == ("p", "x", 2, 7, 3)
+    assert req.messages == ({"role": "user", "content": "hi"},)
+    assert req == SampleRequest(id="p", problem="x", n=2, seed=7, round=3, messages=({"role": "user", "content": "hi"},))
+    with pytest.raises(TypeError, match="multiple values"):
+        SampleRequest("p", "x", 2, n=3)
+    with pytest.raises(TypeError, match="at most 7"):
+        SampleRequest("p", "x", 2, 7, 3, None, None, "extra")
+
+
+def test_a_generated_sample_is_the_bank_sample() -> None:
+    sample = make_sample("3 + 4 = 7\n#### 7", tokens=8, logprob=-4.0, finish="eos", latency=0.5, seed=11)
+    assert isinstance(sample, Sample)
+    assert (sample.answer, sample.tokens, sample.logprob, sample.mean_logprob, sample.finish) == ("7", 8, -4.0, -0.5, "stop")
+    assert (sample.seed, sample.latency, sample.text) == (11, 0.5, "3 + 4 = 7\n#### 7")
+    line = json.loads(record_line(Record(id="p", samples=[sample])))
+    assert line["samples"] == [{"answer": "7", "text": "3 + 4 = 7\n#### 7", "tokens": 8, "logprob": -4.0, "mean_logprob": -0.5,
+                                "finish": "stop", "latency": 0.5, "seed": 11}]
     # A -inf log-prob (a filtered token) would make the bank line invalid JSON: it is dropped.
-    bad = make_candidate("no answer", tokens=3, logprob=-math.inf, finish="length", latency=0.1, seed=None)
-    assert bad.answer is None and bad.logprob is None and bad.to_sample().finish == "length"
+    bad = make_sample("no answer", tokens=3, logprob=-math.inf, finish="length", latency=0.1, seed=None)
+    assert bad.answer is None and bad.logprob is None and bad.mean_logprob is None and bad.finish == "length"
+    # A clock that stepped back never makes a negative latency (the bank refuses one).
+    assert make_sample("x", tokens=1, logprob=None, finish="stop", latency=-0.01, seed=None).latency == 0.0
 
 
 # --- datasets --------------------------------------------------------------------------------------

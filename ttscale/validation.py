@@ -17,6 +17,7 @@ from ttscale.errors import ConfigError
 
 __all__ = [
     "Bool",
+    "CheckedModel",
     "Float",
     "FrozenModel",
     "Int",
@@ -38,6 +39,29 @@ class FrozenModel(BaseModel):
     """Base of ttscale's config models: immutable, hashable, unknown keys refused."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class CheckedModel(FrozenModel):
+    """A :class:`FrozenModel` built like a function call: fields by position or by keyword, and a bad
+    value raises :class:`ConfigError` naming the parameter (not pydantic's ``ValidationError``).
+
+    For objects code builds directly (``SampleRequest(id, problem, n)``); configs read from files go
+    through :func:`validate`, which names the file too.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if args:
+            names = list(type(self).model_fields)
+            if len(args) > len(names):
+                raise TypeError(f"{type(self).__name__} takes at most {len(names)} positional arguments ({len(args)} given)")
+            for name, value in zip(names, args):
+                if name in kwargs:
+                    raise TypeError(f"{type(self).__name__} got multiple values for argument {name!r}")
+                kwargs[name] = value
+        try:
+            super().__init__(**kwargs)
+        except ValidationError as exc:
+            raise config_error(exc, type(self)) from None
 
 
 M = TypeVar("M", bound=BaseModel)

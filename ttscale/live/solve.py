@@ -17,7 +17,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -502,7 +502,7 @@ class Solver:
         if REWARDS in policy.needs:
             scored = await asyncio.to_thread(self.scorer.score, [s.question.problem], [[c.text for c in s.candidates]])  # type: ignore[union-attr]
             # Each candidate keeps its score: the solution (and the proxy's candidates) show why it won.
-            s.candidates = [replace(c, reward=float(r)) for c, r in zip(s.candidates, scored[0])]
+            s.candidates = [c.model_copy(update={"reward": float(r)}) for c, r in zip(s.candidates, scored[0])]
         return await asyncio.to_thread(self._choose, s, policy, budget)
 
     def _choose(self, s: _State, policy: Policy, budget: Budget) -> Solution:

@@ -82,7 +82,7 @@ def plan_requests(problems: Sequence[Problem], have: dict[str, int], n: int, see
 def _record(result: SampleResult, problem: Problem, meta: dict[str, Any]) -> Record:
     return Record(
         id=problem.id, problem=problem.problem, reference=problem.answer,
-        samples=[c.to_sample() for c in result.candidates],
+        samples=list(result.candidates),
         round=result.request.round, prompt_tokens=result.prompt_tokens, **meta,
     )
 

@@ -2,7 +2,8 @@
 
 A caller builds one frozen :class:`SamplingConfig` (validated in one place), sends
 :class:`SampleRequest` s (a prompt and how many candidates it needs) and gets one
-:class:`SampleResult` per request, holding :class:`Candidate` s that convert to bank samples.
+:class:`SampleResult` per request, holding the drawn answers as bank
+:class:`~ttscale.records.models.Sample` s (the record a bank line stores; no conversion).
 Every backend asks for the ``n`` candidates of a prompt in one request where it can, so the
 prompt is prefilled once.
 """
@@ -13,12 +14,15 @@ import asyncio
 import enum
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol, runtime_checkable
+
+from pydantic import Field, field_validator
 
 from ttscale.errors import ConfigError
 from ttscale.records.models import Sample
+from ttscale.validation import Bool, CheckedModel, Float, Int, validate
 
 MAX_SEED = 2**31 - 1
 """Seeds are kept in [0, 2**31 - 1]: every backend (torch, vLLM, OpenAI's API) accepts those."""
@@ -52,16 +56,11 @@ TEMPLATES: dict[str, str] = {
 """Named prompt templates (``{problem}`` is replaced by the problem text)."""
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+Seed = Annotated[Int, Field(ge=0, le=MAX_SEED)]
+"""A request or base seed: an integer in [0, MAX_SEED]."""
 
 
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
+class SamplingConfig(CheckedModel):
     """Sampling parameters shared by every backend (in the style of vLLM's ``SamplingParams``).
 
     Frozen and validated on construction: a bad value raises :class:`ConfigError` naming the
@@ -69,20 +68,20 @@ class SamplingConfig:
     candidates it still needs (a resumed run asks only for what is missing).
     """
 
-    temperature: float = 0.7
+    temperature: Annotated[Float, Field(ge=0)] = 0.7
     """Softmax temperature; 0 is greedy decoding (then every candidate of a prompt is the same)."""
-    top_p: float = 1.0
+    top_p: Annotated[Float, Field(gt=0, le=1)] = 1.0
     """Nucleus sampling: keep the smallest set of tokens whose probability reaches ``top_p``; in (0, 1]."""
-    top_k: int = 0
+    top_k: Annotated[Int, Field(ge=0)] = 0
     """Keep only the ``top_k`` most likely tokens; 0 keeps all. Not sent to OpenAI's API (it has none)."""
-    max_tokens: int = 256
+    max_tokens: Annotated[Int, Field(ge=1)] = 256
     """Most tokens generated per candidate; a candidate cut there finishes with ``length``."""
     stop: tuple[str, ...] = ()
-    """Strings that end a candidate (not included in its text)."""
-    seed: int | None = 0
+    """Strings that end a candidate (not included in its text); one string is a list of one."""
+    seed: Seed | None = 0
     """Base seed: each request's seed is derived from it, the problem id and the round
     (:func:`request_seed`), so reruns and resumed runs draw the same candidates. None: unseeded."""
-    logprobs: bool = True
+    logprobs: Bool = True
     """Ask for the log-probability of each generated token (cumulative and mean log-prob per candidate)."""
     prompt_format: PromptFormat = PromptFormat.RAW
     """Raw completion prompt or one chat user message (see :class:`PromptFormat`)."""
@@ -93,60 +92,34 @@ class SamplingConfig:
     fan_out: FanOut = FanOut.AUTO
     """How ``n`` candidates are requested (see :class:`FanOut`); only HTTP backends can lack native ``n``."""
 
-    def __post_init__(self) -> None:
-        # Coerce before checking, so the config is usable from CLI strings and TOML alike.
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        if not _is_number(self.temperature) or self.temperature < 0:
-            raise ConfigError("temperature", self.temperature, "a finite number >= 0")
-        if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
-            raise ConfigError("top_p", self.top_p, "a number in (0, 1]")
-        if not _is_int(self.top_k) or self.top_k < 0:
-            raise ConfigError("top_k", self.top_k, "an integer >= 0 (0 keeps all tokens)")
-        if not _is_int(self.max_tokens) or self.max_tokens < 1:
-            raise ConfigError("max_tokens", self.max_tokens, "an integer >= 1")
-        stop = (self.stop,) if isinstance(self.stop, str) else self.stop
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop(cls, value: Any) -> tuple[str, ...]:
+        stop = (value,) if isinstance(value, str) else value
         if not isinstance(stop, (tuple, list)) or any(not isinstance(s, str) or not s for s in stop):
-            raise ConfigError("stop", self.stop, "a list of non-empty strings")
-        set_("stop", tuple(stop))
-        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
-            raise ConfigError("seed", self.seed, f"an integer in [0, {MAX_SEED}] or None")
-        if not isinstance(self.logprobs, bool):
-            raise ConfigError("logprobs", self.logprobs, "true or false")
-        for name, kind in (("prompt_format", PromptFormat), ("fan_out", FanOut)):
-            value = getattr(self, name)
-            try:
-                set_(name, kind(value))
-            except ValueError:
-                raise ConfigError(name, value, "one of " + ", ".join(m.value for m in kind)) from None
-        template = TEMPLATES.get(self.template, self.template)
+            raise ConfigError("stop", value, "a list of non-empty strings")
+        return tuple(stop)
+
+    @field_validator("template", mode="before")
+    @classmethod
+    def _template(cls, value: Any) -> str:
+        template = TEMPLATES.get(value, value) if isinstance(value, str) else value
         if not isinstance(template, str) or "{problem}" not in template:
-            raise ConfigError("template", self.template, "a string with a {problem} placeholder or one of " + ", ".join(TEMPLATES))
+            raise ConfigError("template", value, "a string with a {problem} placeholder or one of " + ", ".join(TEMPLATES))
         try:
             template.format(problem="")
         except (KeyError, IndexError, ValueError):
-            raise ConfigError("template", self.template, "only the {problem} placeholder (double other braces: {{ }})") from None
-        set_("template", template)
-        if self.system is not None and not isinstance(self.system, str):
-            raise ConfigError("system", self.system, "a string or None")
+            raise ConfigError("template", value, "only the {problem} placeholder (double other braces: {{ }})") from None
+        return template
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> SamplingConfig:
         """Build from a mapping (a policy's TOML table, JSON); unknown keys raise ConfigError."""
-        known = {f.name for f in fields(cls)}
-        for key, value in data.items():
-            if key not in known:
-                raise ConfigError(key, value, f"one of the keys {sorted(known)}", source=source)
-        try:
-            return cls(**dict(data))
-        except ConfigError as exc:
-            raise ConfigError(exc.parameter, exc.value, exc.expected, source=source) from None
+        return validate(cls, data, source=source)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["stop"] = list(self.stop)
-        out["prompt_format"] = self.prompt_format.value
-        out["fan_out"] = self.fan_out.value
-        return out
+        """The parameters as JSON values (``stop`` a list, enums their values)."""
+        return self.model_dump(mode="json")
 
     def render(self, problem: str) -> str:
         """The templated problem text (a raw prompt, or the user message in chat format)."""
@@ -170,19 +143,18 @@ def request_seed(base: int | None, problem_id: str, round_: int) -> int | None:
     return int.from_bytes(digest, "big") % (MAX_SEED + 1)
 
 
-@dataclass(frozen=True)
-class SampleRequest:
-    """Ask for ``n`` candidates of one problem."""
+class SampleRequest(CheckedModel):
+    """Ask for ``n`` candidates of one problem (fields by position or keyword)."""
 
     id: str
     """Problem id (the bank line's id)."""
     problem: str
     """Problem text before templating (the sampler applies the config's template and format)."""
-    n: int
+    n: Annotated[Int, Field(ge=1)]
     """Candidates wanted."""
-    seed: int | None = None
+    seed: Seed | None = None
     """Request seed (see :func:`request_seed`); None: unseeded."""
-    round: int = 0
+    round: Annotated[Int, Field(ge=0)] = 0
     """Index of the first candidate this request yields for the problem (the samples it already has)."""
     messages: tuple[Mapping[str, Any], ...] | None = None
     """Chat messages sent as they are instead of templating ``problem`` (a proxy passes a client's
@@ -191,49 +163,17 @@ class SampleRequest:
     """Backend request fields sent as they are over the config's (``temperature``, ``max_tokens``,
     ``stop``...): a proxy forwards its client's settings. ``n``, ``seed`` and ``model`` stay the caller's."""
 
-    def __post_init__(self) -> None:
-        if self.messages is not None:
-            if isinstance(self.messages, (str, bytes)) or not all(isinstance(m, Mapping) for m in self.messages):
-                raise ConfigError("messages", self.messages, "a list of chat messages (objects with role and content)")
-            object.__setattr__(self, "messages", tuple(self.messages))
-        if self.overrides is not None and not isinstance(self.overrides, Mapping):
-            raise ConfigError("overrides", self.overrides, "a mapping of request fields")
-        if not _is_int(self.n) or self.n < 1:
-            raise ConfigError("n", self.n, "an integer >= 1")
-        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
-            raise ConfigError("seed", self.seed, f"an integer in [0, {MAX_SEED}] or None")
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _messages(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable)
+                                  or not all(isinstance(m, Mapping) for m in value)):
+            raise ConfigError("messages", value, "a list of chat messages (objects with role and content)")
+        return value
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One generated candidate of a request."""
-
-    text: str
-    answer: str | None
-    """Extracted final answer (``ttscale.answers.extract_answer``); None when none was found."""
-    tokens: int | None
-    """Generated tokens."""
-    logprob: float | None
-    """Cumulative log-probability of the generated tokens (None when the backend gave none)."""
-    mean_logprob: float | None
-    """``logprob / tokens``: the per-token confidence."""
-    finish: str | None
-    """``stop`` (stop string or end of sequence) or ``length`` (``max_tokens`` reached)."""
-    latency: float
-    """Seconds from sending the request to receiving this candidate."""
-    seed: int | None
-    """Seed of the request that produced this candidate."""
-    reward: float | None = None
-    """Default scorer's reward, when the candidate comes scored (a replayed scored bank)."""
-    rewards: dict[str, float] | None = None
-    """Named scorers' rewards, likewise."""
-
-    def to_sample(self) -> Sample:
-        return Sample(
-            answer=self.answer, text=self.text, tokens=self.tokens, logprob=self.logprob,
-            mean_logprob=self.mean_logprob, finish=self.finish, latency=max(0.0, self.latency), seed=self.seed,
-            reward=self.reward, rewards=dict(self.rewards) if self.rewards else None,
-        )
+Candidate = Sample
+"""Deprecated name of :class:`~ttscale.records.models.Sample`, what samplers return."""
 
 
 @dataclass
@@ -241,7 +181,9 @@ class SampleResult:
     """The candidates of one request and what they cost."""
 
     request: SampleRequest
-    candidates: list[Candidate]
+    candidates: list[Sample]
+    """The samples drawn, ``request.n`` of them, in draw order (bank samples: text, answer, tokens,
+    log-probs, finish, latency and seed set; rewards when the backend's source was scored)."""
     prompt_tokens: int | None = None
     """Prompt tokens (counted once: the prompt is prefilled once for its ``n`` candidates)."""
     completion_tokens: int = 0
@@ -253,19 +195,23 @@ class SampleResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def make_candidate(
+def make_sample(
     text: str, *, tokens: int | None, logprob: float | None, finish: str | None, latency: float, seed: int | None
-) -> Candidate:
-    """A candidate with its answer extracted and its mean log-prob derived."""
+) -> Sample:
+    """A generated sample with its answer extracted and its mean log-prob derived."""
     from ttscale.answers import extract_answer  # lazy: answers pulls in math-verify
 
     mean = logprob / tokens if logprob is not None and tokens else None
     if logprob is not None and not math.isfinite(logprob):
         logprob = mean = None  # -inf from a filtered token: the bank rejects non-finite numbers
-    return Candidate(
+    return Sample(
         text=text, answer=extract_answer(text), tokens=tokens, logprob=logprob, mean_logprob=mean,
-        finish=normalize_finish(finish), latency=latency, seed=seed,
+        finish=normalize_finish(finish), latency=max(0.0, latency), seed=seed,
     )
+
+
+make_candidate = make_sample
+"""Deprecated name of :func:`make_sample`."""
 
 
 def normalize_finish(reason: str | None) -> str | None:

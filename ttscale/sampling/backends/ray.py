@@ -319,7 +319,7 @@ class RaySampler:
         cls = ray.remote(_Replica).options(**actor_options)
         self._actors = [cls.remote(self._build, self.backend, model, self.config, dict(options), torch_threads) for _ in range(self.replicas)]
         refs = [a.info.remote() for a in self._actors]
-        ready, pending = ray.wait(refs, num_returns=len(refs), timeout=ready_timeout)
+        _, pending = ray.wait(refs, num_returns=len(refs), timeout=ready_timeout)
         if pending:
             raise ReplicaError(
                 f"replicas: {len(pending)} of {self.replicas} not ready after {ready_timeout:g}s "

@@ -26,7 +26,7 @@ from ttscale.sampling.sampler import (
     SampleResult,
     SamplingConfig,
     SyncSamplerMixin,
-    make_candidate,
+    make_sample,
 )
 
 
@@ -84,7 +84,7 @@ class HFAdapter(SyncSamplerMixin):
             elapsed = time.perf_counter() - start
             for i, req, prompt, outs in zip(group, reqs, prompts, gens):
                 cands = [
-                    make_candidate(
+                    make_sample(
                         g.text, tokens=g.tokens, logprob=g.cumulative_logprob if c.logprobs else None,
                         finish=g.finish, latency=g.latency_s, seed=g.seed,
                     )

@@ -15,7 +15,6 @@ from ttscale.errors import ConfigError
 from ttscale.records.bank import read_bank
 from ttscale.records.models import Record, Sample
 from ttscale.sampling.sampler import (
-    Candidate,
     SampleRequest,
     SampleResult,
     SamplingConfig,
@@ -27,8 +26,11 @@ class ReplayExhaustedError(ConfigError):
     """A request asked for more samples of a problem than the bank holds."""
 
 
-def _candidate(sample: Sample, seed: int | None) -> Candidate:
-    return Candidate(
+def _replayed(sample: Sample, seed: int | None) -> Sample:
+    """The bank sample as a sampler draws one: the generation fields only (no grading or extra
+    fields), with text, latency, seed and mean log-prob always set, as a live backend sets them."""
+    # Built without re-validation: every value comes from a sample the bank reader validated.
+    return Sample.model_construct(
         text=sample.text or "", answer=sample.answer, tokens=sample.tokens, logprob=sample.logprob,
         mean_logprob=sample.confidence(), finish=sample.finish, latency=sample.latency or 0.0,
         seed=sample.seed if sample.seed is not None else seed,
@@ -81,7 +83,7 @@ class ReplaySampler(SyncSamplerMixin):
                     "n", req.round + req.n, f"at most {len(pool)} samples of {req.id!r} (all the replayed bank {self.source} holds)"
                 )
             self.calls += 1
-            cands = [_candidate(s, req.seed) for s in pool[req.round : req.round + req.n]]
+            cands = [_replayed(s, req.seed) for s in pool[req.round : req.round + req.n]]
             results.append(SampleResult(
                 request=req, candidates=cands, prompt_tokens=None,
                 completion_tokens=sum(c.tokens or 0 for c in cands),

@@ -18,14 +18,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from ttscale.errors import ConfigError
+from ttscale.records.models import Sample
 from ttscale.sampling.sampler import (
-    Candidate,
     PromptFormat,
     SampleRequest,
     SampleResult,
     SamplingConfig,
     SyncSamplerMixin,
-    make_candidate,
+    make_sample,
 )
 
 log = logging.getLogger(__name__)
@@ -191,16 +191,16 @@ class VLLMSampler(SyncSamplerMixin):
             latency = time.perf_counter() - start
             for i, out in zip(call, outputs):
                 req = requests[i]
-                cands = [self._candidate(o, latency, req.seed) for o in sorted(out.outputs, key=lambda o: o.index)]
+                cands = [self._sample(o, latency, req.seed) for o in sorted(out.outputs, key=lambda o: o.index)]
                 results.append(SampleResult(
                     request=req, candidates=cands, prompt_tokens=len(out.prompt_token_ids or ()),
                     completion_tokens=sum(c.tokens or 0 for c in cands), latency=latency,
                 ))
         return results
 
-    def _candidate(self, out: Any, latency: float, seed: int | None) -> Candidate:
+    def _sample(self, out: Any, latency: float, seed: int | None) -> Sample:
         logprob = out.cumulative_logprob if self.config.logprobs else None
-        return make_candidate(out.text, tokens=len(out.token_ids), logprob=logprob, finish=out.finish_reason, latency=latency, seed=seed)
+        return make_sample(out.text, tokens=len(out.token_ids), logprob=logprob, finish=out.finish_reason, latency=latency, seed=seed)
 
     def close(self) -> None:
         # Drop the engine so its memory (KV cache) can be freed; the object is unusable afterwards.
