@@ -104,7 +104,7 @@ class CurveModel:
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._param_names()}
 
-    def set_params(self, **params: Any) -> "CurveModel":
+    def set_params(self, **params: Any) -> CurveModel:
         valid = self._param_names()
         for key, value in params.items():
             if key not in valid:
@@ -112,7 +112,7 @@ class CurveModel:
             setattr(self, key, value)
         return self
 
-    def clone(self) -> "CurveModel":
+    def clone(self) -> CurveModel:
         """An unfitted copy with the same parameters."""
         return type(self)(**copy.deepcopy(self.get_params()))
 

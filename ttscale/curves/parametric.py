@@ -32,7 +32,7 @@ class AccuracyCurve(CurveModel):
 
     min_points = 2
 
-    def fit(self, k: Any, acc: Any) -> "AccuracyCurve":
+    def fit(self, k: Any, acc: Any) -> AccuracyCurve:
         """Fit on sample counts ``k`` (K,) and accuracies ``acc`` (K,) or (P, K) per problem."""
         self._check_common_params()
         self._check_own_params()
@@ -57,7 +57,7 @@ class AccuracyCurve(CurveModel):
         self._set_attributes(params)
         return self
 
-    def fit_counts(self, n: Any, c: Any, k: Any = None) -> "AccuracyCurve":
+    def fit_counts(self, n: Any, c: Any, k: Any = None) -> AccuracyCurve:
         """Fit on the exact unbiased pass@k of per-problem (n, c) at ``k`` (default 1..min(n))."""
         n_arr, c_arr = check_counts(n, c)
         ks = np.arange(1, int(n_arr.min()) + 1) if k is None else as_k(k)[0]

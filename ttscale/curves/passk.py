@@ -88,7 +88,7 @@ class BetaBinomialPassAtK(CurveModel):
         self.random_state = random_state
 
     # --- public API -------------------------------------------------------------------------------
-    def fit(self, n: Any, c: Any) -> "BetaBinomialPassAtK":
+    def fit(self, n: Any, c: Any) -> BetaBinomialPassAtK:
         """Fit on ``n`` (trials per problem, an array or one number) and ``c`` (successes per problem)."""
         self._check_common_params()
         if not isinstance(self.zero_inflated, (bool, np.bool_)):
@@ -120,7 +120,7 @@ class BetaBinomialPassAtK(CurveModel):
         self.max_supported_k_ = self._max_supported_k(SUPPORT_TOLERANCE)
         return self
 
-    def fit_counts(self, n: Any, c: Any) -> "BetaBinomialPassAtK":
+    def fit_counts(self, n: Any, c: Any) -> BetaBinomialPassAtK:
         """Same as :meth:`fit` (the name every pass@k model shares, see ``select_pass_at_k_model``)."""
         return self.fit(n, c)
 
