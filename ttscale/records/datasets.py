@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ttscale.errors import BankFormatError, ConfigError
+from ttscale.validation import is_int, is_number
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ def _text(path: Path, line: int, obj: dict[str, Any], name: str, *, required: bo
         if required:
             raise BankFormatError(path, line, name, "a non-empty string", None)
         return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+    if not (isinstance(value, str) or is_number(value)):
         raise BankFormatError(path, line, name, "a string", type(value).__name__)
     value = str(value)
     if required and not value.strip():
@@ -149,7 +150,7 @@ PACKAGED = {"arith": "default", "arith-hard": "hard"}
 
 def load_dataset(spec: str | Path, *, limit: int | None = None) -> list[Problem]:
     """Problems from a local JSONL path, a packaged set (:data:`PACKAGED`) or a hub name (:data:`HUB`)."""
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
+    if limit is not None and (not is_int(limit) or limit < 1):
         raise ConfigError("limit", limit, "an integer >= 1")
     if str(spec) in PACKAGED:
         from ttscale.arith.paths import test_set_path

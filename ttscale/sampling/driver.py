@@ -21,6 +21,7 @@ from ttscale.records.bank import BankWriter, read_bank
 from ttscale.records.datasets import Problem
 from ttscale.records.models import Record
 from ttscale.sampling.sampler import Sampler, SampleRequest, SampleResult, request_seed
+from ttscale.validation import is_int
 
 
 @dataclass
@@ -103,7 +104,7 @@ def run_sampling(
     is called once with what is missing; ``on_result`` after each written line. A backend error
     propagates after the finished requests are written (the bank stays valid and resumable).
     """
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+    if not is_int(n) or n < 1:
         raise ConfigError("n", n, "an integer >= 1")
     out = Path(out)
     by_id = {p.id: p for p in problems}

@@ -20,7 +20,6 @@ regroups prompts and so gives different (equally valid) samples.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ttscale.errors import ConfigError
+from ttscale.validation import is_int, is_number
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -73,7 +73,7 @@ class HFSampler:
 
         if dtype not in _DTYPES:
             raise ConfigError("dtype", dtype, f"one of {list(_DTYPES)}")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if not is_int(batch_size) or batch_size < 1:
             raise ConfigError("batch_size", batch_size, "an integer >= 1 (sequences per generate call)")
         path = Path(model_dir)
         if not (path / "config.json").is_file():
@@ -112,13 +112,13 @@ class HFSampler:
 
         if isinstance(prompts, str):
             raise ConfigError("prompts", prompts, "a list of prompt strings, not one string")
-        if not isinstance(n, int) or n < 1:
+        if not is_int(n) or n < 1:
             raise ConfigError("n", n, "an integer >= 1")
-        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+        if not is_number(temperature) or temperature < 0:
             raise ConfigError("temperature", temperature, "a number >= 0")
-        if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        if not is_number(top_p) or not 0 < top_p <= 1:
             raise ConfigError("top_p", top_p, "a number in (0, 1]")
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        if not is_int(max_new_tokens) or max_new_tokens < 1:
             raise ConfigError("max_new_tokens", max_new_tokens, "an integer >= 1")
         stop = [s for s in (stop or []) if s]
 

@@ -52,6 +52,7 @@ from typing import Any
 
 from ttscale.errors import ConfigError, TTScaleError
 from ttscale.sampling.sampler import SampleRequest, SampleResult, SamplingConfig
+from ttscale.validation import is_int, is_number
 
 INNER_BACKENDS = ("hf", "vllm")
 """Backends a replica can run (an HTTP client gains nothing from Ray: raise its concurrency)."""
@@ -69,11 +70,7 @@ class ReplicaError(TTScaleError, RuntimeError):
 
 
 def _positive(value: Any, *, integer: bool) -> bool:
-    if isinstance(value, bool):
-        return False
-    if integer:
-        return isinstance(value, int) and value >= 1
-    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+    return (is_int(value) if integer else is_number(value)) and value > 0
 
 
 def _import_ray() -> Any:
@@ -220,7 +217,7 @@ class RaySampler:
             raise ConfigError("replicas", replicas, "an integer >= 1 (sampler actors on the cluster)")
         if not _positive(num_cpus, integer=False):
             raise ConfigError("num_cpus", num_cpus, "a number > 0 (logical CPUs per replica)")
-        if num_gpus is not None and (isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or not num_gpus >= 0):
+        if num_gpus is not None and (not is_number(num_gpus) or num_gpus < 0):
             raise ConfigError("num_gpus", num_gpus, "a number >= 0 (GPUs per replica) or None for automatic")
         if cluster_cpus is not None and not _positive(cluster_cpus, integer=True):
             raise ConfigError("cluster_cpus", cluster_cpus, "an integer >= 1 (CPUs of the local cluster)")

@@ -27,6 +27,7 @@ from ttscale.sampling.sampler import (
     SyncSamplerMixin,
     make_sample,
 )
+from ttscale.validation import is_int
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class VLLMSampler(SyncSamplerMixin):
         llm: Any | None = None,
         chat_template: str | None = None,
     ) -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if not is_int(batch_size) or batch_size < 1:
             raise ConfigError("batch_size", batch_size, "an integer >= 1")
         self.config = config or SamplingConfig()
         self.batch_size = batch_size
