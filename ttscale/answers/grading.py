@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
-from ttscale.answers import AnswerClassifier
+from ttscale.answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode
 from ttscale.answers.candidates import Candidates
-from ttscale.errors import BankFormatError
+from ttscale.errors import BankFormatError, ConfigError
+from ttscale.records.bank import Bank, read_bank
 from ttscale.records.models import Record
 
 
@@ -101,3 +103,36 @@ def bank_candidates(
         if progress is not None:
             progress(1)
     return out
+
+
+def load_candidates(
+    path: str | Path,
+    equivalence: EquivalenceMode | str = EquivalenceMode.MATH,
+    grade: GradeSource | str = GradeSource.AUTO,
+    scorer: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Bank, list[Candidates]]:
+    """Read a bank file and grade it: (the bank's records, one :class:`Candidates` per problem).
+
+    ``equivalence`` decides which answers are one class; ``grade`` where correctness comes from;
+    ``scorer`` names the samples' ``rewards[NAME]`` used as their reward (None: ``reward``).
+    A skipped truncated last line is logged by :func:`~ttscale.records.bank.read_bank` and left in
+    ``Bank.truncated_line`` for callers that report it.
+    """
+    mode = _choice("equivalence", equivalence, EquivalenceMode)
+    source = _choice("grade", grade, GradeSource)
+    data = read_bank(path)
+    classifier = AnswerClassifier(EquivalenceConfig(mode=mode))
+    problems = bank_candidates(data.records, classifier, grade=source, scorer=scorer, path=data.path, progress=progress)
+    return data, problems
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def _choice(parameter: str, value: object, kind: type[E]) -> E:
+    """An enum member from itself or its value, or a ConfigError naming the parameter and the choices."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigError(parameter, value, "one of " + ", ".join(str(m.value) for m in kind)) from None

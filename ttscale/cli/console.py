@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,16 +17,18 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ttscale.errors import ConfigError, TTScaleError
+from ttscale.errors import TTScaleError
 
 if TYPE_CHECKING:
-    from ttscale.answers.candidates import Candidates
-    from ttscale.records.bank import Bank
+    from ttscale.answers.equivalence import EquivalenceMode
+    from ttscale.answers.grading import GradeSource
+    from ttscale.offline import GradedBank
 
 out = Console()
 err = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def handle_errors(fn: F) -> F:
@@ -59,37 +60,34 @@ def progress_bar(disable: bool = False) -> Progress:
     )
 
 
-E = TypeVar("E", bound=Enum)
-
-
-def parse_choice(option: str, value: str, kind: type[E]) -> E:
-    """An enum member from a CLI string, or a ConfigError naming the option and the choices."""
-    try:
-        return kind(value)
-    except ValueError:
-        raise ConfigError(option, value, "one of " + ", ".join(m.value for m in kind)) from None  # type: ignore[attr-defined]
-
-
-def load_candidates(
+def read_graded_bank(
     bank: Path,
-    equivalence: str = "math",
-    grade: str = "auto",
+    equivalence: EquivalenceMode,
+    grade: GradeSource,
     scorer: str | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> tuple[Bank, list[Candidates]]:
-    """Read a bank and turn it into the numeric core (answer classes, correctness, rewards).
+    *,
+    quiet: bool = False,
+) -> GradedBank:
+    """:func:`ttscale.offline.read_bank` with a progress bar on stderr, and a skipped truncated last
+    line reported there."""
+    from ttscale.offline import read_bank
 
-    A skipped truncated last line is reported on stderr.
-    """
-    from ttscale.answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode
-    from ttscale.answers.grading import GradeSource, bank_candidates
-    from ttscale.records.bank import read_bank
+    with progress_bar(disable=quiet) as bar:
+        task = bar.add_task("answer classes", total=None)
+        data = read_bank(bank, equivalence=equivalence, grade=grade, scorer=scorer, progress=lambda step: bar.advance(task, step))
+    if data.bank.truncated_line is not None:
+        err.print(f"[yellow]warning:[/] {bank}, line {data.bank.truncated_line}: truncated last line skipped")
+    return data
 
-    mode = parse_choice("--equivalence", equivalence, EquivalenceMode)
-    source = parse_choice("--grade", grade, GradeSource)
-    data = read_bank(bank)
-    if data.truncated_line is not None:
-        err.print(f"[yellow]warning:[/] {bank}, line {data.truncated_line}: truncated last line skipped")
-    classifier = AnswerClassifier(EquivalenceConfig(mode=mode))
-    problems = bank_candidates(data.records, classifier, grade=source, scorer=scorer, path=data.path, progress=progress)
-    return data, problems
+
+def deprecated(note: str) -> None:
+    """One line on stderr about a deprecated option or command (stdout, JSON included, unchanged)."""
+    err.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
+def renamed_option(new: str, new_value: T | None, old: str, old_value: T | None) -> T | None:
+    """The value of option ``new``, or of ``old``, its former name (with a deprecation note)."""
+    if old_value is None:
+        return new_value
+    deprecated(f"{old} is deprecated here, use {new}")
+    return old_value if new_value is None else new_value

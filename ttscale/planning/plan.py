@@ -28,7 +28,7 @@ from ttscale.errors import ConfigError, EstimationError
 from ttscale.estimate import exact as estimate
 from ttscale.planning.cost import ModelCostSpec, Prices, dollars, kinetics_eflops
 
-__all__ = ["CostModel", "FittedCurve", "PlanResult", "fit_curve", "n_grid", "plan"]
+__all__ = ["CostModel", "FittedCurve", "PlanResult", "bank_cost_model", "fit_curve", "n_grid", "plan"]
 
 
 def n_grid(max_n: int, observed: int = 0) -> np.ndarray:
@@ -70,6 +70,22 @@ class CostModel:
         if self.output_tokens is None or self.spec is None:
             return None
         return np.asarray(kinetics_eflops(self.spec, np.asarray(n, dtype=float), self.prompt_tokens, self.output_tokens))
+
+
+def bank_cost_model(problems: Sequence[Candidates], problem_texts: Sequence[str | None], *, prompt_tokens: float | None = None,
+                    output_tokens: float | None = None, prices: Prices | None = None, spec: ModelCostSpec | None = None) -> CostModel:
+    """A :class:`CostModel` with the bank's own figures where none are given: prompt tokens from the
+    problem texts (about 4 characters a token), generated tokens per sample from the samples' tokens
+    (when every sample has them)."""
+    estimated = prompt_tokens is None
+    if prompt_tokens is None:
+        prompt_tokens = float(np.mean([len(text or "") / 4.0 for text in problem_texts])) if problem_texts else 0.0
+    if output_tokens is None and problems and all(p.tokens is not None for p in problems):
+        output_tokens = float(np.mean(np.concatenate([p.tokens for p in problems])))
+    if output_tokens is not None and not (math.isfinite(output_tokens) and output_tokens > 0):
+        raise ConfigError("--output-tokens", output_tokens, "a positive number of tokens per sample")
+    return CostModel(prompt_tokens=float(prompt_tokens), output_tokens=output_tokens, prices=prices, spec=spec,
+                     prompt_estimated=estimated)
 
 
 @dataclass

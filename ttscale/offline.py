@@ -1,0 +1,194 @@
+"""The public offline API: what ``ttscale eval``, ``plan`` and ``simulate`` do, as functions.
+
+For a notebook, without shelling out (the commands call these same functions, so the two agree)::
+
+    from ttscale import evaluate, plan, read_bank, simulate
+
+    bank = read_bank("bank.jsonl", equivalence="math")      # read and grade once
+    evaluate(bank, ["majority", "best-of-n"], k=[1, 4, 16]).to_json()
+    plan(bank, target=0.9).recommended_n
+    simulate(bank, exact=True).cheapest()
+
+Every function takes a bank file path or a :class:`GradedBank` from :func:`read_bank`; with a path
+it reads and grades the file first (``equivalence``, ``grade``, ``scorer`` as in ``read_bank``).
+Results are the typed objects the commands print; their ``to_json()`` is the commands' ``--json``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+from ttscale.answers.candidates import Candidates
+from ttscale.answers.equivalence import EquivalenceMode
+from ttscale.answers.grading import GradeSource, load_candidates
+from ttscale.errors import ConfigError
+from ttscale.estimate.evaluate import EvalResult
+from ttscale.planning.cost import ModelCostSpec, Prices
+from ttscale.planning.plan import PlanResult
+from ttscale.planning.simulation import SimulationReport
+from ttscale.records.bank import Bank
+from ttscale.selection.policy import Policy
+
+__all__ = ["GradedBank", "evaluate", "plan", "read_bank", "simulate"]
+
+
+@dataclass(frozen=True)
+class GradedBank:
+    """A bank file read and graded once: its records and, per problem, its answer classes,
+    their correctness and the samples' rewards (:class:`~ttscale.answers.candidates.Candidates`)."""
+
+    bank: Bank
+    """The records (lines with one id merged), the file and a skipped truncated last line, if any."""
+    candidates: list[Candidates]
+    """One per problem, in the bank's order."""
+    equivalence: EquivalenceMode
+    """Which answers were taken as one class."""
+    grade: GradeSource
+    """Where correctness came from."""
+    scorer: str | None
+    """The samples' ``rewards[NAME]`` used as their reward (None: ``reward``)."""
+
+    @property
+    def path(self) -> Path:
+        return self.bank.path
+
+    @property
+    def questions(self) -> int:
+        return len(self.candidates)
+
+
+BankLike = Union[str, "os.PathLike[str]", GradedBank]
+"""A bank file's path, or a bank already read by :func:`read_bank`."""
+
+
+def read_bank(
+    path: str | os.PathLike[str],
+    *,
+    equivalence: EquivalenceMode | str = EquivalenceMode.MATH,
+    grade: GradeSource | str = GradeSource.AUTO,
+    scorer: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> GradedBank:
+    """Read a bank file (JSONL, one problem per line) and grade every problem's samples.
+
+    ``equivalence``: ``math`` (math-verify) or ``string``; ``grade``: correctness from ``auto`` (the
+    reference when there is one), ``reference`` or ``field`` (the samples' ``correct``); ``scorer``:
+    reward name. ``progress`` is called with 1 after each problem.
+    """
+    bank, candidates = load_candidates(Path(path), equivalence, grade, scorer, progress=progress)
+    return GradedBank(bank, candidates, EquivalenceMode(equivalence), GradeSource(grade), scorer)
+
+
+def _graded(bank: BankLike, equivalence: EquivalenceMode | str | None, grade: GradeSource | str | None,
+            scorer: str | None = None) -> GradedBank:
+    """``bank`` read with these settings; a :class:`GradedBank` only when it was read with them."""
+    if not isinstance(bank, GradedBank):
+        return read_bank(bank, equivalence=equivalence or EquivalenceMode.MATH, grade=grade or GradeSource.AUTO, scorer=scorer)
+    for name, asked, have in (("equivalence", equivalence, bank.equivalence), ("grade", grade, bank.grade)):
+        if asked is not None and asked != have:
+            raise ConfigError(name, asked, f"{have.value}, as the bank was read (read_bank(path, {name}=...) to change it)")
+    if scorer is not None and scorer != bank.scorer:
+        raise ConfigError("scorer", scorer, f"{bank.scorer!r}, as the bank was read (read_bank(path, scorer=...) to change it)")
+    return bank
+
+
+def evaluate(
+    bank: BankLike,
+    policies: Sequence[str | Policy] = ("majority",),
+    k: Sequence[int] | None = None,
+    *,
+    draws: int = 1000,
+    seed: int = 0,
+    equivalence: EquivalenceMode | str | None = None,
+    grade: GradeSource | str | None = None,
+    scorer: str | None = None,
+    on_policy: Callable[[str], None] | None = None,
+) -> EvalResult:
+    """Accuracy at each k for each policy from the bank's one pool of samples, with pass@k (the
+    oracle ceiling) and tokens at k: exact where a closed form exists, else a seeded resampling
+    estimate (``draws`` per problem and k) with its standard error.
+
+    ``policies``: preset names (``NAME:key=value`` overrides params), TOML paths or
+    :class:`~ttscale.selection.policy.Policy` objects; ``k``: default 1, 2, 4, ... up to the
+    smallest pool, and that size.
+    """
+    from ttscale.estimate.evaluate import evaluate as evaluate_candidates
+    from ttscale.selection.policy import load_policy
+
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ConfigError("draws", draws, "a positive integer")
+    loaded = [p if isinstance(p, Policy) else load_policy(p) for p in policies]
+    data = _graded(bank, equivalence, grade, scorer)
+    return evaluate_candidates(data.candidates, loaded, k, draws=draws, seed=seed, on_policy=on_policy)
+
+
+def plan(
+    bank: BankLike,
+    *,
+    policy: str = "majority",
+    target: float | None = None,
+    budget_samples: float | None = None,
+    budget_tokens: float | None = None,
+    budget_dollars: float | None = None,
+    per_question: bool = False,
+    prices: Prices | None = None,
+    spec: ModelCostSpec | None = None,
+    prompt_tokens: float | None = None,
+    output_tokens: float | None = None,
+    epsilon: float = 1e-4,
+    max_n: int = 1024,
+    level: float = 0.95,
+    seed: int = 0,
+    equivalence: EquivalenceMode | str | None = None,
+    grade: GradeSource | str | None = None,
+) -> PlanResult:
+    """Fit ``policy``'s accuracy against samples per question N (up to ``max_n``, with a ``level``
+    interval) and answer one question: the smallest N reaching ``target``, what a budget buys
+    (samples per question, or tokens/dollars for the whole bank, ``per_question`` for one), or,
+    with neither, the saturation point (gain per extra sample below ``epsilon``).
+
+    Costs: ``prompt_tokens`` (default: problem text / 4) and ``output_tokens`` (default: the
+    bank's mean) per question; ``prices`` for dollars, ``spec`` for Kinetics eFLOPs.
+    """
+    from ttscale.planning.plan import bank_cost_model
+    from ttscale.planning.plan import plan as plan_candidates
+
+    data = _graded(bank, equivalence, grade)
+    cost = bank_cost_model(data.candidates, [r.problem for r in data.bank.records], prompt_tokens=prompt_tokens,
+                           output_tokens=output_tokens, prices=prices, spec=spec)
+    return plan_candidates(data.candidates, policy=policy, target=target, budget_samples=budget_samples,
+                           budget_tokens=budget_tokens, budget_dollars=budget_dollars, per_question=per_question,
+                           cost=cost, epsilon=epsilon, max_n=max_n, level=level, seed=seed)
+
+
+def simulate(
+    bank: BankLike,
+    *,
+    exact: bool = False,
+    target: float | None = None,
+    max_k: int | None = None,
+    permutations: int = 20,
+    seed: int = 0,
+    equivalence: EquivalenceMode | str | None = None,
+    grade: GradeSource | str | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> SimulationReport:
+    """Replay the adaptive stopping rules and allocators on the bank (``permutations`` seeded orders
+    of each question's first ``max_k`` samples; default: the pool size 90% of questions have) and
+    find each rule's cheapest setting reaching ``target`` (default: majority@K - 0.1 point).
+
+    ``exact``: also score the count-reading rules over every order (no permutation noise), the
+    cheapest live adaptive ``Budget`` and the best any vote-only rule can do (seconds on banks with
+    a few answers per question, minutes on scattered ones).
+    """
+    from ttscale.planning.simulation import simulate_problems
+
+    data = _graded(bank, equivalence, grade)
+    if not data.candidates:
+        raise ConfigError("bank", str(data.path), "a bank with at least one question")
+    return simulate_problems(data.candidates, max_k=max_k, permutations=permutations, seed=seed, target=target,
+                             exact=exact, on_step=on_step)

@@ -1,0 +1,213 @@
+"""What ``ttscale simulate`` works out: adaptive rules and allocators replayed on a bank, each
+rule's cheapest setting reaching a target, and (``exact``) the same scored over every sample order
+with the live adaptive ``Budget`` and the vote-only bound.
+
+Pure functions over graded problems (:class:`~ttscale.answers.candidates.Candidates`) returning
+typed results whose ``to_json`` is the command's JSON; the CLI only parses options and prints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ttscale.adaptive.exact_replay import (
+    VoteStates,
+    bayes_frontier,
+    exact_rule_points,
+    samples_to_reach,
+)
+from ttscale.adaptive.simulate import (
+    ReplayPool,
+    RulePoint,
+    SimulationResult,
+    cheapest_points,
+    default_max_samples,
+    points_json,
+    replay_pool,
+    run_allocator,
+    run_static,
+    simulate,
+)
+from ttscale.adaptive.stopping import ASC, StoppingRule, default_rules
+from ttscale.answers.candidates import Candidates
+from ttscale.errors import ConfigError
+
+__all__ = [
+    "ExactSimulation", "LiveBudget", "SimulationReport", "VoteBound", "allocator_budgets", "cheapest_live_budgets",
+    "default_allocators", "exact_simulation", "simulate_problems",
+]
+
+DEFAULT_PILOT = 2
+"""Pilot samples per question of the simulated online allocator."""
+STATIC_PILOT = 4
+"""Pilot samples per question of the simulated static allocator."""
+TOLERANCE = 0.001
+"""Without a target: rules' cheapest settings within 0.1 point of majority@K."""
+DEPLOY_CONFIDENCES = (0.75, 0.8, 0.85, 0.875, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995, 0.999)
+"""ASC thresholds tried for the live solver's adaptive budget."""
+LIVE_DEFAULT_ROUNDS = (4, 2)
+"""``ttscale.live.solve.Budget``'s default (pilot, step). The live layer sits above this one, so
+the values are repeated here; a test keeps them equal."""
+
+
+def allocator_budgets(k: int) -> list[float]:
+    """Mean samples per question at which the allocators are read off: about 24 points in [1, K]."""
+    grid = np.unique(np.round(np.geomspace(1, k, 24) * 4) / 4)
+    return [float(b) for b in grid if 1 <= b <= k]
+
+
+def default_allocators(k: int, budgets: list[float] | None = None) -> dict[str, Callable[[ReplayPool], list[RulePoint]]]:
+    """The simulated allocators: online (Blend-ASC style) and static (from pilots), read off at ``budgets``."""
+    from ttscale.adaptive.allocate import OnlineAllocator, StaticAllocator
+
+    budgets = budgets or allocator_budgets(k)
+    return {
+        "alloc-online": lambda pool: run_allocator(pool, lambda: OnlineAllocator(max_per_question=k, pilot=DEFAULT_PILOT), budgets),
+        "alloc-static": lambda pool: run_static(pool, lambda: StaticAllocator(k), budgets, pilot=STATIC_PILOT),
+    }
+
+
+@dataclass(frozen=True)
+class LiveBudget:
+    """An adaptive live ``Budget`` (ASC checked after each round) and what it does on the bank, exactly."""
+
+    samples: int
+    """The most samples a question gets (K)."""
+    pilot: int
+    step: int
+    confidence: float
+    mean_samples: float
+    accuracy: float
+
+    def to_json(self) -> dict:
+        return {"budget": {"samples": self.samples, "adaptive": True, "pilot": self.pilot, "step": self.step,
+                           "confidence": self.confidence},
+                "mean_samples": self.mean_samples, "accuracy": self.accuracy}
+
+
+def cheapest_live_budgets(states: VoteStates, k: int, goal: float,
+                          default_rounds: tuple[int, int] = LIVE_DEFAULT_ROUNDS) -> tuple[LiveBudget | None, LiveBudget | None]:
+    """The cheapest adaptive budget reaching ``goal`` exactly on the bank over a few round sizes, and
+    the cheapest with the default rounds (fewer round trips); None where no setting reaches it."""
+    default = (min(default_rounds[0], k), default_rounds[1])
+    best: LiveBudget | None = None
+    with_default: LiveBudget | None = None
+    for pilot, step in sorted({default, (min(2, k), 1), (1, 1)}):
+        for c in DEPLOY_CONFIDENCES:
+            samples, acc = states.evaluate(ASC(c), pilot=pilot, step=step)
+            if acc < goal:
+                continue
+            row = LiveBudget(samples=k, pilot=pilot, step=step, confidence=c, mean_samples=samples, accuracy=acc)
+            if best is None or samples < best.mean_samples - 1e-9:
+                best = row
+            if (pilot, step) == default and (with_default is None or samples < with_default.mean_samples - 1e-9):
+                with_default = row
+    return best, with_default
+
+
+@dataclass(frozen=True)
+class VoteBound:
+    """Fewest mean samples per question with which any vote-only rule reaches ``target`` (None: none does)."""
+
+    target: float
+    plurality_answer: float | None
+    """Rules that answer the plurality (every rule here)."""
+    any_answer: float | None
+    """Rules that may answer the class most likely correct instead."""
+
+
+@dataclass(frozen=True)
+class ExactSimulation:
+    """Count-reading rules scored over every order of every question's samples (no permutation noise)."""
+
+    states: int
+    """Vote states of the exact tables."""
+    rules: dict[str, list[RulePoint]]
+    cheapest: dict[str, RulePoint | None]
+    """Per rule, its cheapest exact setting reaching the target."""
+    bound: VoteBound
+    best_budget: LiveBudget | None
+    """The cheapest live adaptive budget reaching the target, over a few round sizes."""
+    default_rounds_budget: LiveBudget | None
+    """The same with the live solver's default rounds."""
+
+    def to_json(self) -> dict:
+        deploy = {key: b.to_json() for key, b in (("best", self.best_budget), ("default_rounds", self.default_rounds_budget))
+                  if b is not None}
+        return {
+            "states": self.states,
+            "deploy": deploy or None,
+            "rules": {name: [p.to_json() for p in pts] for name, pts in self.rules.items()},
+            "cheapest": points_json(self.cheapest),
+            "bound": {"target": self.bound.target, "plurality_answer": self.bound.plurality_answer,
+                      "any_answer": self.bound.any_answer},
+        }
+
+
+def exact_simulation(problems: Sequence[Candidates], k: int, rules: dict[str, list[StoppingRule]], goal: float) -> ExactSimulation:
+    """Score the count-reading ``rules`` exactly over every order (questions with >= ``k`` samples),
+    the live adaptive budgets, and the vote-only bound, all against ``goal``."""
+    states = VoteStates(problems, k)
+    points = exact_rule_points(states, rules)
+    best, with_default = cheapest_live_budgets(states, k, goal)
+    bound = VoteBound(goal, samples_to_reach(bayes_frontier(states), goal),
+                      samples_to_reach(bayes_frontier(states, plurality=False), goal))
+    return ExactSimulation(states.states, points, cheapest_points(points, goal), bound, best, with_default)
+
+
+@dataclass(frozen=True)
+class SimulationReport:
+    """What ``ttscale simulate`` prints: the seeded replay, the target, and the exact tables when asked."""
+
+    result: SimulationResult
+    target: float
+    """Accuracy each rule's cheapest setting must reach."""
+    default_target: bool
+    """True when ``target`` is the default (majority@K - 0.1 point), not given."""
+    exact: ExactSimulation | None = None
+
+    def cheapest(self) -> dict[str, RulePoint | None]:
+        """Per rule, its cheapest replayed setting reaching the target (None when none does)."""
+        return self.result.cheapest(self.target)
+
+    def to_json(self) -> dict:
+        out = self.result.to_json(target=self.target)
+        if self.exact is not None:
+            out["exact"] = self.exact.to_json()
+        return out
+
+
+def simulate_problems(
+    problems: Sequence[Candidates],
+    *,
+    max_k: int | None = None,
+    permutations: int = 20,
+    seed: int = 0,
+    target: float | None = None,
+    exact: bool = False,
+    on_step: Callable[[str], None] | None = None,
+) -> SimulationReport:
+    """Replay every stopping rule and allocator on ``permutations`` seeded orders of each question's
+    first ``max_k`` samples (default: the pool size 90% of questions have), then find each rule's
+    cheapest setting reaching ``target`` (default: majority@K - 0.1 point); ``exact`` adds
+    :func:`exact_simulation`. ``on_step`` is called with the name of each step as it starts."""
+    if max_k is not None and (isinstance(max_k, bool) or not isinstance(max_k, (int, np.integer)) or max_k < 1):
+        raise ConfigError("max_k", max_k, "an integer >= 1")
+    if target is not None and not (math.isfinite(target) and 0.0 < target <= 1.0):
+        raise ConfigError("target", target, "an accuracy as a fraction in (0, 1]")
+    step = on_step or (lambda _: None)
+    K = default_max_samples([p.n for p in problems]) if max_k is None else int(max_k)
+    rules = default_rules()
+    step("replay orders")
+    pool = replay_pool(problems, K, permutations, seed)
+    result = simulate(pool, rules, allocators=default_allocators(pool.k), seed=seed, on_rule=step)
+    goal = max(result.reference - TOLERANCE, 0.0) if target is None else target
+    exact_result = None
+    if exact:
+        step("exact tables")
+        exact_result = exact_simulation(problems, pool.k, rules, goal)
+    return SimulationReport(result, goal, target is None, exact_result)
