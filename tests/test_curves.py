@@ -532,7 +532,7 @@ def test_majority_pool_match_on_large_pilots():
     assert ragged.predict_questions(n_ref)[keep].mean() == pytest.approx(ref.mean(), abs=1e-3)
 
 
-def test_majority_pool_match_off_for_small_pilots_and_fallback(monkeypatch):
+def test_majority_pool_match_off_for_small_pilots_and_fallback():
     # 8-sample pilots (below 24 for 95% of questions): off, the fit is exactly the share-matched one.
     small = _flat_bank(np.random.default_rng(3), pilot=8)
     auto = DirichletMajorityModel().fit(*small)
@@ -544,14 +544,26 @@ def test_majority_pool_match_off_for_small_pilots_and_fallback(monkeypatch):
     counts[0] = np.minimum(counts[0], 1)
     n[0] = int(counts[0].sum())
     assert DirichletMajorityModel().fit(counts, correct, n).pool_match_n_ == 30
-    # No discount reaches the exact value (a pretend exact maj@n of 0): the share-matched fit is kept.
-    import ttscale.estimate.exact
+    # No discount reaches the exact value: the fitted values are kept, and the gap reported is the
+    # model's maj@24 minus the pilot's exact one. 24-sample pilots, unanimous, with the unseen-answer
+    # mass held at 500: when the pilot is always right (exact maj@24 = 1) the new wrong answers
+    # keep the model's maj@24 far below 1 at any discount (gap < 0); when it is always wrong
+    # (exact 0) the unseen correct answer keeps it far above 0 (gap > 0). With no seen wrong
+    # class the discount only moves the Pitman-Yor tail of new answers.
+    from ttscale.estimate.exact import majority_at_k
 
+    held = dict(correct_discount=0.9, new_mass=500.0, correct_share=0.5, none_prior=0.5)
+    q = 40
+    right = (np.full((q, 1), 24), np.ones((q, 1), bool))
+    wrong = (np.c_[np.full(q, 24), np.zeros(q, int)], np.c_[np.zeros(q, bool), np.ones(q, bool)])
+    for pilot, sign in ((right, -1.0), (wrong, 1.0)):
+        exact = float(majority_at_k(*pilot, pilot[0].sum(axis=1), [24]).mean())
+        fallback = DirichletMajorityModel(**held).fit(*pilot)
+        assert (fallback.pool_match_, fallback.pool_match_n_) == ("no root", 24)
+        assert sign * fallback.pool_match_gap_ > 0.5
+        assert fallback.pool_match_gap_ == pytest.approx(fallback.predict(24) - exact, abs=1e-12)
+        assert fallback.prior_ == DirichletMajorityModel(match_pool=False, **held).fit(*pilot).prior_
     big = _flat_bank(np.random.default_rng(3), questions=60)
-    monkeypatch.setattr(ttscale.estimate.exact, "majority_at_k", lambda counts, correct, n, ks: np.zeros((len(n), len(ks))))
-    fallback = DirichletMajorityModel().fit(*big)
-    assert fallback.pool_match_ == "no root" and fallback.pool_match_gap_ > 0.1
-    assert fallback.prior_ == DirichletMajorityModel(match_pool=False).fit(*big).prior_
     with pytest.raises(ConfigError, match="match_pool"):
         DirichletMajorityModel(match_pool="yes").fit(*big)
     with pytest.raises(ConfigError, match="match_pool"):
