@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from ttscale.errors import BankFormatError
 from ttscale.records.files import atomic_write
-from ttscale.records.models import Record, Sample
+from ttscale.records.models import Record
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class BankWriter:
     def close(self) -> None:
         self._fh.close()
 
-    def __enter__(self) -> "BankWriter":
+    def __enter__(self) -> BankWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -266,8 +266,3 @@ def read_pass_counts(path: str | Path) -> PassCounts:
     except UnicodeDecodeError as exc:
         raise BankFormatError(path, None, None, "UTF-8 text", f"invalid byte at offset {exc.start}") from None
     return PassCounts(path, np.array(models), np.array(problems), np.array(ns, dtype=np.int64), np.array(cs, dtype=np.int64))
-
-
-def sample_from_dict(obj: dict[str, Any]) -> Sample:
-    """Validate one sample dict (used by samplers before appending)."""
-    return Sample.model_validate(obj)

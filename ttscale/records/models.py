@@ -3,6 +3,9 @@
 The form is the one in ``../shared/DESIGN.md`` (and of the banks in ``../shared/data``); every
 sample field but ``answer`` is optional and unknown fields are kept, so project banks can carry
 model, sampling parameters and timings and still read external banks as they are.
+
+:class:`Sample` is also what every sampler returns (``ttscale.sampling``): a drawn answer is the
+bank sample from the start, with ``text``, ``latency`` and ``seed`` always set.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Sample(BaseModel):
-    """One sampled candidate."""
+    """One sampled answer: a sample of a bank line, and what a sampler returns for a request."""
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False, coerce_numbers_to_str=True)
 
