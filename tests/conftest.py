@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,11 +10,28 @@ SHARED = REPO.parent / "shared" / "data"
 BANKS = SHARED / "banks"
 
 
+def require_shared(path: Path = SHARED) -> Path:
+    """``path`` (under ../shared/data, beside the repository) when it exists. Missing: a failure
+    when TTSCALE_REQUIRE_SHARED_DATA=1 (CI has the data, so a silent skip would hide tests), else
+    a skip."""
+    if not path.exists():
+        message = f"shared data not found at {path}"
+        if os.environ.get("TTSCALE_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(f"{message} (TTSCALE_REQUIRE_SHARED_DATA=1)", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (benchmarks, banks): see :func:`require_shared`."""
+    return require_shared(SHARED)
+
+
 @pytest.fixture(scope="session")
 def banks_dir() -> Path:
-    if not BANKS.is_dir():
-        pytest.skip(f"shared data not found at {BANKS}")
-    return BANKS
+    """../shared/data/banks: see :func:`require_shared`."""
+    return require_shared(BANKS)
 
 
 def build_tiny_llama(path: Path, *, num_labels: int | None = None, max_positions: int = 256) -> Path:

@@ -36,7 +36,6 @@ from ttscale.sampling.sampler import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
 PACKAGED_MODEL = REPO / "ttscale" / "models" / "arith-tiny"
 
 
@@ -170,12 +169,10 @@ def test_a_generated_sample_is_the_bank_sample() -> None:
 # --- datasets --------------------------------------------------------------------------------------
 
 
-def test_local_benchmarks_load() -> None:
-    if not SHARED.is_dir():
-        pytest.skip("../shared/data not present")
-    gsm = load_dataset(SHARED / "benchmarks" / "gsm8k_test.jsonl")
+def test_local_benchmarks_load(shared_data: Path) -> None:
+    gsm = load_dataset(shared_data / "benchmarks" / "gsm8k_test.jsonl")
     assert len(gsm) == 1319 and gsm[0].id == "gsm8k-test-0" and gsm[0].answer == "18"
-    assert len(load_dataset(str(SHARED / "benchmarks" / "math500.jsonl"), limit=5)) == 5
+    assert len(load_dataset(str(shared_data / "benchmarks" / "math500.jsonl"), limit=5)) == 5
 
 
 @pytest.mark.parametrize(
