@@ -37,7 +37,7 @@ def _examples() -> list[TTScaleError]:
     from ttscale.sampling.backends.openai import ServerError
     from ttscale.sampling.backends.ray import ReplicaError
     from ttscale.sampling.backends.replay import ReplayExhaustedError
-    from ttscale.scoring.scorers import JudgeParseError
+    from ttscale.scoring.judge import JudgeParseError
     from ttscale.selection.selectors import MissingFieldError
 
     return [

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from ttscale.errors import ConfigError
 from ttscale.records.bank import read_bank
+from ttscale.scoring.base import Scorer
 from ttscale.scoring.prm import (
     QWEN_PRM_TEMPLATE,
     PRMConfig,
@@ -24,7 +25,8 @@ from ttscale.scoring.prm import (
     split_steps,
     step_probabilities,
 )
-from ttscale.scoring.scorers import SCORERS, Scorer, make_scorer, score_bank
+from ttscale.scoring.registry import SCORERS, make_scorer
+from ttscale.scoring.resumable import score_bank
 
 TAG = "<extra_0>"
 

@@ -13,21 +13,17 @@ from typer.testing import CliRunner
 from ttscale.errors import BankFormatError, ConfigError
 from ttscale.records.bank import read_bank
 from ttscale.sampling.sampler import TEMPLATES
-from ttscale.scoring.scorers import (
+from ttscale.scoring.base import Scorer
+from ttscale.scoring.confidence import (
     ConfidenceConfig,
     ConfidenceScorer,
-    JudgeConfig,
-    JudgeParseError,
-    JudgeScorer,
-    RewardModelConfig,
-    Scorer,
-    SequenceClassifierScorer,
     TeacherForcer,
     lowest_group_confidence,
-    make_scorer,
-    parse_score,
-    score_bank,
 )
+from ttscale.scoring.judge import JudgeConfig, JudgeParseError, JudgeScorer, parse_score
+from ttscale.scoring.registry import make_scorer
+from ttscale.scoring.resumable import score_bank
+from ttscale.scoring.reward_model import RewardModelConfig, SequenceClassifierScorer
 
 REPO = Path(__file__).resolve().parents[1]
 ARITH = REPO / "ttscale" / "models" / "arith-tiny"
@@ -283,7 +279,7 @@ def test_sequence_classifier(tmp_path: Path, classifier: Path) -> None:
 def test_vllm_reward(tmp_path: Path, classifier: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The real vLLM pooling runner (in-process engine, about 10 s here) agrees with transformers."""
     in_process_vllm(monkeypatch)
-    from ttscale.scoring.scorers import VLLMRewardScorer
+    from ttscale.scoring.reward_model import VLLMRewardScorer
 
     scorer = VLLMRewardScorer(str(classifier), engine_args={"max_model_len": 384})  # ttscale score --engine-arg
     try:

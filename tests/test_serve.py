@@ -241,7 +241,7 @@ def test_reward_policy_through_a_scorer(upstream: FakeUpstream, tmp_path) -> Non
     """--scorer: best-of-n picks the candidate a real (tiny, random) reward model scores highest."""
     from conftest import build_tiny_llama
 
-    from ttscale.scoring.scorers import make_scorer
+    from ttscale.scoring.registry import make_scorer
 
     rm = build_tiny_llama(tmp_path / "rm", num_labels=1)
     with pytest.raises(ConfigError, match="scorer"):

@@ -6,7 +6,7 @@ repeated after a kill, with another policy or with a larger ``n``:
 
 1. **sample**: :func:`ttscale.sampling.driver.run_sampling` tops the bank up to ``n`` samples per problem;
    the sampler (a model load, a vLLM start-up) is only built when samples are missing.
-2. **score**: :func:`ttscale.scoring.scorers.score_bank` runs only when a sample lacks the score.
+2. **score**: :func:`ttscale.scoring.resumable.score_bank` runs only when a sample lacks the score.
 3. **analyse**: accuracy at every k per policy (:func:`ttscale.estimate.evaluate.evaluate`), per difficulty
    bucket, and the planner's fitted curves (:func:`ttscale.planning.plan.fit_curve`, :func:`ttscale.planning.plan.plan`).
    Results are cached under a key made of the bank's bytes and every setting that changes a
@@ -276,7 +276,7 @@ def score_stage(bank: Path, scorers: Sequence[str], make_scorer: Callable[[str],
                 on_batch: Callable[[int, int], None] | None = None) -> dict[str, int]:
     """Scores every unscored sample in place with each scorer (resumable); returns samples scored per scorer."""
     from ttscale.records.bank import read_bank
-    from ttscale.scoring.scorers import score_bank
+    from ttscale.scoring.resumable import score_bank
 
     scored: dict[str, int] = {}
     for kind in scorers:

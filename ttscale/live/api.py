@@ -73,7 +73,7 @@ class TTScale:
     default per-question :class:`Budget` (or just samples). ``sampling`` holds temperature,
     max_tokens, template... (:class:`SamplingConfig` or its fields); ``prices`` (dollars per
     million input and output tokens) turn tokens into ``Solution.cost``. ``scorer`` computes
-    rewards for reward-based policies (see :mod:`ttscale.scoring.scorers`).
+    rewards for reward-based policies (see :mod:`ttscale.scoring`).
     """
 
     def __init__(

@@ -36,19 +36,22 @@ import enum
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
 
 from ttscale.errors import ConfigError, TTScaleError
-from ttscale.scoring.checks import (
-    check_batch,
+from ttscale.scoring.base import (
+    DType,
+    ScorerConfig,
     check_model_dir,
     check_name,
     check_template,
+    engine_args_tuple,
     finite,
-    is_int,
 )
+from ttscale.validation import Float, Int
 
 # --- steps and aggregation (pure) -------------------------------------------------------------
 
@@ -132,59 +135,58 @@ def aggregate_steps(probs: Sequence[float], aggregation: StepAggregation | str =
 # --- config ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PRMConfig:
+class PRMConfig(ScorerConfig):
     model: str
     """Local model folder: a ``Qwen2ForProcessRewardModel`` checkpoint (config.json, safetensors, tokenizer)."""
     template: str = "{problem}\n"
     """Prompt before the steps ({problem}); ``qwen-prm`` is Qwen2.5-Math-PRM's chat prompt; sampler TEMPLATES names work."""
-    separator: str = "\n"
+    separator: Annotated[str, Field(min_length=1)] = "\n"
     """Steps are the non-empty pieces of a candidate between this string (default lines; Qwen2.5-Math-PRM: blank lines)."""
     step_tag: str = QWEN_PRM_STEP_TAG
     """The model's step-separator token, appended after every step; must be one token of the tokenizer."""
-    label: int = 1
+    label: Int = 1
     """Which of the head's labels is "good" (softmax over the labels; Qwen2.5-Math-PRM: 1)."""
     aggregation: StepAggregation = StepAggregation.MIN
     """How step probabilities become the reward (min, last, mean, prod)."""
-    empty_score: float = 0.0
+    empty_score: Float = 0.0
     """Reward of a candidate with no steps (finite; 0.0 ranks it below every candidate with steps)."""
-    max_length: int = 4096
+    max_length: Annotated[Int, Field(ge=2)] = 4096
     """Most input tokens; longer inputs are cut on the left (steps whose tag is cut off are not scored)."""
-    batch_size: int = 8
+    batch_size: Annotated[Int, Field(ge=1)] = 8
     """transformers backend: sequences per forward pass (vLLM batches by itself)."""
-    dtype: str = "float32"
+    dtype: DType = "float32"
     """Weights' dtype (vLLM: the engine dtype unless ``engine_args`` sets one)."""
     engine_args: tuple[tuple[str, Any], ...] = ()
     """vLLM backend only: extra ``vllm.LLM`` keyword arguments (defaults: eager, max_model_len 512)."""
 
-    def __post_init__(self) -> None:
-        check_model_dir("model", self.model)
-        template = PRM_TEMPLATES.get(self.template, self.template) if isinstance(self.template, str) else self.template
-        object.__setattr__(self, "template", check_template(template, ("problem",)))
-        if not isinstance(self.separator, str) or not self.separator:
-            raise ConfigError("separator", self.separator, "a non-empty string")
-        if not isinstance(self.step_tag, str) or not self.step_tag.strip():
-            raise ConfigError("step_tag", self.step_tag, "a non-empty token string such as <extra_0>")
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, value: Any) -> str:
+        check_model_dir("model", value)
+        return str(value)
+
+    @field_validator("template", mode="before")
+    @classmethod
+    def _template(cls, value: Any) -> str:
+        return check_template(value, ("problem",), PRM_TEMPLATES)
+
+    @field_validator("step_tag")
+    @classmethod
+    def _step_tag(cls, value: str) -> str:
+        if not value.strip():
+            raise ConfigError("step_tag", value, "a non-empty token string such as <extra_0>")
+        return value
+
+    @field_validator("engine_args", mode="before")
+    @classmethod
+    def _engine_args(cls, value: Any) -> tuple[tuple[str, Any], ...]:
+        return engine_args_tuple(value)
+
+    @model_validator(mode="after")
+    def _tag_not_in_template(self) -> PRMConfig:
         if self.step_tag in self.template:
             raise ConfigError("template", self.template, f"a prompt without the step tag {self.step_tag!r}")
-        if not is_int(self.label):
-            raise ConfigError("label", self.label, "a label index (Qwen2.5-Math-PRM: 1)")
-        try:
-            object.__setattr__(self, "aggregation", StepAggregation(self.aggregation))
-        except ValueError:
-            raise ConfigError("aggregation", self.aggregation, "one of " + ", ".join(m.value for m in StepAggregation)) from None
-        if isinstance(self.empty_score, bool) or not isinstance(self.empty_score, (int, float)) or not math.isfinite(self.empty_score):
-            raise ConfigError("empty_score", self.empty_score, "a finite number")
-        if not is_int(self.max_length) or self.max_length < 2:
-            raise ConfigError("max_length", self.max_length, "an integer >= 2 (tokens)")
-        check_batch(self.batch_size)
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError("dtype", self.dtype, "float32, bfloat16 or float16")
-        if isinstance(self.engine_args, dict):
-            object.__setattr__(self, "engine_args", tuple(sorted(self.engine_args.items())))
-        if not isinstance(self.engine_args, tuple) or not all(
-                isinstance(kv, tuple) and len(kv) == 2 and isinstance(kv[0], str) for kv in self.engine_args):
-            raise ConfigError("engine_args", self.engine_args, "a mapping of vllm.LLM keyword arguments")
+        return self
 
 
 # --- shared scoring -------------------------------------------------------------------------
@@ -409,12 +411,12 @@ class VLLMProcessRewardScorer(_PRMScorer):
             # vLLM would load another architecture with a different pooler (or refuse): say so up front.
             raise ConfigError("model", str(path), f"a Qwen2ForProcessRewardModel folder (architectures={arch})")
         self._setup(config, name, load_tokenizer(path))
-        args: dict[str, Any] = dict(dtype=config.dtype, enforce_eager=True, max_model_len=512, max_num_batched_tokens=16384)
+        args: dict[str, Any] = {"dtype": config.dtype, "enforce_eager": True, "max_model_len": 512, "max_num_batched_tokens": 16384}
         args.update(dict(config.engine_args))
         self.llm = LLM(model=str(path), runner="pooling", **args)
         engine_len = self.llm.llm_engine.vllm_config.model_config.max_model_len
         # The engine refuses longer prompts: cut them ourselves, the same way the transformers backend does.
-        self.config = replace(config, max_length=min(config.max_length, engine_len))
+        self.config = config.model_copy(update={"max_length": min(config.max_length, engine_len)})
 
     def _logits(self, inputs: list[list[int]]) -> list[list[list[float]]]:
         from vllm import PoolingParams

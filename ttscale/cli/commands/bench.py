@@ -35,7 +35,7 @@ def _scorer_factory(model_dir: str | None, scorer_model: str | None, template: s
     """Scorers by kind, with the options ``ttscale score`` gives them by default."""
     from ttscale.sampling.backends.registry import resolve_model
     from ttscale.sampling.sampler import SamplingConfig
-    from ttscale.scoring.scorers import make_scorer
+    from ttscale.scoring.registry import make_scorer
 
     def build(kind: str) -> Any:
         if kind in ("confidence", "lowest-group-confidence"):
@@ -117,7 +117,7 @@ def bench_command(
     from ttscale.records.datasets import load_dataset
     from ttscale.sampling.backends.registry import BACKENDS, make_sampler, resolve_model
     from ttscale.sampling.sampler import SamplingConfig
-    from ttscale.scoring.scorers import SCORERS
+    from ttscale.scoring.registry import SCORERS
     from ttscale.selection.policy import load_policy
 
     started = time.perf_counter()

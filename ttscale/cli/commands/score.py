@@ -51,7 +51,8 @@ def score_command(
     """Score every sample of a bank and store it under the scorer's name; rerunning resumes (scored samples are skipped)."""
     from ttscale.sampling.backends.registry import resolve_model
     from ttscale.sampling.sampler import SamplingConfig
-    from ttscale.scoring.scorers import SCORERS, make_scorer, score_bank
+    from ttscale.scoring.registry import SCORERS, make_scorer
+    from ttscale.scoring.resumable import score_bank
 
     if scorer not in SCORERS:
         raise ConfigError("--scorer", scorer, "one of " + ", ".join(SCORERS))

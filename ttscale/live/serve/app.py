@@ -94,7 +94,7 @@ class ServeConfig:
     equivalence: str = "math"
     """Answer equivalence: ``math`` or ``string``."""
     scorer: str | None = None
-    """Scorer kind (``ttscale.scoring.scorers.SCORERS``: ``reward-model``, ``vllm-reward``, ``prm``, ``vllm-prm``,
+    """Scorer kind (``ttscale.scoring.registry.SCORERS``: ``reward-model``, ``vllm-reward``, ``prm``, ``vllm-prm``,
     ...) that scores every candidate so reward policies (best-of-n, weighted-majority) can choose;
     None: requests for reward policies get a 400."""
     scorer_model: str | None = None
@@ -115,7 +115,7 @@ class ServeConfig:
         SamplingConfig(temperature=self.temperature, max_tokens=self.max_tokens)  # validates both
         if (self.price_in is None) != (self.price_out is None):
             raise ConfigError("price_out" if self.price_out is None else "price_in", None, "both prices or neither")
-        from ttscale.scoring.scorers import SCORERS
+        from ttscale.scoring.registry import SCORERS
 
         if self.scorer is not None and self.scorer not in SCORERS:
             raise ConfigError("scorer", self.scorer, "one of " + ", ".join(SCORERS))
@@ -332,7 +332,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             sampler.resume_hint = "the request got no answer"
             scorer = None
             if config.scorer is not None:
-                from ttscale.scoring.scorers import make_scorer
+                from ttscale.scoring.registry import make_scorer
 
                 scorer = _SerializedScorer(make_scorer(config.scorer, config.scorer_model))
             state["solver"] = Solver(sampler, _preset(config.policy, "policy"), equivalence=config.equivalence,
