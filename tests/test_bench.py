@@ -7,6 +7,7 @@ committed model runs through the hf backend on a handful of problems (never vLLM
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -18,14 +19,19 @@ import pytest
 from typer.testing import CliRunner
 
 from ttscale.answers.candidates import Candidates
-from ttscale.bench.pipeline import (
+from ttscale.answers.equivalence import EquivalenceMode
+from ttscale.bench.config import AnalysisSettings
+from ttscale.bench.difficulty import (
     arith_steps,
     bucket_values,
     difficulty_from_pass_rate,
-    split_policies,
 )
+from ttscale.bench.results import BenchResults
 from ttscale.cli.app import app
+from ttscale.cli.commands.bench import split_policies
+from ttscale.errors import ConfigError
 from ttscale.records.bank import read_bank, write_bank
+from ttscale.validation import validate
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -78,7 +84,7 @@ def _eval(bank: Path, *args: str) -> dict:
 def test_report_files_and_figures_equal_eval(tmp_path: Path, replay_source: tuple[Path, Path]) -> None:
     dataset, source = replay_source
     out = tmp_path / "run"
-    summary = _bench(out, dataset, source, "--n", "4", "--policies", "majority,confidence-weighted",
+    summary = _bench(out, dataset, source, "--n", "4", "-p", "majority", "--policy", "confidence-weighted",
                      "--price-in", "1", "--price-out", "2")
     assert summary["sampled"]["samples"] == 12 * 4 and summary["report"] == "written"
     for name in REPORT:
@@ -115,23 +121,27 @@ def test_report_files_and_figures_equal_eval(tmp_path: Path, replay_source: tupl
     same = fit_accuracy_curve("confidence-weighted", [1, 2, 4], observed, 12, max_n=64, level=0.95, seed=0)
     assert fit["method"] == same.method and fit["ceiling"]["accuracy"] == pytest.approx(same.ceiling[0])
     assert "Other policies" in report and "| confidence-weighted | " in report
+    # results.json is the typed results model's dump: it reads back into the model and dumps to the same file.
+    typed = BenchResults.model_validate_json((out / "results.json").read_text())
+    assert json.dumps(typed.to_json(), indent=1) + "\n" == (out / "results.json").read_text()
+    assert typed.evaluation.to_eval_result().to_json() == results["eval"]
 
 
 def test_rerun_reuses_bank_and_cache(tmp_path: Path, replay_source: tuple[Path, Path]) -> None:
     dataset, source = replay_source
     out = tmp_path / "run"
-    first = _bench(out, dataset, source, "--n", "4", "--policies", "majority")
+    first = _bench(out, dataset, source, "--n", "4", "-p", "majority")
     bank = (out / "bank.jsonl").read_bytes()
     results = json.loads((out / "results.json").read_text())
     assert first["evaluated"] == ["majority"] and first["refitted"]
 
-    again = _bench(out, dataset, source, "--n", "4", "--policies", "majority")
+    again = _bench(out, dataset, source, "--n", "4", "-p", "majority")
     assert again["sampled"]["samples"] == 0 and again["sampled"]["requests"] == 0
     assert again["evaluated"] == [] and not again["refitted"] and again["report"] == "up to date"
     assert (out / "bank.jsonl").read_bytes() == bank
 
     # Another policy: no sampling, only that policy evaluated, majority's figures untouched.
-    more = _bench(out, dataset, source, "--n", "4", "--policies", "majority,first-to-ahead")
+    more = _bench(out, dataset, source, "--n", "4", "-p", "majority,first-to-ahead")
     assert more["sampled"]["samples"] == 0 and more["evaluated"] == ["first-to-ahead"] and not more["refitted"]
     assert (out / "bank.jsonl").read_bytes() == bank
     grown = json.loads((out / "results.json").read_text())
@@ -140,11 +150,19 @@ def test_rerun_reuses_bank_and_cache(tmp_path: Path, replay_source: tuple[Path, 
 
     # A lost report is redrawn from the cache.
     (out / "difficulty.png").unlink()
-    redrawn = _bench(out, dataset, source, "--n", "4", "--policies", "majority,first-to-ahead")
+    redrawn = _bench(out, dataset, source, "--n", "4", "-p", "majority", "-p", "first-to-ahead")
     assert redrawn["report"] == "written" and redrawn["evaluated"] == [] and (out / "difficulty.png").exists()
 
+    # A cache this version cannot read is recomputed, to the same figures.
+    (out / "bench-cache.json").write_text(json.dumps({"key": json.loads((out / "bench-cache.json").read_text())["key"],
+                                                       "variants": {"x": {"label": "x", "overall": 3}}}))
+    (out / "results.json").unlink()
+    recomputed = _bench(out, dataset, source, "--n", "4", "-p", "majority,first-to-ahead")
+    assert recomputed["refitted"] and recomputed["evaluated"] == ["majority", "first-to-ahead"]
+    assert json.loads((out / "results.json").read_text())["eval"] == grown["eval"]
+
     # A larger n draws only the missing samples and keeps the first ones.
-    bigger = _bench(out, dataset, source, "--n", "8", "--policies", "majority")
+    bigger = _bench(out, dataset, source, "--n", "8", "-p", "majority")
     assert bigger["sampled"]["samples"] == 12 * 4 and bigger["sampled"]["requests"] == 12
     assert (out / "bank.jsonl").read_bytes().startswith(bank)
     assert set(read_bank(out / "bank.jsonl").sample_counts().values()) == {8}
@@ -157,17 +175,22 @@ def test_errors_are_one_line(tmp_path: Path, replay_source: tuple[Path, Path]) -
     dataset, source = replay_source
     base = ["bench", "--out", str(tmp_path / "run"), "--backend", "replay", "--model", str(source), "--dataset", str(dataset),
             "--json"]
-    for extra, needle in ((["--policies", "no-such-policy"], "policy='no-such-policy'"), (["--n", "0"], "--n=0"),
-                          (["--backend", "nope"], "--backend='nope'"), (["--n", "9"], "at most 8 samples")):
+    for extra, needle in ((["-p", "no-such-policy"], "policy='no-such-policy'"), (["--n", "0"], "--n=0"),
+                          (["--n", "9"], "at most 8 samples")):
         result = runner.invoke(app, [*base, *extra])
         assert result.exit_code == 2, result.output
         assert needle in result.output and "Traceback" not in result.output
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    _bench(tmp_path / "run", dataset, source, "--n", "2", "--policies", "majority")
+    # Fixed choices are typed options: the command line parser names the option and the choices.
+    for option, value in (("--backend", "nope"), ("--equivalence", "fuzzy"), ("--grade", "oracle")):
+        result = runner.invoke(app, [*base, option, value])
+        assert result.exit_code == 2 and option in result.output and f"'{value}' is not one of" in result.output
+        assert "Traceback" not in result.output
+    _bench(tmp_path / "run", dataset, source, "--n", "2", "-p", "majority")
     result = runner.invoke(app, [*base, "--n", "4", "--temperature", "1.0"])
     assert result.exit_code == 2 and "--temperature=1.0" in result.output and "0.7" in result.output
     # A policy asked for by name that the bank cannot serve (no rewards, no scorer) is an error, not a gap.
-    result = runner.invoke(app, [*base, "--n", "2", "--policies", "best-of-n"])
+    result = runner.invoke(app, [*base, "--n", "2", "-p", "best-of-n"])
     assert result.exit_code == 2 and "best-of-n" in result.output and "rewards" in result.output
 
 
@@ -178,7 +201,7 @@ def test_no_curve_to_fit_still_reports(tmp_path: Path, replay_source: tuple[Path
         for sample in record.samples:
             sample.answer = record.reference  # every sample right: accuracy is flat, nothing to extrapolate
     solved = write_bank(tmp_path / "solved.jsonl", bank.records)
-    _bench(tmp_path / "run", dataset, solved, "--n", "2", "--policies", "majority")
+    _bench(tmp_path / "run", dataset, solved, "--n", "2", "-p", "majority")
     results = _no_nan((tmp_path / "run" / "results.json").read_text())
     assert results["eval"]["policies"]["majority"]["accuracy"] == [1.0, 1.0]
     assert "every sample of every question is correct" in results["planner"]["majority"]["error"]
@@ -204,7 +227,7 @@ def test_tiny_model_killed_mid_run_then_rerun_with_a_scorer(tmp_path: Path) -> N
     out = tmp_path / "tiny"
     args = ["bench", "--out", str(out), "--backend", "hf", "--limit", "24", "--n", "2", "--batch-size", "1",
             "--draws", "100", "--max-n", "64"]
-    proc = subprocess.Popen([sys.executable, "-m", "ttscale", *args, "--policies", "majority", "--quiet"], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "ttscale", *args, "-p", "majority", "--quiet"], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bank = out / "bank.jsonl"
     deadline = time.monotonic() + 90
@@ -220,7 +243,7 @@ def test_tiny_model_killed_mid_run_then_rerun_with_a_scorer(tmp_path: Path) -> N
     done = kept.count(b"\n")
     assert 3 <= done < 24
 
-    result = runner.invoke(app, [*args, "--scorer", "confidence", "--policies", "best-of-n", "--json"])
+    result = runner.invoke(app, [*args, "--scorer", "confidence", "-p", "best-of-n", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["sampled"]["requests"] == 24 - done  # finished problems are not sampled again
@@ -244,6 +267,24 @@ def test_tiny_model_killed_mid_run_then_rerun_with_a_scorer(tmp_path: Path) -> N
 def test_split_policies_keeps_overrides_together() -> None:
     assert split_policies(["majority,best-of-majority:alpha=0.3,answers=2", "best-of-n", "majority"]) == [
         "majority", "best-of-majority:alpha=0.3,answers=2", "best-of-n"]
+
+
+def test_deprecated_policies_option_still_works(tmp_path: Path, replay_source: tuple[Path, Path]) -> None:
+    dataset, source = replay_source
+    result = runner.invoke(app, ["bench", "--out", str(tmp_path / "run"), "--backend", "replay", "--model", str(source),
+                                 "--dataset", str(dataset), "--n", "2", "--draws", "50", "--max-n", "16", "--json",
+                                 "--policies", "majority,first-to-ahead"])
+    assert result.exit_code == 0, result.output
+    assert "--policies is deprecated" in result.stderr
+    assert json.loads(result.stdout)["evaluated"] == ["majority", "first-to-ahead"]
+
+
+def test_analysis_settings_are_validated() -> None:
+    assert AnalysisSettings().equivalence is EquivalenceMode.MATH
+    for data, needle in (({"draws": 0}, "--draws=0"), ({"level": 1.5}, "--level=1.5"), ({"grade": "oracle"}, "--grade='oracle'"),
+                         ({"draws": True}, "--draws=True"), ({"drawz": 5}, "--drawz")):
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            validate(AnalysisSettings, data, prefix="--")
 
 
 def test_difficulty_buckets() -> None:

@@ -10,14 +10,53 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ttscale.answers.equivalence import EquivalenceMode
+from ttscale.answers.grading import GradeSource
 from ttscale.arith.paths import EMBEDDED_NAMES, MODEL_NAME, auto_template
 from ttscale.cli.console import err, handle_errors, out, progress_bar
 from ttscale.errors import ConfigError
+from ttscale.validation import validate
+
+if TYPE_CHECKING:
+    from ttscale.bench.pipeline import BenchOutcome
+
+
+class Backend(str, Enum):
+    """Where ``ttscale bench`` samples from."""
+
+    AUTO = "auto"
+    """vllm when it is installed, else hf."""
+    VLLM = "vllm"
+    HF = "hf"
+    OPENAI = "openai"
+    REPLAY = "replay"
+    """Serve a bank file's samples as if a model drew them (tests, reruns of old banks)."""
+    RAY = "ray"
+
+
+def split_policies(values: Sequence[str]) -> list[str]:
+    """Policy specs from repeated ``-p`` values, each possibly a comma list, duplicates dropped.
+
+    A piece with ``=`` but no ``:`` continues the previous spec's overrides, so
+    ``majority,best-of-majority:alpha=0.3,answers=2`` is two policies, spelled as ``eval -p`` takes them.
+    """
+    specs: list[str] = []
+    for value in values:
+        for piece in (p.strip() for p in value.split(",")):
+            if not piece:
+                continue
+            if "=" in piece and ":" not in piece and specs and ":" in specs[-1]:
+                specs[-1] += "," + piece
+            else:
+                specs.append(piece)
+    return list(dict.fromkeys(specs))
 
 
 def _is_embedded(model: str | None) -> bool:
@@ -68,10 +107,11 @@ def _default_temperature(embedded: bool) -> float:
 def bench_command(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Report folder (bank.jsonl, report.md, plots, results.json); rerunning resumes.")] = Path("runs/bench"),
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model folder or name (vllm, hf), served name (openai), bank file (replay); default: the packaged arith-tiny.")] = None,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="auto (vllm if installed, else hf), vllm, hf, openai or replay.")] = "auto",
+    backend: Annotated[Backend, typer.Option("--backend", "-b", help="Sampling backend: auto is vllm if installed, else hf.")] = Backend.AUTO,
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="JSONL file (id, problem, answer; level/difficulty/steps used for buckets), 'arith', 'arith-hard' or a hub name.")] = "arith",
     n: Annotated[int, typer.Option("--n", "-n", help="Samples per problem (a bank with fewer is topped up).")] = 16,
-    policies: Annotated[list[str] | None, typer.Option("--policies", "-p", help="Comma-separated policy presets (repeatable; NAME:key=value overrides); majority is always included.")] = None,
+    policy: Annotated[list[str] | None, typer.Option("--policy", "-p", help="Policy preset name or TOML path (repeatable, or a comma list; NAME:key=value overrides); majority is always included.")] = None,
+    policies: Annotated[list[str] | None, typer.Option("--policies", hidden=True, help="Deprecated: -p/--policy.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first LIMIT problems.")] = None,
     scorer: Annotated[list[str] | None, typer.Option("--scorer", help="Score the bank with this scorer (repeatable): confidence, lowest-group-confidence, reward-model, vllm-reward, prm, vllm-prm, judge.")] = None,
     scorer_model: Annotated[str | None, typer.Option("--scorer-model", help="Model folder of reward-model, vllm-reward, prm, vllm-prm or judge (confidence: default the sampled model).")] = None,
@@ -84,8 +124,8 @@ def bench_command(
     price_in: Annotated[float | None, typer.Option("--price-in", help="Dollars per million input tokens (cost table).")] = None,
     price_out: Annotated[float | None, typer.Option("--price-out", help="Dollars per million output tokens (cost table).")] = None,
     draws: Annotated[int, typer.Option("--draws", help="Resampling draws per problem and k for policies without a closed form.")] = 1000,
-    equivalence: Annotated[str, typer.Option("--equivalence", help="Answer equivalence: math (math-verify) or string.")] = "math",
-    grade: Annotated[str, typer.Option("--grade", help="Correctness from: auto, reference, field.")] = "auto",
+    equivalence: Annotated[EquivalenceMode, typer.Option("--equivalence", help="Answer equivalence: math (math-verify) or string.")] = EquivalenceMode.MATH,
+    grade: Annotated[GradeSource, typer.Option("--grade", help="Correctness from the reference, the samples' own flags, or auto (reference when present).")] = GradeSource.AUTO,
     max_n: Annotated[int, typer.Option("--max-n", help="Largest N the planner predicts.")] = 1024,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="vllm/hf: requests per engine call (a kill loses at most one batch).")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="hf: torch CPU threads (default 1 for the embedded model, else torch's).")] = None,
@@ -98,14 +138,10 @@ def bench_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Benchmark a model: sample, score, evaluate every policy at every k, fit budgets, write a report."""
-    from ttscale.bench.pipeline import (
-        AnalysisSettings,
-        BenchConfig,
-        eval_result,
-        local_prompt_counter,
-        run_bench,
-        split_policies,
-    )
+    from ttscale.bench.analysis import local_prompt_counter
+    from ttscale.bench.config import AnalysisSettings, BenchConfig
+    from ttscale.bench.pipeline import run_bench
+    from ttscale.bench.results import RunInfo
     from ttscale.cli.commands.demo import (
         DEMO_POLICIES,
         _cpu_engine_defaults,
@@ -115,7 +151,7 @@ def bench_command(
     from ttscale.cli.report import eval_table
     from ttscale.planning.cost import Prices
     from ttscale.records.datasets import load_dataset
-    from ttscale.sampling.backends.registry import BACKENDS, make_sampler, resolve_model
+    from ttscale.sampling.backends.registry import make_sampler, resolve_model
     from ttscale.sampling.sampler import SamplingConfig
     from ttscale.scoring.registry import SCORERS
     from ttscale.selection.policy import load_policy
@@ -127,13 +163,15 @@ def bench_command(
         raise ConfigError("--draws", draws, "a positive integer")
     if threads is not None and threads < 1:
         raise ConfigError("--threads", threads, "an integer >= 1")
-    backend = auto_backend() if backend == "auto" else backend
-    if backend not in BACKENDS:  # before loading anything slow
-        raise ConfigError("--backend", backend, "auto or one of " + ", ".join(BACKENDS))
+    if policies:
+        err.print("[yellow]warning:[/] --policies is deprecated: use -p/--policy (repeatable, or a comma list)",
+                  highlight=False, soft_wrap=True)
+    chosen = [*(policy or []), *(policies or [])]
+    backend_name = auto_backend() if backend is Backend.AUTO else backend.value
     embedded = _is_embedded(model)
     resolved = resolve_model("arith-tiny" if embedded else model)
-    explicit = bool(policies)
-    specs = list(dict.fromkeys(["majority", *split_policies(policies or list(DEMO_POLICIES))]))
+    explicit = bool(chosen)
+    specs = list(dict.fromkeys(["majority", *split_policies(chosen or list(DEMO_POLICIES))]))
     loaded = [load_policy(spec) for spec in specs]  # a bad name fails here, before any sampling
     scorers = list(dict.fromkeys(scorer or []))
     for kind in scorers:  # before sampling: a typo should not cost a sampling run
@@ -148,30 +186,31 @@ def bench_command(
         prompt_format="chat" if chat else "raw", template=_template(template, model, dataset),
     )
     problems = load_dataset(dataset, limit=limit)
-    engine = {**(_cpu_engine_defaults() if backend == "vllm" and embedded else {}), **_engine_args(engine_arg)}
+    engine = {**(_cpu_engine_defaults() if backend_name == "vllm" and embedded else {}), **_engine_args(engine_arg)}
     if dtype is not None:
         engine["dtype"] = dtype
-    options = _backend_options(backend, base_url=base_url, api_key=api_key, concurrency=concurrency, timeout=120.0,
+    options = _backend_options(backend_name, base_url=base_url, api_key=api_key, concurrency=concurrency, timeout=120.0,
                                max_retries=5, batch_size=batch_size, engine=engine)
-    if backend == "hf":
+    if backend_name == "hf":
         # The tiny model's matrices are too small to gain from threads, and on a shared CPU extra
         # threads wait on each other: 0.2 s against 12 s per request measured on 2 busy cores.
         options["threads"] = threads if threads is not None else (1 if embedded else None)
-    display = "arith-tiny" if embedded else str(model or backend)
+    display = "arith-tiny" if embedded else str(model or backend_name)
     bench = BenchConfig(
         out_dir=out_dir, problems=problems, dataset=dataset, n=n,
         sampling={"model": str(resolved or display), "dataset": dataset, **{k: v for k, v in config.to_dict().items()
                   if k not in ("logprobs", "fan_out")}},
-        meta={"model": display, "backend": backend}, seed=seed, policies=loaded, explicit_policies=explicit,
+        meta={"model": display, "backend": backend_name}, seed=seed, policies=loaded, explicit_policies=explicit,
         scorers=scorers, prices=prices,
-        analysis=AnalysisSettings(draws=draws, seed=seed, equivalence=equivalence, grade=grade, max_n=max_n),
-        run_info={"model": display, "backend": backend, "dataset": dataset, "limit": limit, "command": "ttscale bench"},
+        analysis=validate(AnalysisSettings, {"draws": draws, "seed": seed, "equivalence": equivalence, "grade": grade, "max_n": max_n},
+                          prefix="--"),
+        run_info=RunInfo(model=display, backend=backend_name, dataset=dataset, limit=limit, command="ttscale bench"),
     )
     make_scorer = _scorer_factory(resolved, scorer_model, config.template, batch_size or 8) if scorers else None
-    local = backend in ("hf", "vllm") and resolved is not None and Path(resolved).is_dir()
+    local = backend_name in ("hf", "vllm") and resolved is not None and Path(resolved).is_dir()
     counter = local_prompt_counter(resolved, config) if local else None  # type: ignore[arg-type]
     if not as_json:
-        err.print(f"[bold]ttscale bench[/]: {len(problems)} problems x {n} samples, model {display}, backend {backend} -> {out_dir}",
+        err.print(f"[bold]ttscale bench[/]: {len(problems)} problems x {n} samples, model {display}, backend {backend_name} -> {out_dir}",
                   soft_wrap=True)
     with progress_bar(disable=quiet or as_json) as bar:
         task = bar.add_task("checking the bank", total=None)
@@ -185,37 +224,39 @@ def bench_command(
         def on_step(text: str) -> None:
             bar.update(task, total=None, completed=0, description=text)
 
-        outcome = run_bench(bench, make_sampler=lambda: make_sampler(backend, resolved, config, **options),
+        outcome = run_bench(bench, make_sampler=lambda: make_sampler(backend_name, resolved, config, **options),
                             make_scorer=make_scorer, prompt_counter=counter,
                             on_sample_start=on_start, on_sample_result=on_result, on_step=on_step)
     if as_json:
         print(json.dumps({"out": str(out_dir), **outcome.summary(), "seconds": time.perf_counter() - started}, allow_nan=False))
         return
-    out.print(f"[bold]{display}[/] on [bold]{dataset}[/]: {outcome.results['eval']['problems']} problems, accuracy (%) at k")
-    _print_summary(outcome, out_dir, time.perf_counter() - started, eval_table(eval_result(outcome.results)))
+    ev = outcome.results.evaluation
+    out.print(f"[bold]{display}[/] on [bold]{dataset}[/]: {ev.problems} problems, accuracy (%) at k")
+    _print_summary(outcome, out_dir, time.perf_counter() - started, eval_table(ev.to_eval_result()))
 
 
-def _print_summary(outcome: Any, out_dir: Path, seconds: float, table: Any) -> None:
+def _print_summary(outcome: BenchOutcome, out_dir: Path, seconds: float, table: Any) -> None:
+    from ttscale.bench.results import FitError
+
     results = outcome.results
     out.print(table)
-    for name, fit in results["planner"].items():
+    for name, fit in results.planner.items():
         label = "majority" if name == "majority" else "pass@k"
-        if "error" in fit:
-            out.print(f"{label}: no fitted curve ({fit['error']})", soft_wrap=True)
+        if isinstance(fit, FitError):
+            out.print(f"{label}: no fitted curve ({fit.error})", soft_wrap=True)
             continue
-        sat, near = fit["saturation"], fit["within"]
-        ceiling = fit["ceiling"]
-        line = (f"{label}: predicted ceiling {100 * ceiling['accuracy']:.1f}% +- {100 * ceiling['halfwidth']:.1f} at N = {ceiling['n']}; "
-                f"saturation N = {sat['n']} ({100 * sat['accuracy']:.1f}%)")
+        sat, near, ceiling = fit.saturation, fit.within, fit.ceiling
+        line = (f"{label}: predicted ceiling {100 * ceiling.accuracy:.1f}% +- {100 * ceiling.halfwidth:.1f} at N = {ceiling.n}; "  # type: ignore[operator]
+                f"saturation N = {sat.n} ({100 * sat.accuracy:.1f}%)")  # type: ignore[operator]
         if near:
-            line += f"; within 1 point of the ceiling: N = {near['n']} ({100 * near['accuracy']:.1f}%)"
+            line += f"; within 1 point of the ceiling: N = {near.n} ({100 * near.accuracy:.1f}%)"  # type: ignore[operator]
         out.print(line, soft_wrap=True)
-    for note in results.get("notes", []):
+    for note in results.notes:
         out.print(f"note: {note}", soft_wrap=True)
     stats = outcome.sampled.stats
     sampled = (f"sampled {stats.samples} new samples for {stats.requests} problems in {outcome.sampled.wall:.1f}s "
                f"({stats.completion_tokens} tokens, {stats.tokens_per_s:,.0f} tok/s)" if stats.requests
-               else f"bank complete ({stats.problems} problems x {results['run']['n']}): nothing sampled")
+               else f"bank complete ({stats.problems} problems x {results.run.n}): nothing sampled")
     scored = "".join(f"; scored {v} samples ({k})" for k, v in outcome.scored.items() if v)
     evaluated = f"; evaluated {', '.join(outcome.evaluated)}" if outcome.evaluated else "; evaluation cached"
     err.print(f"{sampled}{scored}{evaluated}; report {outcome.report}; {seconds:.1f}s in all", soft_wrap=True)
