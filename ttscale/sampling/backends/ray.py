@@ -48,14 +48,13 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from ttscale.errors import ConfigError, TTScaleError
 from ttscale.sampling.sampler import SampleRequest, SampleResult, SamplingConfig
-from ttscale.validation import is_int, is_number
-
-INNER_BACKENDS = ("hf", "vllm")
-"""Backends a replica can run (an HTTP client gains nothing from Ray: raise its concurrency)."""
+from ttscale.validation import Bool, CheckedModel, Float, Int
 
 PLACEMENTS = {"spread": "SPREAD", "pack": "DEFAULT"}
 """``placement`` option -> Ray actor scheduling strategy."""
@@ -69,8 +68,34 @@ class ReplicaError(TTScaleError, RuntimeError):
     """A replica died, or did not start in time; names the replica and what Ray reported."""
 
 
-def _positive(value: Any, *, integer: bool) -> bool:
-    return (is_int(value) if integer else is_number(value)) and value > 0
+class RayOptions(CheckedModel):
+    """Where and how :class:`RaySampler` runs its replicas (validated in one place)."""
+
+    backend: Literal["hf", "vllm"] = "hf"
+    """What each replica runs (an HTTP client gains nothing from Ray: raise its concurrency)."""
+    replicas: Annotated[Int, Field(ge=1)] = 2
+    """Sampler actors on the cluster (data parallelism)."""
+    address: str | None = None
+    """A cluster to join (default ``$RAY_ADDRESS``; none: start a local cluster)."""
+    num_cpus: Annotated[Float, Field(gt=0)] = 1.0
+    """Logical CPUs each replica reserves; also its torch threads unless ``torch_threads`` is given."""
+    num_gpus: Annotated[Float, Field(ge=0)] | None = None
+    """GPUs per replica (None: tensor x pipeline parallel size for vLLM, 1 for hf with a CUDA
+    device, when the cluster has GPUs; else 0)."""
+    cluster_cpus: Annotated[Int, Field(ge=1)] | None = None
+    """CPUs of a local cluster this starts (None: ``replicas x num_cpus``)."""
+    placement: Literal["spread", "pack"] = "spread"
+    """``spread`` replicas over nodes where Ray can, or ``pack`` a node first (see the module docstring)."""
+    torch_threads: Annotated[Int, Field(ge=1)] | None = None
+    """Torch threads per replica (None: ``num_cpus``, rounded down, at least 1)."""
+    runtime_env: dict[str, Any] | None = None
+    """Ray runtime environment for the replicas (None: ttscale's own folder on ``PYTHONPATH``
+    locally, shipped as a ``py_module`` to a remote cluster)."""
+    ready_timeout: Annotated[Float, Field(gt=0)] | None = 1800.0
+    """Seconds to wait for every replica to load its model (None: forever)."""
+    log_to_driver: Bool = False
+    """Show the replicas' output here (a vLLM engine's logs would bury the progress bar; they stay
+    in Ray's session logs)."""
 
 
 def _import_ray() -> Any:
@@ -168,25 +193,10 @@ class RaySampler:
     blocks on each call in its own thread, so Ctrl-C stops the run at once and only the batch in
     flight is redone on resume.
 
-    Options (everything else goes to the inner backend: ``batch_size``, ``engine_args``,
-    ``dtype``, ``device``, ...):
-
-    * ``build``: ``make_sampler`` of the backend registry (what builds each replica's sampler;
-      ``make_sampler("ray", ...)`` passes it).
-    * ``backend``: ``hf`` or ``vllm``, what each replica runs.
-    * ``replicas``: actors (data parallelism), >= 1.
-    * ``address``: a cluster to join (default ``$RAY_ADDRESS``; none: start a local cluster).
-    * ``num_cpus``: logical CPUs each replica reserves (default 1); also its torch threads
-      unless ``torch_threads`` is given.
-    * ``num_gpus``: GPUs per replica (default: tensor x pipeline parallel size for vLLM, 1 for
-      hf with a CUDA device, when the cluster has GPUs; else 0).
-    * ``cluster_cpus``: CPUs of a local cluster this starts (default ``replicas x num_cpus``).
-    * ``placement``: ``spread`` or ``pack`` (see the module docstring).
-    * ``runtime_env``: Ray runtime environment for the replicas (default: ttscale's own folder
-      on ``PYTHONPATH`` locally, shipped as a ``py_module`` to a remote cluster).
-    * ``ready_timeout``: seconds to wait for every replica to load its model (None: forever).
-    * ``log_to_driver``: show the replicas' output here (default False: a vLLM engine's logs
-      would bury the progress bar; they stay in Ray's session logs).
+    ``build`` is ``make_sampler`` of the backend registry (what builds each replica's sampler;
+    ``make_sampler("ray", ...)`` passes it). Options named in :class:`RayOptions` say where the
+    replicas run; everything else goes to the inner backend (``batch_size``, ``engine_args``,
+    ``dtype``, ``device``, ...).
     """
 
     name = "ray"
@@ -198,51 +208,27 @@ class RaySampler:
         config: SamplingConfig | None = None,
         *,
         build: Callable[..., Any],
-        backend: str = "hf",
-        replicas: int = 2,
-        address: str | None = None,
-        num_cpus: float = 1,
-        num_gpus: float | None = None,
-        cluster_cpus: int | None = None,
-        placement: str = "spread",
-        torch_threads: int | None = None,
-        runtime_env: dict[str, Any] | None = None,
-        ready_timeout: float | None = 1800.0,
-        log_to_driver: bool = False,
         **options: Any,
     ) -> None:
-        if backend not in INNER_BACKENDS:
-            raise ConfigError("backend", backend, "one of " + ", ".join(INNER_BACKENDS) + " for each Ray replica")
-        if not _positive(replicas, integer=True):
-            raise ConfigError("replicas", replicas, "an integer >= 1 (sampler actors on the cluster)")
-        if not _positive(num_cpus, integer=False):
-            raise ConfigError("num_cpus", num_cpus, "a number > 0 (logical CPUs per replica)")
-        if num_gpus is not None and (not is_number(num_gpus) or num_gpus < 0):
-            raise ConfigError("num_gpus", num_gpus, "a number >= 0 (GPUs per replica) or None for automatic")
-        if cluster_cpus is not None and not _positive(cluster_cpus, integer=True):
-            raise ConfigError("cluster_cpus", cluster_cpus, "an integer >= 1 (CPUs of the local cluster)")
-        if placement not in PLACEMENTS:
-            raise ConfigError("placement", placement, "one of " + ", ".join(PLACEMENTS))
-        if torch_threads is not None and not _positive(torch_threads, integer=True):
-            raise ConfigError("torch_threads", torch_threads, "an integer >= 1 or None")
-        if ready_timeout is not None and not _positive(ready_timeout, integer=False):
-            raise ConfigError("ready_timeout", ready_timeout, "seconds > 0, or None to wait forever")
-        address = address or os.environ.get("RAY_ADDRESS") or None
+        o = RayOptions(**{name: options.pop(name) for name in RayOptions.model_fields if name in options})
+        self.options = o
+        address = o.address or os.environ.get("RAY_ADDRESS") or None
         ray = _import_ray()
         self._ray = ray
         self.config = config or SamplingConfig()
-        self.backend = backend
+        self.backend = o.backend
         self._build = build
-        self.replicas = replicas
+        self.replicas = o.replicas
         self.model: str | None = None
         self._actors: list[Any] = []
         self._owns_cluster = False
         self._next = 0
         try:
-            self._connect(address, cluster_cpus or math.ceil(replicas * num_cpus), runtime_env, log_to_driver)
-            gpus = self._gpus_per_replica(num_gpus, options)
-            self._check_resources(num_cpus, gpus, local=address is None)
-            self._start(self._portable_model(model), options, num_cpus, gpus, placement, torch_threads or max(1, math.floor(num_cpus)), ready_timeout)
+            self._connect(address, o.cluster_cpus or math.ceil(o.replicas * o.num_cpus), o.runtime_env, o.log_to_driver)
+            gpus = self._gpus_per_replica(o.num_gpus, options)
+            self._check_resources(o.num_cpus, gpus, local=address is None)
+            threads = o.torch_threads or max(1, math.floor(o.num_cpus))
+            self._start(self._portable_model(model), options, o.num_cpus, gpus, o.placement, threads, o.ready_timeout)
         except BaseException:
             self.close()
             raise
