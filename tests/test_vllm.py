@@ -195,7 +195,7 @@ def test_429_500_503_and_timeouts_are_retried(server: str, offline_bank: Path) -
     reqs = plan_requests(PROBLEMS, {}, N, CONFIG.seed)
     with FaultProxy(server, hang=3) as proxy:
         proxy.inject("429", "500", "hang", "503", "429")
-        sampler = OpenAISampler(None, CONFIG, base_url=proxy.url + "/v1", timeout=2.5, backoff=0.05, concurrency=2)
+        sampler = OpenAISampler(None, CONFIG, base_url=proxy.url + "/v1", timeout=2.5, concurrency=2)
         results = sampler.generate(reqs)
         statuses = [e.status for e in proxy.completions(status=None)]
     assert sorted(map(str, statuses[:5])) == sorted(["429", "500", "hang", "503", "429"])
@@ -205,7 +205,7 @@ def test_429_500_503_and_timeouts_are_retried(server: str, offline_bank: Path) -
     # Retries exhausted: a clear error naming the server and the last failure.
     with FaultProxy(server) as proxy:
         proxy.inject(*["500"] * 3)
-        failing = OpenAISampler(None, CONFIG, base_url=proxy.url + "/v1", max_retries=2, backoff=0.01)
+        failing = OpenAISampler(None, CONFIG, base_url=proxy.url + "/v1", max_retries=2)
         with pytest.raises(ServerError, match=r"failed 3 times, last: HTTP 500: injected 500"):
             failing.generate(reqs[:1])
 

@@ -24,12 +24,16 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ttscale.errors import ConfigError
-from ttscale.live.solve import Budget, Question, Solution, Solver, last_user_text
+from ttscale.live.budget import Budget
+from ttscale.live.samplers import build_sampler
+from ttscale.live.solution import Question, Solution, last_user_text
+from ttscale.live.solve import Solver
 from ttscale.planning.cost import Prices
 from ttscale.sampling.sampler import Sampler, SamplingConfig, request_seed
 from ttscale.selection.policy import Policy, load_policy
+from ttscale.validation import is_int
 
-__all__ = ["TTScale", "Budget", "Solution"]
+__all__ = ["Budget", "Solution", "TTScale"]
 
 T = TypeVar("T")
 
@@ -105,39 +109,18 @@ class TTScale:
         self.budget = Budget.of(budget)
         if isinstance(prices, tuple):
             prices = Prices(*prices)
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        if seed is not None and (not is_int(seed) or seed < 0):
             raise ConfigError("seed", seed, "an integer >= 0 or None (unseeded)")
         self.seed = seed
         config = _sampling(sampling)
         if sampler is None:
-            sampler = self._build(base_url, model, engine, backend, config, api_key=api_key, concurrency=concurrency,
-                                  timeout=timeout, max_retries=max_retries, engine_args=engine_args)
+            sampler = build_sampler(base_url=base_url, model=model, engine=engine, backend=backend, config=config,
+                                    api_key=api_key, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+                                    engine_args=engine_args)
         self.sampler = sampler
         self.solver = Solver(sampler, self.policy, equivalence=equivalence, scorer=scorer, prices=prices, seed=seed or 0)
         self._loop: _LoopThread | None = None
         self._count = 0
-
-    @staticmethod
-    def _build(base_url: str | None, model: str | None, engine: Any, backend: str | None, config: SamplingConfig, *,
-               api_key: str | None, concurrency: int, timeout: float, max_retries: int,
-               engine_args: Mapping[str, Any] | None) -> Sampler:
-        if base_url is not None:
-            from ttscale.sampling.backends.openai import OpenAISampler
-
-            sampler = OpenAISampler(model, config, base_url=base_url, api_key=api_key, concurrency=concurrency,
-                                    timeout=timeout, max_retries=max_retries)
-            sampler.resume_hint = "no answer was chosen for it"
-            return sampler
-        if engine is not None:
-            from ttscale.sampling.backends.vllm import VLLMSampler
-
-            return VLLMSampler(model, config, llm=engine)
-        from ttscale.sampling.backends.registry import make_sampler, resolve_model
-
-        if backend not in ("vllm", "hf"):
-            raise ConfigError("backend", backend, "'vllm' or 'hf' (an in-process engine built from model=...)")
-        options: dict[str, Any] = {"engine_args": dict(engine_args or {})} if backend == "vllm" else {}
-        return make_sampler(backend, resolve_model(model), config, **options)
 
     # ------------------------------------------------------------------------------ async
 

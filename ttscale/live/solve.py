@@ -1,10 +1,10 @@
 """Solving questions live: sample candidates through any sampler, stop when the vote settles, choose.
 
 The engine behind the Python API (:mod:`ttscale.live.api`) and the proxy (:mod:`ttscale.live.serve`).
-A :class:`Budget` says how many samples a question may get and whether to stop early; the
-:class:`Solver` draws them in rounds (one request per question per round, so the prompt is
+A :class:`~ttscale.live.budget.Budget` says how many samples a question may get and whether to
+stop early; the :class:`Solver` draws them in rounds (one request per question per round, so the prompt is
 prefilled once per round), classifies the answers, runs the policy and returns a
-:class:`Solution` per question: the chosen answer and its full text, the vote, what was spent.
+:class:`~ttscale.live.solution.Solution` per question: the chosen answer and its full text, the vote, what was spent.
 
 Rounds are shared by all questions of a call, so an offline engine batches them together and an
 HTTP backend overlaps them. Under a total budget for many questions the planner's online
@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,21 +26,25 @@ from ttscale.adaptive.stopping import ASC
 from ttscale.answers import AnswerClassifier, EquivalenceConfig
 from ttscale.answers.candidates import NO_ANSWER, Candidates
 from ttscale.errors import ConfigError, TTScaleError
+from ttscale.live.budget import Budget
+from ttscale.live.solution import Question, Solution, last_user_text
 from ttscale.planning.cost import Prices, dollars
+from ttscale.records.models import Sample
 from ttscale.sampling.sampler import (
     MAX_SEED,
-    Candidate,
     Sampler,
     SampleRequest,
     SampleResult,
     request_seed,
 )
+from ttscale.selection.fields import LOGPROBS, REFERENCE, REWARDS
 from ttscale.selection.policy import Policy, load_policy
-from ttscale.selection.selectors import LOGPROBS, REWARDS
+from ttscale.validation import is_int
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Budget", "Question", "Solution", "Solver", "SolveError", "check_policy_needs", "last_user_text"]
+# Budget, Question, Solution and last_user_text live in their own modules; imported from here too.
+__all__ = ["Budget", "Question", "Solution", "SolveError", "Solver", "check_policy_needs", "last_user_text"]
 
 
 class SolveError(TTScaleError, RuntimeError):
@@ -52,170 +55,12 @@ class SolveError(TTScaleError, RuntimeError):
         self.cause = cause
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How much one question may cost, and whether to stop early. Validated on construction."""
-
-    samples: int = 8
-    """The most samples a question gets (all of them when not adaptive)."""
-    adaptive: bool = False
-    """Stop drawing once the vote is settled (ASC: the leader beats the runner-up with posterior
-    probability >= ``confidence``), or, with a total budget over many questions, let the online
-    allocator give the next samples to the least settled questions."""
-    pilot: int = 4
-    """Adaptive: samples in the first round."""
-    step: int = 2
-    """Adaptive: samples per later round."""
-    confidence: float = 0.95
-    """Adaptive: ASC threshold in (0.5, 1); higher spends more to be surer."""
-    tokens: int | None = None
-    """Cap on generated tokens per question: no round starts that would, at the mean tokens per
-    sample so far, pass it (draws then go in rounds, as when adaptive). None: no cap. Not applied
-    under a total budget (the allocator spends that in samples)."""
-    dollars: float | None = None
-    """Cap on dollars per question (needs prices), applied like ``tokens``. None: no cap."""
-
-    def __post_init__(self) -> None:
-        if not _is_int(self.samples) or self.samples < 1:
-            raise ConfigError("budget.samples", self.samples, "an integer >= 1")
-        if not isinstance(self.adaptive, bool):
-            raise ConfigError("budget.adaptive", self.adaptive, "true or false")
-        if not _is_int(self.pilot) or self.pilot < 1:
-            raise ConfigError("budget.pilot", self.pilot, "an integer >= 1")
-        if not _is_int(self.step) or self.step < 1:
-            raise ConfigError("budget.step", self.step, "an integer >= 1")
-        c = self.confidence
-        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0.5 < c < 1:
-            raise ConfigError("budget.confidence", c, "a probability in (0.5, 1)")
-        if self.tokens is not None and (not _is_int(self.tokens) or self.tokens < 1):
-            raise ConfigError("budget.tokens", self.tokens, "an integer >= 1 or None")
-        d = self.dollars
-        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d <= 0):
-            raise ConfigError("budget.dollars", d, "a number of dollars > 0 or None")
-
-    @classmethod
-    def of(cls, value: int | Budget | Mapping[str, Any] | None, default: Budget | None = None) -> Budget:
-        """A budget from an int (samples), a mapping of fields, a Budget, or None (``default``)."""
-        if value is None:
-            return default or cls()
-        if isinstance(value, Budget):
-            return value
-        if _is_int(value):
-            return cls(samples=value) if default is None else cls(**{**default.__dict__, "samples": value})
-        if isinstance(value, Mapping):
-            known = set(cls.__dataclass_fields__)
-            for key in value:
-                if key not in known:
-                    raise ConfigError(f"budget.{key}", value[key], f"one of the budget fields {sorted(known)}")
-            base = dict(default.__dict__) if default is not None else {}
-            return cls(**{**base, **value})
-        raise ConfigError("budget", value, "a number of samples, a Budget, or a mapping of its fields")
-
-    @property
-    def in_rounds(self) -> bool:
-        return self.adaptive or self.tokens is not None or self.dollars is not None
-
-
-@dataclass(frozen=True)
-class Question:
-    """One question to solve: a prompt (or chat messages) and per-request backend fields."""
-
-    id: str
-    problem: str
-    """Prompt text (templated by the sampler's config), also shown to a reward scorer."""
-    messages: tuple[Mapping[str, Any], ...] | None = None
-    """Chat messages sent as they are (then ``problem`` is only what a scorer sees)."""
-    overrides: Mapping[str, Any] | None = None
-    """Request fields sent as they are (temperature, max_tokens, stop...)."""
-    seed: int | None = None
-    """Seed of the question's first request, sent as it is (a proxied request with a seed draws
-    what the upstream would give it directly); later rounds derive theirs from it. None: unseeded."""
-
-
-def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
-    """The last user message's content: what a chat question shows a reward scorer."""
-    return next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
-
-
-@dataclass
-class Solution:
-    """What solving one question produced."""
-
-    answer: str | None
-    """The chosen answer (canonical form of its class); None when no sample had one."""
-    answers: list[str]
-    """Chosen answers, best first (several for multi-answer policies such as best-of-majority:answers=k)."""
-    support: list[float]
-    """The policy's score of each chosen answer (votes, summed weights, reward...)."""
-    text: str | None
-    """Full text of the candidate that represents the chosen answer."""
-    vote: dict[str, int]
-    """Samples per answer (canonical form), most first; samples without an answer are not in it."""
-    samples: int
-    """Samples drawn."""
-    requests: int
-    """Requests sent to the backend (each prefills its prompt once)."""
-    prompt_tokens: int
-    """Prompt tokens billed over all requests (a request with n counts its prompt once)."""
-    completion_tokens: int
-    """Generated tokens over all samples."""
-    cost: float | None
-    """Dollars, when prices are known."""
-    policy: str
-    stopped: str
-    """Why drawing stopped: ``budget`` (all samples drawn), ``settled`` (adaptive stop), ``tokens``
-    or ``dollars`` (a cap), ``allocator`` (the online allocator gave no more)."""
-    candidates: list[Candidate] = field(repr=False)
-    """Every candidate drawn, in order."""
-    chosen_index: int | None = None
-    """Index into ``candidates`` of the representative candidate (its text is ``text``)."""
-    candidate_answers: list[str | None] = field(default_factory=list, repr=False)
-    """Canonical answer of each candidate's class (None: no answer), parallel to ``candidates``."""
-    failed_samples: int = 0
-    """Samples asked for that the backend never delivered (degraded answers; see ``errors``)."""
-    errors: list[str] = field(default_factory=list)
-    """Backend failures survived by degrading (some of the n failed after retries)."""
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def representative(self, answer: str | None) -> int | None:
-        """Index of the candidate standing for ``answer``: the chosen one for the top answer, else
-        the first candidate of that answer's class."""
-        if self.chosen_index is not None and answer == self.answer:
-            return self.chosen_index
-        return next((i for i, a in enumerate(self.candidate_answers) if a == answer), None)
-
-    def to_dict(self, *, candidates: bool = False) -> dict[str, Any]:
-        """JSON-ready summary (the proxy's ``ttscale`` field); candidates' texts only when asked."""
-        out: dict[str, Any] = {
-            "policy": self.policy, "answer": self.answer, "answers": self.answers, "support": self.support,
-            "vote": self.vote, "samples": self.samples, "requests": self.requests,
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "cost_usd": self.cost, "stopped": self.stopped,
-        }
-        if self.failed_samples or self.errors:
-            out["degraded"] = {"failed_samples": self.failed_samples, "errors": self.errors}
-        if candidates:
-            out["candidates"] = [
-                {"text": c.text, "answer": c.answer, "tokens": c.tokens, "mean_logprob": c.mean_logprob, "finish": c.finish,
-                 **({} if c.reward is None else {"reward": c.reward})}
-                for c in self.candidates
-            ]
-        return out
-
-
 @dataclass
 class _State:
     """A question being solved."""
 
     question: Question
-    candidates: list[Candidate] = field(default_factory=list)
+    candidates: list[Sample] = field(default_factory=list)
     results: list[SampleResult] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -251,11 +96,13 @@ def check_policy_needs(policy: Policy, *, scorer: bool, logprobs: bool, scorer_o
     """Raise ConfigError when ``policy`` needs what live solving cannot give: a reference answer
     (evaluation only), rewards without a scorer (named ``scorer_option`` in the message), or
     log-probs the sampling does not return."""
-    if "reference" in policy.needs:
+    have = {field for field, ok in ((REWARDS, scorer), (LOGPROBS, logprobs)) if ok}  # never a reference
+    missing = policy.missing(have)
+    if REFERENCE in missing:
         raise ConfigError("policy", policy.name, "a policy that needs no reference answer (this one is for evaluation only)")
-    if REWARDS in policy.needs and not scorer:
+    if REWARDS in missing:
         raise ConfigError("policy", policy.name, f"a policy without rewards, or a scorer ({scorer_option}) to compute them")
-    if LOGPROBS in policy.needs and not logprobs:
+    if LOGPROBS in missing:
         raise ConfigError("policy", policy.name, "a policy without log-probs, or sampling with logprobs=True")
 
 
@@ -305,7 +152,7 @@ class Solver:
         policy = policy or self.policy
         if policy is not self.policy:
             self.check_policy(policy)
-        if total is not None and (not _is_int(total) or total < 1):
+        if total is not None and (not is_int(total) or total < 1):
             raise ConfigError("total_budget", total, "an integer number of samples >= 1")
         states = [_State(q) for q in questions]
         if not states:
@@ -431,7 +278,7 @@ class Solver:
                 part = reqs[lo : lo + batch]
                 try:
                     results = await self.sampler.agenerate(part)
-                except Exception as exc:  # the engine failed: every question of the batch fails
+                except Exception as exc:  # noqa: BLE001 - the engine failed: every question of the batch fails
                     for q in chosen[lo : lo + batch]:
                         states[q].error = SolveError(f"question {states[q].question.id!r}: {exc}", exc)
                     continue
@@ -461,13 +308,13 @@ class Solver:
 
     async def _one(self, req: SampleRequest) -> tuple[SampleResult | None, int, list[str]]:
         """One request; on a lasting server error with n > 1, degrade to n single requests."""
-        from ttscale.sampling.backends.openai import ServerError
+        from ttscale.sampling.backends.openai import Failure, ServerError
 
         try:
             results = await self.sampler.agenerate([req])
             return results[0], 0, []
         except ServerError as exc:
-            if not self.degrade or req.n == 1 or exc.kind != "status":
+            if not self.degrade or req.n == 1 or exc.kind is not Failure.STATUS:
                 raise
             log.warning("request %r for %d samples failed (%s): asking one by one", req.id, req.n, exc)
             first = str(exc)

@@ -48,7 +48,7 @@ from ttscale.live.solve import (
 from ttscale.planning.cost import Prices
 from ttscale.sampling.sampler import SamplingConfig
 from ttscale.selection.policy import Policy, load_policy, preset_names
-from ttscale.selection.selectors import LOGPROBS, REWARDS
+from ttscale.selection.fields import LOGPROBS, REWARDS
 
 log = logging.getLogger("ttscale.serve")
 
@@ -316,20 +316,19 @@ class _Guard:
 
 def create_app(config: ServeConfig) -> FastAPI:
     """The proxy app for ``config`` (run it with uvicorn; ``ttscale serve`` does)."""
-    from ttscale.sampling.backends.openai import OpenAISampler
+    from ttscale.live.samplers import http_sampler
 
     metrics = Metrics()
     state: dict[str, Any] = {}
     # Presets /v1/models lists: not evaluation-only, and reward policies only with a scorer.
-    needs = {name: load_policy(name).needs for name in preset_names()}
-    served = [name for name, need in needs.items() if "reference" not in need and (config.scorer or REWARDS not in need)]
+    have = {LOGPROBS, REWARDS} if config.scorer else {LOGPROBS}
+    served = [name for name in preset_names() if not load_policy(name).missing(have)]
 
     def solver() -> Solver:
         if "solver" not in state:
             sampling = SamplingConfig(temperature=config.temperature, max_tokens=config.max_tokens, logprobs=False, seed=None)
-            sampler = OpenAISampler(None, sampling, base_url=config.upstream, api_key=config.upstream_api_key or "EMPTY",
-                                    concurrency=config.concurrency, timeout=config.timeout, max_retries=config.max_retries)
-            sampler.resume_hint = "the request got no answer"
+            sampler = http_sampler(config.upstream, None, sampling, api_key=config.upstream_api_key or "EMPTY",
+                                   concurrency=config.concurrency, timeout=config.timeout, max_retries=config.max_retries)
             scorer = None
             if config.scorer is not None:
                 from ttscale.scoring.registry import make_scorer
@@ -502,19 +501,12 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def models() -> JSONResponse:
         cached = state.get("models")
         if cached is None or time.monotonic() - cached[0] > 30:
-            sampler = solver().sampler
-            client = sampler._ensure_client()  # type: ignore[attr-defined]
-            try:
-                listed = [m async for m in client.models.list()]
-            except Exception as exc:
-                from ttscale.sampling.backends.openai import (
-                    ServerError,
-                    _describe,
-                    _failure_kind,
-                )
+            from ttscale.sampling.backends.openai import ServerError
 
-                kind, status = _failure_kind(exc)
-                raise _upstream_error(ServerError(_describe(exc), kind=kind, status=status), config.upstream) from None
+            try:
+                listed = await solver().sampler.list_models()
+            except ServerError as exc:
+                raise _upstream_error(exc, config.upstream) from None
             cached = (time.monotonic(), listed)
             state["models"] = cached
         data = []

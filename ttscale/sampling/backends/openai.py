@@ -2,80 +2,95 @@
 
 Uses the official ``openai`` async client. A request for ``n`` candidates is one HTTP call with
 ``n`` where the server supports it (one prefill), else ``n`` parallel calls with n=1 and seeds
-``seed, seed+1, ...``. Calls in flight are bounded; 429, 5xx, timeouts and dropped connections
-are retried with exponential backoff (honouring ``Retry-After``); then a :class:`ServerError`
-says what failed. Raw prompts go to ``/v1/completions``, chat prompts to ``/v1/chat/completions``.
+``seed, seed+1, ...``. Calls in flight are bounded. The client's own retries handle 408, 409,
+429, 5xx, timeouts and dropped connections (exponential backoff from 0.5 s, honouring
+``Retry-After``); then a :class:`ServerError` says what failed and why (:class:`Failure`).
+Raw prompts go to ``/v1/completions``, chat prompts to ``/v1/chat/completions``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
-import random
 import re
 import time
 from collections.abc import Awaitable, Iterable, Sequence
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from ttscale.errors import ConfigError, TTScaleError
 from ttscale.sampling.sampler import (
     MAX_SEED,
-    Candidate,
     FanOut,
     PromptFormat,
+    Sample,
     SampleRequest,
     SampleResult,
     SamplingConfig,
-    make_candidate,
+    make_sample,
 )
+from ttscale.validation import is_int, is_number
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+__all__ = ["Failure", "OpenAISampler", "ServerError", "describe_failure"]
+
+
+class Failure(StrEnum):
+    """Why a server call failed (a proxy answers 502 or 504 by it)."""
+
+    UNREACHABLE = "unreachable"
+    """No connection."""
+    TIMEOUT = "timeout"
+    """No answer in time."""
+    STATUS = "status"
+    """Kept answering an error status (after the retries)."""
+    REFUSED = "refused"
+    """A status that is not retried (4xx other than 408, 409, 429)."""
 
 
 class ServerError(TTScaleError, RuntimeError):
     """The server could not be reached or kept failing after the retries.
 
-    ``kind`` says why, so a caller can map it (the proxy answers 502 or 504): ``unreachable``
-    (no connection), ``timeout`` (no answer in time), ``status`` (kept answering an error status;
-    ``status`` holds it) or ``refused`` (a non-retryable error status).
+    ``kind`` (a :class:`Failure`) says why; ``status`` holds the HTTP status when there was one.
     """
 
-    def __init__(self, message: str, *, kind: str = "status", status: int | None = None) -> None:
+    def __init__(self, message: str, *, kind: Failure | str = Failure.STATUS, status: int | None = None) -> None:
         super().__init__(message)
-        self.kind = kind
+        self.kind = Failure(kind)
         self.status = status
 
+    @classmethod
+    def of(cls, exc: BaseException, message: str | None = None) -> ServerError:
+        """The ServerError for an exception of the openai client (``message``: default its description)."""
+        return cls(describe_failure(exc) if message is None else message, kind=failure_kind(exc), status=getattr(exc, "status_code", None))
 
-def _failure_kind(exc: BaseException) -> tuple[str, int | None]:
+
+def failure_kind(exc: BaseException) -> Failure:
+    """The :class:`Failure` an exception of the openai client stands for."""
     import openai
 
     if isinstance(exc, openai.APITimeoutError):
-        return "timeout", None
+        return Failure.TIMEOUT
     if isinstance(exc, openai.APIConnectionError):
-        return "unreachable", None
-    if isinstance(exc, openai.APIStatusError):
-        return "status", exc.status_code
-    return "status", None
+        return Failure.UNREACHABLE
+    return Failure.STATUS
 
 
-_RETRY_STATUS = {408, 409, 429}
 _MENTIONS_N = re.compile(r"(?<![\w-])n(?![\w-])")
 """The parameter ``n`` named in an error message (not the letter inside a word)."""
 
 
-def _retryable(exc: BaseException) -> bool:
-    import openai
-
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
-        return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code >= 500 or exc.status_code in _RETRY_STATUS
-    return False
+def _retried(status: int) -> bool:
+    """Whether the openai client retries a response with this status."""
+    return status >= 500 or status in (408, 409, 429)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> str:
+    """A short description of an exception of the openai client: status and server message, timeout, ..."""
     import openai
 
     if isinstance(exc, openai.APIStatusError):
@@ -92,13 +107,8 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
+_ATTEMPTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("ttscale_openai_attempts", default=None)
+"""HTTP attempts of the sampling call running in this task (the client retries inside one call)."""
 
 
 _OWN_FIELDS = frozenset({"model", "n", "seed", "stream", "stream_options", "messages", "prompt"})
@@ -122,8 +132,10 @@ class OpenAISampler:
     """Sampling from an OpenAI-compatible server.
 
     ``model`` None takes the first model the server lists. ``concurrency`` bounds HTTP calls in
-    flight; ``timeout`` is per call (seconds); ``max_retries`` retries per call after the first
-    attempt, waiting ``backoff * 2**attempt`` seconds (jittered, at most ``max_backoff``).
+    flight (a call holds its slot through the client's retries); ``timeout`` is per attempt
+    (seconds); ``max_retries`` retries per call after the first attempt, by the openai client
+    (backoff 0.5 s doubling up to 8 s, jittered, or the server's ``Retry-After``).
+    ``resume_hint`` ends the error of a call that gave up (what the caller can do about it).
     """
 
     name = "openai"
@@ -139,18 +151,16 @@ class OpenAISampler:
         concurrency: int = 32,
         timeout: float = 120.0,
         max_retries: int = 5,
-        backoff: float = 0.5,
-        max_backoff: float = 20.0,
+        resume_hint: str = "what finished is in the bank, run the same command again to resume",
     ) -> None:
         for name, value, ok, expected in (
-            ("concurrency", concurrency, isinstance(concurrency, int) and concurrency >= 1, "an integer >= 1"),
-            ("timeout", timeout, isinstance(timeout, (int, float)) and timeout > 0, "a number of seconds > 0"),
-            ("max_retries", max_retries, isinstance(max_retries, int) and max_retries >= 0, "an integer >= 0"),
-            ("backoff", backoff, isinstance(backoff, (int, float)) and backoff >= 0, "a number of seconds >= 0"),
+            ("concurrency", concurrency, is_int(concurrency) and concurrency >= 1, "an integer >= 1"),
+            ("timeout", timeout, is_number(timeout) and timeout > 0, "a number of seconds > 0"),
+            ("max_retries", max_retries, is_int(max_retries) and max_retries >= 0, "an integer >= 0"),
         ):
             if not ok:
                 raise ConfigError(name, value, expected)
-        if not base_url.startswith(("http://", "https://")):
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ConfigError("base_url", base_url, "an http(s) URL such as http://127.0.0.1:8000/v1")
         self.config = config or SamplingConfig()
         self.model = model
@@ -159,33 +169,39 @@ class OpenAISampler:
         self.concurrency = concurrency
         self.timeout = float(timeout)
         self.max_retries = max_retries
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
+        self.resume_hint = resume_hint
         self.native_n: bool | None = {FanOut.NATIVE: True, FanOut.PARALLEL: False}.get(self.config.fan_out)
         """Whether the server takes ``n`` in one call (None: not known yet, found out on first use)."""
         self.logprobs_ok = True
         self.calls = 0
-        """HTTP calls made (retries and fan-out included)."""
+        """HTTP calls made for samples (retries and fan-out included)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any = None
         self._gate: asyncio.Semaphore | None = None
         self._ready: asyncio.Lock | None = None
         self._checked = False
-        self.resume_hint = "what finished is in the bank, run the same command again to resume"
-        """Appended to give-up errors; an interactive caller (the API, the proxy) replaces it."""
 
     # -- the client, one per event loop (httpx connections belong to the loop that opened them) --
 
-    def _ensure_client(self) -> Any:
+    def client(self) -> Any:
+        """The ``openai.AsyncOpenAI`` client of the running event loop (made on first use)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             import openai
 
             self._loop = loop
-            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout)
+            http = openai.DefaultAsyncHttpxClient(event_hooks={"request": [self._count_attempt]})
+            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=self.max_retries,
+                                              timeout=self.timeout, http_client=http)
             self._gate = asyncio.Semaphore(self.concurrency)
             self._ready = asyncio.Lock()
         return self._client
+
+    async def _count_attempt(self, request: Any) -> None:
+        attempts = _ATTEMPTS.get()
+        if attempts is not None:  # a sampling call (not a model listing)
+            attempts[0] += 1
+            self.calls += 1
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -195,26 +211,32 @@ class OpenAISampler:
     def close(self) -> None:
         self._client = self._loop = None  # an async client can only be closed inside its loop: see aclose
 
+    async def list_models(self) -> list[Any]:
+        """The server's ``/models`` entries (``id``, ``created``, ``owned_by``), asked once without
+        retries (a server that is down should say so at once); :class:`ServerError` when it fails."""
+        try:
+            return [m async for m in self.client().with_options(max_retries=0).models.list()]
+        except Exception as exc:  # noqa: BLE001 - every failure of the listing is the server's
+            raise ServerError.of(exc) from None
+
     async def check(self) -> None:
         """Reach the server once (clear error when it is down) and resolve the model name."""
-        import openai
-
-        client = self._ensure_client()
+        self.client()
         assert self._ready is not None
         async with self._ready:
             if self._checked:
                 return
             try:
-                models = [m.id async for m in client.models.list()]
-            except openai.NotFoundError:
-                models = []  # some servers (TGI) have no /models: trust the given name
-            except openai.AuthenticationError as exc:
-                raise ServerError(f"{self.base_url}: authentication failed ({_describe(exc)}); set OPENAI_API_KEY or --api-key",
-                                  kind="refused", status=exc.status_code) from None
-            except Exception as exc:
-                kind, status = _failure_kind(exc)
-                raise ServerError(f"cannot reach an OpenAI-compatible server at {self.base_url}: {_describe(exc)}; is it running, and is --base-url right?",
-                                  kind=kind, status=status) from None
+                models = [m.id for m in await self.list_models()]
+            except ServerError as exc:
+                if exc.status == 404:
+                    models = []  # some servers (TGI) have no /models: trust the given name
+                elif exc.status == 401:
+                    raise ServerError(f"{self.base_url}: authentication failed ({exc}); set OPENAI_API_KEY or --api-key",
+                                      kind=Failure.REFUSED, status=exc.status) from None
+                else:
+                    raise ServerError(f"cannot reach an OpenAI-compatible server at {self.base_url}: {exc}; is it running, and is --base-url right?",
+                                      kind=exc.kind, status=exc.status) from None
             if self.model is None:
                 if not models:
                     raise ConfigError("model", None, f"a model name (the server at {self.base_url} lists none)")
@@ -247,7 +269,7 @@ class OpenAISampler:
                 return result
         seeds = [None if req.seed is None else (req.seed + i) % (MAX_SEED + 1) for i in range(req.n)]
         parts = await _all(self._call(req, 1, s) for s in seeds)
-        cands: list[Candidate] = []
+        cands: list[Sample] = []
         prompt_tokens: int | None = None
         billed = completion = 0
         for (resp, latency, tries), seed in zip(parts, seeds):
@@ -271,13 +293,13 @@ class OpenAISampler:
         try:
             resp, latency, calls = await self._call(req, req.n, req.seed)
         except openai.BadRequestError as exc:
-            if self.native_n is not True and req.n > 1 and _MENTIONS_N.search(_describe(exc)):
+            if self.native_n is not True and req.n > 1 and _MENTIONS_N.search(describe_failure(exc)):
                 if self.native_n is False:  # a concurrent request found out first
                     return None, 1
-                log.warning("%s rejects n=%d in one request (%s): sending n=1 requests in parallel", self.base_url, req.n, _describe(exc))
+                log.warning("%s rejects n=%d in one request (%s): sending n=1 requests in parallel", self.base_url, req.n, describe_failure(exc))
                 self.native_n = False
                 return None, 1
-            raise ConfigError("request", req.id, f"a request the server accepts ({_describe(exc)})") from None
+            raise ConfigError("request", req.id, f"a request the server accepts ({describe_failure(exc)})") from None
         got = len(resp.get("choices") or [])
         if got < req.n and req.n > 1 and self.native_n is None:
             log.warning("%s returned %d of n=%d choices: sending n=1 requests in parallel", self.base_url, got, req.n)
@@ -294,48 +316,48 @@ class OpenAISampler:
         ), calls
 
     async def _call(self, req: SampleRequest, n: int, seed: int | None) -> tuple[Any, float, int]:
-        """One HTTP call with retries: (response, seconds of the successful attempt, attempts)."""
+        """One HTTP call, retried by the client: (response, seconds of the call, attempts).
+
+        A 400 about log-probs turns them off and sends again; a status the client does not retry
+        is a ``refused`` :class:`ServerError`, a failure that outlasts the retries names the
+        attempts and the last failure. Other 400s are raised as they are (the caller reads them).
+        """
         import openai
 
-        client = self._ensure_client()
+        client = self.client()
         assert self._gate is not None
-        attempt = 0
-        while True:
-            attempt += 1
-            self.calls += 1
+        attempts = [0]
+        token = _ATTEMPTS.set(attempts)
+        try:
             async with self._gate:
                 start = time.perf_counter()
-                try:
-                    resp = await self._send(client, req, n, seed)
-                    return resp, time.perf_counter() - start, attempt
-                except openai.BadRequestError as exc:
-                    if self.logprobs_ok and self.config.logprobs and "logprob" in str(exc).lower():
-                        log.warning("%s rejects logprobs (%s): sampling without them", self.base_url, _describe(exc))
-                        self.logprobs_ok = False
-                        continue
-                    raise
-                except Exception as exc:
-                    if not _retryable(exc):
-                        if isinstance(exc, openai.APIStatusError):
-                            raise ServerError(f"{self.base_url} refused request {req.id!r}: {_describe(exc)}",
-                                              kind="refused", status=exc.status_code) from None
-                        raise
-                    if attempt > self.max_retries:
-                        kind, status = _failure_kind(exc)
-                        raise ServerError(
-                            f"{self.base_url}: request {req.id!r} failed {attempt} times, last: {_describe(exc)}; "
-                            + self.resume_hint, kind=kind, status=status,
-                        ) from None
-                    wait = _retry_after(exc)
-                    if wait is None:
-                        wait = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-                    log.info("%s: %s, retry %d/%d in %.2fs", req.id, _describe(exc), attempt, self.max_retries, wait)
-            await asyncio.sleep(min(wait, self.max_backoff))
+                resp = await self._send(client, req, n, seed)
+                return resp, time.perf_counter() - start, attempts[0]
+        except openai.BadRequestError as exc:
+            if not (self.logprobs_ok and self.config.logprobs and "logprob" in str(exc).lower()):
+                raise
+            log.warning("%s rejects logprobs (%s): sampling without them", self.base_url, describe_failure(exc))
+            self.logprobs_ok = False
+            resp, latency, more = await self._call(req, n, seed)
+            return resp, latency, attempts[0] + more
+        except openai.APIStatusError as exc:
+            if not _retried(exc.status_code):
+                raise ServerError(f"{self.base_url} refused request {req.id!r}: {describe_failure(exc)}",
+                                  kind=Failure.REFUSED, status=exc.status_code) from None
+            raise self._gave_up(req, exc, attempts[0]) from None
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            raise self._gave_up(req, exc, attempts[0]) from None
+        finally:
+            _ATTEMPTS.reset(token)
+
+    def _gave_up(self, req: SampleRequest, exc: BaseException, attempts: int) -> ServerError:
+        message = f"{self.base_url}: request {req.id!r} failed {attempts} times, last: {describe_failure(exc)}; {self.resume_hint}"
+        return ServerError.of(exc, message)
 
     def payload(self, req: SampleRequest, n: int, seed: int | None) -> tuple[str, dict[str, Any]]:
         """(endpoint path, JSON body) of one call: the config's fields, then the request's overrides."""
         c = self.config
-        body: dict[str, Any] = dict(temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_tokens)
+        body: dict[str, Any] = {"temperature": c.temperature, "top_p": c.top_p, "max_tokens": c.max_tokens}
         if c.stop:
             body["stop"] = list(c.stop)
         if c.top_k > 0:
@@ -367,7 +389,7 @@ class OpenAISampler:
         path, body = self.payload(req, n, seed)
         return await client.post(path, cast_to=object, body=body)
 
-    def _parse(self, resp: Any, latency: float, seed: int | None) -> list[Candidate]:
+    def _parse(self, resp: Any, latency: float, seed: int | None) -> list[Sample]:
         choices = resp.get("choices") or []
         usage = resp.get("usage") or {}
         n1 = len(choices) == 1 and bool(usage)
@@ -386,5 +408,5 @@ class OpenAISampler:
             else:
                 tokens = usage.get("completion_tokens") if n1 else None
                 logprob = None
-            cands.append(make_candidate(text, tokens=tokens, logprob=logprob, finish=choice.get("finish_reason"), latency=latency, seed=seed))
+            cands.append(make_sample(text, tokens=tokens, logprob=logprob, finish=choice.get("finish_reason"), latency=latency, seed=seed))
         return cands
