@@ -140,6 +140,12 @@ def test_beta_binomial_input_errors():
         BetaBinomialPassAtK(shape_prior=(-1.0, 1.0)).fit([5, 5], [1, 2])
     with pytest.raises(ConfigError, match="n_bootstrap"):
         BetaBinomialPassAtK(n_bootstrap=-3).fit([5, 5], [1, 2])
+    # A bool is not a count, a seed or a flag given as 0/1 (Python calls True an int).
+    for bad, name in ((dict(n_bootstrap=True), "n_bootstrap"), (dict(random_state=False), "random_state"),
+                      (dict(zero_inflated=1), "zero_inflated"), (dict(shape_prior=(True, 1.0)), "shape_prior"),
+                      (dict(shape_prior=(2.0, float("inf"))), "shape_prior")):
+        with pytest.raises(ConfigError, match=name):
+            BetaBinomialPassAtK(**bad).fit([5, 5], [1, 2])
     model = BetaBinomialPassAtK(n_bootstrap=0).fit([5, 5, 5], [1, 2, 0])
     with pytest.raises(ConfigError, match="k"):
         model.predict([0, 10])
@@ -593,6 +599,10 @@ def test_majority_model_edge_cases_and_errors():
         DirichletMajorityModel(discount=1.5).fit(np.ones((2, 1)), np.ones((2, 1), bool))
     with pytest.raises(ConfigError, match="correct_share"):
         DirichletMajorityModel(correct_share="half").fit(np.ones((2, 1)), np.ones((2, 1), bool))
+    for bad, name in ((dict(new_mass=True), "new_mass"), (dict(none_prior=0.0), "none_prior"),
+                      (dict(discount="same"), "discount"), (dict(n_draws=0), "n_draws"), (dict(match_pool=1), "match_pool")):
+        with pytest.raises(ConfigError, match=name):
+            DirichletMajorityModel(**bad).fit(np.ones((2, 1)), np.ones((2, 1), bool))
     with pytest.raises(ConfigError, match="n"):
         DirichletMajorityModel().fit(np.array([[3, 2]]), np.array([[True, False]]), n=[4])
     with pytest.raises(EstimationError, match="no pilot sample"):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ttscale.errors import ConfigError, EstimationError
+from ttscale.validation import is_int
 
 
 def describe(x: Any) -> str:
@@ -129,9 +130,9 @@ class CurveModel:
             )
 
     def _check_common_params(self) -> None:
-        if not isinstance(self.n_bootstrap, (int, np.integer)) or self.n_bootstrap < 0:
+        if not is_int(self.n_bootstrap) or self.n_bootstrap < 0:
             raise ConfigError("n_bootstrap", self.n_bootstrap, "a non-negative integer")
-        if self.random_state is not None and not isinstance(self.random_state, (int, np.integer)):
+        if self.random_state is not None and not is_int(self.random_state):
             raise ConfigError("random_state", self.random_state, "an integer seed or None")
 
     def _set_fitted(self, data: Any, params: np.ndarray) -> None:

@@ -58,12 +58,14 @@ from ttscale.curves.majority_prior import (
     SAME,
     calibrate_prior,
     check_prior_value,
+    is_auto,
     loo_loglik,
     match_pool_discount,
     pool_reference,
     posterior_urn,
 )
 from ttscale.errors import ConfigError
+from ttscale.validation import is_int
 
 
 class DirichletMajorityModel(CurveModel):
@@ -156,26 +158,24 @@ class DirichletMajorityModel(CurveModel):
         self._check_common_params()
         for name in PRIOR_NAMES:
             check_prior_value(name, getattr(self, name))
-        if not isinstance(self.n_draws, (int, np.integer)) or self.n_draws < 1:
+        if not is_int(self.n_draws) or self.n_draws < 1:
             raise ConfigError("n_draws", self.n_draws, "a positive integer")
-        data = as_majority_data(counts, correct, n)
-        if not isinstance(self.match_share, (bool, np.bool_)):
+        if not isinstance(self.match_share, bool):
             raise ConfigError("match_share", self.match_share, "True or False")
-        if not (isinstance(self.match_pool, (bool, np.bool_)) or (isinstance(self.match_pool, str) and self.match_pool == AUTO)):
+        if not (isinstance(self.match_pool, bool) or is_auto(self.match_pool)):
             raise ConfigError("match_pool", self.match_pool, "True, False or 'auto'")
-        explicit = isinstance(self.match_pool, (bool, np.bool_)) and bool(self.match_pool)
-        if explicit and not (isinstance(self.discount, str) and self.discount == AUTO):
+        if self.match_pool is True and not is_auto(self.discount):
             raise ConfigError("match_pool", self.match_pool, "False or 'auto' when discount is held fixed (the match re-sets it)")
-        given = {k: getattr(self, k) for k in PRIOR_NAMES}
-        prior = calibrate_prior(data, bool(self.match_share), **given)
+        data = as_majority_data(counts, correct, n)
+        prior = calibrate_prior(data, self.match_share, **{k: getattr(self, k) for k in PRIOR_NAMES})
         n_ref = pool_reference(data)
         self.pool_match_n_: int | None = None
         self.pool_match_gap_: float | None = None
         self.pool_match_ = "off"
-        on = (explicit or (isinstance(self.match_pool, str) and n_ref >= POOL_MIN)) and n_ref >= 2
-        if on and isinstance(self.discount, str) and self.discount == AUTO:
-            tied = isinstance(self.correct_discount, str) and self.correct_discount == SAME
-            rematch = bool(self.match_share) and isinstance(self.correct_discount, str) and self.correct_discount == AUTO
+        on = (self.match_pool is True or (is_auto(self.match_pool) and n_ref >= POOL_MIN)) and n_ref >= 2
+        if on and is_auto(self.discount):
+            tied = self.correct_discount == SAME  # a number or a string: checked above
+            rematch = self.match_share and is_auto(self.correct_discount)
             prior, self.pool_match_, self.pool_match_gap_ = match_pool_discount(prior, data, n_ref, rematch, tied)
             self.pool_match_n_ = n_ref
         self.prior_ = prior

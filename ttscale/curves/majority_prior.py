@@ -17,6 +17,7 @@ from ttscale.curves._optim import minimize_box, numeric_fun_grad
 from ttscale.curves.majority_data import MajorityData
 from ttscale.curves.majority_math import EXACT_MAX, exact_majority
 from ttscale.errors import ConfigError, EstimationError
+from ttscale.validation import is_number
 
 AUTO = "auto"
 """A prior value searched on the pilot (the default of every value)."""
@@ -307,30 +308,27 @@ def match_pool_discount(values: dict[str, float], data: MajorityData, n_ref: int
     return best[2], "matched", float(best[1])
 
 
+_PRIOR_RANGES = {
+    "discount": (-np.inf, 1.0, "a number below 1 (negative: an added pseudo-count)"),
+    "correct_discount": (-np.inf, 1.0, "a number below 1 (negative: an added pseudo-count)"),
+    "new_mass": (0.0, np.inf, "a positive number"),
+    "correct_share": (0.0, 1.0, "a number strictly between 0 and 1"),
+    "none_prior": (0.0, np.inf, "a positive number"),
+}
+"""Open range of each prior value and what the error message asks for."""
+
+
+def is_auto(value: Any) -> bool:
+    """Whether a parameter is ``"auto"`` (searched on the pilot)."""
+    return isinstance(value, str) and value == AUTO
+
+
 def check_prior_value(name: str, value: Any) -> None:
-    if isinstance(value, str):
-        if value == SAME and name == "correct_discount":
-            return
-        if value != AUTO:
-            extra = " or 'same' (tied to discount)" if name == "correct_discount" else ""
-            raise ConfigError(name, value, f"a number or 'auto'{extra}")
+    """A prior value as the model takes it: a finite number in its open range, ``"auto"``, or for
+    correct_discount also ``"same"``; otherwise :class:`ConfigError` naming the value."""
+    if is_auto(value) or (name == "correct_discount" and isinstance(value, str) and value == SAME):
         return
-    lo, hi = {
-        "discount": (-np.inf, 1.0),
-        "correct_discount": (-np.inf, 1.0),
-        "new_mass": (0.0, np.inf),
-        "correct_share": (0.0, 1.0),
-        "none_prior": (0.0, np.inf),
-    }[name]
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value)
-    if name in ("discount", "correct_discount"):
-        ok = ok and value < hi
-        expected = "a number below 1 (negative: an added pseudo-count) or 'auto'"
-    elif name == "correct_share":
-        ok = ok and lo < value < hi
-        expected = "a number strictly between 0 and 1 or 'auto'"
-    else:
-        ok = ok and value > lo
-        expected = "a positive number or 'auto'"
-    if not ok:
-        raise ConfigError(name, value, expected)
+    lo, hi, expected = _PRIOR_RANGES[name]
+    if not (is_number(value) and lo < value < hi):
+        same = " or 'same' (tied to discount)" if name == "correct_discount" else ""
+        raise ConfigError(name, value, f"{expected}, 'auto'{same}")

@@ -30,6 +30,7 @@ from scipy.special import betaln, digamma, expit, logit
 from ttscale.curves._base import CurveModel, as_k, check_counts
 from ttscale.curves._optim import minimize_box
 from ttscale.errors import ConfigError, EstimationError
+from ttscale.validation import is_number
 
 _LOG_A = (np.log(1e-3), np.log(1e4))
 _LOG_ODDS = (-20.0, 30.0)  # log(b / a) = -logit(E[p | not in the zero mass])
@@ -91,12 +92,11 @@ class BetaBinomialPassAtK(CurveModel):
     def fit(self, n: Any, c: Any) -> BetaBinomialPassAtK:
         """Fit on ``n`` (trials per problem, an array or one number) and ``c`` (successes per problem)."""
         self._check_common_params()
-        if not isinstance(self.zero_inflated, (bool, np.bool_)):
+        if not isinstance(self.zero_inflated, bool):
             raise ConfigError("zero_inflated", self.zero_inflated, "True or False")
-        if self.shape_prior is not None:
-            ok = isinstance(self.shape_prior, (tuple, list)) and len(self.shape_prior) == 2
-            if not ok or not (np.isfinite(self.shape_prior[0]) and self.shape_prior[0] > 0 and np.isfinite(self.shape_prior[1]) and self.shape_prior[1] > 0):
-                raise ConfigError("shape_prior", self.shape_prior, "None or (median of a > 0, sd of log a > 0)")
+        prior = self.shape_prior
+        if prior is not None and not (isinstance(prior, (tuple, list)) and len(prior) == 2 and all(is_number(v) and v > 0 for v in prior)):
+            raise ConfigError("shape_prior", prior, "None or (median of a > 0, sd of log a > 0)")
         n_arr, c_arr = check_counts(n, c)
         if n_arr.size < 2:
             raise EstimationError(f"the beta-binomial needs at least 2 problems to fit; got {n_arr.size}")
@@ -128,7 +128,7 @@ class BetaBinomialPassAtK(CurveModel):
         """Log-likelihood of held-out (n, c) under the fitted model (binomial coefficients omitted)."""
         self._check_fitted()
         n_arr, c_arr = check_counts(n, c)
-        a, b, pi, mode = self.params_
+        mode = self.params_[3]
         if mode == _ALL_WRONG:
             return 0.0 if np.all(c_arr == 0) else -np.inf
         if mode == _ALL_CORRECT:

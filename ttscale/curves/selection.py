@@ -16,6 +16,7 @@ import numpy as np
 
 from ttscale.curves._base import CurveModel, as_k, check_counts, describe, pass_at_k
 from ttscale.errors import ConfigError, EstimationError
+from ttscale.validation import is_int, is_number
 
 
 @dataclass
@@ -58,7 +59,7 @@ def _named(models: Mapping[str, CurveModel] | Sequence[CurveModel]) -> dict[str,
 
 
 def _holdout(holdout_fraction: float) -> float:
-    if not isinstance(holdout_fraction, (int, float)) or not 0.0 < holdout_fraction < 1.0:
+    if not is_number(holdout_fraction) or not 0.0 < holdout_fraction < 1.0:
         raise ConfigError("holdout_fraction", holdout_fraction, "a fraction strictly between 0 and 1")
     return float(holdout_fraction)
 
@@ -128,7 +129,7 @@ def select_pass_at_k_model(
     named = _named(models)
     frac = _holdout(holdout_fraction)
     n_arr, c_arr = check_counts(n, c)
-    if not isinstance(n_repeats, (int, np.integer)) or n_repeats < 1:
+    if not is_int(n_repeats) or n_repeats < 1:
         raise ConfigError("n_repeats", n_repeats, "a positive integer")
     for name, model in named.items():
         if not hasattr(model, "fit_counts"):
