@@ -128,6 +128,15 @@ def test_request_seeds_are_stable_and_distinct() -> None:
         SampleRequest("p", "x", 0)
 
 
+def test_old_candidate_names_warn_and_give_the_sample() -> None:
+    import ttscale.sampling.sampler as sampler_module
+
+    with pytest.warns(DeprecationWarning, match="use Sample"):
+        assert sampler_module.Candidate is Sample
+    with pytest.warns(DeprecationWarning, match="use make_sample"):
+        assert sampler_module.make_candidate is make_sample
+
+
 @pytest.mark.parametrize(
     ("changes", "parameter"),
     [({"n": 0}, "n"), ({"n": True}, "n"), ({"n": 2.0}, "n"), ({"seed": -1}, "seed"), ({"seed": 2**31}, "seed"),

@@ -14,6 +14,7 @@ import asyncio
 import enum
 import hashlib
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol, runtime_checkable
@@ -172,10 +173,6 @@ class SampleRequest(CheckedModel):
         return value
 
 
-Candidate = Sample
-"""Deprecated name of :class:`~ttscale.records.models.Sample`, what samplers return."""
-
-
 @dataclass
 class SampleResult:
     """The candidates of one request and what they cost."""
@@ -208,10 +205,6 @@ def make_sample(
         text=text, answer=extract_answer(text), tokens=tokens, logprob=logprob, mean_logprob=mean,
         finish=normalize_finish(finish), latency=max(0.0, latency), seed=seed,
     )
-
-
-make_candidate = make_sample
-"""Deprecated name of :func:`make_sample`."""
 
 
 def normalize_finish(reason: str | None) -> str | None:
@@ -262,3 +255,15 @@ class SyncSamplerMixin:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_DEPRECATED = {"Candidate": ("Sample", Sample), "make_candidate": ("make_sample", make_sample)}
+"""Old names: samplers returned a ``Candidate`` converted to a bank ``Sample``; they return the Sample now."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        new, value = _DEPRECATED[name]
+        warnings.warn(f"ttscale.sampling.sampler.{name} is deprecated: use {new}", DeprecationWarning, stacklevel=2)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
