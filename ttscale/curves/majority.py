@@ -41,7 +41,11 @@ equals the pilot's own exact maj@n_ref at the pilot size n_ref, correct_discount
 maj@1 alongside; on the full Llama bank that gives maj@1/8/40/48 29.78/39.67/44.88/45.22 against
 the exact 29.78/39.35/44.66/45.21. On 8-sample pilots the discount is poorly pinned by maj@8
 (unstable), so the match stays off there.
+
+This module holds the model; its parts live beside it: ``majority_data`` (the pilot votes),
+``majority_prior`` (calibration and the two matches) and ``majority_math`` (maj@N and its limit).
 """
+
 from __future__ import annotations
 
 from typing import Any
