@@ -38,7 +38,7 @@ def _examples() -> list[TTScaleError]:
     from ttscale.sampling.backends.ray import ReplicaError
     from ttscale.sampling.backends.replay import ReplayExhaustedError
     from ttscale.scoring.judge import JudgeParseError
-    from ttscale.selection.selectors import MissingFieldError
+    from ttscale.selection.fields import MissingFieldError
 
     return [
         TTScaleError("plain"),

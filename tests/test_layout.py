@@ -147,7 +147,7 @@ def test_no_import_cycles():
     assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
 
 
-@pytest.mark.parametrize("module", ["ttscale.selection.selectors", "ttscale.estimate.exact", "ttscale.records.bank"])
+@pytest.mark.parametrize("module", ["ttscale.selection.registry", "ttscale.estimate.exact", "ttscale.records.bank"])
 def test_checker_sees_imports(module):
     # The walk finds real edges (guards against a checker that passes because it sees nothing).
     graph = _graph()

@@ -18,14 +18,15 @@ from ttscale.selection.policy import (
     preset_dirs,
     preset_names,
 )
-from ttscale.selection.selectors import MissingFieldError, list_selectors
+from ttscale.selection.fields import MissingFieldError
+from ttscale.selection.registry import list_selectors
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p.stem for p in (REPO / "policies").glob("*.toml"))
 
 EXPECTED = {
     "majority", "weighted-majority", "confidence-weighted", "best-of-n", "best-of-majority",
-    "majority-of-bests", "confidence-vote", "first-to-ahead", "pass-at-k-majority",
+    "majority-of-bests", "confidence-vote", "first-to-ahead", "top-k-answers",
 }
 
 
@@ -184,9 +185,9 @@ def test_toml_syntax_error_names_file_and_line(tmp_path):
         ('selector = 3\n', "selector", 1, "majority"),
         ('selector = "majority"\n[sampling]\nn = 8\n', "sampling", 2, "selector"),
         ('selector = "majority"\nparams = { answers = 0 }\n', "params.answers", 2, ">= 1"),
-        ('selector = "first-to-ahead-by-k"\n[params]\nmargin = "two"\n', "params.margin", 3, "integer"),
+        ('selector = "first-to-ahead"\n[params]\nmargin = "two"\n', "params.margin", 3, "integer"),
         ('selector = "confidence-vote"\n[params]\nweighted = 1\n', "params.weighted", 3, "true or false"),
-        ('selector = "pass-at-k"\n', "params.answers", None, "required"),
+        ('selector = "top-k-answers"\n', "params.answers", None, "required"),
         ('name = ""\nselector = "majority"\n', "name", 1, "at least 1 character"),
         ('selector = "weighted-majority"\n[params]\nsource = "confidence"\ntransform = "linear"\n',
          "params.transform", 4, "softmax"),

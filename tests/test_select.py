@@ -10,19 +10,14 @@ from scipy import stats
 
 from ttscale.answers.candidates import NO_ANSWER, Candidates, Selection
 from ttscale.errors import ConfigError
-from ttscale.selection.selectors import (
-    MissingFieldError,
-    get_selector,
-    list_selectors,
-    rank_random,
-    register_selector,
-    top_k_random,
-    validate_params,
-)
+from ttscale.selection.fields import MissingFieldError
+from ttscale.selection.params import validate_params
+from ttscale.selection.registry import get_selector, list_selectors, register_selector
+from ttscale.selection.ties import rank_random, top_k_random
 
 ALL = [
-    "best-of-majority", "best-of-n", "confidence-vote", "first-to-ahead-by-k", "majority",
-    "majority-of-bests", "oracle", "pass-at-k", "weighted-majority",
+    "best-of-majority", "best-of-n", "confidence-vote", "first-to-ahead", "majority",
+    "majority-of-bests", "oracle", "top-k-answers", "weighted-majority",
 ]
 
 
@@ -120,8 +115,8 @@ def test_every_parameter_is_documented_and_models_are_frozen(name):
         ("weighted-majority", {"source": "confidence", "transform": "linear"}, "transform", "softmax"),
         ("confidence-vote", {"fraction": 0.0}, "fraction", "> 0"),
         ("confidence-vote", {"weighted": "yes"}, "weighted", "true or false"),
-        ("first-to-ahead-by-k", {"margin": 0}, "margin", ">= 1"),
-        ("pass-at-k", {}, "answers", "required"),
+        ("first-to-ahead", {"margin": 0}, "margin", ">= 1"),
+        ("top-k-answers", {}, "answers", "required"),
     ],
 )
 def test_bad_parameters_name_the_parameter_and_what_was_expected(name, params, parameter, fragment):
@@ -162,7 +157,7 @@ def test_missing_fields_raise_a_clear_typed_error(name, params, field):
     assert field in get_selector(name).validate(params).needs()
 
 
-@pytest.mark.parametrize("name", ["majority", "first-to-ahead-by-k", "oracle"])
+@pytest.mark.parametrize("name", ["majority", "first-to-ahead", "oracle"])
 def test_vote_only_selectors_need_nothing_but_answers(name):
     assert run(name, cands([2, 0, 2])).classes == (2,)
     assert get_selector(name).validate({}).needs() <= {"reference"}
@@ -186,7 +181,7 @@ def test_all_no_answer_abstains_for_every_selector():
     c = cands([NO_ANSWER] * 4, rewards=[1, 2, 3, 4], logprobs=[-1, -2, -3, -4])
     c = Candidates(c.classes, np.array([True]), c.rewards, c.logprobs)  # one class nobody chose
     for name in ALL:
-        params = {"answers": 2} if name == "pass-at-k" else {}
+        params = {"answers": 2} if name == "top-k-answers" else {}
         sel = run(name, c, **params)
         assert sel.classes == () and sel.sample is None, name
 
@@ -195,16 +190,16 @@ def test_k_answers_best_first_with_support():
     c = cands([0, 1, 1, 2, 2, 2, NO_ANSWER, 3])
     sel = run("majority", c, answers=3)
     assert sel.classes[:2] == (2, 1) and sel.classes[2] in (0, 3) and sel.support == (3.0, 2.0, 1.0)
-    assert run("pass-at-k", c, answers=2).classes == (2, 1)
-    assert run("pass-at-k", c, answers=10).classes[:2] == (2, 1)  # only classes with votes
-    assert len(run("pass-at-k", c, answers=10).classes) == 4
+    assert run("top-k-answers", c, answers=2).classes == (2, 1)
+    assert run("top-k-answers", c, answers=10).classes[:2] == (2, 1)  # only classes with votes
+    assert len(run("top-k-answers", c, answers=10).classes) == 4
 
 
 def test_pass_at_k_tie_at_the_cut_is_uniform():
     c = cands([0, 0, 0, 1, 2, 3])  # classes 1..3 tie for the second slot
     seconds = np.zeros(4, dtype=np.int64)
     for seed in range(3000):
-        sel = run("pass-at-k", c, seed, answers=2)
+        sel = run("top-k-answers", c, seed, answers=2)
         assert sel.classes[0] == 0
         seconds[sel.classes[1]] += 1
     assert_uniform(seconds, [0, 1 / 3, 1 / 3, 1 / 3])
@@ -360,31 +355,31 @@ def test_confidence_vote_keeps_the_most_confident_fraction():
 
 def test_first_to_ahead_stops_at_the_first_lead_of_k():
     c = cands([0, 1, 1, 0, 0, 0, 1, 1, 1, 1])
-    sel = run("first-to-ahead-by-k", c, margin=2)
+    sel = run("first-to-ahead", c, margin=2)
     assert sel.classes == (0,) and sel.sample == 5 and sel.support == (4.0,)
 
 
 def test_first_to_ahead_respects_order_not_the_final_majority():
     c = cands([1, 1, 0, 0, 0, 0, 0])
     assert run("majority", c).classes == (0,)
-    sel = run("first-to-ahead-by-k", c, margin=2)
+    sel = run("first-to-ahead", c, margin=2)
     assert sel.classes == (1,) and sel.sample == 1  # decided after 2 samples
-    assert run("first-to-ahead-by-k", c, margin=3).classes == (0,)
+    assert run("first-to-ahead", c, margin=3).classes == (0,)
 
 
 def test_first_to_ahead_leads_every_other_class_and_skips_no_answer():
     # after sample 4 class 0 has 3 votes, classes 1 and 2 one each: ahead of both by 2
     c = cands([0, 1, NO_ANSWER, 0, 2, 0])
-    sel = run("first-to-ahead-by-k", c, margin=2)
+    sel = run("first-to-ahead", c, margin=2)
     assert sel.classes == (0,) and sel.sample == 5
-    assert run("first-to-ahead-by-k", cands([NO_ANSWER, 3, 1]), margin=1).sample == 1
-    sel = run("first-to-ahead-by-k", c, margin=2, answers=3)
+    assert run("first-to-ahead", cands([NO_ANSWER, 3, 1]), margin=1).sample == 1
+    sel = run("first-to-ahead", c, margin=2, answers=3)
     assert sel.classes[0] == 0 and set(sel.classes[1:]) == {1, 2} and sel.support[1:] == (1.0, 1.0)
 
 
 def test_first_to_ahead_falls_back_to_majority_with_uniform_ties():
     c = cands([0, 1, 0, 1, 2])
-    assert_uniform(winners("first-to-ahead-by-k", c, trials=2000, margin=3), [0.5, 0.5, 0])
+    assert_uniform(winners("first-to-ahead", c, trials=2000, margin=3), [0.5, 0.5, 0])
 
 
 # --------------------------------------------------------------------------- properties
@@ -420,7 +415,7 @@ def test_every_selector_returns_distinct_answered_classes(c, k, seed):
             assert sel.classes, name
         if sel.classes:
             assert c.classes[sel.sample] == sel.classes[0], name
-        if name in ("majority", "pass-at-k", "best-of-n", "weighted-majority", "majority-of-bests"):
+        if name in ("majority", "top-k-answers", "best-of-n", "weighted-majority", "majority-of-bests"):
             assert list(sel.support) == sorted(sel.support, reverse=True), name
-        if name in ("majority", "pass-at-k") and sel.classes:
+        if name in ("majority", "top-k-answers") and sel.classes:
             assert sel.support[0] == c.counts().max()

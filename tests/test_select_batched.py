@@ -26,23 +26,16 @@ from ttscale.estimate import resample
 from ttscale.estimate.exact import candidates_to_arrays, majority_at_k
 from ttscale.estimate.resample import _random_orders, resampled_accuracy
 from ttscale.selection.policy import load_policy
-from ttscale.selection.selectors import (
-    MissingFieldError,
-    get_selector,
-    list_selectors,
-    rank_random,
-    rank_rows,
-    top1_rows,
-    top_k_random,
-    topk_rows,
-)
+from ttscale.selection.fields import MissingFieldError
+from ttscale.selection.registry import get_selector, list_selectors
+from ttscale.selection.ties import rank_random, rank_rows, top1_rows, top_k_random, topk_rows
 
 # (selector, params) settings: every selector, the parameters that change its path.
 SETTINGS = [
     ("majority", {}),
     ("majority", {"answers": 2}),
-    ("pass-at-k", {"answers": 1}),
-    ("pass-at-k", {"answers": 3}),
+    ("top-k-answers", {"answers": 1}),
+    ("top-k-answers", {"answers": 3}),
     ("oracle", {}),
     ("oracle", {"answers": 2}),
     ("weighted-majority", {}),
@@ -67,9 +60,9 @@ SETTINGS = [
     ("confidence-vote", {}),
     ("confidence-vote", {"fraction": 0.4}),
     ("confidence-vote", {"fraction": 0.6, "weighted": True, "answers": 2}),
-    ("first-to-ahead-by-k", {}),
-    ("first-to-ahead-by-k", {"margin": 1}),
-    ("first-to-ahead-by-k", {"margin": 3, "answers": 2}),
+    ("first-to-ahead", {}),
+    ("first-to-ahead", {"margin": 1}),
+    ("first-to-ahead", {"margin": 3, "answers": 2}),
 ]
 
 
@@ -142,7 +135,7 @@ def test_every_selector_has_a_batched_twin_and_is_covered():
     for name in list_selectors():
         sel = get_selector(name)
         assert sel.has_batched, name
-        assert sel.ordered == (name == "first-to-ahead-by-k"), name
+        assert sel.ordered == (name == "first-to-ahead"), name
 
 
 def test_bind_and_policies_carry_the_batched_twin():
@@ -177,7 +170,7 @@ def test_all_no_answer_draws_are_wrong_for_every_selector():
 
 
 TIE_FREE = [
-    ("majority", {}), ("majority", {"answers": 2}), ("pass-at-k", {"answers": 1}), ("oracle", {}),
+    ("majority", {}), ("majority", {"answers": 2}), ("top-k-answers", {"answers": 1}), ("oracle", {}),
     ("weighted-majority", {}), ("weighted-majority", {"transform": "sigmoid", "answers": 2}),
     ("weighted-majority", {"transform": "linear"}), ("weighted-majority", {"source": "confidence", "temperature": 0.5}),
     ("best-of-n", {}), ("best-of-n", {"answers": 2}),
@@ -186,7 +179,7 @@ TIE_FREE = [
     ("best-of-majority", {"alpha": 0.5, "answers": 2, "fill": True}),
     ("majority-of-bests", {"top": 1}), ("majority-of-bests", {"top": 3}), ("majority-of-bests", {"fraction": 0.6}),
     ("confidence-vote", {"fraction": 0.6}), ("confidence-vote", {"fraction": 0.6, "weighted": True}),
-    ("first-to-ahead-by-k", {}), ("first-to-ahead-by-k", {"margin": 3}), ("first-to-ahead-by-k", {"margin": 1, "answers": 2}),
+    ("first-to-ahead", {}), ("first-to-ahead", {"margin": 3}), ("first-to-ahead", {"margin": 1, "answers": 2}),
 ]
 
 
@@ -226,10 +219,10 @@ def test_weighted_majority_falls_back_to_plain_votes_like_the_scalar(rewards, pa
 def test_first_to_ahead_reads_the_draw_in_order():
     # 1 1 0 0 0: decided for class 1 after two samples; reversed, class 0 wins
     c = Candidates(np.array([1, 1, 0, 0, 0]), np.array([True, False]))
-    fn = get_selector("first-to-ahead-by-k").bind({"margin": 2}).batched
+    fn = get_selector("first-to-ahead").bind({"margin": 2}).batched
     idx = np.array([[0, 1, 2, 3, 4], [4, 3, 2, 1, 0]])
     assert fn(c, idx, np.random.default_rng(0)).tolist() == [False, True]
-    assert get_selector("first-to-ahead-by-k").ordered
+    assert get_selector("first-to-ahead").ordered
 
 
 # --------------------------------------------------------------------------- statistical, with ties
@@ -252,8 +245,8 @@ def test_batched_rate_matches_scalar_on_the_same_draws(setting):
 
 @pytest.mark.parametrize(
     "setting",
-    [("majority", {}), ("pass-at-k", {"answers": 2}), ("best-of-n", {"answers": 2}), ("best-of-majority", {"alpha": 0.4}),
-     ("majority-of-bests", {"top": 2}), ("weighted-majority", {}), ("first-to-ahead-by-k", {"margin": 3})],
+    [("majority", {}), ("top-k-answers", {"answers": 2}), ("best-of-n", {"answers": 2}), ("best-of-majority", {"alpha": 0.4}),
+     ("majority-of-bests", {"top": 2}), ("weighted-majority", {}), ("first-to-ahead", {"margin": 3})],
     ids=_id,
 )
 def test_tie_credit_per_draw_matches_scalar(setting):
@@ -272,8 +265,8 @@ def test_tie_credit_per_draw_matches_scalar(setting):
 def test_prefix_form_matches_one_k_at_a_time():
     """``run_prefixes`` (one pass for every k) agrees with ``run_batched`` on each prefix."""
     ks = np.array([7, 1, 3, 9])
-    for name, params in [("majority", {}), ("pass-at-k", {"answers": 2}), ("oracle", {}),
-                         ("first-to-ahead-by-k", {}), ("first-to-ahead-by-k", {"margin": 1, "answers": 2}),
+    for name, params in [("majority", {}), ("top-k-answers", {"answers": 2}), ("oracle", {}),
+                         ("first-to-ahead", {}), ("first-to-ahead", {"margin": 1, "answers": 2}),
                          ("best-of-n", {})]:
         sel = get_selector(name)
         p = sel.validate(params)

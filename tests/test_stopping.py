@@ -21,7 +21,7 @@ from ttscale.planning.cost import (
     kinetics_eflops,
     request_cost,
 )
-from ttscale.selection.selectors import first_to_ahead
+from ttscale.selection.ahead import first_to_ahead
 
 N = -1  # no answer
 

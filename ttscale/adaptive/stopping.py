@@ -25,6 +25,7 @@ import numpy as np
 from scipy.special import betainc, betaln
 
 from ttscale.errors import ConfigError
+from ttscale.selection.ahead import DEFAULT_MARGIN, is_ahead
 
 __all__ = [
     "ASC",
@@ -213,9 +214,13 @@ class PPR1v1(StoppingRule):
 
 @dataclass(frozen=True)
 class FirstToAhead(StoppingRule):
-    """Stop when the leader has ``margin`` more votes than any other answer."""
+    """Stop when the leader has ``margin`` more votes than any other answer.
 
-    margin: int = 3
+    The rule and its default are the ``first-to-ahead`` selector's (:mod:`ttscale.selection.ahead`),
+    applied to whole vote trajectories.
+    """
+
+    margin: int = DEFAULT_MARGIN
     """Votes the leader must be ahead by (>= 1; 1 stops at the first vote)."""
     name: ClassVar[str] = "first-to-ahead"
     param_name: ClassVar[str] = "margin"
@@ -227,7 +232,7 @@ class FirstToAhead(StoppingRule):
         object.__setattr__(self, "margin", int(self.margin))
 
     def stop_mask(self, traj: VoteTrajectories) -> np.ndarray:
-        return traj.v1 - traj.v2 >= self.margin
+        return is_ahead(traj.v1, traj.v2, self.margin)
 
 
 RULES: dict[str, type[StoppingRule]] = {r.name: r for r in (ASC, ESC, PPR1v1, FirstToAhead)}

@@ -1,7 +1,8 @@
 """Accuracy at k for several policies over one pool of samples (sample once, decide many).
 
-Exact estimators where a closed form exists (pass@k, majority, Best-of-N); a seeded resampling
-estimate with its standard error for every other policy.
+Exact estimators where the policy's selector has a closed form for its parameters (registered in
+:mod:`ttscale.estimate.closed_forms`: majority, Best-of-N), pass@k for the oracle coverage; a
+seeded resampling estimate with its standard error for every other policy.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import numpy as np
 
 from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError, EstimationError
-from ttscale.estimate import exact as estimate
+from ttscale.estimate import closed_forms  # noqa: F401  (registers the selectors' exact forms)
+from ttscale.estimate.exact import dataset_mean, pass_at_k
 from ttscale.estimate.resample import resampled_accuracy
 from ttscale.selection.policy import Policy
+from ttscale.selection.registry import get_selector
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def default_k_grid(sizes: Sequence[int]) -> list[int]:
 
 
 def check_k_grid(ks: Sequence[int], sizes: Sequence[int]) -> list[int]:
-    ks = sorted(set(int(k) for k in ks))
+    ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ConfigError("k", ks, "positive integers")
     if ks[-1] > max(sizes):
@@ -74,30 +77,18 @@ def check_k_grid(ks: Sequence[int], sizes: Sequence[int]) -> list[int]:
     return ks
 
 
-def _dataset_mean(per_problem: np.ndarray) -> list[float]:
-    # Problems with fewer than k samples are NaN at k and left out of that column's mean.
-    return [float(v) for v in np.nanmean(per_problem, axis=0)]
+def _floats(values: np.ndarray) -> list[float]:
+    return [float(v) for v in values]
 
 
-def _exact_curve(policy: Policy, problems: Sequence[Candidates], ks: list[int]) -> np.ndarray | None:
-    """Per-problem exact accuracy (P, K) when the policy has a closed form, else None."""
-    if getattr(policy.params, "answers", 1) != 1:
-        return None
-    if policy.selector == "majority":
-        counts, correct, n = estimate.candidates_to_arrays(problems)
-        return estimate.majority_at_k(counts, correct, n, ks)
-    if policy.selector == "best-of-n":
-        return estimate.best_of_n_at_k([p.rewards for p in problems], [p.correct for p in problems], ks)
-    return None
+def exact_form(policy: Policy) -> Callable[[Sequence[Candidates], Sequence[int]], np.ndarray] | None:
+    """The policy's exact ``(problems, ks) -> (P, K)`` accuracy from the registry, or None (resampled)."""
+    return get_selector(policy.selector).exact_form(policy.params)
 
 
 def missing_fields(policy: Policy, problems: Sequence[Candidates]) -> list[str]:
-    """Fields the policy needs that the bank does not have (e.g. rewards)."""
-    have = {
-        "rewards": all(p.rewards is not None for p in problems),
-        "logprobs": all(p.logprobs is not None for p in problems),
-    }
-    return sorted(f for f in policy.needs if not have.get(f, True))
+    """Fields the policy needs that the bank does not have (e.g. rewards): ``Policy.missing``, sorted."""
+    return sorted(policy.missing(problems))
 
 
 def evaluate(
@@ -116,7 +107,8 @@ def evaluate(
     ks = default_k_grid(sizes) if ks is None else check_k_grid(ks, sizes)
     size_arr = np.asarray(sizes)
     correct_counts = np.array([int(p.correct.sum()) for p in problems])
-    pass_curve = _dataset_mean(estimate.pass_at_k(size_arr, correct_counts, ks))
+    # Problems with fewer than k samples are NaN at k and left out of that column's mean.
+    pass_curve = _floats(dataset_mean(pass_at_k(size_arr, correct_counts, ks))[0])
 
     tokens = None
     if all(p.tokens is not None for p in problems):
@@ -125,15 +117,16 @@ def evaluate(
 
     curves: dict[str, PolicyCurve] = {}
     for policy in policies:
-        lacking = missing_fields(policy, problems)
+        lacking = sorted(policy.missing(problems))
         if lacking:
             raise ConfigError("policy", policy.name, f"a bank with {' and '.join(lacking)} on every sample (this bank has none)")
-        exact = _exact_curve(policy, problems, ks)
+        exact = exact_form(policy)
         if exact is not None:
-            curves[policy.name] = PolicyCurve(_dataset_mean(exact), None, "exact")
+            curves[policy.name] = PolicyCurve(_floats(dataset_mean(exact(problems, ks))[0]), None, "exact")
         else:
-            mean, se = resampled_accuracy(problems, policy.selector_fn(), ks, draws=draws, seed=seed)
-            curves[policy.name] = PolicyCurve(_dataset_mean(mean), _dataset_stderr(se), "resampled")
+            acc, se = resampled_accuracy(problems, policy.selector_fn(), ks, draws=draws, seed=seed)
+            mean, mean_se = dataset_mean(acc, se)
+            curves[policy.name] = PolicyCurve(_floats(mean), _floats(mean_se), "resampled")
         if on_policy is not None:
             on_policy(policy.name)
     return EvalResult(
@@ -145,9 +138,3 @@ def evaluate(
         problems_at_k=[int((size_arr >= k).sum()) for k in ks],
     )
 
-
-def _dataset_stderr(per_problem_se: np.ndarray) -> list[float]:
-    # Independent per-problem Monte Carlo errors: se(mean) = sqrt(sum se_i^2) / P_k.
-    valid = ~np.isnan(per_problem_se)
-    sq = np.where(valid, per_problem_se, 0.0) ** 2
-    return [float(v) for v in np.sqrt(sq.sum(axis=0)) / np.maximum(valid.sum(axis=0), 1)]

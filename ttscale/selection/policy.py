@@ -4,7 +4,7 @@ A policy file is TOML::
 
     name = "best-of-majority"            # optional; defaults to the file name
     description = "BoM for Pass@k ..."   # optional
-    selector = "best-of-majority"        # a name from ttscale.selection.selectors.listlist_selectors()
+    selector = "best-of-majority"        # a name from ttscale.selection.registry.list_selectors()
 
     [params]                             # the selector's parameters (validated by its model)
     alpha = 0.1
@@ -25,30 +25,20 @@ from __future__ import annotations
 import importlib.resources
 import re
 import tomllib
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 import numpy as np
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    SerializeAsAny,
-    model_validator,
-)
+from pydantic import Field, PrivateAttr, SerializeAsAny, model_validator
 
 from ttscale.answers.candidates import Candidates, Selection
 from ttscale.errors import BankFormatError, ConfigError
-from ttscale.selection.selectors import (
-    LOGPROBS,
-    REWARDS,
-    MissingFieldError,
-    SelectorParams,
-    get_selector,
-    list_selectors,
-    validate_params,
-)
+from ttscale.selection.fields import Available, MissingFieldError, missing_fields
+from ttscale.selection.params import SelectorParams
+from ttscale.selection.registry import canonical_name, get_selector, list_selectors
+from ttscale.validation import FrozenModel, validate
 
 __all__ = ["Policy", "list_policies", "load_policy", "parse_spec", "preset_dirs", "preset_names"]
 
@@ -63,17 +53,19 @@ class _Dir(Protocol):  # pathlib.Path or an importlib.resources Traversable
     def is_dir(self) -> bool: ...
 
 
-class Policy(BaseModel):
-    """A selection policy: a selector and its validated parameters, with a name and description."""
+RENAMED_PRESETS = {"pass-at-k-majority": "top-k-answers"}
+"""Old preset name -> its current name: the old one still loads, with a DeprecationWarning."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+class Policy(FrozenModel):
+    """A selection policy: a selector and its validated parameters, with a name and description."""
 
     name: str = Field(min_length=1)
     """Name used by the CLI, the API and reports (a preset's name is its file name)."""
     description: str = ""
     """What the policy does and when to use it."""
     selector: str
-    """Registered selector name (see ttscale.selection.selectors.listlist_selectors())."""
+    """Registered selector name (see ttscale.selection.registry.list_selectors())."""
     params: SerializeAsAny[SelectorParams] = Field(default_factory=SelectorParams)
     """The selector's parameters, validated against its parameter model."""
 
@@ -82,14 +74,20 @@ class Policy(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _params_for_selector(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and isinstance(data.get("selector"), str):
+        # The selector decides the parameter model, so it is checked (and a deprecated name
+        # replaced by the current one) before the fields are.
+        if isinstance(data, Mapping):
             data = dict(data)
-            spec = get_selector(data["selector"])
+            name = data.get("selector", "<missing>")
+            if not isinstance(name, str) or name == "<missing>":
+                raise ConfigError("selector", name, "a selector name: one of " + ", ".join(list_selectors()))
+            spec = get_selector(canonical_name(name, stacklevel=2))
+            data["selector"] = spec.name
             data["params"] = spec.validate(data.get("params") or {}, prefix="params.")
         return data
 
     @model_validator(mode="after")
-    def _params_match_selector(self) -> "Policy":
+    def _params_match_selector(self) -> Policy:
         model = get_selector(self.selector).params_model
         if type(self.params) is not model:
             raise ConfigError("params", self.params, f"parameters of {self.selector} ({model.__name__})")
@@ -98,7 +96,7 @@ class Policy(BaseModel):
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None, text: str | None = None) -> "Policy":
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None, text: str | None = None) -> Policy:
         """Validate a policy document; ConfigError names ``source`` (and line, given ``text``)."""
         data = dict(data)
 
@@ -107,28 +105,18 @@ class Policy(BaseModel):
             return source if line is None or source is None else f"{source}, line {line}"
 
         try:
-            if "selector" not in data:
-                raise ConfigError("selector", "<missing>", "a selector name: one of " + ", ".join(list_selectors()))
-            if not isinstance(data["selector"], str):
-                raise ConfigError("selector", data["selector"], "a selector name: one of " + ", ".join(list_selectors()))
-            spec = get_selector(data["selector"])
-            params = data.get("params", {})
-            data["params"] = spec.validate(params, prefix="params.")
-        except ConfigError as exc:
-            raise ConfigError(exc.parameter, exc.value, exc.expected, source=where(exc.parameter)) from None
-        try:
-            policy = validate_params(cls, data)
+            policy = validate(cls, data)
         except ConfigError as exc:
             raise ConfigError(exc.parameter, exc.value, exc.expected, source=where(exc.parameter)) from None
         policy._source = source
         return policy
 
     @classmethod
-    def from_file(cls, path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> "Policy":
+    def from_file(cls, path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> Policy:
         """Read and validate a policy TOML file (then apply ``overrides``, if any)."""
         return _load_file(Path(path), str(path), overrides=overrides)
 
-    def with_params(self, **overrides: Any) -> "Policy":
+    def with_params(self, **overrides: Any) -> Policy:
         """A copy with some selector parameters changed (validated)."""
         merged = {**self.params.model_dump(exclude_unset=True), **overrides}
         data = {**self.model_dump(exclude={"params"}), "params": merged}
@@ -146,14 +134,17 @@ class Policy(BaseModel):
         """Per-sample fields the policy requires: a subset of {"rewards", "logprobs", "reference"}."""
         return self.params.needs()
 
-    def missing(self, cands: Candidates) -> frozenset[str]:
-        """The needed per-sample fields ``cands`` lacks (empty when the policy can run)."""
-        have = {REWARDS: cands.rewards is not None, LOGPROBS: cands.logprobs is not None}
-        return frozenset(f for f in self.needs if not have.get(f, True))
+    def missing(self, have: Available) -> frozenset[str]:
+        """The needed per-sample fields ``have`` lacks (empty when the policy can run).
 
-    def check(self, cands: Candidates) -> None:
-        """Raise MissingFieldError when ``cands`` lacks a field this policy needs."""
-        for field in sorted(self.missing(cands)):
+        ``have``: one problem's candidates, a bank's (a field counts when every problem has it),
+        or the set of field names a caller can provide (e.g. ``{"rewards"}`` with a scorer).
+        """
+        return missing_fields(self.needs, have)
+
+    def check(self, have: Available) -> None:
+        """Raise MissingFieldError when ``have`` lacks a field this policy needs."""
+        for field in sorted(self.missing(have)):
             raise MissingFieldError(field, f"policy '{self.name}' ({self.selector})", "needs them")
 
     def selector_fn(self) -> Callable[[Candidates, np.random.Generator], Selection]:
@@ -337,6 +328,12 @@ def load_policy(name_or_path: str | Path) -> Policy:
     if _is_path(base) or Path(base).is_file() and base not in _preset_files():
         return _load_file(Path(base), base, overrides=overrides)
     files = _preset_files()
+    if base not in files and base in RENAMED_PRESETS:
+        new = RENAMED_PRESETS[base]
+        warnings.warn(f"policy preset {base!r} is deprecated; use {new!r} (the same policy)", DeprecationWarning, stacklevel=2)
+        policy = _load_file(files[new], _label(files[new]), overrides=overrides, preset=True)
+        # keep the name the caller used, so results stay keyed as before
+        return policy.model_copy(update={"name": base + policy.name[len(new):]})
     if base not in files:
         known = ", ".join(sorted(files)) or "(none found)"
         raise ConfigError("policy", base, f"a preset name (one of {known}) or a path to a .toml file")

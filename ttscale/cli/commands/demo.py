@@ -19,7 +19,7 @@ import typer
 from ttscale.cli.console import err, handle_errors, out, progress_bar
 from ttscale.errors import ConfigError
 
-DEMO_POLICIES = ("majority", "confidence-weighted", "confidence-vote", "first-to-ahead", "pass-at-k-majority")
+DEMO_POLICIES = ("majority", "confidence-weighted", "confidence-vote", "first-to-ahead", "top-k-answers")
 """Policies that need no reward model (the tiny model gives log-probs, not rewards)."""
 
 
