@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from contextlib import contextmanager
 from fractions import Fraction
 from functools import lru_cache
 
@@ -15,8 +14,9 @@ from hypothesis import strategies as st
 
 from ttscale.answers.candidates import NO_ANSWER, Candidates, Selection
 from ttscale.errors import ConfigError, EstimationError
-from ttscale.estimate import exact as estimate
 from ttscale.estimate.exact import (
+    _DIRECT_TERMS,
+    _truncated_product,
     best_of_n_at_k,
     candidates_to_arrays,
     dataset_mean,
@@ -87,17 +87,6 @@ def exact_majority(counts: tuple[int, ...], class_correct: tuple[bool, ...], n: 
     return [ways[k] / math.comb(n, k) for k in range(n + 1)]
 
 
-@contextmanager
-def products_via(direct_terms: int):
-    """Temporarily move the shifted-adds / windowed-matmul switch of the polynomial products."""
-    saved = estimate._DIRECT_TERMS
-    estimate._DIRECT_TERMS = direct_terms
-    try:
-        yield
-    finally:
-        estimate._DIRECT_TERMS = saved
-
-
 # ----------------------------------------------------------------------------- strategies
 
 
@@ -138,14 +127,11 @@ def test_pass_at_k_matches_enumeration(problems):
                 assert got[i, col] == pytest.approx(brute_pass(p.correct, k), abs=TOL)
 
 
-@pytest.mark.parametrize("direct_terms", [estimate._DIRECT_TERMS, 0])
 @FAST
 @given(problems=batches)
-def test_majority_at_k_matches_enumeration(problems, direct_terms):
-    # direct_terms=0 sends every polynomial product through the windowed-matmul path.
+def test_majority_at_k_matches_enumeration(problems):
     ks = list(range(1, max(p.n for p in problems) + 2))
-    with products_via(direct_terms):
-        got = majority_at_k(*candidates_to_arrays(problems), ks)
+    got = majority_at_k(*candidates_to_arrays(problems), ks)
     for i, p in enumerate(problems):
         for col, k in enumerate(ks):
             if k > p.n:
@@ -175,15 +161,31 @@ def test_best_of_n_matches_enumeration(problems):
         ([6] * 5, [True] + [False] * 4, 33),  # many exact ties
     ],
 )
-@pytest.mark.parametrize("direct_terms", [estimate._DIRECT_TERMS, 0])
-def test_majority_at_k_matches_exact_rationals(counts, correct, n, direct_terms):
+def test_majority_at_k_matches_exact_rationals(counts, correct, n):
     exact = exact_majority(tuple(counts), tuple(correct), n)
     ks = list(range(1, n + 1))
-    with products_via(direct_terms):
-        got = majority_at_k(np.array([counts]), np.array([correct]), np.array([n]), ks)[0]
+    got = majority_at_k(np.array([counts]), np.array([correct]), np.array([n]), ks)[0]
     want = np.array([float(exact[k]) for k in ks])
     # Relative as well as absolute: small probabilities (k = 1, 2) must not lose digits.
     np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("direct_terms", [_DIRECT_TERMS, 0])
+def test_truncated_product_is_the_exact_truncated_convolution(direct_terms):
+    # Both paths (shifted adds; direct_terms=0 sends every kernel to the windowed matmul) give the
+    # product of polynomials with binomial coefficients (1 to ~1e28 in one row) to full relative
+    # precision, for 2-d and 3-d batches, kernels shorter and longer than the result, any truncation.
+    for a, t, size, batch in [(1, 0, 1, (2,)), (5, 2, 4, (3,)), (5, 2, 9, (2, 3)), (8, 9, 20, (2, 2)),
+                              (13, 3, 6, (4,)), (3, 10, 5, (1, 2)), (60, 40, 95, (2,))]:
+        rows = int(np.prod(batch))
+        polys = [[math.comb(60 + r, i) for i in range(a)] for r in range(rows)]
+        kernels = [[math.comb(40 + 2 * r, i) for i in range(t + 1)] for r in range(rows)]
+        poly = np.array(polys, dtype=float).reshape(*batch, a)
+        kernel = np.array(kernels, dtype=float).reshape(*batch, t + 1)
+        got = _truncated_product(poly, kernel, size, direct_terms).reshape(rows, size)
+        for r in range(rows):
+            want = [sum(polys[r][i] * kernels[r][d - i] for i in range(max(0, d - t), min(d, a - 1) + 1)) for d in range(size)]
+            np.testing.assert_allclose(got[r], np.array(want, dtype=float), rtol=1e-13, atol=0)
 
 
 def test_pass_at_k_large_pool_precision():

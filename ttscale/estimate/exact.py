@@ -398,14 +398,15 @@ def _losing_rest(S: np.ndarray, cons: np.ndarray, j: int, L: int, B: np.ndarray)
     return out
 
 
-def _truncated_product(poly: np.ndarray, kernel: np.ndarray, size: int) -> np.ndarray:
+def _truncated_product(poly: np.ndarray, kernel: np.ndarray, size: int, direct_terms: int = _DIRECT_TERMS) -> np.ndarray:
     """Batched polynomial product (..., a) x (..., t+1) -> (..., size), truncated at degree size-1.
 
     Direct summation (no FFT): every term is nonnegative, so each coefficient keeps full
-    relative precision even when it is 1e-250 of the largest one.
+    relative precision even when it is 1e-250 of the largest one. Kernels of at most
+    ``direct_terms`` terms use shifted adds, longer ones a windowed matmul (same result).
     """
     a, t = poly.shape[-1], kernel.shape[-1] - 1
-    if t <= _DIRECT_TERMS:
+    if t <= direct_terms:
         out = np.zeros(poly.shape[:-1] + (size,))
         for i in range(min(t, size - 1) + 1):
             span = min(a, size - i)
