@@ -11,7 +11,7 @@ Run from the repository root:
     python evals/bench_resampling.py ../shared/data/banks/math100_qwen_rm.jsonl --k 1,2,4,8 \\
         -p best-of-n -p weighted-majority -p best-of-majority -p best-of-majority:answers=2 -p majority-of-bests
     python evals/bench_resampling.py ../shared/data/banks/gsm8k400_llama2-13b_pot.jsonl \\
-        --k 1,2,4,8,16,32,48 -p first-to-ahead -p pass-at-k-majority
+        --k 1,2,4,8,16,32,48 -p first-to-ahead -p top-k-answers
 
 ``--scalar`` at 1000 draws takes minutes per policy; ``--scalar-draws 100`` times it on fewer
 draws (the loop's cost is linear in the draws, so multiply by draws / scalar-draws).

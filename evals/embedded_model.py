@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from ttscale.records.bank import read_bank  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
-POLICIES = "majority,confidence-weighted,confidence-vote,confidence-vote-low,first-to-ahead,pass-at-k-majority"
+POLICIES = "majority,confidence-weighted,confidence-vote,confidence-vote-low,first-to-ahead,top-k-answers"
 
 
 def run(cmd: list[str]) -> str:

@@ -66,7 +66,7 @@ BANKS = {
 }
 REWARD_PLANS = ("best-of-n", "weighted-majority")
 EXTRA = {"math100": ["best-of-majority:answers=4"]}
-"""Overrides beyond the presets: BoM submitting 4 answers, the reward counterpart of pass-at-k-majority (4 answers)."""
+"""Overrides beyond the presets: BoM submitting 4 answers, the reward counterpart of top-k-answers (4 answers)."""
 SKIP = {"oracle": "reads the reference (the pass@k row is the oracle)"}
 PYTHIA = "pass_counts_gsm8k_pythia_checkpoints.csv"
 PYTHIA_K = (1, 10, 100, 1000, 10000)
@@ -102,13 +102,13 @@ def bank_fields(path: Path) -> dict:
 
 def applicable(fields: dict) -> tuple[list[str], dict[str, str]]:
     """Preset names the bank supports (majority first) and the skipped ones with the reason."""
-    have = {"rewards": fields["rewards"], "logprobs": fields["logprobs"]}
+    have = {"reference"} | {f for f in ("rewards", "logprobs") if fields[f]}
     run_, skipped = [], {}
     for name in preset_names():
         if name in SKIP:
             skipped[name] = SKIP[name]
             continue
-        lacking = sorted(f for f in load_policy(name).needs if not have.get(f, True))
+        lacking = sorted(load_policy(name).missing(have))
         if lacking:
             skipped[name] = "needs " + " and ".join(lacking) + " (the bank has none)"
         else:
