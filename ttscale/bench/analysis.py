@@ -34,7 +34,7 @@ from ttscale.bench.results import (
 )
 from ttscale.bench.state import bank_digest, read_json
 from ttscale.errors import ConfigError
-from ttscale.estimate.evaluate import default_k_grid, evaluate, missing_fields
+from ttscale.estimate.evaluate import default_k_grid, evaluate
 from ttscale.records.files import finite_json, write_json
 from ttscale.records.models import Record
 
@@ -225,7 +225,7 @@ def analyse(config: BenchConfig, *, prompt_counter: PromptCounter | None = None,
     evaluated = []
     for v in todo:
         problems = candidates(v.scorer)
-        lacking = missing_fields(v.policy, problems)
+        lacking = sorted(v.policy.missing(problems))
         if lacking and not config.explicit_policies:
             # A default the bank cannot support (e.g. no log-probs over HTTP): say so instead of failing.
             cache.variants[v.cache_id] = DroppedVariant(label=v.label, dropped=f"the bank has no {' or '.join(lacking)}")

@@ -86,11 +86,6 @@ def exact_form(policy: Policy) -> Callable[[Sequence[Candidates], Sequence[int]]
     return get_selector(policy.selector).exact_form(policy.params)
 
 
-def missing_fields(policy: Policy, problems: Sequence[Candidates]) -> list[str]:
-    """Fields the policy needs that the bank does not have (e.g. rewards): ``Policy.missing``, sorted."""
-    return sorted(policy.missing(problems))
-
-
 def evaluate(
     problems: Sequence[Candidates],
     policies: Sequence[Policy],
