@@ -188,7 +188,5 @@ def simulate(
     from ttscale.planning.simulation import simulate_problems
 
     data = _graded(bank, equivalence, grade)
-    if not data.candidates:
-        raise ConfigError("bank", str(data.path), "a bank with at least one question")
     return simulate_problems(data.candidates, max_k=max_k, permutations=permutations, seed=seed, target=target,
                              exact=exact, on_step=on_step)
