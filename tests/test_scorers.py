@@ -349,6 +349,56 @@ def test_cli_score_then_eval(tmp_path: Path, classifier: Path) -> None:
     assert res.exit_code == 2 and "--scorer" in res.output
 
 
+def test_cli_subcommands(tmp_path: Path, classifier: Path) -> None:
+    """``ttscale score KIND BANK``: each kind with its own options; the old ``--scorer`` form gives the same bank."""
+    from ttscale.cli.app import app
+
+    runner = CliRunner()
+    bank = tiny_bank(tmp_path / "bank.jsonl")
+    res = runner.invoke(app, ["score", "confidence", str(bank), "--out", str(tmp_path / "conf.jsonl"), "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["scored"] == 6 and "deprecated" not in res.stderr
+    p0 = read_bank(tmp_path / "conf.jsonl").by_id()["p0"]
+    assert [s.rewards["confidence"] for s in p0.samples] == pytest.approx([-0.1, -0.2, -0.3, -0.05])
+    new = tmp_path / "new.jsonl"
+    res = runner.invoke(app, ["score", "reward-model", str(bank), "-m", str(classifier), "--name", "rm", "--batch-size", "2",
+                              "--out", str(new), "--default", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == {
+        "out": str(new), "name": "rm", "problems": 2, "samples": 6, "scored": 6, "skipped": 0, "resumed": 0}
+    got = [s.rewards["rm"] for r in read_bank(new) for s in r.samples]
+    want = [v for row in make_scorer("reward-model", str(classifier)).score(
+        [p for _, p, _, _ in PROBLEMS], [[*c, *(["3 + 4 = 7\n#### 7"] if pid == "p0" else [])] for pid, _, _, c in PROBLEMS])
+        for v in row]
+    assert got == pytest.approx(want, abs=1e-4)
+    assert [s.reward for r in read_bank(new) for s in r.samples] == got  # --default
+    # the old form still works, with a deprecation note on stderr, and writes the same scores
+    old = tmp_path / "old.jsonl"
+    res = runner.invoke(app, ["score", str(bank), "--scorer", "reward-model", "-m", str(classifier), "--name", "rm",
+                              "--out", str(old), "--default", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "deprecated" in res.stderr and "ttscale score reward-model BANK" in res.stderr
+    assert [s.rewards["rm"] for r in read_bank(old) for s in r.samples] == pytest.approx(got, abs=1e-5)
+    # ... and drops, naming them, the options its scorer never used (they were ignored before)
+    res = runner.invoke(app, ["score", str(bank), "--window", "5", "--judge-n", "3", "--out", str(tmp_path / "c2.jsonl"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "ignored: --window, --judge-n (not options of confidence)" in res.stderr
+    assert read_bank(tmp_path / "c2.jsonl").by_id()["p1"].samples[0].rewards == {"confidence": pytest.approx(-0.1)}
+    # a subcommand takes only its own options; fixed choices are checked by the option's type
+    res = runner.invoke(app, ["score", "confidence", str(bank), "--window", "5"])
+    assert res.exit_code == 2 and "--window" in res.output
+    res = runner.invoke(app, ["score", "lowest-group-confidence", str(bank), "--token-metric", "max"])
+    assert res.exit_code == 2 and "deepconf" in res.output and "logprob" in res.output
+    res = runner.invoke(app, ["score", "judge", str(bank), "--on-unparsed", "ignore"])
+    assert res.exit_code == 2 and "fallback" in res.output
+    res = runner.invoke(app, ["score", "reward-model", str(bank)])
+    assert res.exit_code == 2 and "--model" in res.output
+    res = runner.invoke(app, ["score", "judge", str(bank), "--engine-arg", "max_model_len=64"])
+    assert res.exit_code == 2 and "--engine-arg" in res.output and "vllm" in res.output
+    res = runner.invoke(app, ["score", "reward-model", str(tmp_path / "none.jsonl"), "-m", str(classifier)])
+    assert res.exit_code == 2 and "none.jsonl" in res.output
+
+
 @needs_arith
 def test_teacher_forcing_reproduces_sampled_logprobs() -> None:
     """The forward pass over a sampled text gives the log-probs the hf sampler recorded (EOS aside: ~0 here)."""
@@ -369,7 +419,7 @@ def test_teacher_forcing_reproduces_sampled_logprobs() -> None:
 
 
 def test_judge_cli_over_http_with_sampling_options(tmp_path: Path) -> None:
-    """``ttscale score --scorer judge --backend openai`` against a local OpenAI-compatible server
+    """``ttscale score judge --backend openai`` against a local OpenAI-compatible server
     (tests/fake_upstream.py, which answers the judge prompt with 'Score: X/10')."""
     import subprocess
     import sys
@@ -378,9 +428,9 @@ def test_judge_cli_over_http_with_sampling_options(tmp_path: Path) -> None:
 
     bank = tiny_bank(tmp_path / "bank.jsonl")
     with FakeUpstream() as up:
-        cmd = [sys.executable, "-m", "ttscale", "score", str(bank), "--scorer", "judge", "--backend", "openai",
-               "--base-url", up.url, "--judge-model", MODEL, "--judge-chat", "--judge-temperature", "0.5",
-               "--judge-n", "2", "--judge-seed", "3", "--out", str(tmp_path / "judged.jsonl"), "--json", "--quiet"]
+        cmd = [sys.executable, "-m", "ttscale", "score", "judge", str(bank), "--backend", "openai",
+               "--base-url", up.url, "--model", MODEL, "--chat", "--temperature", "0.5",
+               "--n", "2", "--seed", "3", "--out", str(tmp_path / "judged.jsonl"), "--json", "--quiet"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         summary = json.loads(done.stdout)
@@ -389,6 +439,15 @@ def test_judge_cli_over_http_with_sampling_options(tmp_path: Path) -> None:
         again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)  # a rerun over the same output works
         vals = [s.rewards["judge"] for r in read_bank(tmp_path / "judged.jsonl") for s in r.samples]
         assert all(0.0 <= v <= 1.0 for v in vals) and len(set(vals)) > 1
-    bad = subprocess.run(cmd[:-4] + ["--judge-seed", "x", "--out", str(tmp_path / "x.jsonl")], capture_output=True, text=True)
-    assert bad.returncode == 2 and "--judge-seed='x'" in bad.stderr
+        # the deprecated form with the old option names: the same requests, the same scores, and a note
+        old = [sys.executable, "-m", "ttscale", "score", str(bank), "--scorer", "judge", "--backend", "openai",
+               "--base-url", up.url, "--judge-model", MODEL, "--judge-chat", "--judge-temperature", "0.5",
+               "--judge-n", "2", "--judge-seed", "3", "--out", str(tmp_path / "old.jsonl"), "--json", "--quiet"]
+        done = subprocess.run(old, check=False, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "deprecated" in done.stderr and "ttscale score judge BANK" in done.stderr and "--judge-seed -> --seed" in done.stderr
+        assert json.loads(done.stdout)["scored"] == 6
+        assert [s.rewards["judge"] for r in read_bank(tmp_path / "old.jsonl") for s in r.samples] == vals
+    bad = subprocess.run(cmd[:-4] + ["--seed", "x", "--out", str(tmp_path / "x.jsonl")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--seed='x'" in bad.stderr
     assert again.returncode == 0

@@ -32,13 +32,13 @@ def _register_commands() -> None:
     from ttscale.cli.commands.eval import eval_command
     from ttscale.cli.commands.plan import plan_command
     from ttscale.cli.commands.sample import sample_command
-    from ttscale.cli.commands.score import score_command
+    from ttscale.cli.commands.score import score_app
     from ttscale.cli.commands.serve import serve_command
     from ttscale.cli.commands.simulate import simulate_command
 
     app.command("eval")(eval_command)
     app.command("sample")(sample_command)
-    app.command("score")(score_command)
+    app.add_typer(score_app, name="score")
     app.command("demo")(demo_command)
     app.command("plan")(plan_command)
     app.command("simulate")(simulate_command)
