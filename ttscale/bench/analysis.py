@@ -187,9 +187,7 @@ def analyse(config: BenchConfig, *, prompt_counter: PromptCounter | None = None,
             on_step: Callable[[str], None] | None = None) -> Analysis:
     """Accuracy at every k per policy and difficulty bucket, and the planner's fits, computing only what
     the cache (keyed by the bank's digest and the settings) does not already hold."""
-    from ttscale.answers import AnswerClassifier, EquivalenceConfig
-    from ttscale.answers.grading import bank_candidates
-    from ttscale.records.bank import read_bank
+    from ttscale.answers.grading import load_candidates
 
     settings = config.analysis
     ids = [p.id for p in config.problems]
@@ -202,29 +200,28 @@ def analyse(config: BenchConfig, *, prompt_counter: PromptCounter | None = None,
     if cache.base is not None and not todo:
         return Analysis(cache.base, cache.variants, [], False)
 
-    # TODO: the bank -> Candidates loading is the CLI's load_candidates over the selected ids; use the
-    # answers layer's public loader once it has one.
-    by_id = read_bank(config.bank).by_id()
-    records = [by_id[i] for i in ids if i in by_id]
-    if len(records) < len(ids):
-        raise ConfigError("bank", str(config.bank), f"samples for all {len(ids)} problems (it has {len(records)})")
-    classifier = AnswerClassifier(EquivalenceConfig(mode=settings.equivalence))
-    pools: dict[str | None, list[Candidates]] = {}
+    pools: dict[str | None, tuple[list[Record], list[Candidates]]] = {}
 
-    def candidates(scorer: str | None) -> list[Candidates]:
+    def pool(scorer: str | None) -> tuple[list[Record], list[Candidates]]:
+        """The selected problems' records and candidates (rewards from ``scorer``), in the dataset's order."""
         if scorer not in pools:
             if on_step:
                 on_step("answer classes" + (f" ({scorer})" if scorer else ""))
-            pools[scorer] = bank_candidates(records, classifier, grade=settings.grade, scorer=scorer, path=config.bank)
+            bank, candidates = load_candidates(config.bank, settings.equivalence, settings.grade, scorer=scorer)
+            at = {r.id: i for i, r in enumerate(bank.records)}
+            found = [at[i] for i in ids if i in at]
+            if len(found) < len(ids):
+                raise ConfigError("bank", str(config.bank), f"samples for all {len(ids)} problems (it has {len(found)})")
+            pools[scorer] = [bank.records[i] for i in found], [candidates[i] for i in found]
         return pools[scorer]
 
     refitted = cache.base is None
-    base = cache.base or base_figures(candidates(None), records, config, ks, prompt_counter, on_step)
+    base = cache.base or base_figures(pool(None)[1], pool(None)[0], config, ks, prompt_counter, on_step)
     labels = np.asarray(base.difficulty.labels)
     groups = {lab: np.flatnonzero(labels == lab) for lab in base.difficulty.order}
     evaluated = []
     for v in todo:
-        problems = candidates(v.scorer)
+        problems = pool(v.scorer)[1]
         lacking = sorted(v.policy.missing(problems))
         if lacking and not config.explicit_policies:
             # A default the bank cannot support (e.g. no log-probs over HTTP): say so instead of failing.

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,19 @@ from ttscale.errors import ConfigError
 
 DEMO_POLICIES = ("majority", "confidence-weighted", "confidence-vote", "first-to-ahead", "top-k-answers")
 """Policies that need no reward model (the tiny model gives log-probs, not rewards)."""
+
+
+class DemoBackend(str, Enum):
+    AUTO = "auto"
+    """vllm when it is installed, else hf."""
+    VLLM = "vllm"
+    HF = "hf"
+
+
+class DemoSet(str, Enum):
+    DEFAULT = "default"
+    HARD = "hard"
+    """Longer chains of steps."""
 
 
 def auto_backend() -> str:
@@ -39,22 +53,21 @@ def _cpu_engine_defaults() -> dict[str, Any]:
 @handle_errors
 def demo_command(
     n: Annotated[int, typer.Option("--n", "-n", help="Samples per problem.")] = 16,
-    difficulty: Annotated[str, typer.Option("--difficulty", help="Test set: default or hard.")] = "default",
+    difficulty: Annotated[DemoSet, typer.Option("--difficulty", help="Test set.")] = DemoSet.DEFAULT,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first LIMIT problems (default: all 500).")] = None,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="auto (vllm if installed, else hf), vllm or hf.")] = "auto",
+    backend: Annotated[DemoBackend, typer.Option("--backend", "-b", help="Sampling backend: auto is vllm if installed, else hf.")] = DemoBackend.AUTO,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the bank, results.json and the plot.")] = Path("runs/demo"),
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default: the model's).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Base sampling seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the accuracy table as one JSON object.")] = False,
 ) -> None:
     """Sample the embedded arithmetic model on its test set, then evaluate every policy at every k."""
-    from ttscale.answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode
-    from ttscale.answers.grading import bank_candidates
+    from ttscale.answers import EquivalenceMode
+    from ttscale.answers.grading import load_candidates
     from ttscale.arith import DEFAULT_TEMPERATURE
     from ttscale.arith.paths import model_dir
     from ttscale.cli.report import eval_table, plot_eval
     from ttscale.estimate.evaluate import evaluate
-    from ttscale.records.bank import read_bank
     from ttscale.records.datasets import load_dataset
     from ttscale.sampling.backends.registry import make_sampler
     from ttscale.sampling.driver import run_sampling
@@ -64,24 +77,20 @@ def demo_command(
     started = time.perf_counter()
     if n < 1:
         raise ConfigError("--n", n, "an integer >= 1")
-    if difficulty not in ("default", "hard"):
-        raise ConfigError("--difficulty", difficulty, "default or hard")
-    if backend == "auto":
-        backend = auto_backend()
-    if backend not in ("vllm", "hf"):
-        raise ConfigError("--backend", backend, "auto, vllm or hf")
-    problems = load_dataset("arith" if difficulty == "default" else "arith-hard", limit=limit)
+    test_set = difficulty.value
+    engine = auto_backend() if backend is DemoBackend.AUTO else backend.value
+    problems = load_dataset("arith" if difficulty is DemoSet.DEFAULT else "arith-hard", limit=limit)
     config = SamplingConfig(
         temperature=DEFAULT_TEMPERATURE if temperature is None else temperature,
         max_tokens=160, seed=seed, logprobs=True, template="arith",
     )
-    options: dict[str, Any] = {"engine_args": _cpu_engine_defaults()} if backend == "vllm" else {}
+    options: dict[str, Any] = {"engine_args": _cpu_engine_defaults()} if engine == "vllm" else {}
     out_dir.mkdir(parents=True, exist_ok=True)
-    bank_path = out_dir / f"arith-{difficulty}-n{n}.jsonl"
-    err.print(f"[bold]ttscale demo[/]: {len(problems)} problems x {n} samples, model {model_dir().name}, backend {backend}")
+    bank_path = out_dir / f"arith-{test_set}-n{n}.jsonl"
+    err.print(f"[bold]ttscale demo[/]: {len(problems)} problems x {n} samples, model {model_dir().name}, backend {engine}")
     with progress_bar() as bar:
-        task = bar.add_task(f"starting {backend}", total=None)
-        sampler = make_sampler(backend, str(model_dir()), config, **options)
+        task = bar.add_task(f"starting {engine}", total=None)
+        sampler = make_sampler(engine, str(model_dir()), config, **options)
         try:
             def on_start(requests: int, samples: int) -> None:
                 bar.update(task, total=samples, description="sampling")
@@ -89,15 +98,14 @@ def demo_command(
             def on_result(result: Any, stats: Any) -> None:
                 bar.update(task, advance=len(result.candidates), description=f"sampling {stats.tokens_per_s:,.0f} tok/s")
 
-            stats = run_sampling(sampler, problems, bank_path, n, meta={"model": model_dir().name, "backend": backend},
+            stats = run_sampling(sampler, problems, bank_path, n, meta={"model": model_dir().name, "backend": engine},
                                  on_start=on_start, on_result=on_result)
         finally:
             sampler.close()
     sampled = time.perf_counter()
-    bank = read_bank(bank_path)
-    candidates = bank_candidates(bank.records, AnswerClassifier(EquivalenceConfig(mode=EquivalenceMode.STRING)), path=bank_path)
+    _, candidates = load_candidates(bank_path, equivalence=EquivalenceMode.STRING)
     result = evaluate(candidates, [load_policy(p) for p in DEMO_POLICIES], draws=500, seed=seed)
-    plot = plot_eval(result, out_dir / f"arith-{difficulty}-n{n}.png", title=f"embedded arithmetic model, {difficulty} test set")
+    plot = plot_eval(result, out_dir / f"arith-{test_set}-n{n}.png", title=f"embedded arithmetic model, {test_set} test set")
     (out_dir / "results.json").write_text(json.dumps(result.to_json(), indent=1))
     done = time.perf_counter()
     if as_json:
