@@ -279,6 +279,13 @@ def test_deprecated_policies_option_still_works(tmp_path: Path, replay_source: t
     assert json.loads(result.stdout)["evaluated"] == ["majority", "first-to-ahead"]
 
 
+def test_backend_choices_are_the_registered_backends() -> None:
+    from ttscale.cli.commands.bench import Backend
+    from ttscale.sampling.backends.registry import BACKENDS
+
+    assert {b.value for b in Backend} == {"auto", *BACKENDS}
+
+
 def test_analysis_settings_are_validated() -> None:
     assert AnalysisSettings().equivalence is EquivalenceMode.MATH
     for data, needle in (({"draws": 0}, "--draws=0"), ({"level": 1.5}, "--level=1.5"), ({"grade": "oracle"}, "--grade='oracle'"),

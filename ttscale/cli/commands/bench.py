@@ -159,8 +159,8 @@ def bench_command(
     started = time.perf_counter()
     if n < 1:
         raise ConfigError("--n", n, "an integer >= 1")
-    if draws < 1:
-        raise ConfigError("--draws", draws, "a positive integer")
+    settings = validate(AnalysisSettings, {"draws": draws, "seed": seed, "equivalence": equivalence, "grade": grade,
+                                           "max_n": max_n}, prefix="--")
     if threads is not None and threads < 1:
         raise ConfigError("--threads", threads, "an integer >= 1")
     if policies:
@@ -202,8 +202,7 @@ def bench_command(
                   if k not in ("logprobs", "fan_out")}},
         meta={"model": display, "backend": backend_name}, seed=seed, policies=loaded, explicit_policies=explicit,
         scorers=scorers, prices=prices,
-        analysis=validate(AnalysisSettings, {"draws": draws, "seed": seed, "equivalence": equivalence, "grade": grade, "max_n": max_n},
-                          prefix="--"),
+        analysis=settings,
         run_info=RunInfo(model=display, backend=backend_name, dataset=dataset, limit=limit, command="ttscale bench"),
     )
     make_scorer = _scorer_factory(resolved, scorer_model, config.template, batch_size or 8) if scorers else None
