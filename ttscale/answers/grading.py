@@ -9,15 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from ttscale.answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode
 from ttscale.answers.candidates import Candidates
 from ttscale.errors import BankFormatError, ConfigError
-from ttscale.records.bank import Bank, read_bank
-from ttscale.records.models import Record
+
+if TYPE_CHECKING:  # the records layer (pydantic models) loads only when a bank is read
+    from ttscale.records.bank import Bank
+    from ttscale.records.models import Record
 
 
 class GradeSource(str, Enum):
@@ -119,6 +121,8 @@ def load_candidates(
     A skipped truncated last line is logged by :func:`~ttscale.records.bank.read_bank` and left in
     ``Bank.truncated_line`` for callers that report it.
     """
+    from ttscale.records.bank import read_bank
+
     mode = _choice("equivalence", equivalence, EquivalenceMode)
     source = _choice("grade", grade, GradeSource)
     data = read_bank(path)
