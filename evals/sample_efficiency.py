@@ -66,9 +66,7 @@ from ttscale.adaptive.simulate import (  # noqa: E402
     run_static,
 )
 from ttscale.adaptive.stopping import ASC, ESC, FirstToAhead, PPR1v1  # noqa: E402
-from ttscale.answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode  # noqa: E402
-from ttscale.answers.grading import bank_candidates  # noqa: E402
-from ttscale.records.bank import read_bank  # noqa: E402
+from ttscale.answers.grading import load_candidates  # noqa: E402
 
 BANKS = REPO.parent / "shared" / "data" / "banks"
 SETUP = [("gsm8k400_llama2-13b_pot", 40), ("gsm8k_gpt4_cot-pot", 12)]
@@ -140,8 +138,7 @@ def exact_rows(problems, K: int, target: float) -> dict:
 
 def run_bank(name: str, K: int, permutations: int, seed: int, pilot: int, exact: bool = True) -> dict:
     t0 = time.time()
-    data = read_bank(BANKS / f"{name}.jsonl")
-    problems = bank_candidates(data.records, AnswerClassifier(EquivalenceConfig(mode=EquivalenceMode.MATH)))
+    _, problems = load_candidates(BANKS / f"{name}.jsonl", equivalence="math")
     pool = replay_pool(problems, K, permutations, seed)
     target = pool.reference - TOLERANCE
     curves: dict[str, list[RulePoint]] = {n: [run_rule(pool, r) for r in grid] for n, grid in GRIDS.items()}

@@ -46,10 +46,8 @@ sys.path.insert(0, str(REPO))
 from ttscale.adaptive.exact_replay import VoteStates, bayes_frontier, samples_to_reach  # noqa: E402
 from ttscale.adaptive.simulate import replay_pool, run_rule  # noqa: E402
 from ttscale.adaptive.stopping import ASC, PPR1v1  # noqa: E402
-from ttscale.answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode  # noqa: E402
-from ttscale.answers.grading import bank_candidates  # noqa: E402
+from ttscale.answers.grading import load_candidates  # noqa: E402
 from ttscale.estimate import exact as estimate  # noqa: E402
-from ttscale.records.bank import read_bank  # noqa: E402
 
 BANKS = REPO.parent / "shared" / "data" / "banks"
 SETUP = [("gsm8k_gpt4_cot-pot", 12), ("gsm8k400_llama2-13b_pot", 40)]
@@ -136,8 +134,8 @@ def crossfit(problems, K: int, target: float, seed: int = 7) -> dict:
 
 def run_bank(name: str, K: int, tolerance: float, check_permutations: int, with_crossfit: bool = False) -> dict:
     t0 = time.time()
-    data = read_bank(BANKS / f"{name}.jsonl")
-    problems = [p for p in bank_candidates(data.records, AnswerClassifier(EquivalenceConfig(mode=EquivalenceMode.MATH))) if p.n >= K]
+    _, graded = load_candidates(BANKS / f"{name}.jsonl", equivalence="math")
+    problems = [p for p in graded if p.n >= K]
     counts, correct, n = estimate.candidates_to_arrays(problems)
     reference = float(estimate.majority_at_k(counts, correct, n, [K]).mean())
     target = reference - tolerance
