@@ -158,3 +158,33 @@ def test_token_cap_stops_drawing(upstream: FakeUpstream) -> None:
         sol = t.solve("cap me", budget=Budget(samples=32, tokens=60, pilot=2, step=2))
     per_sample = sol.completion_tokens / sol.samples
     assert sol.stopped == "tokens" and sol.completion_tokens <= 60 and sol.completion_tokens + 2 * per_sample > 60
+
+
+def test_failed_calls_are_retried_by_the_client_and_counted(upstream: FakeUpstream) -> None:
+    """429 (with Retry-After) and 5xx are retried by the openai client; every attempt is counted;
+    a call that keeps failing names its attempts and the last failure."""
+    from fault_proxy import FaultProxy
+
+    with FaultProxy(upstream.url.removesuffix("/v1")) as proxy:
+        proxy.inject("429", "500", "503")
+        with TTScale(base_url=proxy.url + "/v1", model=MODEL, budget=4, max_retries=3, seed=1) as t:
+            sol = t.solve("retry me")
+            assert sol.samples == 4 and sol.failed_samples == 0
+            assert t.sampler.calls == 4  # one request with n=4, tried 4 times
+        assert [e.status for e in proxy.completions(status=None)] == [429, 500, 503, 200]
+        proxy.inject("500", "500", "500")
+        with TTScale(base_url=proxy.url + "/v1", model=MODEL, budget=1, max_retries=2) as t, \
+                pytest.raises(ServerError, match=r"failed 3 times, last: HTTP 500: injected 500") as info:
+            t.solve("give up")
+        assert info.value.kind == "status" and info.value.status == 500
+
+
+def test_budget_is_a_frozen_validated_model() -> None:
+    b = Budget(samples=16, adaptive=True)
+    assert Budget.of({"pilot": 2}, b) == Budget(samples=16, adaptive=True, pilot=2) and hash(b) == hash(Budget(samples=16, adaptive=True))
+    with pytest.raises(ValueError):
+        b.samples = 3  # type: ignore[misc]
+    for bad, name in (({"samples": True}, "budget.samples"), ({"pilot": 1.5}, "budget.pilot"), ({"dollars": 0}, "budget.dollars"),
+                      ({"bogus": 1}, "budget.bogus"), ({"confidence": 1.0}, "budget.confidence")):
+        with pytest.raises(ConfigError, match=name):
+            Budget.of(bad)

@@ -271,3 +271,54 @@ def test_reward_policy_through_a_scorer(upstream: FakeUpstream, tmp_path) -> Non
     finally:
         server.stop()
         plain.stop()
+
+
+def test_request_model_errors_are_400s_naming_the_field(proxy: str) -> None:
+    """The request bodies are pydantic models: a field that does not fit is a 400 naming it (never a 422)."""
+    url = proxy + "/v1/chat/completions"
+    msgs = [{"role": "user", "content": PROMPT}]
+    assert _error(httpx.post(url, json={"model": MODEL, "messages": [{"content": "x"}]}), 400)["param"] == "messages[0].role"
+    assert _error(httpx.post(url, json={"model": MODEL, "messages": msgs, "n": 17}), 400)["param"] == "n"
+    assert _error(httpx.post(url, json={"model": MODEL, "messages": msgs, "seed": -1}), 400)["param"] == "seed"
+    assert _error(httpx.post(url, json={"model": MODEL, "messages": msgs, "stream": "yes"}), 400)["param"] == "stream"
+    assert _error(httpx.post(url, json={"model": MODEL, "messages": msgs, "ttscale": {"bogus": 1}}), 400)["param"] == "ttscale.bogus"
+    assert _error(httpx.post(url, json={"messages": msgs}), 400)["param"] == "model"
+    assert _error(httpx.post(url, json=[1, 2]), 400)["code"] == "invalid_json"
+    # fields ttscale does not read go upstream as sent; a JSON body sent as a form (curl -d) is read as JSON
+    import json
+
+    body = json.dumps({"model": MODEL, "prompt": PROMPT, "seed": 4, "stop": ["\n\n"], "user": "me"}).encode()
+    resp = httpx.post(proxy + "/v1/completions", content=body, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert resp.status_code == 200 and resp.json()["ttscale"]["samples"] == 8
+
+
+def test_streamed_choices_match_the_whole_response(proxy: str) -> None:
+    """Several prompts and n=2 answers each: the stream carries the same choices as the whole response."""
+    body = {"model": MODEL, "prompt": ["first [hard]", "second [hard]"], "seed": 9, "n": 2}
+    whole = httpx.post(proxy + "/v1/completions", json=body, timeout=30).json()
+    with httpx.stream("POST", proxy + "/v1/completions", json={**body, "stream": True}, timeout=30) as resp:
+        events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    import json
+
+    chunks = [json.loads(e) for e in events[:-1]]
+    texts: dict[int, str] = {}
+    finish: dict[int, str] = {}
+    for chunk in chunks:
+        for ch in chunk["choices"]:
+            texts[ch["index"]] = texts.get(ch["index"], "") + ch["text"]
+            if ch["finish_reason"]:
+                finish[ch["index"]] = ch["finish_reason"]
+    assert [texts[i] for i in range(4)] == [ch["text"] for ch in whole["choices"]]
+    assert [finish[i] for i in range(4)] == [ch["finish_reason"] for ch in whole["choices"]]
+    assert chunks[-1]["ttscale"]["prompts"][0]["vote"] == whole["ttscale"]["prompts"][0]["vote"]
+
+
+def test_chunked_body_over_the_limit_is_a_413(upstream: FakeUpstream) -> None:
+    with _proxy(upstream.url, max_request_bytes=2048) as server:
+        def body():
+            yield b'{"model": "m", "prompt": "'
+            yield b"x" * 4096
+            yield b'"}'
+
+        assert _error(httpx.post(server.url + "/v1/completions", content=body()), 413)["code"] == "request_too_large"

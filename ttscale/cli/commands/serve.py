@@ -41,7 +41,8 @@ def serve_command(
         import uvicorn
     except ImportError:
         raise ConfigError("serve", "uvicorn", "the server extra: pip install 'ttscale[server]'") from None
-    from ttscale.live.serve.app import ServeConfig, create_app
+    from ttscale.live.serve.app import create_app
+    from ttscale.live.serve.config import ServeConfig
 
     config = ServeConfig(
         upstream=upstream.rstrip("/"), policy=policy, n=n, max_n=max_n, adaptive=adaptive,

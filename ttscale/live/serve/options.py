@@ -14,32 +14,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ttscale.errors import ConfigError
-from ttscale.validation import validate
+from ttscale.validation import Bool, Float, FrozenModel, Int, validate
 
 PREFIX = "ttscale/"
 
 
-class RequestOptions(BaseModel):
+class RequestOptions(FrozenModel):
     """The ``ttscale`` field of a request body. Every field is optional (server defaults apply)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     policy: str | None = Field(default=None, min_length=1)
     """Policy preset name with optional ``:key=value`` overrides (a TOML path is not accepted over HTTP)."""
-    n: int | None = Field(default=None, ge=1)
+    n: Int | None = Field(default=None, ge=1)
     """Most samples drawn for the request (all of them unless adaptive)."""
-    adaptive: bool | None = None
+    adaptive: Bool | None = None
     """Stop early once the vote is settled (ASC)."""
-    pilot: int | None = Field(default=None, ge=1)
+    pilot: Int | None = Field(default=None, ge=1)
     """Adaptive: samples in the first round."""
-    step: int | None = Field(default=None, ge=1)
+    step: Int | None = Field(default=None, ge=1)
     """Adaptive: samples per later round."""
-    confidence: float | None = Field(default=None, gt=0.5, lt=1.0)
+    confidence: Float | None = Field(default=None, gt=0.5, lt=1.0)
     """Adaptive: ASC threshold."""
-    candidates: bool = False
+    candidates: Bool = False
     """Include every candidate's text and answer in the response's ``ttscale`` field."""
 
 
@@ -52,9 +50,12 @@ class Routed:
 
 
 def parse_options(raw: Any) -> RequestOptions:
-    """Validate the ``ttscale`` body field; ConfigError names the first bad field."""
+    """Validate the ``ttscale`` body field (a mapping, or options already validated); ConfigError
+    names the first bad field."""
     if raw is None:
         return RequestOptions()
+    if isinstance(raw, RequestOptions):
+        return raw
     if not isinstance(raw, dict):
         raise ConfigError("ttscale", raw, "an object such as {\"policy\": \"majority\", \"n\": 8}")
     return validate(RequestOptions, raw, prefix="ttscale.")

@@ -1,0 +1,104 @@
+"""What every request of the proxy goes through before its endpoint, as plain ASGI middleware
+(Starlette's ``BaseHTTPMiddleware`` costs a task and a stream per request).
+
+:class:`Guard` checks the API key and counts requests, latency and requests in flight;
+:class:`BodyLimit` answers 413 to a body over the limit before anything reads it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+from ttscale.live.serve.errors import HTTPError
+from ttscale.live.serve.metrics import Metrics
+
+__all__ = ["ENDPOINTS", "BodyLimit", "Guard"]
+
+ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"})
+"""Paths counted under their own name in the metrics (every other one is ``other``)."""
+
+
+class Guard:
+    """Key check (every path but ``/health``), metrics and in-flight count for every request."""
+
+    def __init__(self, app: Any, api_key: str | None, metrics: Metrics) -> None:
+        self.app = app
+        self.key = None if api_key is None else api_key.encode()
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        path = scope["path"]
+        endpoint = path if path in ENDPOINTS else "other"
+        if self.key is not None and path != "/health":
+            header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            given = header[7:] if header[:7].lower() == b"bearer " else b""
+            if not hmac.compare_digest(given, self.key):
+                self.metrics.requests.labels(endpoint, "401").inc()
+                why = "no API key given" if not given else "incorrect API key"
+                response = HTTPError(401, f"{why}: send 'Authorization: Bearer <key>'", code="invalid_api_key").response()
+                return await response(scope, receive, send)
+        status = "500"
+
+        async def sending(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = str(message["status"])
+            await send(message)
+
+        self.metrics.inflight.inc()
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.metrics.inflight.dec()
+            self.metrics.requests.labels(endpoint, status).inc()
+            self.metrics.seconds.labels(endpoint).observe(time.perf_counter() - start)
+
+
+class BodyLimit:
+    """Read a POST body up to ``limit`` bytes (413 above), then hand it on as JSON.
+
+    The body is declared ``application/json`` whatever the client said: ``curl -d`` sends JSON as
+    a form, and the proxy has always read every body as JSON.
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            error = HTTPError(413, f"request body of {int(declared)} bytes is over the limit of {self.limit} bytes", code="request_too_large")
+            return await error.response()(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                error = HTTPError(413, f"request body is over the limit of {self.limit} bytes", code="request_too_large")
+                return await error.response()(scope, receive, send)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # the disconnect, when it comes
+
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await self.app({**scope, "headers": headers}, replay, send)
