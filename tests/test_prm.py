@@ -305,13 +305,35 @@ def test_cli_score_prm_then_eval(prm: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "nomodel" in res.output
 
 
+def test_cli_score_prm_subcommand(prm: Path, tmp_path: Path) -> None:
+    """``ttscale score prm BANK``: the PRM's options only, an Enum for --aggregation; scores as the scorer gives them."""
+    from ttscale.cli.app import app
+
+    bank = prm_bank(tmp_path / "bank.jsonl")
+    runner = CliRunner()
+    res = runner.invoke(app, ["score", "prm", str(bank), "-m", str(prm), "--separator", "\\n\\n", "--aggregation", "prod",
+                              "--empty-score", "-1", "--batch-size", "2", "--name", "p", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "deprecated" not in res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1])["scored"] == 7
+    want = ProcessRewardScorer(str(prm), separator="\n\n", aggregation="prod", empty_score=-1.0).score(_problems(), _candidates())
+    got = [s.rewards["p"] for r in read_bank(bank) for s in r.samples]
+    assert got == pytest.approx([v for row in want for v in row], abs=1e-6) and got[3] == -1.0  # the empty candidate
+    res = runner.invoke(app, ["score", "prm", str(bank), "-m", str(prm), "--aggregation", "median"])
+    assert res.exit_code == 2 and all(a in res.output for a in ("min", "last", "mean", "prod"))
+    res = runner.invoke(app, ["score", "prm", str(bank), "-m", str(prm), "--engine-arg", "max_model_len=64"])
+    assert res.exit_code == 2 and "--engine-arg" in res.output  # the vllm-prm subcommand's option only
+    res = runner.invoke(app, ["score", "vllm-prm", str(bank), "-m", str(prm), "--batch-size", "2"])
+    assert res.exit_code == 2 and "--batch-size" in res.output  # vLLM batches by itself
+
+
 def test_cli_score_vllm_prm(prm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``ttscale score --scorer vllm-prm`` on the real engine writes the transformers backend's rewards."""
+    """``ttscale score vllm-prm`` on the real engine writes the transformers backend's rewards."""
     in_process_vllm(monkeypatch)
     from ttscale.cli.app import app
 
     bank = prm_bank(tmp_path / "bank.jsonl")
-    res = CliRunner().invoke(app, ["score", str(bank), "--scorer", "vllm-prm", "-m", str(prm), "--name", "v",
+    res = CliRunner().invoke(app, ["score", "vllm-prm", str(bank), "-m", str(prm), "--name", "v",
                                    "--engine-arg", "max_model_len=256", "--default", "--json", "-q"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout.strip().splitlines()[-1])["scored"] == 7
