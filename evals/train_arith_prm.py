@@ -51,9 +51,9 @@ What was checked (diagnosis, not fixed by any recipe tried):
   arg-max of a softmax over the whole vocabulary at the previous position". The PRM must recompute that
   at the tag from the step's tokens with 4 layers of width 128, and it does not learn to do so in a few
   hundred to a thousand steps on CPU. Sampled at 1.3, the policy's slips are low-probability tokens, so
-  a confidence scorer (``--scorer confidence``) is the strong verifier for this model, not a PRM.
+  a confidence scorer (``ttscale score confidence``) is the strong verifier for this model, not a PRM.
 
-The plumbing (sample, label, train, save, ``ttscale score --scorer prm``, ``ttscale eval``) works end
+The plumbing (sample, label, train, save, ``ttscale score prm``, ``ttscale eval``) works end
 to end; ``--reuse-banks`` skips the sampling stage when OUT already holds both banks.
 """
 
@@ -89,7 +89,7 @@ from ttscale.scoring.prm import (  # noqa: E402
 
 TAG = QWEN_PRM_STEP_TAG
 TEMPLATE = "{problem}\n"
-"""The PRM's prompt before the steps: PRMConfig's default, so ``ttscale score --scorer prm`` needs no option."""
+"""The PRM's prompt before the steps: PRMConfig's default, so ``ttscale score prm`` needs no option."""
 TRAIN_SEED_OFFSET = 7_000_000
 """Training problems come from generate_problems(seed + this): far from the test sets' seeds."""
 
@@ -356,9 +356,9 @@ def main() -> None:
 
     # 4. measure on the held-out bank with the CLI
     t = time.perf_counter()
-    _run(_ttscale() + ["score", str(eval_bank), "--scorer", "prm", "-m", str(model_path), "--aggregation", "min",
+    _run(_ttscale() + ["score", "prm", str(eval_bank), "-m", str(model_path), "--aggregation", "min",
                        "--batch-size", "32", "--json", "-q"], env)
-    _run(_ttscale() + ["score", str(eval_bank), "--scorer", "confidence", "--json", "-q"], env)
+    _run(_ttscale() + ["score", "confidence", str(eval_bank), "--json", "-q"], env)
     evals = {}
     for scorer in ("prm", "confidence"):
         evals[scorer] = json.loads(_run(_ttscale() + ["eval", str(eval_bank), "--scorer", scorer, "-p", "best-of-n",
@@ -378,7 +378,7 @@ def main() -> None:
         "train": {"problems": len(train_set), "solutions": len(examples), "steps_labelled": n_steps, "bad_steps": n_bad,
                   "optimizer_steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed, "loss_every_25": losses},
         "seconds": {k: round(v, 1) for k, v in timings.items()} | {"total": round(time.perf_counter() - started, 1)},
-        "commands": [f"ttscale score {eval_bank} --scorer prm -m {model_path} --aggregation min",
+        "commands": [f"ttscale score prm {eval_bank} -m {model_path} --aggregation min",
                      f"ttscale eval {eval_bank} --scorer prm -p best-of-n -p majority --k 1,{args.n}"],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
