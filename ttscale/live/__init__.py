@@ -1,4 +1,7 @@
-"""Live solving: one question at a time against a model server. The round loop that samples,
-stops and chooses (``solve``), the Python API (``api.TTScale``) and the OpenAI-compatible proxy
-(``serve``).
+"""Live solving: questions answered against a model server or engine as they come.
+
+``budget`` (what one question may cost, :class:`~ttscale.live.budget.Budget`), ``solution``
+(a :class:`~ttscale.live.solution.Question` and its ``Solution``), ``solve`` (the round loop that
+samples, stops and chooses), ``samplers`` (the backends it runs on), ``api`` (the Python API,
+``TTScale``) and ``serve/`` (the OpenAI-compatible proxy).
 """
