@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from scipy import stats
 
 from ttscale.answers.candidates import NO_ANSWER, Candidates, Selection
@@ -134,8 +135,8 @@ def test_validate_params_adds_source_and_prefix():
     assert str(exc.value).startswith("x.toml: params.alpha=-1")
     p = validate_params(model, {"alpha": 0.3, "score": "mean"})
     assert validate_params(model, p) is p
-    with pytest.raises(Exception):
-        p.alpha = 0.5  # frozen
+    with pytest.raises(ValidationError, match="frozen"):
+        p.alpha = 0.5
 
 
 @pytest.mark.parametrize(
@@ -411,7 +412,7 @@ def test_every_selector_returns_distinct_answered_classes(c, k, seed):
         assert len(sel.classes) == len(set(sel.classes)) <= k
         assert set(sel.classes) <= answered
         assert len(sel.support) == len(sel.classes)
-        if answered and not (name == "best-of-majority"):
+        if answered and name != "best-of-majority":
             assert sel.classes, name
         if sel.classes:
             assert c.classes[sel.sample] == sel.classes[0], name

@@ -25,10 +25,16 @@ from ttscale.errors import ConfigError
 from ttscale.estimate import resample
 from ttscale.estimate.exact import candidates_to_arrays, majority_at_k
 from ttscale.estimate.resample import _random_orders, resampled_accuracy
-from ttscale.selection.policy import load_policy
 from ttscale.selection.fields import MissingFieldError
+from ttscale.selection.policy import load_policy
 from ttscale.selection.registry import get_selector, list_selectors
-from ttscale.selection.ties import rank_random, rank_rows, top1_rows, top_k_random, topk_rows
+from ttscale.selection.ties import (
+    rank_random,
+    rank_rows,
+    top1_rows,
+    top_k_random,
+    topk_rows,
+)
 
 # (selector, params) settings: every selector, the parameters that change its path.
 SETTINGS = [
