@@ -18,7 +18,7 @@ import enum
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ttscale.errors import ConfigError
 from ttscale.records.models import Sample
@@ -30,6 +30,7 @@ from ttscale.scoring.base import (
     check_name,
     check_template,
     finite,
+    unflatten,
 )
 from ttscale.validation import Int
 
@@ -78,6 +79,13 @@ class ConfidenceConfig(ScorerConfig):
     @classmethod
     def _template(cls, value: Any) -> str:
         return check_template(value, ("problem",))
+
+    @model_validator(mode="after")
+    def _model_when_needed(self) -> ConfidenceConfig:
+        if self.mode is ConfidenceMode.LOWEST_GROUP and self.token_metric is TokenMetric.DEEPCONF and self.model is None:
+            raise ConfigError("model", None, "a causal LM folder (--model): banks hold no per-token distributions, "
+                              "so lowest-group confidence is computed by a teacher-forced forward pass")
+        return self
 
 
 class TeacherForcer:
@@ -154,10 +162,6 @@ class ConfidenceScorer:
         self.config = config or ConfidenceConfig(**kwargs)
         self.name = name or ("confidence" if self.config.mode is ConfidenceMode.MEAN else "lowest-group-confidence")
         check_name(self.name)
-        c = self.config
-        if c.mode is ConfidenceMode.LOWEST_GROUP and c.token_metric is TokenMetric.DEEPCONF and c.model is None:
-            raise ConfigError("model", None, "a causal LM folder (--model): banks hold no per-token distributions, "
-                              "so lowest-group confidence is computed by a teacher-forced forward pass")
         self._forcer: TeacherForcer | None = None
         self.forced = 0
         """Candidates scored by a forward pass (not from stored log-probs)."""
@@ -184,8 +188,7 @@ class ConfidenceScorer:
         flat_t = [t for cs in candidates for t in cs]
         stats = self._force().token_stats(flat_p, flat_t, self.config.top_k)
         self.forced += len(stats)
-        it = iter(self._from_tokens(own, conf) for own, conf in stats)
-        return finite(self.name, [[next(it) for _ in cs] for cs in candidates])
+        return finite(self.name, unflatten([self._from_tokens(own, conf) for own, conf in stats], candidates))
 
     def score_samples(self, problems: list[str], samples: list[list[Sample]]) -> list[list[float]]:
         c = self.config
