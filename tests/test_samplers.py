@@ -369,7 +369,7 @@ def test_sample_command_replay_resume_and_errors(cli: typer.Typer, source_bank: 
     bad = runner.invoke(cli, [*args, "--n", "6"])
     assert bad.exit_code == 2 and f"{dataset}, line 5" in bad.output.replace("\n", "")
     dataset.write_text(good)
-    for extra, needle in ((["--backend", "tgi"], "--backend='tgi'"), (["--temperature", "-1"], "temperature=-1"),
+    for extra, needle in ((["--backend", "tgi"], "'tgi' is not one of"), (["--temperature", "-1"], "temperature=-1"),
                           (["--seed", "abc"], "--seed='abc'"), (["--engine-arg", "x"], "KEY=VALUE")):
         res = runner.invoke(cli, [*args, *extra])
         assert res.exit_code == 2 and needle in res.output, (extra, res.output)

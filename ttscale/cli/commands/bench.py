@@ -142,13 +142,14 @@ def bench_command(
     from ttscale.bench.config import AnalysisSettings, BenchConfig
     from ttscale.bench.pipeline import run_bench
     from ttscale.bench.results import RunInfo
-    from ttscale.cli.commands.demo import (
-        DEMO_POLICIES,
-        _cpu_engine_defaults,
-        auto_backend,
-    )
-    from ttscale.cli.commands.sample import _backend_options, _engine_args
     from ttscale.cli.report import eval_table
+    from ttscale.cli.sampling_options import (
+        DEMO_POLICIES,
+        auto_backend,
+        backend_options,
+        cpu_engine_defaults,
+        engine_args,
+    )
     from ttscale.planning.cost import Prices
     from ttscale.records.datasets import load_dataset
     from ttscale.sampling.backends.registry import make_sampler, resolve_model
@@ -186,10 +187,10 @@ def bench_command(
         prompt_format="chat" if chat else "raw", template=_template(template, model, dataset),
     )
     problems = load_dataset(dataset, limit=limit)
-    engine = {**(_cpu_engine_defaults() if backend_name == "vllm" and embedded else {}), **_engine_args(engine_arg)}
+    engine = {**(cpu_engine_defaults() if backend_name == "vllm" and embedded else {}), **engine_args(engine_arg)}
     if dtype is not None:
         engine["dtype"] = dtype
-    options = _backend_options(backend_name, base_url=base_url, api_key=api_key, concurrency=concurrency, timeout=120.0,
+    options = backend_options(backend_name, base_url=base_url, api_key=api_key, concurrency=concurrency, timeout=120.0,
                                max_retries=5, batch_size=batch_size, engine=engine)
     if backend_name == "hf":
         # The tiny model's matrices are too small to gain from threads, and on a shared CPU extra

@@ -7,9 +7,7 @@ then prints every applicable policy's exact accuracy-at-k table and writes a plo
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import time
 from enum import Enum
 from pathlib import Path
@@ -18,10 +16,12 @@ from typing import Annotated, Any
 import typer
 
 from ttscale.cli.console import err, handle_errors, out, progress_bar
+from ttscale.cli.sampling_options import (
+    DEMO_POLICIES,
+    auto_backend,
+    cpu_engine_defaults,
+)
 from ttscale.errors import ConfigError
-
-DEMO_POLICIES = ("majority", "confidence-weighted", "confidence-vote", "first-to-ahead", "top-k-answers")
-"""Policies that need no reward model (the tiny model gives log-probs, not rewards)."""
 
 
 class DemoBackend(str, Enum):
@@ -35,19 +35,6 @@ class DemoSet(str, Enum):
     DEFAULT = "default"
     HARD = "hard"
     """Longer chains of steps."""
-
-
-def auto_backend() -> str:
-    """vLLM when it is importable, transformers otherwise."""
-    return "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
-
-
-def _cpu_engine_defaults() -> dict[str, Any]:
-    # Settings seen working for the real vLLM engine on CPU (../shared/VLLM-CPU.md).
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the demo's output readable
-    return {"dtype": "float32", "enforce_eager": True, "max_model_len": 256, "max_num_batched_tokens": 16384}
 
 
 @handle_errors
@@ -84,7 +71,7 @@ def demo_command(
         temperature=DEFAULT_TEMPERATURE if temperature is None else temperature,
         max_tokens=160, seed=seed, logprobs=True, template="arith",
     )
-    options: dict[str, Any] = {"engine_args": _cpu_engine_defaults()} if engine == "vllm" else {}
+    options: dict[str, Any] = {"engine_args": cpu_engine_defaults()} if engine == "vllm" else {}
     out_dir.mkdir(parents=True, exist_ok=True)
     bank_path = out_dir / f"arith-{test_set}-n{n}.jsonl"
     err.print(f"[bold]ttscale demo[/]: {len(problems)} problems x {n} samples, model {model_dir().name}, backend {engine}")

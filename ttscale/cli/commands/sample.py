@@ -10,36 +10,13 @@ import typer
 
 from ttscale.arith.paths import auto_template
 from ttscale.cli.console import err, handle_errors, progress_bar
+from ttscale.cli.sampling_options import (
+    ReplicaBackend,
+    SampleBackend,
+    backend_options,
+    engine_args,
+)
 from ttscale.errors import ConfigError
-
-
-def _engine_args(pairs: list[str] | None) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; values parsed as JSON when they are (numbers, true/false), else strings."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError("--engine-arg", pair, "KEY=VALUE, e.g. gpu_memory_utilization=0.85")
-        try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = value
-    return out
-
-
-def _backend_options(backend: str, *, base_url: str, api_key: str | None, concurrency: int, timeout: float,
-                     max_retries: int, batch_size: int | None, engine: dict[str, Any]) -> dict[str, Any]:
-    if backend == "openai":
-        return dict(base_url=base_url, api_key=api_key, concurrency=concurrency, timeout=timeout, max_retries=max_retries)
-    opts: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
-    if backend == "vllm":
-        opts["engine_args"] = engine
-        return opts
-    if backend == "hf" and "dtype" in engine:
-        opts["dtype"] = engine.pop("dtype")
-    if engine:
-        raise ConfigError("--engine-arg", engine, "engine arguments only with --backend vllm")
-    return opts
 
 
 @handle_errors
@@ -48,7 +25,7 @@ def sample_command(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="JSONL file (id, problem, answer), 'arith', or a hub name: gsm8k, math500, aime2024, aime2025.")] = "arith",
     out: Annotated[Path, typer.Option("--out", "-o", help="Bank file to create or continue (JSONL, append-only).")] = Path("bank.jsonl"),
     n: Annotated[int, typer.Option("--n", "-n", help="Samples per problem; a bank with fewer is topped up.")] = 8,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="vllm, openai, hf, replay, or ray (replicas of --ray-backend on a Ray cluster).")] = "vllm",
+    backend: Annotated[SampleBackend, typer.Option("--backend", "-b", help="vllm, openai, hf, replay, or ray (replicas of --ray-backend on a Ray cluster).")] = SampleBackend.VLLM,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first LIMIT problems.")] = None,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 0.7,
     top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
@@ -74,7 +51,7 @@ def sample_command(
     max_model_len: Annotated[int | None, typer.Option("--max-model-len", help="vllm engine argument.")] = None,
     dtype: Annotated[str | None, typer.Option("--dtype", help="vllm engine argument (auto, float32, bfloat16, ...); also the hf backend's dtype.")] = None,
     engine_arg: Annotated[list[str] | None, typer.Option("--engine-arg", help="Other vllm engine argument KEY=VALUE (repeatable).")] = None,
-    ray_backend: Annotated[str, typer.Option("--ray-backend", help="ray: what each replica runs, hf or vllm (engine options above apply per replica).")] = "hf",
+    ray_backend: Annotated[ReplicaBackend, typer.Option("--ray-backend", help="ray: what each replica runs, hf or vllm (engine options above apply per replica).")] = ReplicaBackend.HF,
     replicas: Annotated[int, typer.Option("--replicas", help="ray: sampler replicas (data parallel; each takes --tensor-parallel-size GPUs on a GPU cluster).")] = 2,
     ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="ray: cluster to join (default $RAY_ADDRESS; none: a local cluster).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as one JSON object.")] = False,
@@ -82,7 +59,7 @@ def sample_command(
 ) -> None:
     """Sample N candidates per problem into a bank; the same command again resumes, a larger --n grows it."""
     from ttscale.records.datasets import load_dataset
-    from ttscale.sampling.backends.registry import BACKENDS, make_sampler, resolve_model
+    from ttscale.sampling.backends.registry import make_sampler, resolve_model
     from ttscale.sampling.driver import run_sampling
     from ttscale.sampling.sampler import SamplingConfig
 
@@ -95,10 +72,7 @@ def sample_command(
             raise ConfigError("--seed", seed, "an integer or 'none'") from None
     if n < 1:
         raise ConfigError("--n", n, "an integer >= 1")
-    if backend not in BACKENDS:  # before loading anything slow
-        raise ConfigError("--backend", backend, "one of " + ", ".join(BACKENDS))
-    if backend == "ray" and ray_backend not in ("hf", "vllm"):
-        raise ConfigError("--ray-backend", ray_backend, "hf or vllm (what each Ray replica runs)")
+    backend, ray_backend = SampleBackend(backend).value, ReplicaBackend(ray_backend).value  # plain strings below
     if backend == "ray" and replicas < 1:
         raise ConfigError("--replicas", replicas, "an integer >= 1")
     resolved = resolve_model(model)
@@ -108,7 +82,7 @@ def sample_command(
         temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens, stop=tuple(stop or ()), seed=base_seed,
         logprobs=logprobs, prompt_format="chat" if chat else "raw", template=template, system=system, fan_out=fan_out,
     )
-    engine = _engine_args(engine_arg)
+    engine = engine_args(engine_arg)
     for key, value in (("tensor_parallel_size", tensor_parallel_size), ("data_parallel_size", data_parallel_size),
                        ("gpu_memory_utilization", gpu_memory_utilization), ("max_model_len", max_model_len), ("dtype", dtype)):
         if value is not None:
@@ -125,7 +99,7 @@ def sample_command(
         if not template_text.strip():
             raise ConfigError("--chat-template", str(chat_template), "a non-empty Jinja template")
     problems = load_dataset(dataset, limit=limit)
-    options = _backend_options(ray_backend if backend == "ray" else backend, base_url=base_url, api_key=api_key,
+    options = backend_options(ray_backend if backend == "ray" else backend, base_url=base_url, api_key=api_key,
                                concurrency=concurrency, timeout=timeout, max_retries=max_retries, batch_size=batch_size, engine=engine)
     if chat_template is not None:
         options["chat_template"] = template_text

@@ -17,8 +17,8 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from ttscale.cli.commands.sample import _engine_args
 from ttscale.cli.console import err, handle_errors, progress_bar
+from ttscale.cli.sampling_options import engine_args
 from ttscale.errors import ConfigError
 from ttscale.scoring.confidence import TokenMetric
 from ttscale.scoring.judge import OnUnparsed
@@ -269,7 +269,7 @@ def vllm_reward_command(
     if template:
         options["template"] = template
     if engine_arg:
-        options["engine_args"] = _engine_args(engine_arg)
+        options["engine_args"] = engine_args(engine_arg)
     _run(ScorerKind.VLLM_REWARD, _resolve(model), options, bank=bank, name=name, out=out, default=default,
          batch_problems=batch_problems, as_json=as_json, quiet=quiet)
 
@@ -322,7 +322,7 @@ def vllm_prm_command(
     """A process reward model (per-step scores, aggregated) through vLLM's pooling runner."""
     options = _prm_options(template, aggregation, separator, step_tag, label, empty_score)
     if engine_arg:
-        options["engine_args"] = _engine_args(engine_arg)
+        options["engine_args"] = engine_args(engine_arg)
     _run(ScorerKind.VLLM_PRM, _resolve(model), options, bank=bank, name=name, out=out, default=default,
          batch_problems=batch_problems, as_json=as_json, quiet=quiet)
 
@@ -372,7 +372,7 @@ def judge_command(
     else:
         options["backend_options"] = {"batch_size": batch_size}
         if engine_arg:
-            options["backend_options"]["engine_args"] = _engine_args(engine_arg)
+            options["backend_options"]["engine_args"] = engine_args(engine_arg)
         resolved = _resolve(model)
     if template:
         options["template"] = template
