@@ -158,6 +158,29 @@ def test_configs_name_the_parameter(tmp_path: Path) -> None:
         make_scorer("oracle")
 
 
+def test_configs_are_frozen_strict_and_hashable(classifier: Path) -> None:
+    import pydantic
+
+    from ttscale.scoring.judge import OnUnparsed
+    from ttscale.scoring.reward_model import VLLMRewardConfig
+
+    c = RewardModelConfig(model=str(classifier))
+    assert c == RewardModelConfig(model=str(classifier)) and hash(c) == hash(RewardModelConfig(model=str(classifier)))
+    with pytest.raises(pydantic.ValidationError):
+        c.batch_size = 2  # type: ignore[misc]
+    assert JudgeConfig(on_unparsed="fallback").on_unparsed is OnUnparsed.FALLBACK
+    assert ConfidenceConfig(template="arith").template == TEMPLATES["arith"]  # a named template is resolved
+    assert VLLMRewardConfig(model=str(classifier), engine_args={"b": 1, "a": 2}).engine_args == (("a", 2), ("b", 1))
+    for make, param, value in [(lambda: JudgeConfig(n=True), "n", True),  # a bool is not a count
+                               (lambda: JudgeConfig(scale=0), "scale", 0),
+                               (lambda: JudgeConfig(fallback=float("nan")), "fallback", float("nan")),
+                               (lambda: RewardModelConfig(model=str(classifier), batchsize=2), "batchsize", 2),
+                               (lambda: RewardModelConfig(model=str(classifier), max_length=4), "max_length", 4)]:
+        with pytest.raises(ConfigError) as exc:
+            make()
+        assert exc.value.parameter == param and repr(value) in str(exc.value)
+
+
 def test_lowest_group_confidence() -> None:
     assert lowest_group_confidence([1.0, 2.0, 3.0], 5) == pytest.approx(2.0)
     assert lowest_group_confidence([5.0, 1.0, 1.0, 5.0, 5.0], 2) == pytest.approx(1.0)
