@@ -135,6 +135,8 @@ EmptyScore = Annotated[float, typer.Option("--empty-score", help="Reward of a ca
 
 
 class JudgeBackend(str, enum.Enum):
+    """The sampler backends a judge runs on (the ones that take a prompt and return replies)."""
+
     HF = "hf"
     VLLM = "vllm"
     OPENAI = "openai"
