@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import os
+from enum import Enum
 from typing import Annotated
 
 import typer
 
+from ttscale.answers.equivalence import EquivalenceMode
 from ttscale.cli.console import err, handle_errors
 from ttscale.errors import ConfigError
+
+
+class LogLevel(str, Enum):
+    """uvicorn's log levels."""
+
+    CRITICAL = "critical"
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+    DEBUG = "debug"
+    TRACE = "trace"
 
 
 @handle_errors
@@ -30,11 +43,11 @@ def serve_command(
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="max_tokens when a client sends none.")] = 1024,
     price_in: Annotated[float | None, typer.Option("--price-in", help="Dollars per million prompt tokens (responses then carry cost_usd).")] = None,
     price_out: Annotated[float | None, typer.Option("--price-out", help="Dollars per million generated tokens.")] = None,
-    equivalence: Annotated[str, typer.Option("--equivalence", help="Answer equivalence: math or string.")] = "math",
+    equivalence: Annotated[EquivalenceMode, typer.Option("--equivalence", help="Answer equivalence: math or string.")] = EquivalenceMode.MATH,
     keep_alive: Annotated[float, typer.Option("--keep-alive", help="Seconds an idle client connection stays open (uvicorn closes idle ones after 5 s by default; a client reusing one as it closes sees a reset).")] = 75.0,
     scorer: Annotated[str | None, typer.Option("--scorer", help="Score candidates for reward policies (best-of-n, weighted-majority): reward-model, vllm-reward, prm, vllm-prm, confidence, lowest-group-confidence or judge.")] = None,
     scorer_model: Annotated[str | None, typer.Option("--scorer-model", help="Local model folder of the scorer (reward model or PRM).")] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    log_level: Annotated[LogLevel, typer.Option("--log-level", help="uvicorn log level.")] = LogLevel.INFO,
 ) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics in front of UPSTREAM."""
     try:
@@ -57,5 +70,5 @@ def serve_command(
     err.print(f"ttscale proxy on http://{host}:{port}/v1 -> {config.upstream} (policy {config.policy}, n={config.n}"
               f"{', adaptive' if config.adaptive else ''}{', key required' if config.api_key else ''}"
               f"{f', scorer {config.scorer}' if config.scorer else ''})")
-    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=log_level == "debug",
+    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level.value, access_log=log_level is LogLevel.DEBUG,
                 timeout_keep_alive=int(max(1, keep_alive)), backlog=4096)
