@@ -167,10 +167,12 @@ class SampleRequest(CheckedModel):
     @field_validator("messages", mode="before")
     @classmethod
     def _messages(cls, value: Any) -> Any:
-        if value is not None and (isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable)
-                                  or not all(isinstance(m, Mapping) for m in value)):
+        if value is None:
+            return None
+        messages = tuple(value) if isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping)) else None
+        if messages is None or not all(isinstance(m, Mapping) for m in messages):
             raise ConfigError("messages", value, "a list of chat messages (objects with role and content)")
-        return value
+        return messages
 
 
 @dataclass
@@ -190,6 +192,7 @@ class SampleResult:
     calls: int = 1
     """Backend calls made for it, retries included (HTTP requests for the OpenAI backend)."""
     extra: dict[str, Any] = field(default_factory=dict)
+    """What a backend adds about how it served the request (the Ray replica, ...)."""
 
 
 def make_sample(
