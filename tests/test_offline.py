@@ -94,3 +94,16 @@ def test_the_api_is_exported_lazily() -> None:
     code = "import sys, ttscale; print(sorted(m for m in ('numpy', 'ttscale.offline', 'ttscale.live.api') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_missing_shared_data_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from conftest import require_shared
+
+    missing = tmp_path / "shared" / "data"
+    monkeypatch.setenv("TTSCALE_REQUIRE_SHARED_DATA", "1")
+    with pytest.raises(pytest.fail.Exception, match="TTSCALE_REQUIRE_SHARED_DATA=1"):
+        require_shared(missing)
+    monkeypatch.delenv("TTSCALE_REQUIRE_SHARED_DATA")
+    with pytest.raises(pytest.skip.Exception, match="shared data not found"):
+        require_shared(missing)
+    assert require_shared(tmp_path) == tmp_path
