@@ -423,3 +423,11 @@ def test_data_parallel_in_process_is_a_clear_error(cli: typer.Typer, tmp_path: P
     res = CliRunner().invoke(cli, ["sample", "--backend", "vllm", "--model", "arith-tiny", "--limit", "1", "--n", "1",
                                    "--data-parallel-size", "2", "--out", str(tmp_path / "dp.jsonl"), "-q"])
     assert res.exit_code == 2 and "data_parallel_size=2" in res.output and "--replicas" in res.output
+
+
+def test_sample_backend_choices_are_the_registered_backends() -> None:
+    from ttscale.cli.sampling_options import ReplicaBackend, SampleBackend
+    from ttscale.sampling.backends.registry import BACKENDS
+
+    assert {b.value for b in SampleBackend} == set(BACKENDS)
+    assert {b.value for b in ReplicaBackend} <= set(BACKENDS) - {"ray", "replay", "openai"}
