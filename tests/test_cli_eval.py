@@ -175,3 +175,19 @@ def test_bad_options_exit_nonzero(tmp_path: Path) -> None:
         result = runner.invoke(app, ["eval", str(path), *args])
         assert result.exit_code == 2, (args, result.output)
         assert fragment in result.stderr, (args, result.stderr)
+
+
+def test_renamed_preset_works_with_one_note_line(banks_dir: Path):
+    # The old preset name gives the same figures as the new one, under its own name, and the CLI says
+    # once on stderr (not as a Python warning with a file and line) which name replaces it.
+    bank = str(banks_dir / "math100_qwen_rm.jsonl")
+    run = lambda name: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "ttscale", "eval", bank, "-p", name, "--k", "1,2,4", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    old, new = run("pass-at-k-majority"), run("top-k-answers")
+    assert old.returncode == 0 and new.returncode == 0, old.stderr + new.stderr
+    assert json.loads(old.stdout)["policies"]["pass-at-k-majority"] == json.loads(new.stdout)["policies"]["top-k-answers"]
+    notes = [line for line in old.stderr.splitlines() if "deprecated" in line]
+    assert notes == ["note: policy preset 'pass-at-k-majority' is deprecated; use 'top-k-answers' (the same policy)"]
+    assert "Warning" not in old.stderr and "deprecated" not in new.stderr

@@ -109,11 +109,11 @@ class CannedSampler:
         self.replies = list(replies)
 
     def generate(self, requests):  # type: ignore[no-untyped-def]
-        from ttscale.sampling.sampler import SampleResult, make_candidate
+        from ttscale.sampling.sampler import SampleResult, make_sample
 
         out = []
         for r in requests:
-            cands = [make_candidate(self.replies.pop(0), tokens=1, logprob=None, finish="stop", latency=0.0, seed=r.seed)
+            cands = [make_sample(self.replies.pop(0), tokens=1, logprob=None, finish="stop", latency=0.0, seed=r.seed)
                      for _ in range(r.n)]
             out.append(SampleResult(request=r, candidates=cands))
         return out

@@ -65,3 +65,11 @@ class AnswerTimeoutError(TTScaleError, TimeoutError):
 
 class EstimationError(TTScaleError, ValueError):
     """An estimator was asked for something the data cannot give (e.g. k larger than the pool)."""
+
+
+class TTScaleDeprecationWarning(DeprecationWarning):
+    """A renamed name (selector, preset, function) still works but will go: the warning names the new one.
+
+    The ``ttscale`` command shows these as one ``note:`` line on stderr (Python hides
+    DeprecationWarnings outside ``__main__`` by default); third-party ones stay hidden.
+    """

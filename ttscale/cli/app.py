@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from ttscale.cli.console import show_deprecations
+
 app = typer.Typer(
     name="ttscale",
     help="Inference-time compute optimizer: which answer to trust, how many samples, what a budget buys.",
@@ -19,6 +21,7 @@ app = typer.Typer(
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False) -> None:
+    show_deprecations()
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -81,8 +81,27 @@ def read_graded_bank(
 
 
 def deprecated(note: str) -> None:
-    """One line on stderr about a deprecated option or command (stdout, JSON included, unchanged)."""
+    """One line on stderr about a deprecated option, command or name (stdout, JSON included, unchanged)."""
     err.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
+def show_deprecations() -> None:
+    """Print ttscale's own deprecation warnings (a renamed preset or selector) as :func:`deprecated` lines,
+    once each; other libraries' warnings keep Python's defaults (hidden unless ``-W`` says otherwise)."""
+    import warnings
+
+    from ttscale.errors import TTScaleDeprecationWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, TTScaleDeprecationWarning):
+            deprecated(str(message))
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.filterwarnings("default", category=TTScaleDeprecationWarning)
 
 
 def renamed_option(new: str, new_value: T | None, old: str, old_value: T | None) -> T | None:

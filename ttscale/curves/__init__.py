@@ -27,7 +27,7 @@ from ttscale.curves.parametric import (
     PowerLawWithFloor,
 )
 from ttscale.curves.passk import BetaBinomialPassAtK, beta_binomial_pass_at_k
-from ttscale.curves.selection import (
+from ttscale.curves.model_selection import (
     BestN,
     CurveSelection,
     best_n,

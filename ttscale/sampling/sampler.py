@@ -21,7 +21,7 @@ from typing import Annotated, Any, Protocol, runtime_checkable
 
 from pydantic import Field, field_validator
 
-from ttscale.errors import ConfigError
+from ttscale.errors import ConfigError, TTScaleDeprecationWarning
 from ttscale.records.models import Sample
 from ttscale.validation import Bool, CheckedModel, Float, Int, validate
 
@@ -267,6 +267,6 @@ _DEPRECATED = {"Candidate": ("Sample", Sample), "make_candidate": ("make_sample"
 def __getattr__(name: str) -> Any:
     if name in _DEPRECATED:
         new, value = _DEPRECATED[name]
-        warnings.warn(f"ttscale.sampling.sampler.{name} is deprecated: use {new}", DeprecationWarning, stacklevel=2)
+        warnings.warn(f"ttscale.sampling.sampler.{name} is deprecated: use {new}", TTScaleDeprecationWarning, stacklevel=2)
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import Field, PrivateAttr, SerializeAsAny, model_validator
 
 from ttscale.answers.candidates import Candidates, Selection
-from ttscale.errors import BankFormatError, ConfigError
+from ttscale.errors import BankFormatError, ConfigError, TTScaleDeprecationWarning
 from ttscale.selection.fields import Available, MissingFieldError, missing_fields
 from ttscale.selection.params import SelectorParams
 from ttscale.selection.registry import canonical_name, get_selector, list_selectors
@@ -330,7 +330,7 @@ def load_policy(name_or_path: str | Path) -> Policy:
     files = _preset_files()
     if base not in files and base in RENAMED_PRESETS:
         new = RENAMED_PRESETS[base]
-        warnings.warn(f"policy preset {base!r} is deprecated; use {new!r} (the same policy)", DeprecationWarning, stacklevel=2)
+        warnings.warn(f"policy preset {base!r} is deprecated; use {new!r} (the same policy)", TTScaleDeprecationWarning, stacklevel=2)
         policy = _load_file(files[new], _label(files[new]), overrides=overrides, preset=True)
         # keep the name the caller used, so results stay keyed as before
         return policy.model_copy(update={"name": base + policy.name[len(new):]})

@@ -42,7 +42,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from ttscale.answers.candidates import Candidates, Selection
-from ttscale.errors import ConfigError
+from ttscale.errors import ConfigError, TTScaleDeprecationWarning
 from ttscale.selection.fields import MissingFieldError, missing_fields
 from ttscale.selection.params import SelectorParams, validate_params
 
@@ -262,7 +262,7 @@ def canonical_name(name: str, *, stacklevel: int = 3) -> str:
         return name
     warnings.warn(
         f"selector {name!r} is deprecated; use {new!r} (same selector and parameters)",
-        DeprecationWarning,
+        TTScaleDeprecationWarning,
         stacklevel=stacklevel,
     )
     return new

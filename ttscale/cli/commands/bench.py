@@ -20,7 +20,7 @@ import typer
 from ttscale.answers.equivalence import EquivalenceMode
 from ttscale.answers.grading import GradeSource
 from ttscale.arith.paths import EMBEDDED_NAMES, MODEL_NAME, auto_template
-from ttscale.cli.console import err, handle_errors, out, progress_bar
+from ttscale.cli.console import deprecated, err, handle_errors, out, progress_bar
 from ttscale.errors import ConfigError
 from ttscale.validation import validate
 
@@ -165,8 +165,7 @@ def bench_command(
     if threads is not None and threads < 1:
         raise ConfigError("--threads", threads, "an integer >= 1")
     if policies:
-        err.print("[yellow]warning:[/] --policies is deprecated: use -p/--policy (repeatable, or a comma list)",
-                  highlight=False, soft_wrap=True)
+        deprecated("--policies is deprecated: use -p/--policy (repeatable, or a comma list)")
     chosen = [*(policy or []), *(policies or [])]
     backend_name = auto_backend() if backend is Backend.AUTO else backend.value
     embedded = _is_embedded(model)

@@ -17,7 +17,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from ttscale.cli.console import err, handle_errors, progress_bar
+from ttscale.cli.console import deprecated, err, handle_errors, progress_bar
 from ttscale.cli.sampling_options import engine_args
 from ttscale.errors import ConfigError
 from ttscale.scoring.confidence import TokenMetric
@@ -90,8 +90,7 @@ def _route_old_form(args: list[str], commands: dict[str, click.Command]) -> list
         note += "; renamed: " + ", ".join(f"{a} -> {b}" for a, b in renamed.items())
     if dropped:
         note += f"; ignored: {', '.join(dict.fromkeys(dropped))} (not options of {kind})"
-    err.print(f"[yellow]deprecated:[/] 'ttscale score BANK --scorer KIND' is deprecated; {note}", highlight=False,
-              soft_wrap=True)
+    deprecated(f"'ttscale score BANK --scorer KIND' is deprecated; {note}")
     return out
 
 
