@@ -12,9 +12,9 @@ import hashlib
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import ValidationError
+from pydantic import BeforeValidator, ValidationError
 
 from ttscale.errors import ConfigError, TTScaleError
 from ttscale.records.models import Sample
@@ -72,6 +72,15 @@ def check_model_dir(parameter: str, model: Any) -> Path:
         raise ConfigError(parameter, None if model is None else str(model),
                           "an existing local model folder with config.json, weights and tokenizer")
     return path
+
+
+def _model_dir_field(value: Any) -> str:
+    check_model_dir("model", value)
+    return str(value)
+
+
+ModelDir = Annotated[str, BeforeValidator(_model_dir_field)]
+"""A config's ``model`` field: a local model folder with ``config.json`` (ConfigError naming ``model`` otherwise)."""
 
 
 def check_template(template: Any, fields: tuple[str, ...], named: dict[str, str] | None = None) -> str:

@@ -44,6 +44,7 @@ from pydantic import Field, field_validator, model_validator
 from ttscale.errors import ConfigError, TTScaleError
 from ttscale.scoring.base import (
     DType,
+    ModelDir,
     ScorerConfig,
     check_model_dir,
     check_name,
@@ -136,7 +137,7 @@ def aggregate_steps(probs: Sequence[float], aggregation: StepAggregation | str =
 
 
 class PRMConfig(ScorerConfig):
-    model: str
+    model: ModelDir
     """Local model folder: a ``Qwen2ForProcessRewardModel`` checkpoint (config.json, safetensors, tokenizer)."""
     template: str = "{problem}\n"
     """Prompt before the steps ({problem}); ``qwen-prm`` is Qwen2.5-Math-PRM's chat prompt; sampler TEMPLATES names work."""
@@ -158,12 +159,6 @@ class PRMConfig(ScorerConfig):
     """Weights' dtype (vLLM: the engine dtype unless ``engine_args`` sets one)."""
     engine_args: tuple[tuple[str, Any], ...] = ()
     """vLLM backend only: extra ``vllm.LLM`` keyword arguments (defaults: eager, max_model_len 512)."""
-
-    @field_validator("model", mode="before")
-    @classmethod
-    def _model(cls, value: Any) -> str:
-        check_model_dir("model", value)
-        return str(value)
 
     @field_validator("template", mode="before")
     @classmethod

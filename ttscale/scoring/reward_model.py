@@ -17,8 +17,8 @@ from pydantic import Field, field_validator
 from ttscale.errors import ConfigError
 from ttscale.scoring.base import (
     DType,
+    ModelDir,
     ScorerConfig,
-    check_model_dir,
     check_name,
     check_template,
     engine_args_tuple,
@@ -31,16 +31,10 @@ DEFAULT_RM_TEMPLATE = "{problem}\n{candidate}"
 
 
 class _ClassifierInput(ScorerConfig):
-    model: str
+    model: ModelDir
     """Local model folder (a sequence-classification head)."""
     template: str = DEFAULT_RM_TEMPLATE
     """How problem and candidate become the classifier's input ({problem}, {candidate})."""
-
-    @field_validator("model", mode="before")
-    @classmethod
-    def _model(cls, value: Any) -> str:
-        check_model_dir("model", value)
-        return str(value)
 
     @field_validator("template", mode="before")
     @classmethod
