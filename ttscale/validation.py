@@ -8,9 +8,12 @@ value and what was expected.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
+import numpy as np
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Strict, ValidationError
 
 from ttscale.errors import ConfigError
@@ -70,13 +73,14 @@ _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "l
 
 
 def is_int(value: Any) -> bool:
-    """An int that is not a bool (``True`` is an int to Python, never a count to ttscale)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer (Python's or numpy's) that is not a bool (``True`` is an int to Python, never a count
+    to ttscale)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def is_number(value: Any) -> bool:
-    """A finite int or float that is not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+    """A finite real number (Python's or numpy's) that is not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
 
 
 def describe_error(exc: ValidationError, model: type[BaseModel] | None = None) -> tuple[str, Any, str]:

@@ -14,11 +14,11 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BeforeValidator, ValidationError
+from pydantic import BeforeValidator
 
 from ttscale.errors import ConfigError, TTScaleError
 from ttscale.records.models import Sample
-from ttscale.validation import FrozenModel, config_error
+from ttscale.validation import CheckedModel
 
 
 @runtime_checkable
@@ -44,14 +44,8 @@ DType = Literal["float32", "bfloat16", "float16"]
 """Weights' dtype of a scorer's model."""
 
 
-class ScorerConfig(FrozenModel):
+class ScorerConfig(CheckedModel):
     """Base of the scorers' configs: building one with a bad value raises the ConfigError naming it."""
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise config_error(exc, type(self)) from None
 
 
 class MissingField(Exception):
