@@ -30,9 +30,10 @@ from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
 from fractions import Fraction
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import numpy as np
+from pydantic import Field
 
 from ttscale.answers import _pool
 from ttscale.answers.normalize import (
@@ -42,6 +43,7 @@ from ttscale.answers.normalize import (
     rational_value,
 )
 from ttscale.errors import ConfigError
+from ttscale.validation import CheckedModel, Float, Int
 
 __all__ = ["EquivalenceMode", "EquivalenceConfig", "AnswerStats", "AnswerClassifier"]
 
@@ -55,40 +57,21 @@ class EquivalenceMode(str, Enum):
     """Equal canonical strings (``normalize_answer``) only; never starts sympy."""
 
 
-@dataclass(frozen=True)
-class EquivalenceConfig:
-    """How answers are compared. Frozen and hashable; invalid values raise ``ConfigError``."""
+class EquivalenceConfig(CheckedModel):
+    """How answers are compared. Frozen and hashable (a cache key, sent to worker processes);
+    invalid values raise ``ConfigError`` naming the parameter."""
 
     mode: EquivalenceMode = EquivalenceMode.MATH
     """``math`` (default) or ``string``; a plain string is accepted and converted."""
-    timeout_seconds: float = 2.0
+    timeout_seconds: Annotated[Float, Field(gt=0)] = 2.0
     """Wall-clock limit of one math-verify call (parsing one answer, or comparing two), in
     seconds, > 0. On timeout the worker process is killed and the pair counts as not equivalent."""
-    float_rounding: int = 6
+    float_rounding: Annotated[Int, Field(ge=0, le=15)] = 6
     """Decimal places kept when a decimal number is compared with another number (math-verify's
     ``float_rounding``): with 6, ``0.333333`` equals ``1/3`` but ``0.33`` does not. 0..15."""
-    cache_size: int = 200_000
+    cache_size: Annotated[Int, Field(ge=1)] = 200_000
     """Entries kept in each cache (raw -> canonical string, numeric values, pair verdicts), >= 1.
     The oldest tenth is dropped when a cache is full."""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.mode, EquivalenceMode):
-            try:
-                object.__setattr__(self, "mode", EquivalenceMode(self.mode))
-            except ValueError:
-                raise ConfigError(
-                    "mode", self.mode, "one of " + ", ".join(repr(m.value) for m in EquivalenceMode)
-                ) from None
-        t = self.timeout_seconds
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
-            raise ConfigError("timeout_seconds", t, "a finite number of seconds > 0")
-        object.__setattr__(self, "timeout_seconds", float(t))
-        r = self.float_rounding
-        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= 15:
-            raise ConfigError("float_rounding", r, "an integer from 0 to 15")
-        c = self.cache_size
-        if isinstance(c, bool) or not isinstance(c, int) or c < 1:
-            raise ConfigError("cache_size", c, "an integer >= 1")
 
 
 @dataclass
@@ -158,6 +141,9 @@ class _Cache:
         return len(self._data)
 
 
+_DEFAULT_CONFIG = EquivalenceConfig()
+
+
 class AnswerClassifier:
     """Answer equivalence classes, equivalence and correctness under one ``EquivalenceConfig``.
 
@@ -166,7 +152,7 @@ class AnswerClassifier:
     starts with empty caches).
     """
 
-    def __init__(self, config: EquivalenceConfig = EquivalenceConfig()) -> None:
+    def __init__(self, config: EquivalenceConfig = _DEFAULT_CONFIG) -> None:
         if not isinstance(config, EquivalenceConfig):
             raise ConfigError("config", config, "an EquivalenceConfig")
         self.config = config
