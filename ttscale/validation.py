@@ -24,6 +24,7 @@ __all__ = [
     "Float",
     "FrozenModel",
     "Int",
+    "check_count",
     "config_error",
     "describe_error",
     "is_int",
@@ -81,6 +82,15 @@ def is_int(value: Any) -> bool:
 def is_number(value: Any) -> bool:
     """A finite real number (Python's or numpy's) that is not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+
+
+def check_count(name: str, value: Any, low: int, expected: str | None = None) -> int:
+    """``value`` as an int when it is an integer (:func:`is_int`) >= ``low``; else
+    ``ConfigError(name, value, expected or "an integer >= low")``. For counts passed to functions
+    (models declare ``Int`` fields with bounds instead)."""
+    if not is_int(value) or value < low:
+        raise ConfigError(name, value, expected or f"an integer >= {low}")
+    return int(value)
 
 
 def describe_error(exc: ValidationError, model: type[BaseModel] | None = None) -> tuple[str, Any, str]:
