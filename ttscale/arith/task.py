@@ -14,7 +14,7 @@ Each step's sentence starts with an ordinal word and its solution line repeats i
 model finds the operand of step k by content (the matching ordinal) rather than by counting
 positions.
 
-Difficulty knobs live in the frozen dataclass :class:`ArithConfig`; named presets are in
+Difficulty knobs live in the frozen model :class:`ArithConfig`; named presets are in
 :data:`PRESETS` ("default" and "hard" are the fixed test sets' settings). Generation uses
 only :class:`random.Random` seeded by the caller, so the same (config, count, seed) gives the
 same problems on every machine.
@@ -25,10 +25,12 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
 
 from ttscale.errors import ConfigError
+from ttscale.validation import CheckedModel, Int, check_count, is_int, validate
 
 ALLOWED_OPS = ("+", "-")
 MAX_VALUE_LIMIT = 1_000_000
@@ -38,32 +40,41 @@ DEFAULT_TEMPERATURE = 1.3
 """Sampling temperature at which the committed model's figures are stated (see evals/)."""
 
 
-@dataclass(frozen=True)
-class ArithConfig:
+class ArithConfig(CheckedModel):
     """Difficulty knobs of the arithmetic word problems.
 
     The start value lies in ``[1, max_value]`` and every intermediate value in
     ``[0, max_value]``; each step adds or subtracts an operand in
     ``[min_operand, max_operand]``; a problem has ``min_steps..max_steps`` steps (operations
-    after the start value), each drawn from ``ops``.
+    after the start value), each drawn from ``ops``. Frozen and hashable; a bad value raises
+    :class:`ConfigError` naming the knob.
     """
 
-    max_value: int = 99
-    min_operand: int = 1
-    max_operand: int = 20
-    min_steps: int = 2
-    max_steps: int = 4
-    ops: tuple[str, ...] = field(default=ALLOWED_OPS)
+    max_value: Annotated[Int, Field(ge=1, le=MAX_VALUE_LIMIT)] = 99
+    """Largest start and intermediate value, in [1, MAX_VALUE_LIMIT] (1,000,000)."""
+    min_operand: Annotated[Int, Field(ge=1)] = 1
+    """Smallest number added or subtracted in a step, >= 1."""
+    max_operand: Int = 20
+    """Largest number added or subtracted in a step, in [min_operand, max_value]."""
+    min_steps: Annotated[Int, Field(ge=1)] = 2
+    """Fewest steps (operations after the start value), >= 1."""
+    max_steps: Int = 4
+    """Most steps, in [min_steps, MAX_STEPS_LIMIT] (12)."""
+    ops: tuple[str, ...] = ALLOWED_OPS
+    """The operations a step draws from: distinct entries of ALLOWED_OPS (a list is accepted)."""
 
-    def __post_init__(self) -> None:
-        for name in ("max_value", "min_operand", "max_operand", "min_steps", "max_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(name, value, "an integer")
-        if not 1 <= self.max_value <= MAX_VALUE_LIMIT:
-            raise ConfigError("max_value", self.max_value, f"an integer in [1, {MAX_VALUE_LIMIT}]")
-        if self.min_operand < 1:
-            raise ConfigError("min_operand", self.min_operand, "an integer >= 1")
+    @field_validator("ops", mode="before")
+    @classmethod
+    def _ops(cls, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str) or not isinstance(value, (tuple, list)):
+            raise ConfigError("ops", value, f"a non-empty list drawn from {list(ALLOWED_OPS)}")
+        ops = tuple(value)
+        if not ops or any(op not in ALLOWED_OPS for op in ops) or len(set(ops)) != len(ops):
+            raise ConfigError("ops", value, f"a non-empty list of distinct ops from {list(ALLOWED_OPS)}")
+        return ops
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ArithConfig:
         if self.max_operand < self.min_operand:
             raise ConfigError(
                 "max_operand", self.max_operand, f"an integer >= min_operand ({self.min_operand})"
@@ -72,8 +83,6 @@ class ArithConfig:
             raise ConfigError(
                 "max_operand", self.max_operand, f"an integer <= max_value ({self.max_value})"
             )
-        if self.min_steps < 1:
-            raise ConfigError("min_steps", self.min_steps, "an integer >= 1")
         if not self.min_steps <= self.max_steps <= MAX_STEPS_LIMIT:
             raise ConfigError(
                 "max_steps",
@@ -81,13 +90,7 @@ class ArithConfig:
                 f"an integer in [min_steps ({self.min_steps}), {MAX_STEPS_LIMIT}]",
             )
         ops = self.ops
-        if isinstance(ops, str) or not isinstance(ops, (tuple, list)):
-            raise ConfigError("ops", ops, f"a non-empty list drawn from {list(ALLOWED_OPS)}")
-        ops = tuple(ops)
-        if not ops or any(op not in ALLOWED_OPS for op in ops) or len(set(ops)) != len(ops):
-            raise ConfigError("ops", self.ops, f"a non-empty list of distinct ops from {list(ALLOWED_OPS)}")
-        object.__setattr__(self, "ops", ops)
-        # Every problem must be completable whatever the draws: see _feasible_ops.
+        # Every problem must be completable whatever the draws: see _feasible.
         if ops == ("+",) and self.max_value < 1 + self.max_steps * self.min_operand:
             raise ConfigError(
                 "max_value",
@@ -106,30 +109,16 @@ class ArithConfig:
             raise ConfigError(
                 "max_value", self.max_value, f"at least 2 * min_operand - 1 ({2 * self.min_operand - 1})"
             )
+        return self
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> ArithConfig:
         """Build from a mapping (e.g. a TOML table); unknown keys raise ConfigError."""
-        known = {f for f in cls.__dataclass_fields__}
-        for key in data:
-            if key not in known:
-                raise ConfigError(key, data[key], f"one of the keys {sorted(known)}", source=source)
-        try:
-            return cls(**dict(data))
-        except ConfigError as err:
-            if source is None:
-                raise
-            raise ConfigError(err.parameter, err.value, err.expected, source=source) from None
+        return validate(cls, data, source=source)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "max_value": self.max_value,
-            "min_operand": self.min_operand,
-            "max_operand": self.max_operand,
-            "min_steps": self.min_steps,
-            "max_steps": self.max_steps,
-            "ops": list(self.ops),
-        }
+        """The knobs as JSON values (``ops`` a list)."""
+        return {**self.model_dump(), "ops": list(self.ops)}
 
 
 PRESETS: dict[str, ArithConfig] = {
@@ -237,11 +226,10 @@ def generate_problems(
     """
     if not isinstance(config, ArithConfig):
         raise ConfigError("config", config, "an ArithConfig")
-    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-        raise ConfigError("count", count, "an integer >= 0")
-    if not isinstance(seed, int) or isinstance(seed, bool):
+    count = check_count("count", count, 0)
+    if not is_int(seed):
         raise ConfigError("seed", seed, "an integer")
-    rng = random.Random(seed)
+    rng = random.Random(int(seed))
     out = []
     for i in range(count):
         out.append({"id": f"{id_prefix}-{i:04d}", **sample_problem(rng, config)})

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ttscale.errors import ConfigError
+from ttscale.validation import is_int
 
 CHUNK_ELEMENTS = 1 << 22
 """Work arrays are cut into pieces of about this many float64 (32 MB) to bound peak memory."""
@@ -18,7 +19,7 @@ def check_ks(ks: Sequence[int]) -> np.ndarray:
         raise ConfigError("ks", ks, "a sequence of integers >= 1 (e.g. [1, 2, 4]), not a single int")
     out = []
     for k in ks:
-        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+        if not is_int(k):
             if isinstance(k, (float, np.floating)) and float(k).is_integer():
                 k = int(k)
             else:

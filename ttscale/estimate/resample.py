@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ttscale.answers.candidates import Candidates, Selection
-from ttscale.errors import ConfigError
 from ttscale.estimate._inputs import CHUNK_ELEMENTS, check_ks
+from ttscale.validation import check_count
 
 __all__ = ["resampled_accuracy"]
 
@@ -52,9 +52,7 @@ def resampled_accuracy(
             where k > n_i (and where draws == 1).
     """
     ks = check_ks(ks)
-    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
-        raise ConfigError("draws", draws, "an integer >= 1")
-    draws = int(draws)
+    draws = check_count("draws", draws, 1)
     P = len(problems)
     mean = np.full((P, ks.shape[0]), np.nan)
     stderr = np.full((P, ks.shape[0]), np.nan)
