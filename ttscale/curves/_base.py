@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ttscale.errors import ConfigError, EstimationError
-from ttscale.validation import is_int
+from ttscale.validation import check_count, is_int
 
 
 def describe(x: Any) -> str:
@@ -130,8 +130,7 @@ class CurveModel:
             )
 
     def _check_common_params(self) -> None:
-        if not is_int(self.n_bootstrap) or self.n_bootstrap < 0:
-            raise ConfigError("n_bootstrap", self.n_bootstrap, "a non-negative integer")
+        check_count("n_bootstrap", self.n_bootstrap, 0, "a non-negative integer")
         if self.random_state is not None and not is_int(self.random_state):
             raise ConfigError("random_state", self.random_state, "an integer seed or None")
 

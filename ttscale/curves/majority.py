@@ -69,7 +69,7 @@ from ttscale.curves.majority_prior import (
     posterior_urn,
 )
 from ttscale.errors import ConfigError
-from ttscale.validation import is_int
+from ttscale.validation import check_count
 
 
 class DirichletMajorityModel(CurveModel):
@@ -162,8 +162,7 @@ class DirichletMajorityModel(CurveModel):
         self._check_common_params()
         for name in PRIOR_NAMES:
             check_prior_value(name, getattr(self, name))
-        if not is_int(self.n_draws) or self.n_draws < 1:
-            raise ConfigError("n_draws", self.n_draws, "a positive integer")
+        check_count("n_draws", self.n_draws, 1, "a positive integer")
         if not isinstance(self.match_share, bool):
             raise ConfigError("match_share", self.match_share, "True or False")
         if not (isinstance(self.match_pool, bool) or is_auto(self.match_pool)):

@@ -16,7 +16,7 @@ import numpy as np
 
 from ttscale.curves._base import CurveModel, as_k, check_counts, describe, pass_at_k
 from ttscale.errors import ConfigError, EstimationError
-from ttscale.validation import is_int, is_number
+from ttscale.validation import check_count, is_number
 
 
 @dataclass
@@ -129,8 +129,7 @@ def select_pass_at_k_model(
     named = _named(models)
     frac = _holdout(holdout_fraction)
     n_arr, c_arr = check_counts(n, c)
-    if not is_int(n_repeats) or n_repeats < 1:
-        raise ConfigError("n_repeats", n_repeats, "a positive integer")
+    check_count("n_repeats", n_repeats, 1, "a positive integer")
     for name, model in named.items():
         if not hasattr(model, "fit_counts"):
             raise ConfigError("models", f"{name}: {type(model).__name__}", "pass@k models with fit_counts(n, c)")
