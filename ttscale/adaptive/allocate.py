@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BeforeValidator, Field, PrivateAttr
 from scipy.special import betaln, ndtr
 
 from ttscale.errors import ConfigError
+from ttscale.validation import CheckedModel, Float, Int, check_count
 
 __all__ = [
     "OnlineAllocator",
@@ -141,20 +144,14 @@ def fit_concentration(counts: np.ndarray) -> float:
     return float(math.exp(res.x))
 
 
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(name, value, f"an integer >= {low}")
-    return int(value)
+def _array_to_list(value: Any) -> Any:
+    """A numpy array of per-question costs as a list of Python numbers (validated as a tuple of
+    Floats, which keeps the settings hashable)."""
+    return value.tolist() if isinstance(value, np.ndarray) else value
 
 
-def _check_prob(name: str, value: object) -> float:
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(name, value, "a number in [0, 1]") from None
-    if not 0.0 <= v <= 1.0:
-        raise ConfigError(name, value, "a number in [0, 1]")
-    return v
+Costs = Annotated[tuple[Annotated[Float, Field(gt=0)], ...] | None, BeforeValidator(_array_to_list)]
+"""Cost per sample of each question (an array or sequence of positive numbers), or None: 1 each."""
 
 
 @dataclass
@@ -194,66 +191,74 @@ class _Votes:
             np.add.at(self.counts, (qs[ok], classes[ok]), 1)
 
 
-@dataclass
-class OnlineAllocator:
+class OnlineAllocator(CheckedModel):
     """Blend-ASC-style rounds under a global budget: samples go where the vote is least settled.
 
     Use: ``start(Q)``, then ``next_round(budget_left)`` -> samples per question (int (Q,)),
     ``observe(q, classes)`` for what came back, until ``next_round`` returns all zeros.
+
+    The settings are frozen fields, validated on construction (a bad value raises
+    :class:`ConfigError` naming it); the votes of the current run are private state that
+    ``start`` resets, so one allocator object is one run at a time.
     """
 
-    max_per_question: int
+    max_per_question: Int = Field(ge=1)
     """K: the most samples any question gets (also the horizon of the flip probability)."""
-    pilot: int = 3
+    pilot: Int = Field(3, ge=1)
     """Samples every question gets first."""
-    round_share: float = 0.05
+    round_share: Float = Field(0.05, ge=0.0, le=1.0)
     """Share of the questions that get a sample in each round (at least one question)."""
-    step: int = 1
+    step: Int = Field(1, ge=1)
     """Samples a chosen question gets per round."""
-    settle: float = 0.01
+    settle: Float = Field(0.01, ge=0.0, le=1.0)
     """A question whose flip probability is below this is settled (no more samples)."""
-    hopeless_share: float = 0.0
+    hopeless_share: Float = Field(0.0, ge=0.0, le=1.0)
     """After ``hopeless_after`` samples, a question whose leader holds at most this share of its
     samples is hopeless (no more samples); 0 disables."""
-    hopeless_after: int = 8
+    hopeless_after: Int = Field(8, ge=1)
     """Samples after which the hopeless test applies."""
-    focus: float = 0.0
+    focus: Float = 0.0
     """Priorities are multiplied by ((v1 + v2) / n) ** focus: the share of samples in the top two.
     A vote spread over many answers rarely settles on the one that majority@K would pick, and
     when it does it is rarely the correct one; 0 ignores the spread."""
-    prior: str | tuple[float, float] = "auto"
+    prior: Literal["auto"] | tuple[Float, Float] = "auto"
     """Pseudo-votes (leader, rival) of the flip probability's Beta posterior, or ``"auto"``: the
     empirical-Bayes (0, alpha) of :func:`fit_concentration`, fitted once on the pilot votes of all
     questions (what a per-question rule cannot do: a strong model's 2 agreeing samples settle it)."""
-    costs: np.ndarray | None = None
+    costs: Costs = None
     """Cost per sample of each question (e.g. its mean tokens); priorities are divided by it. None: 1."""
-    votes: _Votes = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self.max_per_question = _check_int("max_per_question", self.max_per_question, 1)
-        self.pilot = _check_int("pilot", self.pilot, 1)
-        self.step = _check_int("step", self.step, 1)
-        self.hopeless_after = _check_int("hopeless_after", self.hopeless_after, 1)
-        self.settle = _check_prob("settle", self.settle)
-        self.hopeless_share = _check_prob("hopeless_share", self.hopeless_share)
-        self.round_share = _check_prob("round_share", self.round_share)
-        self.votes = _Votes.empty(0)
+    # The run's state (not settings): votes so far, the prior fitted on the pilot, costs as an array.
+    _votes: _Votes = PrivateAttr(default_factory=lambda: _Votes.empty(0))
+    _prior_fit: tuple[float, float] | None = PrivateAttr(None)
+    _cost_array: np.ndarray | None = PrivateAttr(None)
+
+    @property
+    def votes(self) -> _Votes:
+        """Vote counts of the current run (since :meth:`start`)."""
+        return self._votes
+
+    @property
+    def prior_(self) -> tuple[float, float] | None:
+        """The Beta prior in use: ``prior``, or the fitted one once the pilot is in (None before)."""
+        return self._prior_fit
 
     def start(self, questions: int) -> None:
-        self.votes = _Votes.empty(_check_int("questions", questions, 1))
-        self.prior_: tuple[float, float] | None = None if self.prior == "auto" else (float(self.prior[0]), float(self.prior[1]))
+        self._votes = _Votes.empty(check_count("questions", questions, 1))
+        self._prior_fit = None if self.prior == "auto" else (float(self.prior[0]), float(self.prior[1]))
+        self._cost_array = None
         if self.costs is not None:
-            self.costs = np.asarray(self.costs, dtype=float)
-            if self.costs.shape != (questions,) or not np.all(self.costs > 0):
+            if len(self.costs) != questions:
                 raise ConfigError("costs", "array", f"{questions} positive costs per sample, one per question")
+            self._cost_array = np.asarray(self.costs, dtype=float)
 
     def observe(self, q: int, classes: Sequence[int] | np.ndarray) -> None:
-        self.votes.add(q, np.asarray(classes, dtype=np.int64))
+        self._votes.add(q, np.asarray(classes, dtype=np.int64))
 
     def _prior(self) -> tuple[float, float]:
-        if self.prior_ is None:  # fitted once, when the pilot is in
-            self.prior_ = (0.0, fit_concentration(self.votes.counts))
-        return self.prior_
+        if self._prior_fit is None:  # fitted once, when the pilot is in
+            self._prior_fit = (0.0, fit_concentration(self._votes.counts))
+        return self._prior_fit
 
     def open_mask(self) -> np.ndarray:
         """Questions that may still get samples (not capped, settled or hopeless)."""
@@ -271,7 +276,7 @@ class OnlineAllocator:
         pr = flip_probability(v1, v2, v.n, self.max_per_question, self._prior())
         if self.focus:
             pr = pr * (np.divide(v1 + v2, np.maximum(v.n, 1)) ** self.focus)
-        return pr / self.costs if self.costs is not None else pr
+        return pr / self._cost_array if self._cost_array is not None else pr
 
     def next_round(self, budget_left: int) -> np.ndarray:
         """Samples per question for the next round (sums to at most ``budget_left``; zeros: done)."""
@@ -297,28 +302,25 @@ class OnlineAllocator:
         return out
 
 
-@dataclass
-class StaticAllocator:
+class StaticAllocator(CheckedModel):
     """From pilot votes, split the remaining budget by expected marginal gain per unit cost (greedy).
 
     The gain of a question's j-th extra sample is the rise of :func:`decision_accuracy`: the
     posterior probability that the majority of its n + j samples picks the better of its top two.
+    Frozen settings, validated on construction; :meth:`allocate` is a pure function of its inputs.
     """
 
-    max_per_question: int
+    max_per_question: Int = Field(ge=1)
     """The most samples any question gets (pilot included)."""
-    costs: np.ndarray | None = None
+    costs: Costs = None
     """Cost per sample of each question; None: 1."""
-
-    def __post_init__(self) -> None:
-        self.max_per_question = _check_int("max_per_question", self.max_per_question, 1)
 
     def allocate(self, counts: np.ndarray, n: np.ndarray, budget: int) -> np.ndarray:
         """Extra samples per question (int (Q,)): sums to min(budget, room), each n + extra <= K."""
         counts = np.asarray(counts)
         n = np.asarray(n, dtype=np.int64)
         Q = n.size
-        budget = _check_int("budget", budget, 0)
+        budget = check_count("budget", budget, 0)
         K = self.max_per_question
         room = np.maximum(K - n, 0)
         costs = np.ones(Q) if self.costs is None else np.asarray(self.costs, dtype=float)

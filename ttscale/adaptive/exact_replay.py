@@ -40,6 +40,7 @@ from ttscale.adaptive.simulate import RulePoint
 from ttscale.adaptive.stopping import StoppingRule, VoteTrajectories
 from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError, EstimationError
+from ttscale.validation import check_count
 
 __all__ = ["State", "VoteStates", "exact_rule_points", "bayes_frontier", "samples_to_reach"]
 
@@ -210,9 +211,8 @@ class VoteStates:
         """
         if rule.reads_order:
             raise ConfigError("rule", rule.name, "a rule that reads vote counts only (not the order of the votes)")
-        for name, value in (("pilot", pilot), ("step", step)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(name, value, "an integer >= 1")
+        check_count("pilot", pilot, 1)
+        check_count("step", step, 1)
 
         def continue_at(n: int) -> np.ndarray:
             if n < pilot or (n - pilot) % step:

@@ -21,6 +21,7 @@ from ttscale.adaptive.stopping import StoppingRule, default_rules, vote_trajecto
 from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError, EstimationError
 from ttscale.estimate import exact as estimate
+from ttscale.validation import check_count
 
 __all__ = ["ReplayPool", "RulePoint", "SimulationResult", "cheapest_points", "default_max_samples", "points_json", "replay_pool", "simulate", "summarize"]
 
@@ -67,8 +68,7 @@ def replay_pool(problems: Sequence[Candidates], max_samples: int | None = None, 
     """Shuffle each question's samples ``permutations`` times (question q uses child q of ``SeedSequence(seed)``)."""
     if not problems:
         raise EstimationError("the bank has no questions to simulate")
-    if isinstance(permutations, bool) or not isinstance(permutations, (int, np.integer)) or permutations < 2:
-        raise ConfigError("permutations", permutations, "an integer >= 2 (standard errors need two)")
+    check_count("permutations", permutations, 2, "an integer >= 2 (standard errors need two)")
     sizes = [p.n for p in problems]
     K = default_max_samples(sizes) if max_samples is None else int(max_samples)
     if K < 1:

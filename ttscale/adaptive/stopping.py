@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 from scipy.special import betainc, betaln
 
 from ttscale.errors import ConfigError
 from ttscale.selection.ahead import DEFAULT_MARGIN, is_ahead
+from ttscale.validation import CheckedModel, Float, Int
 
 __all__ = [
     "ASC",
@@ -108,8 +110,12 @@ def vote_trajectories(sequences: np.ndarray, class_correct: np.ndarray | None = 
     return VoteTrajectories(v1=v1, v2=v2, distinct=distinct, run=run, credit=credit)
 
 
-class StoppingRule:
-    """Base class: ``stop_mask`` over trajectories; ``stop_index`` / ``stop_point`` derived from it."""
+class StoppingRule(CheckedModel):
+    """Base class: ``stop_mask`` over trajectories; ``stop_index`` / ``stop_point`` derived from it.
+
+    A rule is a frozen, hashable model of its one parameter (``ASC(0.9)`` or ``ASC(threshold=0.9)``);
+    a bad value raises :class:`ConfigError` naming it.
+    """
 
     name: ClassVar[str]
     param_name: ClassVar[str]
@@ -145,19 +151,14 @@ class StoppingRule:
         return [cls(p) for p in cls.grid]  # type: ignore[call-arg]
 
 
-@dataclass(frozen=True)
 class ASC(StoppingRule):
     """Adaptive-consistency: stop when I_{1/2}(v2+1, v1+1) = P(p1 > p2 | v1, v2) >= ``threshold``."""
 
-    threshold: float = 0.95
+    threshold: Float = Field(0.95, gt=0.5, lt=1.0)
     """Posterior probability that the leader beats the runner-up, in (0.5, 1)."""
     name: ClassVar[str] = "asc"
     param_name: ClassVar[str] = "threshold"
     grid: ClassVar[tuple[float, ...]] = (0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
-
-    def __post_init__(self) -> None:
-        if not 0.5 < float(self.threshold) < 1.0:
-            raise ConfigError("threshold", self.threshold, "a probability in (0.5, 1)")
 
     def confidence(self, v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
         return betainc(np.asarray(v2, float) + 1, np.asarray(v1, float) + 1, 0.5)
@@ -166,40 +167,29 @@ class ASC(StoppingRule):
         return self.confidence(traj.v1, traj.v2) >= self.threshold
 
 
-@dataclass(frozen=True)
 class ESC(StoppingRule):
     """Early-stopping self-consistency: windows of ``window`` samples; stop after a unanimous window."""
 
-    window: int = 5
+    window: Int = Field(5, ge=1)
     """Samples per window (>= 1); a window with a no-answer sample is not unanimous."""
     name: ClassVar[str] = "esc"
     param_name: ClassVar[str] = "window"
     reads_order: ClassVar[bool] = True
     grid: ClassVar[tuple[float, ...]] = (2, 3, 4, 5, 6, 8, 10)
 
-    def __post_init__(self) -> None:
-        if isinstance(self.window, bool) or int(self.window) != self.window or self.window < 1:
-            raise ConfigError("window", self.window, "an integer >= 1")
-        object.__setattr__(self, "window", int(self.window))
-
     def stop_mask(self, traj: VoteTrajectories) -> np.ndarray:
         return (traj.t % self.window == 0) & (traj.run >= self.window)
 
 
-@dataclass(frozen=True)
 class PPR1v1(StoppingRule):
     """Prior-posterior ratio, leader vs runner-up: stop when Beta(v1+1, v2+1) density at 1/2 <= delta / max(K-1, 1)."""
 
-    delta: float = 0.1
+    delta: Float = Field(0.1, gt=0.0, lt=1.0)
     """Ratio bound in (0, 1): the posterior density of an even split, over the uniform prior's 1,
     must fall below it (divided among the K-1 rivals)."""
     name: ClassVar[str] = "ppr-1v1"
     param_name: ClassVar[str] = "delta"
     grid: ClassVar[tuple[float, ...]] = (0.5, 0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005, 0.002, 0.001)
-
-    def __post_init__(self) -> None:
-        if not 0.0 < float(self.delta) < 1.0:
-            raise ConfigError("delta", self.delta, "a number in (0, 1)")
 
     @staticmethod
     def log_density_at_half(v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
@@ -212,7 +202,6 @@ class PPR1v1(StoppingRule):
         return self.log_density_at_half(traj.v1, traj.v2) <= bound
 
 
-@dataclass(frozen=True)
 class FirstToAhead(StoppingRule):
     """Stop when the leader has ``margin`` more votes than any other answer.
 
@@ -220,16 +209,11 @@ class FirstToAhead(StoppingRule):
     applied to whole vote trajectories.
     """
 
-    margin: int = DEFAULT_MARGIN
+    margin: Int = Field(DEFAULT_MARGIN, ge=1)
     """Votes the leader must be ahead by (>= 1; 1 stops at the first vote)."""
     name: ClassVar[str] = "first-to-ahead"
     param_name: ClassVar[str] = "margin"
     grid: ClassVar[tuple[float, ...]] = (2, 3, 4, 5, 6, 7, 8, 10)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.margin, bool) or int(self.margin) != self.margin or self.margin < 1:
-            raise ConfigError("margin", self.margin, "an integer >= 1")
-        object.__setattr__(self, "margin", int(self.margin))
 
     def stop_mask(self, traj: VoteTrajectories) -> np.ndarray:
         return is_ahead(traj.v1, traj.v2, self.margin)

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from ttscale.errors import ConfigError
+from ttscale.validation import CheckedModel, Float, check_count
 
 __all__ = [
     "B200_ARITHMETIC_INTENSITY",
@@ -49,40 +51,39 @@ def _check_nonneg(name: str, value: Any) -> float:
     return v
 
 
-@dataclass(frozen=True)
-class ModelCostSpec:
-    """The model and hardware numbers the Kinetics eFLOPs count needs (validated on construction)."""
+class ModelCostSpec(CheckedModel):
+    """The model and hardware numbers the Kinetics eFLOPs count needs (frozen; a bad value raises
+    :class:`ConfigError` naming it)."""
 
-    active_params: float
+    active_params: Float = Field(ge=0)
     """P: parameters active per generated token (all of them for a dense model; the routed experts'
     share plus shared layers for a mixture of experts), e.g. 8e9."""
-    kv_bytes_per_token: float
+    kv_bytes_per_token: Float = Field(ge=0)
     """D: size of the KV cache of one token over all layers, as the formula counts it (Kinetics uses
     2 x layers x kv_heads x head_dim x bytes per element); the same D enters the attention FLOPs."""
-    gqa_ratio: float = 1.0
+    gqa_ratio: Float = Field(1.0, ge=0)
     """r: query heads per KV head (grouped-query attention); attention FLOPs scale with it, KV
     traffic does not (the KV is read once per group)."""
-    arithmetic_intensity: float = B200_ARITHMETIC_INTENSITY
+    arithmetic_intensity: Float = Field(B200_ARITHMETIC_INTENSITY, ge=0)
     """I: FLOPs the hardware does per byte it moves (about 562 for a B200); converts memory traffic
     into FLOP-equivalents."""
 
-    def __post_init__(self) -> None:
-        for name in ("active_params", "kv_bytes_per_token", "gqa_ratio", "arithmetic_intensity"):
-            object.__setattr__(self, name, _check_nonneg(name, getattr(self, name)))
 
+class Prices(CheckedModel):
+    """Prices in dollars per million tokens (frozen; a bad value raises :class:`ConfigError` naming
+    ``price_in`` or ``price_out``, as the command-line options are called)."""
 
-@dataclass(frozen=True)
-class Prices:
-    """Prices in dollars per million tokens."""
-
-    input: float = 0.0
+    input: Float = Field(0.0, ge=0)
     """Dollars per million prompt (input) tokens."""
-    output: float = 0.0
+    output: Float = Field(0.0, ge=0)
     """Dollars per million generated (output) tokens."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "input", _check_nonneg("price_in", self.input))
-        object.__setattr__(self, "output", _check_nonneg("price_out", self.output))
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().__init__(*args, **kwargs)
+        except ConfigError as exc:
+            name = {"input": "price_in", "output": "price_out"}.get(exc.parameter, exc.parameter)
+            raise ConfigError(name, exc.value, exc.expected) from None
 
 
 @dataclass(frozen=True)
@@ -114,14 +115,12 @@ def request_cost(prompt_tokens: float, output_tokens: Any, n: int | None = None,
             adaptive rule that asks in rounds pays the prompt once per round.
     """
     l_in = _check_nonneg("prompt_tokens", prompt_tokens)
-    if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 0:
-        raise ConfigError("requests", requests, "an integer >= 0")
+    check_count("requests", requests, 0)
     arr = np.asarray(output_tokens, dtype=float)
     if arr.ndim == 0:
         if n is None:
             raise ConfigError("n", n, "the number of samples when output_tokens is a mean per sample")
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ConfigError("n", n, "an integer >= 0")
+        check_count("n", n, 0)
         completion = _check_nonneg("output_tokens", float(arr)) * int(n)
     else:
         if arr.size and (not np.all(np.isfinite(arr)) or arr.min() < 0):

@@ -27,6 +27,7 @@ from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError, EstimationError
 from ttscale.estimate import exact as estimate
 from ttscale.planning.cost import ModelCostSpec, Prices, dollars, kinetics_eflops
+from ttscale.validation import check_count, is_number
 
 __all__ = ["CostModel", "FittedCurve", "PlanResult", "bank_cost_model", "fit_curve", "n_grid", "plan"]
 
@@ -148,8 +149,7 @@ def fit_curve(problems: Sequence[Candidates], policy: str = "majority", *, max_n
     from ttscale.curves import BetaBinomialPassAtK, DirichletMajorityModel
 
     kept = _check_problems(problems)
-    if isinstance(max_n, bool) or int(max_n) != max_n or max_n < 2:
-        raise ConfigError("max_n", max_n, "an integer >= 2")
+    check_count("max_n", max_n, 2)
     top = int(min(p.n for p in kept))
     ks = list(range(1, top + 1))
     grid = n_grid(int(max_n), top)
@@ -340,7 +340,7 @@ def plan(
     given = [x is not None for x in (target, budget_samples, budget_tokens, budget_dollars)]
     if sum(given) > 1:
         raise ConfigError("--target/--budget-*", "several", "at most one of --target, --budget-samples, --budget-tokens, --budget-dollars")
-    if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
+    if not (is_number(epsilon) and epsilon > 0):
         raise ConfigError("epsilon", epsilon, "a positive number (accuracy gained per extra sample)")
     if target is not None and not (math.isfinite(target) and 0 < target <= 1):
         raise ConfigError("target", target, "an accuracy in (0, 1] (e.g. 0.94 for 94%)")

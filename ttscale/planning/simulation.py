@@ -35,6 +35,7 @@ from ttscale.adaptive.simulate import (
 from ttscale.adaptive.stopping import ASC, StoppingRule, default_rules
 from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError
+from ttscale.validation import check_count
 
 __all__ = [
     "ExactSimulation", "LiveBudget", "SimulationReport", "VoteBound", "allocator_budgets", "cheapest_live_budgets",
@@ -195,8 +196,8 @@ def simulate_problems(
     first ``max_k`` samples (default: the pool size 90% of questions have), then find each rule's
     cheapest setting reaching ``target`` (default: majority@K - 0.1 point); ``exact`` adds
     :func:`exact_simulation`. ``on_step`` is called with the name of each step as it starts."""
-    if max_k is not None and (isinstance(max_k, bool) or not isinstance(max_k, (int, np.integer)) or max_k < 1):
-        raise ConfigError("max_k", max_k, "an integer >= 1")
+    if max_k is not None:
+        check_count("max_k", max_k, 1)
     if target is not None and not (math.isfinite(target) and 0.0 < target <= 1.0):
         raise ConfigError("target", target, "an accuracy as a fraction in (0, 1]")
     step = on_step or (lambda _: None)

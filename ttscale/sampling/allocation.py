@@ -15,13 +15,13 @@ import numpy as np
 from ttscale.adaptive.allocate import (
     OnlineAllocator,
     StaticAllocator,
-    _check_int,
     _Votes,
     pilot_sizes,
 )
 from ttscale.answers.candidates import NO_ANSWER
 from ttscale.errors import ConfigError
 from ttscale.sampling.sampler import SampleRequest, request_seed
+from ttscale.validation import check_count
 
 __all__ = ["AllocationResult", "run_allocation"]
 
@@ -74,7 +74,7 @@ def run_allocation(
     Q = len(problems)
     if Q == 0:
         raise ConfigError("problems", 0, "at least one question")
-    budget = _check_int("budget", budget, 0)
+    budget = check_count("budget", budget, 0)
     classify = classify or _Classes(Q)
     answers: list[list[str | None]] = [[] for _ in range(Q)]
     drawn = np.zeros(Q, dtype=np.int64)
