@@ -164,6 +164,11 @@ def test_config_defaults_and_hashable() -> None:
     assert hash(cfg) == hash(EquivalenceConfig()) and cfg == EquivalenceConfig()
     assert EquivalenceConfig(mode="string").mode is EquivalenceMode.STRING
     assert len({EquivalenceConfig(), EquivalenceConfig(mode="string")}) == 2
+    copy = pickle.loads(pickle.dumps(EquivalenceConfig(mode="string", timeout_seconds=3)))
+    assert copy == EquivalenceConfig(mode="string", timeout_seconds=3.0) and hash(copy) == hash(EquivalenceConfig(mode="string", timeout_seconds=3.0))
+    assert isinstance(copy.timeout_seconds, float)
+    with pytest.raises(ValueError):  # frozen
+        cfg.cache_size = 10  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -177,6 +182,9 @@ def test_config_defaults_and_hashable() -> None:
         ({"float_rounding": -1}, "float_rounding"),
         ({"float_rounding": 2.5}, "float_rounding"),
         ({"cache_size": 0}, "cache_size"),
+        ({"cache_size": True}, "cache_size"),
+        ({"float_rounding": 16}, "float_rounding"),
+        ({"colour": 1}, "colour"),
     ],
 )
 def test_config_validation(kwargs: dict, field: str) -> None:

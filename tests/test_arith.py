@@ -128,6 +128,8 @@ def test_knob_validation(kwargs, parameter):
 
 def test_presets_and_config_from_dict():
     assert get_preset("default") == ArithConfig()
+    assert hash(ArithConfig(99, 1, 20, 5, 7, ["+", "-"])) == hash(PRESETS["hard"])
+    assert ArithConfig(ops=["-", "+"]).ops == ("-", "+")
     with pytest.raises(ConfigError, match="preset"):
         get_preset("impossible")
     assert ArithConfig.from_dict(PRESETS["hard"].to_dict()) == PRESETS["hard"]
@@ -137,6 +139,8 @@ def test_presets_and_config_from_dict():
         ArithConfig.from_dict({"max_value": -1}, source="policy.toml")
     with pytest.raises(ConfigError):
         generate_problems(ArithConfig(), -1, seed=0)
+    with pytest.raises(ConfigError, match="seed"):
+        generate_problems(ArithConfig(), 1, seed=True)
 
 
 def test_format_prompt_and_extract_answer():
