@@ -88,6 +88,31 @@ def test_static_allocate_core() -> None:
         StaticAllocator(7).allocate(counts, n, -1)
 
 
+def test_allocator_settings_validated_and_state_reset_by_start() -> None:
+    for kwargs, name in (({"max_per_question": 0}, "max_per_question"), ({"max_per_question": 5, "pilot": True}, "pilot"),
+                         ({"max_per_question": 5, "settle": 1.5}, "settle"), ({"max_per_question": 5, "step": 0}, "step"),
+                         ({"max_per_question": 5, "round_share": -0.1}, "round_share"), ({"max_per_question": 5, "prior": "flat"}, "prior"),
+                         ({"max_per_question": 5, "costs": np.array([1.0, 0.0])}, "costs")):
+        with pytest.raises(ConfigError, match=name):
+            OnlineAllocator(**kwargs)
+    with pytest.raises(ConfigError, match="max_per_question"):
+        StaticAllocator(2.5)
+    # costs: an array becomes a tuple (the settings stay hashable); its length is checked at start
+    alloc = OnlineAllocator(max_per_question=6, pilot=1, costs=np.array([1.0, 2.0, 4.0]))
+    assert alloc.costs == (1.0, 2.0, 4.0) and hash(alloc) == hash(OnlineAllocator(max_per_question=6, pilot=1, costs=[1, 2, 4]))
+    with pytest.raises(ConfigError, match="costs"):
+        alloc.start(2)
+    alloc.start(3)
+    for q, cls in enumerate(([0], [0], [0])):
+        alloc.observe(q, cls)
+    assert alloc.votes.n.tolist() == [1, 1, 1] and alloc.prior_ is None
+    pr = alloc.priorities()  # the same vote everywhere: priority falls with cost
+    assert pr[0] == pytest.approx(2 * pr[1]) == pytest.approx(4 * pr[2]) and alloc.prior_ is not None
+    alloc.start(3)  # a new run forgets the votes and the fitted prior
+    assert alloc.votes.n.tolist() == [0, 0, 0] and alloc.prior_ is None
+    assert StaticAllocator(7, costs=np.ones(4)).allocate(np.array([[5, 0], [3, 2], [1, 1], [0, 0]]), np.array([5, 5, 2, 0]), 9).sum() == 9
+
+
 def test_flip_probability_and_concentration() -> None:
     f = flip_probability(np.array([5, 3, 1, 0, 4]), np.array([0, 3, 1, 0, 0]), np.array([5, 6, 2, 0, 4]), 40)
     assert f[0] < 0.1 and f[1] > 0.4 and f[2] > f[0] and f[3] == 1.0

@@ -85,9 +85,16 @@ def test_trajectories_and_tie_credit() -> None:
 
 
 def test_rule_parameters_validated() -> None:
-    for bad in (lambda: ASC(0.4), lambda: ESC(0), lambda: PPR1v1(1.5), lambda: FirstToAhead(0), lambda: ESC(2.5)):
-        with pytest.raises(ConfigError):
+    for bad, name in ((lambda: ASC(0.4), "threshold"), (lambda: ESC(0), "window"), (lambda: PPR1v1(1.5), "delta"),
+                      (lambda: FirstToAhead(0), "margin"), (lambda: ESC(2.5), "window"), (lambda: FirstToAhead(True), "margin"),
+                      (lambda: ASC(float("nan")), "threshold"), (lambda: ASC(0.9, 0.8), "at most 1 positional")):
+        with pytest.raises((ConfigError, TypeError), match=name):
             bad()
+    # frozen and hashable: a rule is its parameter, by position or by keyword
+    assert ASC(0.9) == ASC(threshold=0.9) and len({ASC(0.9), ASC(threshold=0.9), ASC(0.95)}) == 2
+    assert ASC(0.9) != PPR1v1(0.9) and ESC(4).param == 4 and FirstToAhead(3).param == 3
+    with pytest.raises(Exception, match="frozen"):
+        ASC(0.9).threshold = 0.5  # type: ignore[misc]
     grids = default_rules()
     assert set(grids) == {"asc", "esc", "ppr-1v1", "first-to-ahead"} and all(len(g) >= 5 for g in grids.values())
 
@@ -108,8 +115,10 @@ def test_kinetics_eflops_hand_computed() -> None:
     assert two - one == pytest.approx(one - shared)
     np.testing.assert_allclose(kinetics_eflops(spec, np.array([1, 2]), L_in, L_out), [one, two])
     assert ModelCostSpec(1, 1).arithmetic_intensity == 562.0
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="active_params"):
         ModelCostSpec(active_params=-1, kv_bytes_per_token=1)
+    with pytest.raises(ConfigError, match="kv_bytes_per_token"):
+        ModelCostSpec(active_params=1e9)
 
 
 def test_tokens_prefill_once_per_request_and_dollars() -> None:
@@ -122,5 +131,10 @@ def test_tokens_prefill_once_per_request_and_dollars() -> None:
     assert cost.dollars(prices) == pytest.approx((100 * 2 + 60 * 10) / 1e6)
     with pytest.raises(ConfigError):
         request_cost(100, 25.0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="price_in"):
         Prices(input=float("nan"))
+    with pytest.raises(ConfigError, match="price_out"):
+        Prices(1.0, -2.0)
+    with pytest.raises(ConfigError, match="requests"):
+        request_cost(100, 25.0, n=4, requests=True)
+    assert Prices(1, 2) == Prices(input=1.0, output=2.0)
