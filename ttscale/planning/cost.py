@@ -17,7 +17,6 @@ parameters, D the KV size per token and r the GQA ratio::
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ import numpy as np
 from pydantic import Field
 
 from ttscale.errors import ConfigError
-from ttscale.validation import CheckedModel, Float, check_count
+from ttscale.validation import CheckedModel, Float, check_count, is_number
 
 __all__ = [
     "B200_ARITHMETIC_INTENSITY",
@@ -42,13 +41,9 @@ B200_ARITHMETIC_INTENSITY = 562.0
 
 
 def _check_nonneg(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(name, value, "a finite number >= 0") from None
-    if not math.isfinite(v) or v < 0:
+    if not is_number(value) or value < 0:
         raise ConfigError(name, value, "a finite number >= 0")
-    return v
+    return float(value)
 
 
 class ModelCostSpec(CheckedModel):
