@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Strict, ValidationError
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Strict,
+    ValidationError,
+)
 
 from ttscale.errors import ConfigError
 
@@ -32,10 +39,21 @@ __all__ = [
     "validate",
 ]
 
+def _from_numpy(value: Any) -> Any:
+    """numpy's integer and float scalars as Python's (a notebook passes ``np.int64(8)``); numpy bools
+    stay bools, which the strict types refuse."""
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
 # Strict scalars: `answers = true` or `alpha = "0.3"` in a policy file, or n=2.5 in a request, is a
-# mistake to report, not to coerce. A Float accepts an int (1 -> 1.0) but never a bool, NaN or inf.
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict(), AllowInfNan(False)]
+# mistake to report, not to coerce. A Float accepts an int (1 -> 1.0) but never a bool, NaN or inf;
+# numpy scalars count as the Python numbers they hold.
+Int = Annotated[int, Strict(), BeforeValidator(_from_numpy)]
+Float = Annotated[float, Strict(), AllowInfNan(False), BeforeValidator(_from_numpy)]
 Bool = Annotated[bool, Strict()]
 
 
