@@ -32,6 +32,7 @@ from ttscale.planning.plan import PlanResult
 from ttscale.planning.simulation import SimulationReport
 from ttscale.records.bank import Bank
 from ttscale.selection.policy import Policy
+from ttscale.validation import check_count
 
 __all__ = ["GradedBank", "evaluate", "plan", "read_bank", "simulate"]
 
@@ -119,8 +120,7 @@ def evaluate(
     from ttscale.estimate.evaluate import evaluate as evaluate_candidates
     from ttscale.selection.policy import load_policy
 
-    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
-        raise ConfigError("draws", draws, "a positive integer")
+    draws = check_count("draws", draws, 1, "a positive integer")
     loaded = [p if isinstance(p, Policy) else load_policy(p) for p in policies]
     data = _graded(bank, equivalence, grade, scorer)
     return evaluate_candidates(data.candidates, loaded, k, draws=draws, seed=seed, on_policy=on_policy)

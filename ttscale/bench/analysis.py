@@ -37,6 +37,7 @@ from ttscale.errors import ConfigError
 from ttscale.estimate.evaluate import default_k_grid, evaluate
 from ttscale.records.files import finite_json, write_json
 from ttscale.records.models import Record
+from ttscale.validation import is_number
 
 CACHE = "bench-cache.json"
 CACHE_VERSION = 2
@@ -155,7 +156,7 @@ def prompt_tokens_per_question(records: Sequence[Record], counter: PromptCounter
     if not records:
         return 0.0, "none"
     logged = [(r.model_extra or {}).get("prompt_tokens") for r in records]
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in logged):
+    if all(is_number(v) for v in logged):
         return float(np.mean(logged)), "bank"
     if counter is not None:
         try:
