@@ -169,7 +169,7 @@ def bench_command(
     chosen = [*(policy or []), *(policies or [])]
     backend_name = auto_backend() if backend is Backend.AUTO else backend.value
     embedded = _is_embedded(model)
-    resolved = resolve_model("arith-tiny" if embedded else model)
+    resolved = resolve_model(MODEL_NAME if embedded else model)
     explicit = bool(chosen)
     specs = list(dict.fromkeys(["majority", *split_policies(chosen or list(DEMO_POLICIES))]))
     loaded = [load_policy(spec) for spec in specs]  # a bad name fails here, before any sampling
@@ -195,7 +195,7 @@ def bench_command(
         # The tiny model's matrices are too small to gain from threads, and on a shared CPU extra
         # threads wait on each other: 0.2 s against 12 s per request measured on 2 busy cores.
         options["threads"] = threads if threads is not None else (1 if embedded else None)
-    display = "arith-tiny" if embedded else str(model or backend_name)
+    display = MODEL_NAME if embedded else str(model or backend_name)
     bench = BenchConfig(
         out_dir=out_dir, problems=problems, dataset=dataset, n=n,
         sampling={"model": str(resolved or display), "dataset": dataset, **{k: v for k, v in config.to_dict().items()
