@@ -76,3 +76,13 @@ def backend_options(backend: str, *, base_url: str, api_key: str | None, concurr
     if engine:
         raise ConfigError("--engine-arg", engine, "engine arguments only with --backend vllm")
     return opts
+
+
+def parse_seed(value: str) -> int | None:
+    """``--seed``: an integer, or ``none`` (also ``null`` or empty) for unseeded sampling."""
+    if value.lower() in ("none", "null", ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError("--seed", value, "an integer or 'none'") from None

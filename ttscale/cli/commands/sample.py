@@ -15,6 +15,7 @@ from ttscale.cli.sampling_options import (
     SampleBackend,
     backend_options,
     engine_args,
+    parse_seed,
 )
 from ttscale.errors import ConfigError
 
@@ -63,13 +64,7 @@ def sample_command(
     from ttscale.sampling.driver import run_sampling
     from ttscale.sampling.sampler import SamplingConfig
 
-    if seed.lower() in ("none", "null", ""):
-        base_seed: int | None = None
-    else:
-        try:
-            base_seed = int(seed)
-        except ValueError:
-            raise ConfigError("--seed", seed, "an integer or 'none'") from None
+    base_seed = parse_seed(seed)
     if n < 1:
         raise ConfigError("--n", n, "an integer >= 1")
     backend, ray_backend = SampleBackend(backend).value, ReplicaBackend(ray_backend).value  # plain strings below

@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from ttscale.cli.console import deprecated, err, handle_errors, progress_bar
-from ttscale.cli.sampling_options import engine_args
+from ttscale.cli.sampling_options import engine_args, parse_seed
 from ttscale.errors import ConfigError
 from ttscale.scoring.confidence import TokenMetric
 from ttscale.scoring.judge import OnUnparsed
@@ -353,13 +353,7 @@ def judge_command(
     """An LLM judge through a sampler backend; each reply is parsed into a score in [0, 1]."""
     from ttscale.sampling.sampler import SamplingConfig
 
-    if seed.lower() in ("none", "null", ""):
-        base_seed: int | None = None
-    else:
-        try:
-            base_seed = int(seed)
-        except ValueError:
-            raise ConfigError("--seed", seed, "an integer or 'none'") from None
+    base_seed = parse_seed(seed)
     if engine_arg and backend is not JudgeBackend.VLLM:
         raise ConfigError("--engine-arg", engine_arg, "only with --backend vllm")
     sampling = SamplingConfig(temperature=temperature if temperature is not None else (0.0 if n == 1 else 0.7),
