@@ -32,7 +32,14 @@ def _all_error_classes() -> set[type[TTScaleError]]:
 
 def _examples() -> list[TTScaleError]:
     from ttscale.answers._pool import AnswerBackendError
-    from ttscale.errors import AnswerTimeoutError, BankFormatError, ConfigError, EstimationError
+    from ttscale.errors import (
+        AnswerTimeoutError,
+        BankFormatError,
+        BankLockedError,
+        ConfigError,
+        EstimationError,
+        InputLimitError,
+    )
     from ttscale.live.solve import SolveError
     from ttscale.sampling.backends.openai import ServerError
     from ttscale.sampling.backends.ray import ReplicaError
@@ -53,6 +60,8 @@ def _examples() -> list[TTScaleError]:
         ReplayExhaustedError("n", 9, "at most 8 samples of 'q1'"),
         JudgeParseError("no number here", "judge: ", problem=2, sample=5),
         MissingFieldError("rewards", "best-of-n", "ranks by reward"),
+        InputLimitError("samples.0.tokens", "an integer of at most 4300 digits", "5000 digits"),
+        BankLockedError("bank.jsonl", "bank.jsonl.lock", 4242),
     ]
 
 

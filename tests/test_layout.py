@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "ttscale"
 
 LAYERS: list[set[str]] = [
-    {"errors", "validation"},  # typed errors, strict field types, pydantic-error translation
+    {"errors", "validation", "limits"},  # typed errors, strict field types, pydantic-error translation, input limits
     {"arith"},  # the embedded task and model (files, prompt format)
     {"records"},  # bank lines, banks, datasets
     {"answers"},  # extraction, equivalence, grading into Candidates

@@ -59,6 +59,33 @@ def _rebuild(cls: type[TTScaleError], args: tuple[Any, ...], state: dict[str, An
     return exc
 
 
+class InputLimitError(TTScaleError, ValueError):
+    """Input is over a limit of :mod:`ttscale.limits` (JSON nesting depth, digits of a number):
+    names the field (a dotted path, or None for the whole input), what was expected and what came."""
+
+    def __init__(self, field: str | None, expected: str, got: str | None = None) -> None:
+        self.field = field
+        self.expected = expected
+        self.got = got
+        what = f"field '{field}': " if field else ""
+        tail = f" (got {got})" if got else ""
+        super().__init__(f"{what}expected {expected}{tail}")
+
+
+class BankLockedError(TTScaleError, RuntimeError):
+    """Another process is writing the bank: names the bank, the lock file and the holder's PID."""
+
+    def __init__(self, path: str | Path, lock: str | Path, pid: int | None) -> None:
+        self.path = str(path)
+        self.lock = str(lock)
+        self.pid = pid
+        holder = f"process {pid}" if pid else "another process"
+        super().__init__(
+            f"{self.path}: {holder} is writing this bank (lock {self.lock}); wait for it to finish or stop it "
+            "(one writer per bank: two would double the samples of every problem)"
+        )
+
+
 class AnswerTimeoutError(TTScaleError, TimeoutError):
     """Answer parsing or equivalence checking took longer than its timeout."""
 

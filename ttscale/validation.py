@@ -98,8 +98,14 @@ def is_int(value: Any) -> bool:
 
 
 def is_number(value: Any) -> bool:
-    """A finite real number (Python's or numpy's) that is not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+    """A finite real number (Python's or numpy's) that is not a bool, and within float range (an
+    integer of 400 digits is not a number any float computation can use)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # int too large to convert to float
+        return False
 
 
 def check_count(name: str, value: Any, low: int, expected: str | None = None) -> int:

@@ -39,6 +39,7 @@ from ttscale.answers import _pool
 from ttscale.answers.normalize import (
     is_choice_letter,
     is_decimal,
+    is_oversized_number,
     normalize_answer,
     rational_value,
 )
@@ -107,6 +108,8 @@ class _Info(NamedTuple):
     value: Fraction | None
     decimal: bool
     letter: bool
+    oversized: bool
+    """A number too long to parse (ttscale.limits.MAX_DIGITS): equal only to the same string."""
 
 
 _TIMED_OUT = object()
@@ -254,7 +257,8 @@ class AnswerClassifier:
         info = self._info.get(c)
         if info is _MISSING:
             value = rational_value(c)
-            info = _Info(value, value is not None and is_decimal(c), is_choice_letter(c))
+            oversized = value is None and is_oversized_number(c)
+            info = _Info(value, value is not None and is_decimal(c), is_choice_letter(c), oversized)
             self._info.put(c, info)
         return info
 
@@ -322,7 +326,7 @@ class AnswerClassifier:
                 r = self.config.float_rounding
                 return round(ig.value, r) == round(it.value, r)
             return False
-        if ig.letter or it.letter:
+        if ig.letter or it.letter or ig.oversized or it.oversized:
             self._count("fast_decisions")
             return False
         key = (gold, target)

@@ -29,7 +29,9 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-__all__ = ["normalize_answer", "rational_value", "is_decimal", "is_choice_letter"]
+from ttscale.limits import MAX_DIGITS, parse_fraction, parse_int
+
+__all__ = ["is_choice_letter", "is_decimal", "is_oversized_number", "normalize_answer", "rational_value"]
 
 _UNICODE = {
     "\u2212": "-",  # minus sign
@@ -234,25 +236,28 @@ def rational_value(canonical: str) -> Fraction | None:
 
     Recognized: integers, decimals, ``\\frac{a}{b}`` (optionally negative) and mixed numbers
     ``a\\frac{b}{c}`` = a + b/c (MATH's convention, and math-verify's reading too). Everything
-    else (surds, pi, expressions, sets...) is None and goes to math-verify.
+    else (surds, pi, expressions, sets...) is None and goes to math-verify. A number with more than
+    :data:`~ttscale.limits.MAX_DIGITS` digits is None too (:func:`is_oversized_number` tells it
+    apart): it is compared as a string, never parsed.
     """
     if _INT_RE.match(canonical) or _DEC_RE.match(canonical):
-        return Fraction(canonical)
-    m = _FRAC_RE.match(canonical)
-    if m:
-        den = int(m.group(3))
-        if den == 0:
-            return None
-        value = Fraction(int(m.group(2)), den)
-        return -value if m.group(1) else value
-    m = _MIXED_RE.match(canonical)
-    if m:
-        den = int(m.group(4))
-        if den == 0:
-            return None
-        value = int(m.group(2)) + Fraction(int(m.group(3)), den)
-        return -value if m.group(1) else value
-    return None
+        return parse_fraction(canonical)
+    m = _FRAC_RE.match(canonical) or _MIXED_RE.match(canonical)
+    if not m:
+        return None
+    parts = [parse_int(g) for g in m.groups()[1:]]
+    if any(p is None for p in parts) or parts[-1] == 0:
+        return None
+    value = Fraction(parts[-2], parts[-1]) + (parts[0] if len(parts) == 3 else 0)
+    return -value if m.group(1) else value
+
+
+def is_oversized_number(canonical: str) -> bool:
+    """A plain number (integer, decimal, fraction or mixed number) too long to parse: it equals
+    only the same string (sympy would choke on it as ``int()`` does)."""
+    if len(canonical) <= MAX_DIGITS:
+        return False
+    return bool(_INT_RE.match(canonical) or _DEC_RE.match(canonical) or _FRAC_RE.match(canonical) or _MIXED_RE.match(canonical))
 
 
 def is_decimal(canonical: str) -> bool:

@@ -12,6 +12,7 @@ import csv
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,19 +21,12 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from ttscale.errors import BankFormatError
+from ttscale.errors import BankFormatError, InputLimitError
+from ttscale.limits import load_json
 from ttscale.records.files import atomic_write
 from ttscale.records.models import Record
 
 log = logging.getLogger(__name__)
-
-_NAN_TOKENS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
-
-
-def _loads(text: str) -> Any:
-    # Python's json accepts NaN/Infinity; keep them so pydantic can name the field that holds one.
-    return json.loads(text, parse_constant=_NAN_TOKENS.__getitem__)
-
 
 def _validation_error(path: Path, line: int, err: ValidationError) -> BankFormatError:
     first = err.errors()[0]
@@ -44,21 +38,49 @@ def _validation_error(path: Path, line: int, err: ValidationError) -> BankFormat
 
 
 def parse_record(path: Path, line_no: int, raw: bytes) -> Record:
-    """Validate one bank line into a :class:`Record` (errors name file, line and field)."""
+    """Validate one bank line into a :class:`Record`.
+
+    Any content, however hostile (invalid UTF-8, nesting 100,000 deep, a 5,000-digit number, a
+    NaN), gives a :class:`BankFormatError` naming file, line and field: the limits are those of
+    :func:`ttscale.limits.load_json`.
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BankFormatError(path, line_no, None, "UTF-8 text", f"invalid byte at offset {exc.start}") from None
     try:
-        obj = _loads(text)
+        obj = load_json(text)
     except json.JSONDecodeError as exc:
         raise BankFormatError(path, line_no, None, "one JSON object per line", f"{exc.msg} at column {exc.colno}") from None
+    except InputLimitError as exc:
+        raise BankFormatError(path, line_no, exc.field, exc.expected, exc.got) from None
     if not isinstance(obj, dict):
         raise BankFormatError(path, line_no, None, "a JSON object", type(obj).__name__)
     try:
         return Record.model_validate(obj)
     except ValidationError as exc:
         raise _validation_error(path, line_no, exc) from None
+
+
+def check_regular_file(path: Path, expected: str) -> None:
+    """Refuse what is not a regular file before opening it: a directory or a missing path is
+    named as such, and a FIFO or device (``/dev/zero``) would hang or never end."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise BankFormatError(path, None, None, expected, "no such file") from None
+    except OSError as exc:
+        raise BankFormatError(path, None, None, expected, exc.strerror or type(exc).__name__) from None
+    if not stat.S_ISREG(mode):
+        raise BankFormatError(path, None, None, expected, _file_kind(mode))
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 @dataclass
@@ -109,8 +131,7 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
 def read_bank(path: str | Path) -> Bank:
     """Read and validate a bank; see the module docstring for merging and truncation."""
     path = Path(path)
-    if not path.is_file():
-        raise BankFormatError(path, None, None, "an existing bank file (JSONL)", "no such file")
+    check_regular_file(path, "an existing bank file (JSONL)")
     records: dict[str, Record] = {}
     bank = Bank(path=path, records=[])
     for line_no, raw, complete in iter_lines(path):
@@ -235,8 +256,7 @@ PASS_COUNT_COLUMNS = ("model", "problem", "n", "correct")
 def read_pass_counts(path: str | Path) -> PassCounts:
     """Read a ``model,problem,n,correct`` CSV table, validating every row."""
     path = Path(path)
-    if not path.is_file():
-        raise BankFormatError(path, None, None, "an existing pass-count CSV file", "no such file")
+    check_regular_file(path, "an existing pass-count CSV file")
     models, problems, ns, cs = [], [], [], []
     try:
         with open(path, newline="", encoding="utf-8") as fh:

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MAX_SAMPLE_TOKENS = 10**9
+"""The largest token count one sample may claim: far above any real completion, low enough that
+the token sums of billions of samples fit the int64 arrays of the estimators and cost models."""
+
 
 class Sample(BaseModel):
     """One sampled answer: a sample of a bank line, and what a sampler returns for a request."""
@@ -22,8 +26,8 @@ class Sample(BaseModel):
     """Extracted final answer; None when none could be extracted (the sample never votes)."""
     text: str | None = None
     """Full completion text."""
-    tokens: int | None = Field(default=None, ge=0)
-    """Generated (completion) tokens."""
+    tokens: int | None = Field(default=None, ge=0, le=MAX_SAMPLE_TOKENS)
+    """Generated (completion) tokens, at most ``MAX_SAMPLE_TOKENS`` (sums over a bank stay in int64)."""
     reward: float | None = None
     """Score of the default scorer (reward model); higher is better."""
     rewards: dict[str, float] | None = None

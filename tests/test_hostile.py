@@ -1,0 +1,193 @@
+"""Hostile input (issue 14): every probe that once gave a traceback, a hang or a wrong answer.
+
+Banks are real files, CLI runs are real processes, the proxy and its upstreams are real servers on
+127.0.0.1. Each test states the probe it keeps fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ttscale.answers.equivalence import AnswerClassifier
+from ttscale.answers.normalize import is_oversized_number, rational_value
+from ttscale.errors import BankFormatError, InputLimitError
+from ttscale.limits import (
+    MAX_DIGITS,
+    MAX_JSON_DEPTH,
+    load_json,
+    parse_fraction,
+    parse_int,
+)
+from ttscale.records.bank import read_bank, record_line
+from ttscale.validation import is_number
+
+HUGE = "1" * 100_000
+
+
+def ttscale(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ttscale", *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def one_line(path: Path, obj_text: str) -> Path:
+    path.write_text(obj_text + "\n")
+    return path
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr[-2000:]
+
+
+# -- 1. one bank reader: any content gives BankFormatError naming file, line and field ---------------
+
+
+def deep_line(depth: int) -> str:
+    return '{"id": "a", "samples": [{"answer": "1", "x": ' + "[" * depth + "]" * depth + "}]}"
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 900, 100_000])
+def test_deep_nesting_is_a_bank_format_error(tmp_path: Path, depth: int) -> None:
+    # was: RecursionError traceback (100,000 deep), or a line json accepts but json.dumps/pydantic
+    # later overflow the stack on (900 deep)
+    bank = one_line(tmp_path / "deep.jsonl", deep_line(depth))
+    with pytest.raises(BankFormatError) as info:
+        read_bank(bank)
+    assert info.value.line == 1 and info.value.field.startswith("samples.0.x")
+    assert f"nested at most {MAX_JSON_DEPTH} deep" in str(info.value)
+
+
+def test_nesting_up_to_the_limit_is_read(tmp_path: Path) -> None:
+    depth = MAX_JSON_DEPTH - 3  # the line, samples and the sample itself are 3 levels
+    record = read_bank(one_line(tmp_path / "ok.jsonl", deep_line(depth))).records[0]
+    assert record_line(record).count(b"[") == depth + 1
+
+
+def test_a_5000_digit_token_count_names_its_field(tmp_path: Path) -> None:
+    # was: ValueError traceback from int() (Python's 4,300-digit limit)
+    bank = one_line(tmp_path / "t.jsonl", '{"id": "a", "samples": [{"answer": "1"}, {"answer": "2", "tokens": ' + "9" * 5000 + "}]}")
+    with pytest.raises(BankFormatError) as info:
+        read_bank(bank)
+    assert (info.value.line, info.value.field) == (1, "samples.1.tokens")
+    assert "5000 digits" in str(info.value)
+
+
+@pytest.mark.parametrize("tokens", [2**63, 10**30])
+def test_token_counts_beyond_int64_are_refused_at_read(tmp_path: Path, tokens: int) -> None:
+    # was: OverflowError traceback ("Python int too large to convert to C long") in eval and plan
+    bank = one_line(tmp_path / "t.jsonl", json.dumps({"id": "a", "samples": [{"answer": "1", "tokens": tokens}]}))
+    with pytest.raises(BankFormatError) as info:
+        read_bank(bank)
+    assert info.value.field == "samples.0.tokens"
+
+
+def test_long_integers_are_found_even_when_python_allows_them() -> None:
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)  # a host program lifted Python's limit: ours still holds
+    try:
+        with pytest.raises(InputLimitError) as info:
+            load_json('{"a": [1, {"b": ' + "7" * (MAX_DIGITS + 1) + "}]}")
+    finally:
+        sys.set_int_max_str_digits(before)
+    assert info.value.field == "a.1.b"
+
+
+@pytest.mark.parametrize("kind", ["dir", "fifo", "dev"])
+def test_non_regular_banks_are_named_for_what_they_are(tmp_path: Path, kind: str) -> None:
+    # was: a directory or FIFO reported as "no such file" (a FIFO opened for reading would hang)
+    import os
+
+    if kind == "dir":
+        path, what = tmp_path, "a directory"
+    elif kind == "fifo":
+        path, what = tmp_path / "fifo", "a FIFO"
+        os.mkfifo(path)
+    else:
+        path, what = Path("/dev/zero"), "a character device"
+    with pytest.raises(BankFormatError, match=what):
+        read_bank(path)
+
+
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=8)
+JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=30)
+SAMPLE_KEYS = ["answer", "text", "tokens", "reward", "rewards", "logprob", "finish", "correct", "latency", "seed"]
+
+
+def random_record() -> st.SearchStrategy[dict]:
+    sample = st.dictionaries(st.sampled_from(SAMPLE_KEYS) | st.text(max_size=4), JSON_VALUES, max_size=5)
+    return st.fixed_dictionaries(
+        {"id": JSON_VALUES | st.text(min_size=1, max_size=5), "samples": st.lists(sample, max_size=3) | JSON_VALUES},
+        optional={"reference": JSON_VALUES, "problem": JSON_VALUES},
+    )
+
+
+def check_reads_or_refuses(path: Path) -> None:
+    try:
+        bank = read_bank(path)
+    except BankFormatError as exc:
+        assert exc.path == str(path)
+        return
+    for record in bank:  # what was read can be written again
+        record_line(record)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.binary(max_size=80), min_size=1, max_size=4))
+def test_fuzz_random_bytes_give_only_bank_format_errors(tmp_path: Path, lines: list[bytes]) -> None:
+    path = tmp_path / "fuzz.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    check_reads_or_refuses(path)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(random_record() | JSON_VALUES, min_size=1, max_size=3), st.integers(0, 200), st.integers(0, 6000))
+def test_fuzz_random_json_gives_only_bank_format_errors(tmp_path: Path, objs: list, depth: int, digits: int) -> None:
+    path = tmp_path / "fuzz.jsonl"
+    text = [json.dumps(o) for o in objs]
+    # splice in the two ways a line can be over a limit: deep nesting and a long integer
+    text.append('{"id": "d", "samples": [{"answer": "1", "x": ' + "[" * depth + "]" * depth + "}]}")
+    text.append('{"id": "n", "samples": [{"answer": "1", "tokens": 1' + "0" * digits + "}]}")
+    path.write_text("\n".join(text) + "\n")
+    check_reads_or_refuses(path)
+
+
+# -- 1b. one number parser with a digit limit, used where answers get exact values -------------------
+
+
+def test_number_parser_limits() -> None:
+    assert parse_int("-" + "9" * MAX_DIGITS) == -int("9" * MAX_DIGITS)
+    assert parse_int("9" * (MAX_DIGITS + 1)) is None
+    assert parse_fraction("-.25") == Fraction(-1, 4)
+    assert parse_fraction("1." + "0" * MAX_DIGITS) is None
+    assert is_number(10**400) is False and is_number(3) is True  # was: OverflowError from math.isfinite
+
+
+def test_a_100000_digit_answer_is_compared_as_a_string() -> None:
+    # was: ValueError traceback from Fraction(canonical) in eval, plan and plan --simulate --exact
+    assert rational_value(HUGE) is None and is_oversized_number(HUGE)
+    assert rational_value(f"\\frac{{{HUGE}}}{{3}}") is None
+    classifier = AnswerClassifier()
+    ids, _ = classifier.classify([HUGE, "4", HUGE, "4.0", "-" + HUGE])
+    assert ids.tolist() == [0, 1, 0, 1, 2]
+    assert classifier.is_correct("4", "4") and not classifier.is_correct(HUGE, "4")
+    assert classifier.stats.parse_calls == 0 and classifier.stats.verify_calls == 0  # sympy never saw it
+
+
+def test_cli_eval_and_plan_on_hostile_banks(tmp_path: Path) -> None:
+    deep = one_line(tmp_path / "deep.jsonl", deep_line(100_000))
+    assert_clean_error(ttscale("eval", str(deep)), "deep.jsonl, line 1", "samples.0.x")
+    assert_clean_error(ttscale("plan", str(deep)), "nested at most")
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(json.dumps({"id": f"p{i}", "reference": "4", "samples": [{"answer": HUGE}, {"answer": "4"}, {"answer": HUGE}]}) + "\n" for i in range(3)))
+    proc = ttscale("eval", str(big), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
