@@ -37,6 +37,7 @@ def _examples() -> list[TTScaleError]:
         BankFormatError,
         BankLockedError,
         ConfigError,
+        DiskWriteError,
         EstimationError,
         InputLimitError,
     )
@@ -62,6 +63,7 @@ def _examples() -> list[TTScaleError]:
         MissingFieldError("rewards", "best-of-n", "ranks by reward"),
         InputLimitError("samples.0.tokens", "an integer of at most 4300 digits", "5000 digits"),
         BankLockedError("bank.jsonl", "bank.jsonl.lock", 4242),
+        DiskWriteError("bank.jsonl", 28, "No space left on device", "the lines written before are kept"),
     ]
 
 

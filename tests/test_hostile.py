@@ -191,3 +191,144 @@ def test_cli_eval_and_plan_on_hostile_banks(tmp_path: Path) -> None:
     proc = ttscale("eval", str(big), "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+# -- 2. single-writer banks -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def slow_upstream():
+    from fake_upstream import FakeUpstream
+
+    upstream = FakeUpstream(latency=0.25).start()
+    yield upstream
+    upstream.stop()
+
+
+def sample_cmd(url: str, out: Path, n: int = 4, limit: int = 12) -> list[str]:
+    return [sys.executable, "-m", "ttscale", "sample", "-b", "openai", "--base-url", url, "-d", "arith", "--limit", str(limit),
+            "-n", str(n), "--out", str(out), "--concurrency", "1", "--quiet", "--json"]
+
+
+def wait_for_lock_holder(bank: Path, proc: subprocess.Popen, timeout: float = 60) -> int:
+    """The PID written in BANK.lock once ``proc`` holds it (and has written at least one line)."""
+    import time
+
+    lock = bank.with_name(bank.name + ".lock")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if lock.exists() and lock.read_text().strip() == str(proc.pid) and bank.exists() and bank.stat().st_size > 0:
+            return proc.pid
+        time.sleep(0.05)
+    raise AssertionError("the first writer never took the lock")
+
+
+def assert_exact_bank(bank: Path, problems: int, n: int) -> None:
+    counts = read_bank(bank).sample_counts()
+    assert len(counts) == problems and set(counts.values()) == {n}, counts
+
+
+def test_a_second_writer_refuses_and_names_the_holder(tmp_path: Path, slow_upstream) -> None:
+    # was: both exit 0 and problems end up with 2x the samples; eval then silently reports wrong figures
+    bank = tmp_path / "bank.jsonl"
+    first = subprocess.Popen(sample_cmd(slow_upstream.url, bank), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pid = wait_for_lock_holder(bank, first)
+        second = subprocess.run(sample_cmd(slow_upstream.url, bank), capture_output=True, text=True, timeout=120, check=False)
+        assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
+        assert f"process {pid} is writing this bank" in second.stderr
+        out, errors = first.communicate(timeout=180)
+        assert first.returncode == 0, errors
+    finally:
+        first.kill()
+    assert_exact_bank(bank, 12, 4)
+
+
+def test_a_killed_writer_leaves_no_blocking_lock(tmp_path: Path, slow_upstream) -> None:
+    import signal
+
+    bank = tmp_path / "bank.jsonl"
+    first = subprocess.Popen(sample_cmd(slow_upstream.url, bank), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_lock_holder(bank, first)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    assert (bank.with_name("bank.jsonl.lock")).read_text().strip() == str(first.pid)  # the stale file stays...
+    again = subprocess.run(sample_cmd(slow_upstream.url, bank), capture_output=True, text=True, timeout=180, check=False)
+    assert again.returncode == 0, again.stderr  # ...and blocks nothing: the rerun resumes
+    assert json.loads(again.stdout)["complete"] >= 1
+    assert_exact_bank(bank, 12, 4)
+
+
+def test_the_lock_is_reentrant_in_one_process_and_exclusive_across(tmp_path: Path) -> None:
+    from ttscale.errors import BankLockedError
+    from ttscale.records.lock import bank_lock
+
+    bank = tmp_path / "b.jsonl"
+    holder = "import sys, time\nfrom ttscale.records.lock import bank_lock\nwith bank_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n"
+    with bank_lock(bank), bank_lock(bank):  # the bench pipeline takes it around the driver, which takes it again
+        probe = subprocess.run([sys.executable, "-c", "import sys\nfrom ttscale.records.lock import bank_lock\nwith bank_lock(sys.argv[1]): pass", str(bank)],
+                               capture_output=True, text=True, timeout=60, check=False)
+        assert "BankLockedError" in probe.stderr and f"process {__import__('os').getpid()}" in probe.stderr
+    other = subprocess.Popen([sys.executable, "-c", holder, str(bank)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        with pytest.raises(BankLockedError) as info:
+            with bank_lock(bank):
+                pass
+        assert info.value.pid == other.pid
+    finally:
+        other.kill()
+        other.wait()
+    with bank_lock(bank):  # released by the kill
+        pass
+
+
+# -- 3. disk full / file size limit: one line, nothing lost, the rerun resumes --------------------
+
+
+@pytest.fixture
+def upstream():
+    from fake_upstream import FakeUpstream
+
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+def test_sample_to_dev_full_is_one_line(upstream) -> None:
+    # was: OSError traceback (errno 28)
+    proc = subprocess.run(sample_cmd(upstream.url, Path("/dev/full"), limit=3), capture_output=True, text=True, timeout=120, check=False)
+    assert_clean_error(proc, "/dev/full: cannot write: No space left on device (errno 28)", "rerun the same command to resume")
+    assert not Path("/dev/full.lock").exists()
+
+
+def test_file_size_limit_then_rerun_gives_the_exact_bank(tmp_path: Path, upstream) -> None:
+    # was: OSError traceback (errno 27); the rerun's exact recovery is kept
+    import resource
+
+    bank = tmp_path / "bank.jsonl"
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3000, resource.RLIM_INFINITY))
+
+    cut = subprocess.run(sample_cmd(upstream.url, bank, limit=30), capture_output=True, text=True, timeout=120, check=False,
+                         preexec_fn=small_files)
+    assert_clean_error(cut, "File too large (errno 27)", "the lines written before are kept")
+    kept = read_bank(bank).sample_counts()
+    assert kept and set(kept.values()) == {4}
+    again = subprocess.run(sample_cmd(upstream.url, bank, limit=30), capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["complete"] == len(kept)
+    assert_exact_bank(bank, 30, 4)
+
+
+def test_atomic_write_refuses_to_replace_a_device(tmp_path: Path) -> None:
+    import stat
+
+    from ttscale.errors import DiskWriteError
+    from ttscale.records.bank import write_bank
+
+    with pytest.raises(DiskWriteError, match="not a regular file"):
+        write_bank("/dev/full", [{"id": "a", "samples": [{"answer": "1"}]}])
+    assert stat.S_ISCHR(Path("/dev/full").stat().st_mode)  # was: renamed a regular file over the device node (as root)

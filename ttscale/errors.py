@@ -86,6 +86,24 @@ class BankLockedError(TTScaleError, RuntimeError):
         )
 
 
+class DiskWriteError(TTScaleError, RuntimeError):
+    """Writing a file failed (disk full, file size limit, read-only or failing disk): names the file
+    and the system's reason, and says what survives."""
+
+    def __init__(self, path: str | Path, errno: int | None, reason: str, kept: str = "") -> None:
+        self.path = str(path)
+        self.errno = errno
+        self.reason = reason
+        self.kept = kept
+        code = f" (errno {errno})" if errno is not None else ""
+        tail = f"; {kept}" if kept else ""
+        super().__init__(f"{self.path}: cannot write: {reason}{code}{tail}")
+
+    @classmethod
+    def from_os_error(cls, path: str | Path, exc: OSError, kept: str = "") -> DiskWriteError:
+        return cls(getattr(exc, "filename", None) or path, exc.errno, exc.strerror or str(exc), kept)
+
+
 class AnswerTimeoutError(TTScaleError, TimeoutError):
     """Answer parsing or equivalence checking took longer than its timeout."""
 

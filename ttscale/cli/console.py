@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,9 @@ out = Console()
 err = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO}
+"""Disk full, file size limit, quota, read-only or failing disk: the machine's trouble, told in one line."""
 T = TypeVar("T")
 
 
@@ -40,6 +44,14 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except TTScaleError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            if exc.errno not in _WRITE_ERRNOS:
+                raise
+            # A write the code did not wrap (a plot, a report): still one line, not a traceback.
+            where = f"{exc.filename}: " if exc.filename else ""
+            err.print(f"[bold red]error:[/] {where}cannot write: {exc.strerror} (errno {exc.errno}); free space and rerun",
+                      highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")

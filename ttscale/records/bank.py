@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from ttscale.errors import BankFormatError, InputLimitError
+from ttscale.errors import BankFormatError, DiskWriteError, InputLimitError
 from ttscale.limits import load_json
 from ttscale.records.files import atomic_write
 from ttscale.records.models import Record
@@ -154,6 +154,9 @@ def read_bank(path: str | Path) -> Bank:
     return bank
 
 
+_KEPT = "the lines written before are kept: free space (or raise the file size limit) and rerun the same command to resume"
+
+
 class BankWriter:
     """Append-only writer: one JSON line per call, flushed (and fsynced) so a kill loses at most that line.
 
@@ -165,6 +168,7 @@ class BankWriter:
         self.path = Path(path)
         self.fsync = fsync
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._failed = False
         self.repaired_bytes = self._cut_partial_tail()
         self._fh = open(self.path, "ab")
 
@@ -194,17 +198,33 @@ class BankWriter:
             return size - keep
 
     def append(self, record: Record | dict[str, Any]) -> None:
-        self._fh.write(record_line(record))
-        self._fh.flush()
-        if self.fsync:
-            os.fsync(self._fh.fileno())
+        """Append one line; a failed write (disk full, file size limit) raises :class:`DiskWriteError`.
+
+        Lines appended before stay in the bank; a part of this one that reached the disk is an
+        unterminated last line, cut by the next writer (so a rerun resumes exactly).
+        """
+        line = record_line(record)
+        if self._failed:
+            raise DiskWriteError(self.path, None, "an earlier write to this bank failed", _KEPT)
+        try:
+            self._fh.write(line)
+            self._fh.flush()
+            if self.fsync:
+                os.fsync(self._fh.fileno())
+        except OSError as exc:
+            self._failed = True
+            raise DiskWriteError.from_os_error(self.path, exc, _KEPT) from None
 
     def extend(self, records: Iterable[Record | dict[str, Any]]) -> None:
         for record in records:
             self.append(record)
 
     def close(self) -> None:
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError:
+            if not self._failed:  # after a reported failure, the retried flush fails the same way
+                raise
 
     def __enter__(self) -> BankWriter:
         return self

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ttscale.errors import DiskWriteError
 
 
 def atomic_write(path: Path, chunks: str | bytes | Iterable[bytes], *, fsync: bool = True) -> None:
@@ -17,7 +20,15 @@ def atomic_write(path: Path, chunks: str | bytes | Iterable[bytes], *, fsync: bo
 
     The temporary name carries the process id, so two writers never share one; the rename is atomic
     on POSIX and Windows (``os.replace``).
+    A failed write (disk full, file size limit) raises :class:`~ttscale.errors.DiskWriteError` and
+    leaves ``path`` as it was. A ``path`` that is a device or FIFO (``/dev/full``) is refused: the
+    rename would replace the device node itself.
     """
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise DiskWriteError(path, None, "not a regular file (a rename would replace it)")
+    except FileNotFoundError:
+        pass
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     if isinstance(chunks, str):
         chunks = [chunks.encode("utf-8")]
@@ -31,6 +42,9 @@ def atomic_write(path: Path, chunks: str | bytes | Iterable[bytes], *, fsync: bo
             if fsync:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DiskWriteError.from_os_error(path, exc, "the file's previous content is unchanged") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -19,6 +19,7 @@ from typing import Any
 from ttscale.errors import BankFormatError, ConfigError
 from ttscale.records.bank import BankWriter, read_bank
 from ttscale.records.datasets import Problem
+from ttscale.records.lock import bank_lock
 from ttscale.records.models import Record
 from ttscale.sampling.sampler import Sampler, SampleRequest, SampleResult, request_seed
 from ttscale.validation import is_int
@@ -103,10 +104,25 @@ def run_sampling(
     ``meta`` fields (model, backend) go on every written line. ``on_start(requests, samples)``
     is called once with what is missing; ``on_result`` after each written line. A backend error
     propagates after the finished requests are written (the bank stays valid and resumable).
+    Another process writing ``out`` raises :class:`~ttscale.errors.BankLockedError` before anything is
+    read or sent (see :mod:`ttscale.records.lock`).
     """
     if not is_int(n) or n < 1:
         raise ConfigError("n", n, "an integer >= 1")
     out = Path(out)
+    with bank_lock(out):  # one writer per bank, from reading the counts to the last line
+        return _run_locked(sampler, problems, out, n, meta, on_start, on_result)
+
+
+def _run_locked(
+    sampler: Sampler,
+    problems: Sequence[Problem],
+    out: Path,
+    n: int,
+    meta: dict[str, Any] | None,
+    on_start: Callable[[int, int], None] | None,
+    on_result: Callable[[SampleResult, RunStats], None] | None,
+) -> RunStats:
     by_id = {p.id: p for p in problems}
     have = existing_counts(out, problems)
     requests = plan_requests(problems, have, n, sampler.config.seed)

@@ -8,6 +8,7 @@ that already carry a score under the name are skipped.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable
@@ -15,12 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ttscale.errors import BankFormatError, ConfigError, TTScaleError
+from ttscale.errors import BankFormatError, ConfigError, DiskWriteError, TTScaleError
 from ttscale.records.bank import read_bank, write_bank
+from ttscale.records.lock import bank_lock
 from ttscale.records.models import Record
 from ttscale.scoring.base import MissingField, check_name
 from ttscale.scoring.judge import JudgeParseError
 from ttscale.validation import is_int
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO}
 
 
 @dataclass
@@ -54,12 +59,19 @@ def score_bank(
     ``out_path`` None rewrites the bank in place (temp file + atomic rename). An existing ``out_path``
     that is not the bank is taken as the source when it holds the bank's problems (a rerun adds to it).
     ``on_start(samples to score)``, ``on_batch(samples done, samples to score)`` report progress.
+    Another process writing the output raises :class:`~ttscale.errors.BankLockedError` at once.
     """
     check_name(getattr(scorer, "name", None))
     if not is_int(batch_problems) or batch_problems < 1:
         raise ConfigError("batch_problems", batch_problems, "an integer >= 1")
     bank_path = Path(bank_path)
     out = Path(out_path) if out_path is not None else bank_path
+    with bank_lock(out):  # one writer per output bank, from reading it to the rename
+        return _score_locked(bank_path, scorer, out, default, batch_problems, on_batch, on_start)
+
+
+def _score_locked(bank_path: Path, scorer: Any, out: Path, default: bool, batch_problems: int,
+                  on_batch: Callable[[int, int], None] | None, on_start: Callable[[int], None] | None) -> ScoreStats:
     data = read_bank(bank_path)
     source = data
     if out.exists() and out.resolve() != bank_path.resolve():
@@ -102,6 +114,10 @@ def score_bank(
     use_samples = hasattr(scorer, "score_samples")
     try:
         _score_batches(source.path, scorer, todo, batch_problems, partial, done, on_batch, total, use_samples)
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        raise DiskWriteError.from_os_error(partial, exc, f"scores of finished batches are kept in {partial}: free space and rerun to resume") from None
     except BaseException:
         if partial.exists() and partial.stat().st_size == 0:
             partial.unlink()  # nothing resumable was written

@@ -141,6 +141,7 @@ def bench_command(
     from ttscale.bench.analysis import local_prompt_counter
     from ttscale.bench.config import AnalysisSettings, BenchConfig
     from ttscale.bench.pipeline import run_bench
+    from ttscale.records.lock import bank_lock
     from ttscale.bench.results import RunInfo
     from ttscale.cli.report import eval_table
     from ttscale.cli.sampling_options import (
@@ -223,9 +224,10 @@ def bench_command(
         def on_step(text: str) -> None:
             bar.update(task, total=None, completed=0, description=text)
 
-        outcome = run_bench(bench, make_sampler=lambda: make_sampler(backend_name, resolved, config, **options),
-                            make_scorer=make_scorer, prompt_counter=counter,
-                            on_sample_start=on_start, on_sample_result=on_result, on_step=on_step)
+        with bank_lock(bench.bank):  # one bench per folder: sampling, scoring and the report under one lock
+            outcome = run_bench(bench, make_sampler=lambda: make_sampler(backend_name, resolved, config, **options),
+                                make_scorer=make_scorer, prompt_counter=counter,
+                                on_sample_start=on_start, on_sample_result=on_result, on_step=on_step)
     if as_json:
         print(json.dumps({"out": str(out_dir), **outcome.summary(), "seconds": time.perf_counter() - started}, allow_nan=False))
         return
