@@ -13,6 +13,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -332,3 +334,160 @@ def test_atomic_write_refuses_to_replace_a_device(tmp_path: Path) -> None:
     with pytest.raises(DiskWriteError, match="not a regular file"):
         write_bank("/dev/full", [{"id": "a", "samples": [{"answer": "1"}]}])
     assert stat.S_ISCHR(Path("/dev/full").stat().st_mode)  # was: renamed a regular file over the device node (as root)
+
+
+# -- 4. bounded live loops: an upstream answering 200 without choices ---------------------------------
+
+
+class ScriptedUpstream:
+    """A real OpenAI-shaped server on 127.0.0.1 whose completion replies a test sets (``reply(body)``
+    returns the JSON to answer); counts the completion requests it gets."""
+
+    def __init__(self) -> None:
+        from fake_upstream import ThreadServer
+
+        self.requests = 0
+        self.reply = lambda body: {"id": "x", "object": "chat.completion", "model": "m"}
+        app = FastAPI()
+
+        @app.get("/v1/models")
+        async def models() -> dict:
+            return {"object": "list", "data": [{"id": "m", "object": "model", "created": 0, "owned_by": "x"}]}
+
+        async def complete(request: Request) -> JSONResponse:
+            self.requests += 1
+            return JSONResponse(self.reply(await request.json()))
+
+        app.add_api_route("/v1/chat/completions", complete, methods=["POST"])
+        app.add_api_route("/v1/completions", complete, methods=["POST"])
+        self.server = ThreadServer(app).start()
+        self.url = self.server.url + "/v1"
+
+
+@pytest.fixture(scope="module")
+def scripted():
+    up = ScriptedUpstream()
+    yield up
+    up.server.stop()
+
+
+def chat_reply(texts: list[str], usage: dict | None = None) -> dict:
+    return {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"} for i, t in enumerate(texts)],
+            "usage": usage or {"prompt_tokens": 3, "completion_tokens": 3 * len(texts), "total_tokens": 3 + 3 * len(texts)}}
+
+
+MALFORMED = {
+    "no choices": ({"id": "x", "object": "chat.completion"}, "field 'choices'", "no such field"),
+    "choices null": ({"id": "x", "choices": None}, "field 'choices'", "got null"),
+    "choices empty": ({"id": "x", "choices": []}, "field 'choices'", "got []"),
+    "choice a string": ({"id": "x", "choices": ["hi"]}, "field 'choices[0]'", "'hi'"),
+    "content a dict": ({"id": "x", "choices": [{"index": 0, "message": {"content": {"a": 1}}}]}, "choices[0].message.content", "a string"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_the_api_fails_fast_on_a_malformed_upstream(scripted: ScriptedUpstream, case: str) -> None:
+    # was: TTScale(base_url=..., budget=8).solve('hi') never returned (15,257 upstream requests in 20 s)
+    import time
+
+    from ttscale import TTScale
+    from ttscale.sampling.backends.openai import Failure, ServerError
+
+    body, field, got = MALFORMED[case]
+    scripted.reply = lambda _: body
+    before = scripted.requests
+    tts = TTScale(base_url=scripted.url, model="m", budget=8, max_retries=0)
+    start = time.monotonic()
+    try:
+        with pytest.raises(ServerError) as info:
+            tts.solve("hi")
+    finally:
+        tts.close()
+    assert info.value.kind is Failure.MALFORMED and field in str(info.value) and got in str(info.value)
+    assert scripted.requests - before <= 2 and time.monotonic() - start < 10
+
+
+def test_rounds_with_no_candidates_end_the_question(tmp_path: Path) -> None:
+    # A sampler that answers every request with no candidates at all (not only the HTTP one).
+    import asyncio
+
+    from ttscale.live.solve import EMPTY_ROUNDS, Budget, Question, SolveError, Solver
+    from ttscale.sampling.sampler import SampleResult, SamplingConfig
+
+    class Empty:
+        config = SamplingConfig()
+        batch_size = 1
+        calls = 0
+
+        async def agenerate(self, requests):
+            self.calls += 1
+            return [SampleResult(request=r, candidates=[], prompt_tokens=1, completion_tokens=0, latency=0.0) for r in requests]
+
+    sampler = Empty()
+    solver = Solver(sampler, "majority")
+    with pytest.raises(SolveError, match="rounds in a row returned no candidates"):
+        asyncio.run(solver.solve([Question(id="q", problem="hi")], Budget(samples=64, adaptive=True, pilot=4, step=2)))
+    assert sampler.calls == EMPTY_ROUNDS
+
+
+def proxy_for(upstream_url: str, **kw):
+    from fake_upstream import ThreadServer
+
+    from ttscale.live.serve.app import ServeConfig, create_app
+
+    return ThreadServer(create_app(ServeConfig(upstream=upstream_url, **{"max_retries": 1, "timeout": 10.0, **kw}))).start()
+
+
+def post(url: str, body: dict | str | bytes, timeout: float = 30) -> tuple[int, dict]:
+    import httpx
+
+    content = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    resp = httpx.post(url, content=content, headers={"content-type": "application/json"}, timeout=timeout)
+    try:
+        return resp.status_code, resp.json()
+    except ValueError:
+        return resp.status_code, {"raw": resp.text}
+
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "What is 2+2? End with #### N."}]}
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_the_proxy_answers_502_naming_the_field_after_few_upstream_requests(scripted: ScriptedUpstream, adaptive: bool) -> None:
+    # was: 4,153 upstream requests in 5.3 s for one client request, then a 504
+    import time
+
+    proxy = proxy_for(scripted.url, n=8, adaptive=adaptive)
+    try:
+        for body, field, _ in MALFORMED.values():
+            scripted.reply = lambda _, body=body: body
+            before = scripted.requests
+            start = time.monotonic()
+            status, reply = post(proxy.url + "/v1/chat/completions", CHAT)
+            elapsed = time.monotonic() - start
+            assert status == 502, reply
+            assert reply["error"]["code"] == "upstream_malformed" and field in reply["error"]["message"]
+            planned_rounds = 1 + (8 - 4) // 2 if adaptive else 1  # pilot 4 then steps of 2, or one round of 8
+            assert scripted.requests - before <= 2 * planned_rounds, scripted.requests - before
+            assert elapsed < 5
+    finally:
+        proxy.stop()
+
+
+def test_upstream_usage_with_bad_counts_and_a_huge_answer_still_answers(scripted: ScriptedUpstream) -> None:
+    # was: HTTP 500 (Prometheus counter refuses a negative increment; int("x"); Fraction of 100,000 digits)
+    import httpx
+
+    proxy = proxy_for(scripted.url, n=4)
+    try:
+        for usage in ({"prompt_tokens": -5, "completion_tokens": -7}, {"prompt_tokens": "12", "completion_tokens": "x"},
+                      {"prompt_tokens": 10**30, "completion_tokens": None}):
+            scripted.reply = lambda _, usage=usage: chat_reply(["#### 4", f"#### {HUGE}", "#### 4", f"#### {HUGE}"], usage)
+            status, reply = post(proxy.url + "/v1/chat/completions", CHAT)
+            assert status == 200, reply
+            assert reply["ttscale"]["samples"] == 4 and reply["usage"]["prompt_tokens"] >= 0
+        metrics = httpx.get(proxy.url + "/metrics", timeout=10).text
+        assert 'ttscale_requests_total{endpoint="/v1/chat/completions",status="200"} 3.0' in metrics
+    finally:
+        proxy.stop()

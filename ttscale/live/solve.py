@@ -47,6 +47,13 @@ log = logging.getLogger(__name__)
 __all__ = ["Budget", "Question", "Solution", "SolveError", "Solver", "check_policy_needs", "last_user_text"]
 
 
+EMPTY_ROUNDS = 2
+"""Rounds in a row that may yield no usable candidate (a backend answering without choices) before
+a question gives up: with no candidate yet it fails with :class:`SolveError`, otherwise it stops
+(``stopped="degraded"``) with what it has. Samples a round asked for and did not get count as
+drawn, so no budget can be spent on nothing for ever."""
+
+
 class SolveError(TTScaleError, RuntimeError):
     """No candidate of a question could be drawn (every request to the backend failed)."""
 
@@ -66,6 +73,8 @@ class _State:
     completion_tokens: int = 0
     requests: int = 0
     failed: int = 0
+    empty_rounds: int = 0
+    """Rounds in a row that gave no candidate (see EMPTY_ROUNDS)."""
     errors: list[str] = field(default_factory=list)
     stopped: str | None = None
     error: BaseException | None = None
@@ -284,6 +293,8 @@ class Solver:
                     continue
                 for q, res in zip(chosen[lo : lo + batch], results):
                     states[q].add(res)
+                    states[q].failed += max(0, int(plan[q]) - len(res.candidates))
+                    self._count_empty(states[q], len(res.candidates))
             return
         outcomes = await asyncio.gather(*(self._one(r) for r in reqs), return_exceptions=True)
         for q, req, out in zip(chosen, reqs, outcomes):
@@ -301,10 +312,29 @@ class Solver:
             result, failed, errors = out
             if result is not None:
                 s.add(result)
+                failed += max(0, req.n - failed - len(result.candidates))  # asked for and never came
             s.failed += failed
             s.errors.extend(errors)
             if result is None:
                 s.error = SolveError(f"question {s.question.id!r}: every request failed: {errors[0] if errors else 'no candidates'}")
+            else:
+                self._count_empty(s, len(result.candidates))
+
+    @staticmethod
+    def _count_empty(s: _State, got: int) -> None:
+        """A round with no candidate counts toward EMPTY_ROUNDS; at the limit the question ends."""
+        if got:
+            s.empty_rounds = 0
+            return
+        s.empty_rounds += 1
+        s.errors.append("a round returned no candidates")
+        if s.empty_rounds < EMPTY_ROUNDS:
+            return
+        if s.n == 0:
+            s.error = SolveError(f"question {s.question.id!r}: {s.empty_rounds} rounds in a row returned no candidates "
+                                 "(the backend answered without any)")
+        else:
+            s.stopped = "degraded"
 
     async def _one(self, req: SampleRequest) -> tuple[SampleResult | None, int, list[str]]:
         """One request; on a lasting server error with n > 1, degrade to n single requests."""

@@ -51,6 +51,8 @@ def upstream_error(exc: BaseException, upstream: str) -> HTTPError:
             return HTTPError(504, f"upstream {upstream} did not answer in time: {exc}", type_="upstream_error", code="upstream_timeout")
         if exc.kind is Failure.REFUSED and exc.status is not None and 400 <= exc.status < 500:
             return HTTPError(exc.status, f"upstream refused the request: {exc}", code="upstream_refused")
+        if exc.kind is Failure.MALFORMED:
+            return HTTPError(502, f"upstream {upstream} sent a malformed reply: {exc}", type_="upstream_error", code="upstream_malformed")
         if exc.kind is Failure.UNREACHABLE:
             return HTTPError(502, f"upstream {upstream} is unreachable: {exc}", type_="upstream_error", code="upstream_unreachable")
         return HTTPError(502, f"upstream {upstream} failed: {exc}", type_="upstream_error", code="upstream_failed")

@@ -50,6 +50,9 @@ class Failure(StrEnum):
     """Kept answering an error status (after the retries)."""
     REFUSED = "refused"
     """A status that is not retried (4xx other than 408, 409, 429)."""
+    MALFORMED = "malformed"
+    """Answered 200 with a body that is not a completion (no ``choices``, ``choices: null``, wrong
+    types): not retried, since the same server would answer the same way; the message names the field."""
 
 
 class ServerError(TTScaleError, RuntimeError):
@@ -109,6 +112,27 @@ def describe_failure(exc: BaseException) -> str:
 
 _ATTEMPTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("ttscale_openai_attempts", default=None)
 """HTTP attempts of the sampling call running in this task (the client retries inside one call)."""
+
+
+MAX_USAGE_TOKENS = 10**12
+"""Largest token count believed from an upstream's ``usage`` (more, negative or not an integer:
+the count is ignored, never passed on to metrics or costs)."""
+
+
+def usage_count(usage: Any, key: str) -> int | None:
+    """``usage[key]`` when it is an integer in [0, MAX_USAGE_TOKENS], else None (an upstream's
+    ``"completion_tokens": -5`` or ``"12"`` is its mistake, not a crash of ours)."""
+    value = usage.get(key) if isinstance(usage, dict) else None
+    return int(value) if is_int(value) and 0 <= value <= MAX_USAGE_TOKENS else None
+
+
+def _shown(value: Any) -> str:
+    if value is _ABSENT:
+        return "no such field"
+    if value is None:
+        return "null"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 _OWN_FIELDS = frozenset({"model", "n", "seed", "stream", "stream_options", "messages", "prompt"})
@@ -274,12 +298,12 @@ class OpenAISampler:
         billed = completion = 0
         for (resp, latency, tries), seed in zip(parts, seeds):
             calls += tries
-            cands += self._parse(resp, latency, seed)
-            usage = resp.get("usage") or {}
-            if usage:
-                prompt_tokens = usage.get("prompt_tokens")
-                billed += usage.get("prompt_tokens") or 0
-                completion += usage.get("completion_tokens") or 0
+            cands += self._parse(resp, latency, seed, req)
+            usage = resp.get("usage")
+            if usage_count(usage, "prompt_tokens") is not None:
+                prompt_tokens = usage_count(usage, "prompt_tokens")
+                billed += prompt_tokens or 0
+            completion += usage_count(usage, "completion_tokens") or 0
         return SampleResult(
             request=req, candidates=cands, prompt_tokens=prompt_tokens,
             completion_tokens=completion or sum(c.tokens or 0 for c in cands),
@@ -300,18 +324,18 @@ class OpenAISampler:
                 self.native_n = False
                 return None, 1
             raise ConfigError("request", req.id, f"a request the server accepts ({describe_failure(exc)})") from None
-        got = len(resp.get("choices") or [])
+        cands = self._parse(resp, latency, req.seed, req)  # a malformed reply fails here, before any fallback
+        got = len(cands)
         if got < req.n and req.n > 1 and self.native_n is None:
             log.warning("%s returned %d of n=%d choices: sending n=1 requests in parallel", self.base_url, got, req.n)
             self.native_n = False
             return None, calls
         if req.n > 1:
             self.native_n = True
-        cands = self._parse(resp, latency, req.seed)
-        usage = resp.get("usage") or {}
+        usage = resp.get("usage")
         return SampleResult(
-            request=req, candidates=cands, prompt_tokens=usage.get("prompt_tokens"),
-            completion_tokens=usage.get("completion_tokens") or sum(c.tokens or 0 for c in cands),
+            request=req, candidates=cands, prompt_tokens=usage_count(usage, "prompt_tokens"),
+            completion_tokens=usage_count(usage, "completion_tokens") or sum(c.tokens or 0 for c in cands),
             latency=latency, calls=calls,
         ), calls
 
@@ -389,24 +413,69 @@ class OpenAISampler:
         path, body = self.payload(req, n, seed)
         return await client.post(path, cast_to=object, body=body)
 
-    def _parse(self, resp: Any, latency: float, seed: int | None) -> list[Sample]:
-        choices = resp.get("choices") or []
-        usage = resp.get("usage") or {}
-        n1 = len(choices) == 1 and bool(usage)
+    def _malformed(self, req: SampleRequest, field: str, expected: str, got: Any) -> ServerError:
+        return ServerError(f"{self.base_url} answered request {req.id!r} with a malformed reply: field '{field}': "
+                           f"expected {expected} (got {_shown(got)})", kind=Failure.MALFORMED, status=200)
+
+    def _choices(self, resp: Any, req: SampleRequest) -> list[dict[str, Any]]:
+        """The reply's ``choices``: a non-empty list of objects, else a MALFORMED :class:`ServerError`
+        naming the field (a 200 without choices must end the request, not start another)."""
+        if not isinstance(resp, dict):
+            raise self._malformed(req, "(body)", "a completion object", type(resp).__name__)
+        choices = resp.get("choices", _ABSENT)
+        if choices is _ABSENT:
+            raise self._malformed(req, "choices", "a non-empty list of choices", _ABSENT)
+        if not isinstance(choices, list) or not choices:
+            raise self._malformed(req, "choices", "a non-empty list of choices", choices)
+        for i, choice in enumerate(choices):
+            if not isinstance(choice, dict):
+                raise self._malformed(req, f"choices[{i}]", "an object", choice)
+        return choices
+
+    def _parse(self, resp: Any, latency: float, seed: int | None, req: SampleRequest) -> list[Sample]:
+        choices = self._choices(resp, req)
+        usage = resp.get("usage")
+        n1 = len(choices) == 1 and isinstance(usage, dict) and bool(usage)
         cands = []
-        for choice in sorted(choices, key=lambda ch: ch.get("index", 0)):
+        for i, choice in sorted(enumerate(choices), key=lambda ic: ic[1].get("index", 0) if is_int(ic[1].get("index", 0)) else 0):
             lp = choice.get("logprobs") or None
             if "message" in choice:  # chat completion
-                text = (choice.get("message") or {}).get("content") or ""
-                lps = [t.get("logprob") for t in (lp.get("content") or [])] if lp else None
+                message = choice.get("message") or {}
+                if not isinstance(message, dict):
+                    raise self._malformed(req, f"choices[{i}].message", "an object", message)
+                text, where = message.get("content") or "", f"choices[{i}].message.content"
+                lps = _numbers([t.get("logprob") if isinstance(t, dict) else None for t in (lp.get("content") or [])]) \
+                    if isinstance(lp, dict) and isinstance(lp.get("content") or [], list) else None
             else:
-                text = choice.get("text") or ""
-                lps = list(lp["token_logprobs"]) if lp and lp.get("token_logprobs") is not None else None
+                text, where = choice.get("text") or "", f"choices[{i}].text"
+                raw = lp.get("token_logprobs") if isinstance(lp, dict) else None
+                lps = _numbers(raw) if isinstance(raw, list) else None
+            if not isinstance(text, str):
+                raise self._malformed(req, where, "a string", text)
             if lps is not None:
                 tokens: int | None = len(lps)
                 logprob: float | None = float(sum(x for x in lps if x is not None))
             else:
-                tokens = usage.get("completion_tokens") if n1 else None
+                tokens = usage_count(usage, "completion_tokens") if n1 else None
                 logprob = None
-            cands.append(make_sample(text, tokens=tokens, logprob=logprob, finish=choice.get("finish_reason"), latency=latency, seed=seed))
+            finish = choice.get("finish_reason")
+            cands.append(make_sample(text, tokens=tokens, logprob=logprob, finish=finish if isinstance(finish, str) else None,
+                                     latency=latency, seed=seed))
         return cands
+
+
+_ABSENT = object()
+
+
+def _numbers(values: list[Any]) -> list[float | None] | None:
+    """Token log-probs as floats (None kept: a filtered token); None when any is not a number (an
+    upstream's malformed log-probs are dropped, not summed)."""
+    out: list[float | None] = []
+    for v in values:
+        if v is None:
+            out.append(None)
+        elif is_number(v) or (isinstance(v, float) and v == float("-inf")):
+            out.append(float(v))
+        else:
+            return None
+    return out
