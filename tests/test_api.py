@@ -188,3 +188,42 @@ def test_budget_is_a_frozen_validated_model() -> None:
                       ({"bogus": 1}, "budget.bogus"), ({"confidence": 1.0}, "budget.confidence")):
         with pytest.raises(ConfigError, match=name):
             Budget.of(bad)
+
+
+def test_default_adaptive_budget_stops_where_the_default_rule_does_in_few_requests(upstream: FakeUpstream) -> None:
+    """Budget(adaptive=True) runs the simulator's ``default`` rule: each round draws the fewest samples
+    after which the vote could settle, so the stop is the one-sample-at-a-time stop, in fewer requests."""
+    from dataclasses import replace
+
+    from ttscale.adaptive.stopping import SettledMajority, vote_trajectories
+
+    K = 24
+    prompts = [f"[hard] q{i}" for i in range(6)] + ["[easy] e"]
+    with tts(upstream) as t:
+        sols = t.solve_many(prompts, budget=Budget(samples=K, adaptive=True))
+    rule = SettledMajority(Budget().confidence)
+    for sol in sols:
+        ids: dict[str | None, int] = {}
+        seq = np.array([-1 if a is None else ids.setdefault(a, len(ids)) for a in sol.candidate_answers])
+        traj = replace(vote_trajectories(seq[None, :]), horizon=K)
+        mask = rule.stop_mask(traj)[0] & (traj.v1[0] > 0)
+        expect = int(mask.argmax()) + 1 if mask.any() else K
+        assert sol.samples == expect
+        assert sol.stopped == ("settled" if mask.any() and expect < K else sol.stopped)
+    easy = sols[-1]
+    assert easy.stopped == "settled" and easy.samples == 2 and easy.requests == 1
+    hard = sols[:-1]
+    assert np.mean([s.samples for s in hard]) > 4 and all(s.requests < s.samples for s in hard if s.samples > 3)
+
+
+def test_the_live_stop_counts_equivalent_answers_as_one() -> None:
+    from ttscale.live.solve import Solver, _State
+    from ttscale.live.solution import Question
+    from ttscale.records.models import Sample
+
+    solver = Solver.__new__(Solver)
+    from ttscale.answers import AnswerClassifier, EquivalenceConfig
+
+    solver._classifier = AnswerClassifier(EquivalenceConfig(mode="math"))
+    state = _State(Question(id="q", problem="p"), candidates=[Sample(text=f"#### {a}", answer=a) for a in ("1/2", "0.5", "\\frac{1}{2}", "3")])
+    assert solver._top_votes(state) == (3, 1, 0)

@@ -16,6 +16,7 @@ from ttscale.adaptive.stopping import (
     ASC,
     ESC,
     FirstToAhead,
+    SettledMajority,
     PPR1v1,
     default_rules,
     vote_trajectories,
@@ -88,7 +89,7 @@ def test_reading_every_sample_gives_the_exact_majority_at_k(bank: list[Candidate
     assert acc == pytest.approx(exact, abs=1e-12)
 
 
-@pytest.mark.parametrize("rule", [ASC(0.8), PPR1v1(0.3), FirstToAhead(2)])
+@pytest.mark.parametrize("rule", [ASC(0.8), PPR1v1(0.3), FirstToAhead(2), SettledMajority(0.9)])
 def test_exact_scores_match_a_long_replay(bank: list[Candidates], states: VoteStates, rule) -> None:  # type: ignore[no-untyped-def]
     samples, acc = states.evaluate(rule)
     replay = run_rule(replay_pool(bank, K, permutations=400, seed=3), rule)

@@ -209,9 +209,9 @@ def test_simulate_json_equals_the_rules_replayed_directly(sim_bank: Path) -> Non
 def test_simulate_exact_json_equals_the_exact_tables(sim_bank: Path) -> None:
     from ttscale import Budget
     from ttscale.adaptive.exact_replay import VoteStates, exact_rule_points
-    from ttscale.adaptive.stopping import ASC, default_rules
+    from ttscale.adaptive.stopping import SettledMajority, default_rules
     from ttscale.answers.grading import load_candidates
-    from ttscale.planning.simulation import DEPLOY_CONFIDENCES, LIVE_DEFAULT_ROUNDS
+    from ttscale.planning.simulation import LIVE_DEFAULT_ROUNDS
 
     assert LIVE_DEFAULT_ROUNDS == (Budget().pilot, Budget().step)
     result = runner.invoke(app, ["simulate", str(sim_bank), "--exact", "--json", "--max-k", "8", "--permutations", "3"])
@@ -221,26 +221,26 @@ def test_simulate_exact_json_equals_the_exact_tables(sim_bank: Path) -> None:
     _, problems = load_candidates(sim_bank)
     states = VoteStates(problems, 8)
     points = exact_rule_points(states, default_rules())
-    assert ex["states"] == states.states and set(ex["rules"]) == set(points) == {"asc", "ppr-1v1", "first-to-ahead"}
+    assert ex["states"] == states.states and set(ex["rules"]) == set(points) == {"asc", "ppr-1v1", "first-to-ahead", "default"}
     for name, pts in points.items():
         assert [(p["param"], p["accuracy"], p["mean_samples"], p["stderr"]) for p in ex["rules"][name]] == \
             [(p.param, p.accuracy, p.mean_samples, 0.0) for p in pts]
         reaching = sorted((p.mean_samples, p.param) for p in pts if p.accuracy >= target)
         assert reaching, name
         assert (ex["cheapest"][name]["mean_samples"], ex["cheapest"][name]["param"]) == reaching[0]
-    # The live adaptive budgets: every ASC threshold with a few round sizes, the cheapest reaching the target.
-    settings = {(pilot, step, c): states.evaluate(ASC(c), pilot=pilot, step=step)
-                for pilot, step in ((1, 1), (2, 1), LIVE_DEFAULT_ROUNDS) for c in DEPLOY_CONFIDENCES}
-    for key, rounds in (("best", None), ("default_rounds", LIVE_DEFAULT_ROUNDS)):
-        ok = [(samples, s) for s, (samples, acc) in settings.items() if acc >= target and (rounds is None or s[:2] == rounds)]
-        samples, (pilot, step, c) = min(ok)
-        got = ex["deploy"][key]
-        assert got["budget"] == {"samples": 8, "adaptive": True, "pilot": pilot, "step": step, "confidence": c}
-        assert got["mean_samples"] == samples and got["accuracy"] >= target
+    # The live adaptive budget: the default rule (SettledMajority) at every confidence of its grid,
+    # with the live default rounds, the cheapest reaching the target.
+    settings = {c: states.evaluate(SettledMajority(c), *LIVE_DEFAULT_ROUNDS) for c in SettledMajority.grid}
+    samples, c = min((samples, c) for c, (samples, acc) in settings.items() if acc >= target)
+    got = ex["deploy"]
+    assert got["budget"] == {"samples": 8, "adaptive": True, "pilot": 1, "step": 1, "confidence": c}
+    assert got["mean_samples"] == samples and got["accuracy"] >= target
+    # "default" in the rules is that same rule, so its cheapest point is the live budget's
+    assert ex["cheapest"]["default"]["mean_samples"] == samples
     bound = ex["bound"]
     assert bound["target"] == target and bound["any_answer"] <= bound["plurality_answer"] + 1e-9
     assert bound["plurality_answer"] <= min(p["mean_samples"] for p in ex["cheapest"].values()) + 1e-9
-    assert bound["plurality_answer"] <= ex["deploy"]["best"]["mean_samples"] + 1e-9
+    assert bound["plurality_answer"] <= ex["deploy"]["mean_samples"] + 1e-9
 
 
 def test_simulate_text_report_and_bad_target(sim_bank: Path) -> None:

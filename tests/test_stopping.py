@@ -10,6 +10,7 @@ from ttscale.adaptive.stopping import (
     ESC,
     FirstToAhead,
     PPR1v1,
+    SettledMajority,
     default_rules,
     vote_trajectories,
 )
@@ -96,7 +97,58 @@ def test_rule_parameters_validated() -> None:
     with pytest.raises(Exception, match="frozen"):
         ASC(0.9).threshold = 0.5  # type: ignore[misc]
     grids = default_rules()
-    assert set(grids) == {"asc", "esc", "ppr-1v1", "first-to-ahead"} and all(len(g) >= 5 for g in grids.values())
+    assert set(grids) == {"asc", "esc", "ppr-1v1", "first-to-ahead", "default"} and all(len(g) >= 5 for g in grids.values())
+    assert all(isinstance(r, SettledMajority) for r in grids["default"])
+    for bad, name in ((lambda: SettledMajority(0.5), "confidence"), (lambda: SettledMajority(0.9, alpha=0), "alpha"),
+                      (lambda: SettledMajority(0.9, rest=-1), "rest")):
+        with pytest.raises(ConfigError, match=name):
+            bad()
+
+
+def test_settled_majority_hold_probability_matches_monte_carlo() -> None:
+    rule = SettledMajority(0.9, alpha=0.3, rest=0.5)
+    rng = np.random.default_rng(0)
+    for v1, v2, others, m in ((3, 1, 0, 6), (2, 2, 1, 5), (4, 0, 2, 10), (1, 0, 0, 7)):
+        p = rng.dirichlet([v1 + 0.3, v2 + 0.3, others + 0.5], size=200_000)
+        draws = np.stack([rng.multinomial(m, row) for row in p[:20_000]])
+        lead = v1 + draws[:, 0] - v2 - draws[:, 1]
+        mc = np.mean(lead > 0) + 0.5 * np.mean(lead == 0)
+        assert rule.hold_probability(v1, v2, others, m) == pytest.approx(mc, abs=0.012)
+    # at the horizon the leader holds (ties half); a bigger lead holds more often
+    assert rule.hold_probability(3, 1, 0, 0) == 1.0 and rule.hold_probability(2, 2, 0, 0) == 0.5
+    assert rule.hold_probability(5, 1, 0, 6) > rule.hold_probability(4, 2, 0, 6) > rule.hold_probability(3, 3, 0, 6)
+
+
+def test_settled_majority_looks_ahead_to_the_horizon() -> None:
+    rule = SettledMajority(0.95)
+    seq = np.array([0, 0, 0, 1, 0, 1, 0, 0, 1, 0])
+    assert rule.stop_point(seq, max_samples=4) <= 4
+    # a 2-0 lead settles a 3-sample vote (the leader cannot lose), not a 40-sample one
+    strict = SettledMajority(0.99)
+    assert strict.stop_point(np.array([0, 0, 1])) == 2
+    assert strict.stop_point(np.concatenate([[0, 0], np.ones(38, dtype=int)])) > 2
+    # without a horizon it never stops early
+    traj = vote_trajectories(seq[None, :])
+    assert not rule.stop_mask(traj).any()
+
+
+def test_settled_majority_batches_stop_where_one_at_a_time_does() -> None:
+    """The live solver draws samples_to_stop() at once: that must stop exactly where checking after every sample does."""
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        K = int(rng.integers(2, 20))
+        seq = rng.choice([-1, 0, 1, 2], p=[0.1, 0.6, 0.2, 0.1], size=K)
+        rule = SettledMajority(float(rng.choice([0.8, 0.9, 0.95, 0.99])))
+        expect = rule.stop_point(seq)
+        n = 0
+        while True:
+            counts = np.bincount(seq[:n][seq[:n] >= 0], minlength=3)
+            top = np.sort(counts)[::-1]
+            answered = int(counts.sum())
+            if n and (n == K or (top[0] > 0 and rule.hold_probability(top[0], top[1], answered - top[0] - top[1], K - n) >= rule.confidence)):
+                break
+            n += rule.samples_to_stop(int(top[0]), int(top[1]), answered - int(top[0]) - int(top[1]), n, K)
+        assert n == expect, (seq.tolist(), rule)
 
 
 # ----------------------------------------------------------------------------- cost

@@ -140,7 +140,7 @@ class VoteStates:
         self.levels = [by_n[n] for n in range(K + 1)]
         self.prob = [np.array([L[s] for s in lv]) for lv in self.levels]
         self.plurality_credit, self.best_credit = [], []
-        self.v1, self.v2, self.distinct = [], [], []
+        self.v1, self.v2, self.distinct, self.answered = [], [], [], []
         for lv in self.levels:
             plural, best = np.zeros(len(lv)), np.zeros(len(lv))
             for i, (votes, z) in enumerate(lv):
@@ -157,6 +157,7 @@ class VoteStates:
             self.v1.append(np.array([s[0][0] if s[0] else 0 for s in lv], dtype=np.int64))
             self.v2.append(np.array([s[0][1] if len(s[0]) > 1 else 0 for s in lv], dtype=np.int64))
             self.distinct.append(np.array([len(s[0]) for s in lv], dtype=np.int64))
+            self.answered.append(np.array([sum(s[0]) for s in lv], dtype=np.int64))
         index = [{s: i for i, s in enumerate(lv)} for lv in self.levels]
         self.trans: list[csr_matrix | None] = [None] * (K + 1)
         for n in range(1, K):
@@ -218,7 +219,8 @@ class VoteStates:
             if n < pilot or (n - pilot) % step:
                 return np.ones(len(self.levels[n]), dtype=bool)  # mid-round: no check
             v1 = self.v1[n][:, None]
-            traj = VoteTrajectories(v1=v1, v2=self.v2[n][:, None], distinct=self.distinct[n][:, None], run=np.zeros_like(v1))
+            traj = VoteTrajectories(v1=v1, v2=self.v2[n][:, None], distinct=self.distinct[n][:, None], run=np.zeros_like(v1),
+                                    answered=self.answered[n][:, None], samples=np.full_like(v1, n), horizon=self.max_samples)
             return ~(rule.stop_mask(traj)[:, 0] & (v1[:, 0] > 0))
 
         return self.run_policy(continue_at)

@@ -11,9 +11,10 @@ K the most samples a rule may use.
 
 from __future__ import annotations
 
+
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -42,6 +43,8 @@ class ReplayPool:
     """Exact majority@K of these questions."""
     dropped: int = 0
     """Questions left out because they have fewer than K samples."""
+    orders: np.ndarray | None = None
+    """int (Q, R, K): which of the question's samples each position is (for per-sample signals)."""
 
     @property
     def questions(self) -> int:
@@ -80,6 +83,7 @@ def replay_pool(problems: Sequence[Candidates], max_samples: int | None = None, 
     R = int(permutations)
     children = np.random.SeedSequence(seed).spawn(len(problems))
     seqs = np.empty((len(kept), R, K), dtype=np.int64)
+    orders = np.empty((len(kept), R, K), dtype=np.int64)
     toks = np.empty((len(kept), R, K)) if has_tokens else None
     credit = np.empty((len(kept), R, K))
     i = 0
@@ -89,13 +93,14 @@ def replay_pool(problems: Sequence[Candidates], max_samples: int | None = None, 
         rng = np.random.default_rng(children[q])
         order = np.stack([rng.permutation(p.n)[:K] for _ in range(R)])
         seqs[i] = p.classes[order]
+        orders[i] = order
         if toks is not None:
             toks[i] = p.tokens[order]
         credit[i] = vote_trajectories(seqs[i], p.class_correct).credit
         i += 1
     counts, correct, n = estimate.candidates_to_arrays(kept)
     reference = float(estimate.majority_at_k(counts, correct, n, [K]).mean())
-    return ReplayPool(seqs, toks, [p.class_correct for p in kept], credit, reference, dropped=len(problems) - len(kept))
+    return ReplayPool(seqs, toks, [p.class_correct for p in kept], credit, reference, dropped=len(problems) - len(kept), orders=orders)
 
 
 @dataclass(frozen=True)
@@ -185,7 +190,7 @@ def summarize(pool: ReplayPool, used: np.ndarray, credit: np.ndarray, param: flo
 def run_rule(pool: ReplayPool, rule: StoppingRule) -> RulePoint:
     """Simulate one stopping rule on every question and permutation of the pool."""
     Q, R, K = pool.sequences.shape
-    traj = vote_trajectories(pool.sequences.reshape(Q * R, K))
+    traj = replace(vote_trajectories(pool.sequences.reshape(Q * R, K)), horizon=K)
     stop = rule.stop_index(traj).reshape(Q, R)
     credit = np.take_along_axis(pool.credit, stop[..., None], axis=2)[..., 0]
     return summarize(pool, stop + 1, credit, rule.param)

@@ -11,6 +11,8 @@ each sample, whether to stop; the answer is then the majority of the votes so fa
 * :class:`PPR1v1` (prior-posterior ratio, leader against runner-up): stop when the Beta(v1+1, v2+1)
   density at 1/2 is <= delta / max(K-1, 1) (with K = 1 the leader is tested against one rival).
 * :class:`FirstToAhead`: stop when the leader is ``margin`` votes ahead of every other answer.
+* :class:`SettledMajority`: stop when the leader will still lead after all K samples with
+  probability >= confidence (a Dirichlet-multinomial look-ahead to the horizon K); the live default.
 
 No rule stops before some answer has a vote. Every rule works on many sequences at once through
 :func:`vote_trajectories` (arrays over (sequences, t)); ``stop_point`` is the one-sequence form.
@@ -18,12 +20,13 @@ No rule stops before some answer has a vote. Every rule works on many sequences 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
-from scipy.special import betainc, betaln
+from scipy.special import betainc, betaln, gammaln
 
 from ttscale.errors import ConfigError
 from ttscale.selection.ahead import DEFAULT_MARGIN, is_ahead
@@ -34,10 +37,13 @@ __all__ = [
     "ESC",
     "PPR1v1",
     "FirstToAhead",
+    "SettledMajority",
+    "settled_probability",
     "StoppingRule",
     "VoteTrajectories",
     "vote_trajectories",
     "default_rules",
+    "DEFAULT_RULE",
     "RULES",
 ]
 
@@ -57,10 +63,18 @@ class VoteTrajectories:
     credit: np.ndarray | None = None
     """Tie-credited correctness of the majority so far: (correct classes tied at the top) / (classes
     tied at the top), 0 without a vote. None when correctness was not given."""
+    answered: np.ndarray | None = None
+    """Samples with an answer so far (None: every sample so far had one)."""
+    samples: np.ndarray | None = None
+    """Samples consumed after each column when they are not simply 1..T (exact replay tables)."""
+    horizon: int | None = None
+    """The most samples a question may get (K), for rules that look ahead to it; None: unknown."""
 
     @property
     def t(self) -> np.ndarray:
-        """(1, T) samples consumed after each column."""
+        """(1, T) samples consumed after each column (or ``samples`` where given)."""
+        if self.samples is not None:
+            return self.samples
         return np.arange(1, self.v1.shape[1] + 1)[None, :]
 
 
@@ -94,6 +108,7 @@ def vote_trajectories(sequences: np.ndarray, class_correct: np.ndarray | None = 
     else:
         v1 = v2 = np.zeros((M, T), dtype=np.int32)
     distinct = (counts > 0).sum(axis=2)
+    answered = np.cumsum(seq >= 0, axis=1)
     run = np.zeros((M, T), dtype=np.int32)
     if T:
         run[:, 0] = seq[:, 0] >= 0
@@ -107,7 +122,13 @@ def vote_trajectories(sequences: np.ndarray, class_correct: np.ndarray | None = 
         top = (counts == v1[..., None]) & (v1[..., None] > 0)
         n_top = top.sum(axis=2)
         credit = np.where(n_top > 0, (top & flags).sum(axis=2) / np.maximum(n_top, 1), 0.0)
-    return VoteTrajectories(v1=v1, v2=v2, distinct=distinct, run=run, credit=credit)
+    return VoteTrajectories(v1=v1, v2=v2, distinct=distinct, run=run, credit=credit, answered=answered)
+
+
+DEFAULT_ALPHA = 0.3
+"""SettledMajority's pseudo-votes for the top two answers (chosen held out: evals/unseen.py)."""
+DEFAULT_REST = 0.5
+"""SettledMajority's pseudo-votes for all other answers together (chosen held out: evals/unseen.py)."""
 
 
 class StoppingRule(CheckedModel):
@@ -138,13 +159,15 @@ class StoppingRule(CheckedModel):
         return np.where(hit, mask.argmax(axis=1), traj.v1.shape[1] - 1)
 
     def stop_point(self, classes: np.ndarray, max_samples: int | None = None) -> int:
-        """Samples one sequence consumes under this rule (at most ``max_samples``, default all of it)."""
+        """Samples one sequence consumes under this rule (at most ``max_samples``, default all of it,
+        which is also the horizon of rules that look ahead to it)."""
         seq = np.asarray(classes)
         if max_samples is not None:
             seq = seq[:max_samples]
         if seq.size == 0:
             return 0
-        return int(self.stop_index(vote_trajectories(seq[None, :]))[0]) + 1
+        traj = vote_trajectories(seq[None, :])
+        return int(self.stop_index(replace(traj, horizon=seq.size))[0]) + 1
 
     @classmethod
     def with_grid(cls) -> list["StoppingRule"]:
@@ -219,11 +242,93 @@ class FirstToAhead(StoppingRule):
         return is_ahead(traj.v1, traj.v2, self.margin)
 
 
-RULES: dict[str, type[StoppingRule]] = {r.name: r for r in (ASC, ESC, PPR1v1, FirstToAhead)}
+class SettledMajority(StoppingRule):
+    """Stop when the current plurality will, with probability >= ``confidence``, still lead after all
+    K samples (the horizon) -- i.e. when the remaining samples are unlikely to change majority@K.
+
+    The remaining K - n samples are predicted from a Dirichlet posterior over (leader, runner-up,
+    every other answer) with pseudo-votes ``alpha`` for each of the top two and ``rest`` for the
+    others (Dirichlet-multinomial); a tie at K counts half. Unlike ASC, which asks whether the
+    leader is the better answer with unlimited samples, this asks whether it is majority@K's
+    answer, so close to the horizon a small lead is enough. Needs the horizon (``traj.horizon``);
+    without one it never stops early. This is what the live solver's adaptive ``Budget`` runs.
+    """
+
+    confidence: Float = Field(0.95, gt=0.5, lt=1.0)
+    """Probability that the leader still leads at K, in (0.5, 1); higher spends more to be surer."""
+    alpha: Float = Field(DEFAULT_ALPHA, gt=0.0)
+    """Dirichlet pseudo-votes of the leader and of the runner-up."""
+    rest: Float = Field(DEFAULT_REST, gt=0.0)
+    """Dirichlet pseudo-votes of all other answers together."""
+    name: ClassVar[str] = "settled-majority"
+    param_name: ClassVar[str] = "confidence"
+    grid: ClassVar[tuple[float, ...]] = (0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995)
+
+    def hold_probability(self, v1: np.ndarray, v2: np.ndarray, others: np.ndarray, remaining: np.ndarray) -> np.ndarray:
+        """P(leader >= runner-up after ``remaining`` more samples, ties half) per entry."""
+        v1, v2, others, remaining = np.broadcast_arrays(*(np.asarray(x, dtype=np.int64) for x in (v1, v2, others, remaining)))
+        keys = np.stack([v1.ravel(), v2.ravel(), others.ravel(), remaining.ravel()], axis=1)
+        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+        values = np.array([settled_probability(int(a), int(b), int(r), int(m), float(self.alpha), float(self.rest)) for a, b, r, m in uniq])
+        return values[inverse.ravel()].reshape(v1.shape) if values.size else np.zeros(v1.shape)
+
+    def stop_mask(self, traj: VoteTrajectories) -> np.ndarray:
+        if traj.horizon is None:
+            return np.zeros(traj.v1.shape, dtype=bool)
+        n = np.broadcast_to(traj.t, traj.v1.shape)
+        answered = n if traj.answered is None else traj.answered
+        others = np.maximum(answered - traj.v1 - traj.v2, 0)
+        remaining = np.maximum(int(traj.horizon) - n, 0)
+        return (self.hold_probability(traj.v1, traj.v2, others, remaining) >= self.confidence) | (remaining == 0)
+
+    def samples_to_stop(self, v1: int, v2: int, others: int, n: int, horizon: int) -> int:
+        """Fewest further samples after which the rule could stop (if all go to the leader), at
+        most ``horizon - n``: the live solver draws that many at once, which stops at exactly the
+        sample a one-at-a-time check would (a vote for anyone else only delays the stop)."""
+        left = max(int(horizon) - int(n), 0)
+        for j in range(1, left + 1):
+            if self.hold_probability(v1 + j, v2, others, left - j) >= self.confidence or j == left:
+                return j
+        return left
+
+
+DEFAULT_CONFIDENCE = 0.95
+
+
+@lru_cache(maxsize=200_000)
+def settled_probability(v1: float, v2: float, others: float, m: int, alpha: float, rest: float) -> float:
+    """P(v1 + x > v2 + y, ties half) when the next ``m`` samples split (x, y, rest) by a Dirichlet-
+    multinomial with parameters (v1 + alpha, v2 + alpha, others + rest); counts may be fractional
+    (weighted votes)."""
+    if m <= 0:
+        return 1.0 if v1 > v2 else 0.5 if v1 == v2 else 0.0
+    x = np.arange(m + 1)[:, None]
+    y = np.arange(m + 1)[None, :]
+    z = m - x - y
+    ok = z >= 0
+    zc = np.where(ok, z, 0)
+    a1, a2, a3 = v1 + alpha, v2 + alpha, others + rest
+    log_p = (gammaln(m + 1) - gammaln(x + 1) - gammaln(y + 1) - gammaln(zc + 1)
+             + gammaln(a1 + x) + gammaln(a2 + y) + gammaln(a3 + zc) - gammaln(a1 + a2 + a3 + m)
+             - gammaln(a1) - gammaln(a2) - gammaln(a3) + gammaln(a1 + a2 + a3))
+    p = np.where(ok, np.exp(log_p), 0.0)
+    lead = (v1 + x) - (v2 + y)
+    return float(p[lead > 0].sum() + 0.5 * p[lead == 0].sum())
+
+
+RULES: dict[str, type[StoppingRule]] = {r.name: r for r in (ASC, ESC, PPR1v1, FirstToAhead, SettledMajority)}
 """Stopping rules by name."""
 
 
+DEFAULT_RULE = "default"
+"""Name of the live solver's rule in simulation reports: :class:`SettledMajority` with its default
+priors, checked after every sample (what an adaptive ``Budget`` with its defaults does)."""
+
+
 def default_rules() -> dict[str, list[StoppingRule]]:
-    """Every rule with its parameter grid (loosest to strictest)."""
-    return {name: cls.with_grid() for name, cls in RULES.items()}
+    """The literature's rules (ASC, ESC, PPR-1v1, first-to-ahead) and the live ``default``, each
+    with its parameter grid (loosest to strictest)."""
+    rules = {name: cls.with_grid() for name, cls in RULES.items() if cls is not SettledMajority}
+    rules[DEFAULT_RULE] = SettledMajority.with_grid()
+    return rules
 

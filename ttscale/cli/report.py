@@ -167,10 +167,10 @@ def print_simulation(report: SimulationReport, bank: Path) -> None:
     if ex is not None:
         out.print(f"Exact, over every order of every question's samples ({ex.states} vote states; no permutation noise):")
         _print_cheapest({n: p for n, p in ex.cheapest.items() if p is not None}, result.k, stderr=False)
-        for b, label in ((ex.best_budget, "Live"), (ex.default_rounds_budget, "Live, default rounds")):
-            if b is not None:
-                out.print(f"  {label}: Budget(samples={b.samples}, adaptive=True, pilot={b.pilot}, step={b.step}, "
-                          f"confidence={b.confidence}): {b.mean_samples:.2f} samples, {100 * b.accuracy:.2f}%")
+        b = ex.deploy
+        if b is not None:
+            out.print(f"  Live: Budget(samples={b.samples}, adaptive=True, confidence={b.confidence}) runs the default rule:"
+                      f" {b.mean_samples:.2f} samples, {100 * b.accuracy:.2f}%")
         if ex.bound.plurality_answer is None:
             out.print(f"  No vote-only rule reaches {what}.")
         else:

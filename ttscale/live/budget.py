@@ -23,15 +23,19 @@ class Budget(CheckedModel):
     samples: Int = Field(8, ge=1)
     """The most samples a question gets (all of them when not adaptive)."""
     adaptive: Bool = False
-    """Stop drawing once the vote is settled (ASC: the leader beats the runner-up with posterior
-    probability >= ``confidence``), or, with a total budget over many questions, let the online
-    allocator give the next samples to the least settled questions."""
-    pilot: Int = Field(4, ge=1)
-    """Adaptive: samples in the first round."""
-    step: Int = Field(2, ge=1)
-    """Adaptive: samples per later round."""
+    """Stop drawing once the vote is settled (the ``default`` rule,
+    :class:`~ttscale.adaptive.stopping.SettledMajority`: the leader still leads after all ``samples``
+    with probability >= ``confidence``), or, with a total budget over many questions, let the
+    online allocator give the next samples to the least settled questions."""
+    pilot: Int = Field(1, ge=1)
+    """Adaptive: the fewest samples in the first round. Each round draws at least this (then
+    ``step``) and otherwise the fewest samples after which the vote could settle, so with the
+    defaults the stop is exactly where checking after every sample would put it, in few rounds."""
+    step: Int = Field(1, ge=1)
+    """Adaptive: the fewest samples per later round."""
     confidence: Float = Field(0.95, gt=0.5, lt=1)
-    """Adaptive: ASC threshold in (0.5, 1); higher spends more to be surer."""
+    """Adaptive: the ``default`` rule's confidence in (0.5, 1); higher spends more to be surer.
+    ``ttscale simulate BANK --exact`` says which value reaches a target on a pilot bank."""
     tokens: Int | None = Field(None, ge=1)
     """Cap on generated tokens per question: no round starts that would, at the mean tokens per
     sample so far, pass it (draws then go in rounds, as when adaptive). None: no cap. Not applied

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ttscale.adaptive.allocate import OnlineAllocator
-from ttscale.adaptive.stopping import ASC
+from ttscale.adaptive.stopping import SettledMajority
 from ttscale.answers import AnswerClassifier, EquivalenceConfig
 from ttscale.answers.candidates import NO_ANSWER, Candidates
 from ttscale.errors import ConfigError, TTScaleError
@@ -137,6 +137,7 @@ class Solver:
         self.sampler = sampler
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self.equivalence = equivalence if isinstance(equivalence, EquivalenceConfig) else EquivalenceConfig(mode=equivalence)
+        self._classifier = AnswerClassifier(self.equivalence)  # its caches carry across rounds
         self.scorer = scorer
         self.prices = prices
         self.degrade = degrade
@@ -208,7 +209,7 @@ class Solver:
                 for s in states:
                     s.stopped = s.stopped or ("budget" if s.n >= budget.samples else "allocator")
             return plan
-        rule = ASC(budget.confidence) if budget.adaptive else None
+        rule = SettledMajority(budget.confidence) if budget.adaptive else None
         for i, s in enumerate(states):
             if s.stopped is not None or s.error is not None:
                 continue
@@ -222,10 +223,15 @@ class Solver:
                 if have:
                     s.stopped = "budget"
                 continue
-            if have and rule is not None and self._settled(s, rule):
+            top = self._top_votes(s) if rule is not None else (0, 0, 0)
+            if have and rule is not None and top[0] > 0 and rule.hold_probability(*top, left) >= rule.confidence:
                 s.stopped = "settled"
                 continue
             want = min(left, budget.pilot if have == 0 else budget.step)
+            if rule is not None:
+                # The fewest samples after which the vote could settle: drawn at once, they stop
+                # exactly where checking after every sample would (in fewer round trips).
+                want = min(left, max(want, rule.samples_to_stop(*top, have, budget.samples)))
             cap = self._cap(s, budget, want)
             if cap == 0:
                 s.stopped = "tokens" if budget.tokens is not None and self._over_tokens(s, budget, 1) else "dollars"
@@ -233,23 +239,24 @@ class Solver:
             plan[i] = cap
         return plan
 
-    def _settled(self, s: _State, rule: ASC) -> bool:
-        counts = np.sort(_vote_counts(np.asarray(self._quick_classes(s), dtype=np.int64)))[::-1]
+    def _top_votes(self, s: _State) -> tuple[int, int, int]:
+        """(leader's votes, runner-up's votes, all other answered samples) of a question so far."""
+        counts = np.sort(_vote_counts(np.asarray(self._classes(s), dtype=np.int64)))[::-1]
         if counts.size == 0:
-            return False
-        v1, v2 = counts[0], (counts[1] if counts.size > 1 else 0)
-        return bool(rule.confidence(np.array([v1]), np.array([v2]))[0] >= rule.threshold)
+            return 0, 0, 0
+        v1, v2 = int(counts[0]), int(counts[1]) if counts.size > 1 else 0
+        return v1, v2, int(counts.sum()) - v1 - v2
 
-    @staticmethod
-    def _quick_classes(s: _State) -> list[int]:
-        """Class ids by the extractor's normalized answer string (exact match: cheap, for stopping)."""
-        ids: dict[str, int] = {}
-        return [NO_ANSWER if c.answer is None else ids.setdefault(c.answer, len(ids)) for c in s.candidates]
+    def _classes(self, s: _State) -> list[int]:
+        """Class ids of a question's answers so far under the solver's answer equivalence (the same
+        classes the final vote and banks use: "1/2" and "0.5" are one answer)."""
+        ids, _ = self._classifier.classify([c.answer for c in s.candidates])
+        return [int(i) for i in ids]
 
     def _observe(self, allocator: OnlineAllocator, states: list[_State], plan: np.ndarray, before: list[int]) -> None:
         """Tell the allocator what this round drew; failed samples count as drawn without an answer."""
         for q in np.flatnonzero(plan > 0):
-            classes = self._quick_classes(states[q])[before[q]:]
+            classes = self._classes(states[q])[before[q]:]
             missing = max(0, int(plan[q]) - len(classes))
             allocator.observe(int(q), np.asarray(classes + [NO_ANSWER] * missing, dtype=np.int64))
 

@@ -4,7 +4,8 @@ From a bank holding a few samples per question (a pilot, e.g. 4-16), each policy
 with the curve models of ``ttscale.curves``:
 
 * ``majority``: :class:`~ttscale.curves.DirichletMajorityModel` (per-question Dirichlet posteriors);
-* ``pass``: :class:`~ttscale.curves.BetaBinomialPassAtK` (an oracle verifier's ceiling);
+* ``pass``: :class:`~ttscale.curves.passk_blend.BlendedPassAtK` (an oracle verifier's ceiling: a
+  blend of pass@k models chosen held out across corpora, ``evals/unseen_passk.py``);
 * any other policy preset: a saturating curve (``PowerLawWithFloor`` / ``ExpPowerLaw``, chosen by
   held-out error) fitted on the bank's exact or resampled curve; a curve that falls with N is not
   extrapolated past its best N (:func:`~ttscale.curves.best_n`).
@@ -146,7 +147,8 @@ def _check_problems(problems: Sequence[Candidates]) -> list[Candidates]:
 def fit_curve(problems: Sequence[Candidates], policy: str = "majority", *, max_n: int = 1024, level: float = 0.95,
               seed: int = 0, draws: int = 300) -> FittedCurve:
     """Fit one policy's accuracy-vs-N curve on the bank and predict it on :func:`n_grid`."""
-    from ttscale.curves import BetaBinomialPassAtK, DirichletMajorityModel
+    from ttscale.curves import DirichletMajorityModel
+    from ttscale.curves.passk_blend import BlendedPassAtK
 
     kept = _check_problems(problems)
     check_count("max_n", max_n, 2)
@@ -163,11 +165,11 @@ def fit_curve(problems: Sequence[Candidates], policy: str = "majority", *, max_n
         n = np.array([p.n for p in kept])
         c = np.array([int(p.correct.sum()) for p in kept])
         observed = estimate.pass_at_k(n, c, ks)
-        model = BetaBinomialPassAtK(n_bootstrap=100, random_state=seed).fit(n, c)
-        method = "beta-binomial"
+        model = BlendedPassAtK().fit(n, c)
+        method = "blend(" + ", ".join(f"{name} {w:.2f}" for name, w in model.weights_.items()) + ")"
         supported = float(model.max_supported_k_)
         support = dict(supported_n=supported if math.isfinite(supported) else None,
-                       unsupported_mass=lambda k: float(model.unidentified_mass(k)))
+                       unsupported_mass=lambda k: float(model.unseen_mass(k)[0]))
     else:
         return _fit_policy_curve(kept, policy, grid, ks, level, seed)
     mean = np.asarray(model.predict(grid))

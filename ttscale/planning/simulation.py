@@ -1,6 +1,6 @@
 """What ``ttscale simulate`` works out: adaptive rules and allocators replayed on a bank, each
 rule's cheapest setting reaching a target, and (``exact``) the same scored over every sample order
-with the live adaptive ``Budget`` and the vote-only bound.
+with the live adaptive ``Budget`` (the ``default`` rule) and the vote-only bound.
 
 Pure functions over graded problems (:class:`~ttscale.answers.candidates.Candidates`) returning
 typed results whose ``to_json`` is the command's JSON; the CLI only parses options and prints.
@@ -32,13 +32,14 @@ from ttscale.adaptive.simulate import (
     run_static,
     simulate,
 )
-from ttscale.adaptive.stopping import ASC, StoppingRule, default_rules
+from ttscale.adaptive.signals import SIGNAL_RULE, signal_rule
+from ttscale.adaptive.stopping import DEFAULT_RULE, StoppingRule, default_rules
 from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError
 from ttscale.validation import check_count
 
 __all__ = [
-    "ExactSimulation", "LiveBudget", "SimulationReport", "VoteBound", "allocator_budgets", "cheapest_live_budgets",
+    "ExactSimulation", "LiveBudget", "SimulationReport", "VoteBound", "allocator_budgets", "cheapest_live_budget",
     "default_allocators", "exact_simulation", "simulate_problems",
 ]
 
@@ -48,11 +49,11 @@ STATIC_PILOT = 4
 """Pilot samples per question of the simulated static allocator."""
 TOLERANCE = 0.001
 """Without a target: rules' cheapest settings within 0.1 point of majority@K."""
-DEPLOY_CONFIDENCES = (0.75, 0.8, 0.85, 0.875, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995, 0.999)
-"""ASC thresholds tried for the live solver's adaptive budget."""
-LIVE_DEFAULT_ROUNDS = (4, 2)
-"""``ttscale.live.solve.Budget``'s default (pilot, step). The live layer sits above this one, so
-the values are repeated here; a test keeps them equal."""
+LIVE_DEFAULT_ROUNDS = (1, 1)
+"""``ttscale.live.budget.Budget``'s default (pilot, step): the live solver then draws, each round,
+the fewest samples after which the rule could stop, which stops exactly where checking after every
+sample does. The live layer sits above this one, so the values are repeated here; a test keeps
+them equal."""
 
 
 def allocator_budgets(k: int) -> list[float]:
@@ -74,7 +75,7 @@ def default_allocators(k: int, budgets: list[float] | None = None) -> dict[str, 
 
 @dataclass(frozen=True)
 class LiveBudget:
-    """An adaptive live ``Budget`` (ASC checked after each round) and what it does on the bank, exactly."""
+    """An adaptive live ``Budget`` (the ``default`` rule at one confidence) and what it does on the bank, exactly."""
 
     samples: int
     """The most samples a question gets (K)."""
@@ -90,24 +91,17 @@ class LiveBudget:
                 "mean_samples": self.mean_samples, "accuracy": self.accuracy}
 
 
-def cheapest_live_budgets(states: VoteStates, k: int, goal: float,
-                          default_rounds: tuple[int, int] = LIVE_DEFAULT_ROUNDS) -> tuple[LiveBudget | None, LiveBudget | None]:
-    """The cheapest adaptive budget reaching ``goal`` exactly on the bank over a few round sizes, and
-    the cheapest with the default rounds (fewer round trips); None where no setting reaches it."""
-    default = (min(default_rounds[0], k), default_rounds[1])
+def cheapest_live_budget(states: VoteStates, k: int, goal: float,
+                         rounds: tuple[int, int] = LIVE_DEFAULT_ROUNDS) -> LiveBudget | None:
+    """The cheapest adaptive ``Budget(samples=k, adaptive=True, confidence=c)`` reaching ``goal``
+    exactly on the bank over the ``default`` rule's grid of c; None where no setting reaches it."""
+    pilot, step = min(rounds[0], k), rounds[1]
     best: LiveBudget | None = None
-    with_default: LiveBudget | None = None
-    for pilot, step in sorted({default, (min(2, k), 1), (1, 1)}):
-        for c in DEPLOY_CONFIDENCES:
-            samples, acc = states.evaluate(ASC(c), pilot=pilot, step=step)
-            if acc < goal:
-                continue
-            row = LiveBudget(samples=k, pilot=pilot, step=step, confidence=c, mean_samples=samples, accuracy=acc)
-            if best is None or samples < best.mean_samples - 1e-9:
-                best = row
-            if (pilot, step) == default and (with_default is None or samples < with_default.mean_samples - 1e-9):
-                with_default = row
-    return best, with_default
+    for rule in default_rules()[DEFAULT_RULE]:
+        samples, acc = states.evaluate(rule, pilot=pilot, step=step)
+        if acc >= goal and (best is None or samples < best.mean_samples - 1e-9):
+            best = LiveBudget(samples=k, pilot=pilot, step=step, confidence=float(rule.param), mean_samples=samples, accuracy=acc)
+    return best
 
 
 @dataclass(frozen=True)
@@ -131,17 +125,13 @@ class ExactSimulation:
     cheapest: dict[str, RulePoint | None]
     """Per rule, its cheapest exact setting reaching the target."""
     bound: VoteBound
-    best_budget: LiveBudget | None
-    """The cheapest live adaptive budget reaching the target, over a few round sizes."""
-    default_rounds_budget: LiveBudget | None
-    """The same with the live solver's default rounds."""
+    deploy: LiveBudget | None
+    """The cheapest live adaptive budget (the ``default`` rule, default rounds) reaching the target."""
 
     def to_json(self) -> dict:
-        deploy = {key: b.to_json() for key, b in (("best", self.best_budget), ("default_rounds", self.default_rounds_budget))
-                  if b is not None}
         return {
             "states": self.states,
-            "deploy": deploy or None,
+            "deploy": None if self.deploy is None else self.deploy.to_json(),
             "rules": {name: [p.to_json() for p in pts] for name, pts in self.rules.items()},
             "cheapest": points_json(self.cheapest),
             "bound": {"target": self.bound.target, "plurality_answer": self.bound.plurality_answer,
@@ -151,13 +141,12 @@ class ExactSimulation:
 
 def exact_simulation(problems: Sequence[Candidates], k: int, rules: dict[str, list[StoppingRule]], goal: float) -> ExactSimulation:
     """Score the count-reading ``rules`` exactly over every order (questions with >= ``k`` samples),
-    the live adaptive budgets, and the vote-only bound, all against ``goal``."""
+    the live adaptive budget, and the vote-only bound, all against ``goal``."""
     states = VoteStates(problems, k)
     points = exact_rule_points(states, rules)
-    best, with_default = cheapest_live_budgets(states, k, goal)
     bound = VoteBound(goal, samples_to_reach(bayes_frontier(states), goal),
                       samples_to_reach(bayes_frontier(states, plurality=False), goal))
-    return ExactSimulation(states.states, points, cheapest_points(points, goal), bound, best, with_default)
+    return ExactSimulation(states.states, points, cheapest_points(points, goal), bound, cheapest_live_budget(states, k, goal))
 
 
 @dataclass(frozen=True)
@@ -205,7 +194,11 @@ def simulate_problems(
     rules = default_rules()
     step("replay orders")
     pool = replay_pool(problems, K, permutations, seed)
-    result = simulate(pool, rules, allocators=default_allocators(pool.k), seed=seed, on_rule=step)
+    allocators = default_allocators(pool.k)
+    weighted = signal_rule(problems, seed=seed)
+    if weighted is not None:
+        allocators[SIGNAL_RULE] = weighted
+    result = simulate(pool, rules, allocators=allocators, seed=seed, on_rule=step)
     goal = max(result.reference - TOLERANCE, 0.0) if target is None else target
     exact_result = None
     if exact:

@@ -30,13 +30,14 @@ class RequestOptions(FrozenModel):
     n: Int | None = Field(default=None, ge=1)
     """Most samples drawn for the request (all of them unless adaptive)."""
     adaptive: Bool | None = None
-    """Stop early once the vote is settled (ASC)."""
+    """Stop early once the vote is settled (the ``default`` rule: the leader still leads after all
+    ``n`` samples with probability >= ``confidence``)."""
     pilot: Int | None = Field(default=None, ge=1)
-    """Adaptive: samples in the first round."""
+    """Adaptive: the fewest samples in the first round."""
     step: Int | None = Field(default=None, ge=1)
-    """Adaptive: samples per later round."""
+    """Adaptive: the fewest samples per later round."""
     confidence: Float | None = Field(default=None, gt=0.5, lt=1.0)
-    """Adaptive: ASC threshold."""
+    """Adaptive: the ``default`` rule's confidence in (0.5, 1)."""
     candidates: Bool = False
     """Include every candidate's text and answer in the response's ``ttscale`` field."""
 
