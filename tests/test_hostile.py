@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -275,9 +275,8 @@ def test_the_lock_is_reentrant_in_one_process_and_exclusive_across(tmp_path: Pat
     other = subprocess.Popen([sys.executable, "-c", holder, str(bank)], stdout=subprocess.PIPE, text=True)
     try:
         assert other.stdout.readline().strip() == "held"
-        with pytest.raises(BankLockedError) as info:
-            with bank_lock(bank):
-                pass
+        with pytest.raises(BankLockedError) as info, bank_lock(bank):
+            pass
         assert info.value.pid == other.pid
     finally:
         other.kill()
@@ -356,7 +355,8 @@ class ScriptedUpstream:
 
         async def complete(request: Request) -> JSONResponse:
             self.requests += 1
-            return JSONResponse(self.reply(await request.json()))
+            reply = self.reply(await request.json())
+            return reply if isinstance(reply, Response) else JSONResponse(reply)
 
         app.add_api_route("/v1/chat/completions", complete, methods=["POST"])
         app.add_api_route("/v1/completions", complete, methods=["POST"])
@@ -491,3 +491,112 @@ def test_upstream_usage_with_bad_counts_and_a_huge_answer_still_answers(scripted
         assert 'ttscale_requests_total{endpoint="/v1/chat/completions",status="200"} 3.0' in metrics
     finally:
         proxy.stop()
+
+
+# -- 5. the proxy's bare 500s and wrong statuses ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fake_proxy():
+    from fake_upstream import FakeUpstream
+
+    upstream = FakeUpstream().start()
+    proxy = proxy_for(upstream.url, n=4)
+    yield proxy.url, upstream
+    proxy.stop()
+    upstream.stop()
+
+
+def chat(**extra) -> dict:
+    from fake_upstream import MODEL
+
+    return {"model": MODEL, "messages": [{"role": "user", "content": "What is 2+2? #### N"}], **extra}
+
+
+def test_a_body_nested_1100_deep_is_a_400(fake_proxy) -> None:
+    # was: HTTP 500 (RecursionError in the JSON reader)
+    url, upstream = fake_proxy
+    before = sum(upstream.calls.values())
+    deep = json.dumps(chat())[:-1] + ', "extra": ' + "[" * 1100 + "]" * 1100 + "}"
+    status, reply = post(url + "/v1/chat/completions", deep)
+    assert status == 400 and reply["error"]["param"].startswith("extra.0.0") and "nested at most" in reply["error"]["message"]
+    status, reply = post(url + "/v1/chat/completions", json.dumps(chat())[:-1] + ', "x": ' + "7" * 5000 + "}")
+    assert status == 400 and reply["error"]["param"] == "x" and "5000 digits" in reply["error"]["message"]
+    assert sum(upstream.calls.values()) == before  # nothing reached the upstream
+
+
+@pytest.mark.parametrize("field,value", [("temperature", "NaN"), ("temperature", "Infinity"), ("temperature", '"hot"'),
+                                         ("temperature", "-1"), ("max_tokens", str(10**12)), ("max_tokens", "-5"),
+                                         ("max_tokens", '"x"'), ("top_p", "0"), ("presence_penalty", "9")])
+def test_bad_sampling_fields_are_the_clients_400(fake_proxy, field: str, value: str) -> None:
+    # was: NaN came back as 502 "upstream failed: Out of range float values"; the rest went upstream unchecked
+    url, upstream = fake_proxy
+    before = sum(upstream.calls.values())
+    status, reply = post(url + "/v1/chat/completions", json.dumps(chat())[:-1] + f', "{field}": {value}}}')
+    assert status == 400 and reply["error"]["param"] == field, reply
+    assert sum(upstream.calls.values()) == before
+
+
+def test_nan_inside_messages_or_other_fields_is_a_400(fake_proxy) -> None:
+    url, _ = fake_proxy
+    body = json.dumps(chat())[:-1] + ', "logit_bias": {"50256": NaN}}'
+    status, reply = post(url + "/v1/chat/completions", body)
+    assert status == 400 and reply["error"]["param"] == "logit_bias.50256", reply
+
+
+def test_a_policy_spec_too_long_for_a_file_name_is_a_400(fake_proxy) -> None:
+    # was: HTTP 500 (OSError ENAMETOOLONG from Path(spec).is_file())
+    url, _ = fake_proxy
+    status, reply = post(url + "/v1/chat/completions", chat(ttscale={"policy": "majority:" + "a=1," * 70}))
+    assert status == 400 and "expected a known key" in reply["error"]["message"], reply
+
+
+def test_cli_policy_spec_too_long_and_non_regular_policy_files(tmp_path: Path, banks_dir: Path) -> None:
+    # was: -p 'majority:a=1,...' OSError traceback; -p /dev/zero read until MemoryError; -p FIFO hung
+    import os
+
+    bank = str(banks_dir / "math100_qwen_rm.jsonl")
+    assert_clean_error(ttscale("eval", bank, "-p", "majority:" + "a=1," * 70), "expected a known key")
+    fifo = tmp_path / "policy.toml"
+    os.mkfifo(fifo)
+    assert_clean_error(ttscale("eval", bank, "-p", str(fifo), timeout=60), "got a FIFO")
+    assert_clean_error(ttscale("eval", bank, "-p", "/dev/zero", timeout=60), "a regular policy .toml file")
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (2 << 20) + "\n")
+    assert_clean_error(ttscale("eval", bank, "-p", str(big)), "at most 1048576 bytes")
+
+
+def test_the_proxy_follows_no_upstream_redirect(scripted: ScriptedUpstream) -> None:
+    # was: a 307 from the upstream made the proxy re-POST the full prompt to the redirect target
+    target = ScriptedUpstream()
+    target.reply = lambda _: chat_reply(["#### 4"] * 4)
+    scripted.reply = lambda _: RedirectResponse(target.url + "/chat/completions", status_code=307)
+    proxy = proxy_for(scripted.url, n=4)
+    try:
+        status, reply = post(proxy.url + "/v1/chat/completions", CHAT)
+        assert status == 502 and "307" in reply["error"]["message"], reply
+        assert target.requests == 0
+    finally:
+        proxy.stop()
+        target.server.stop()
+
+
+def test_prompts_times_n_is_capped_and_health_says_only_ok_without_the_key() -> None:
+    # was: one /v1/completions request with 2,000 prompts drew 16,000 upstream samples; /health showed the upstream URL
+    import httpx
+    from fake_upstream import MODEL, FakeUpstream
+
+    upstream = FakeUpstream().start()
+    proxy = proxy_for(upstream.url, n=8, max_request_samples=64, api_key="k" * 20)
+    try:
+        headers = {"authorization": "Bearer " + "k" * 20, "content-type": "application/json"}
+        resp = httpx.post(proxy.url + "/v1/completions", json={"model": MODEL, "prompt": ["1+1? #### N"] * 2000}, headers=headers, timeout=30)
+        assert resp.status_code == 400 and "2000 prompts x n=8 = 16000 samples" in resp.json()["error"]["message"]
+        assert upstream.samples == 0
+        resp = httpx.post(proxy.url + "/v1/completions", json={"model": MODEL, "prompt": ["1+1? #### N"] * 8}, headers=headers, timeout=30)
+        assert resp.status_code == 200 and upstream.samples == 64
+        assert httpx.get(proxy.url + "/health", timeout=10).json() == {"status": "ok"}
+        assert httpx.get(proxy.url + "/health", headers=headers, timeout=10).json()["upstream"] == upstream.url
+    finally:
+        proxy.stop()
+        upstream.stop()

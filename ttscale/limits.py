@@ -29,6 +29,7 @@ __all__ = [
     "MAX_ARRAY_BYTES",
     "MAX_DIGITS",
     "MAX_JSON_DEPTH",
+    "check_json_text",
     "check_memory",
     "find_value",
     "format_bytes",
@@ -114,6 +115,21 @@ def load_json(text: str) -> Any:
         if path is not None or value is not None:
             raise InputLimitError(path, f"an integer of at most {MAX_DIGITS} digits", f"{len(str(abs(value)))} digits")
     return obj
+
+
+_LONG_RUN_RE = re.compile(rf"\d{{{MAX_DIGITS + 1}}}")
+
+
+def check_json_text(text: str) -> None:
+    """Raise :class:`InputLimitError` when JSON ``text`` is over a limit, as :func:`load_json` would,
+    for a reader that parses the text itself (a web framework): two C-speed passes decide whether
+    the full parse that names the field is needed. Text that is not JSON passes (its reader says so)."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH and not _LONG_RUN_RE.search(text):
+        return
+    try:
+        load_json(text)
+    except json.JSONDecodeError:
+        return
 
 
 def _deeper_than(text: str, limit: int) -> bool:

@@ -23,7 +23,9 @@ by overrides: ``"best-of-majority:alpha=0.3,answers=2"``.
 from __future__ import annotations
 
 import importlib.resources
+import os
 import re
+import stat
 import tomllib
 import warnings
 from collections.abc import Callable, Mapping
@@ -185,11 +187,13 @@ def _load_file(
     path: Path | Any, label: str, *, overrides: Mapping[str, Any] | None = None, preset: bool = False
 ) -> Policy:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_policy_text(path)
     except FileNotFoundError:
         raise ConfigError("policy", label, "an existing policy .toml file or a preset name") from None
     except OSError as exc:
         raise ConfigError("policy", label, f"a readable policy file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("policy", label, f"a UTF-8 text file (invalid byte at offset {exc.start})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -211,6 +215,40 @@ def _load_file(
         shown = ",".join(f"{k}={_fmt(v)}" for k, v in overrides.items())
         policy = Policy.from_dict(merged, source=f"{label} with overrides '{shown}'")
     return policy
+
+
+MAX_POLICY_BYTES = 1 << 20
+"""Largest policy file read (a policy is a few lines; ``-p /dev/zero`` must not read until memory runs out)."""
+
+
+def _read_policy_text(path: Path | Any) -> str:
+    """The text of a policy file: a regular file of at most MAX_POLICY_BYTES (a FIFO would hang,
+    a device never end), read as UTF-8. Packaged presets (not plain paths) are read as they are."""
+    if not isinstance(path, Path):
+        return path.read_text(encoding="utf-8")
+    with open(path, "rb", opener=_nonblocking) as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or other non-regular file"
+            raise ConfigError("policy", str(path), f"a regular policy .toml file (got {kind})")
+        data = fh.read(MAX_POLICY_BYTES + 1)
+    if len(data) > MAX_POLICY_BYTES:
+        raise ConfigError("policy", str(path), f"a policy file of at most {MAX_POLICY_BYTES} bytes")
+    return data.decode("utf-8")
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    # O_NONBLOCK: opening a FIFO with no writer returns at once (then refused) instead of hanging
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
+def _is_file(path: str) -> bool:
+    """``Path(path).is_file()``, False for a name the system refuses (too long, a NUL byte) rather
+    than an OSError: ``majority:`` followed by a long override list is a spec, not a file."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _fmt(value: Any) -> str:
@@ -242,7 +280,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     ``"x"`` -> str); anything else is kept as a bare string (``source=confidence``).
     """
     base, rest = spec, ""
-    if not Path(spec).is_file():  # a file whose name has a colon is taken as is
+    if not _is_file(spec):  # a file whose name has a colon is taken as is
         for m in re.finditer(":", spec):  # skip drive letters like C:\ (no key after the colon)
             tail = spec[m.end():]
             if tail.strip() == "" or _OVERRIDE.match(tail):
@@ -325,7 +363,7 @@ def load_policy(name_or_path: str | Path) -> Policy:
     if isinstance(name_or_path, Path):
         return _load_file(name_or_path, str(name_or_path))
     base, overrides = parse_spec(name_or_path)
-    if _is_path(base) or Path(base).is_file() and base not in _preset_files():
+    if _is_path(base) or _is_file(base) and base not in _preset_files():
         return _load_file(Path(base), base, overrides=overrides)
     files = _preset_files()
     if base not in files and base in RENAMED_PRESETS:

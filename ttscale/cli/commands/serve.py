@@ -30,6 +30,7 @@ def serve_command(
     policy: Annotated[str, typer.Option("--policy", "-p", help="Default policy preset (requests may choose another).")] = "majority",
     n: Annotated[int, typer.Option("--n", help="Default samples per request.")] = 8,
     max_n: Annotated[int, typer.Option("--max-n", help="Most samples a request may ask for.")] = 64,
+    max_request_samples: Annotated[int, typer.Option("--max-request-samples", help="Most upstream samples one request may draw in all (prompts x n).")] = 1024,
     adaptive: Annotated[bool, typer.Option("--adaptive/--no-adaptive", help="Default: stop early when the vote is settled.")] = False,
     api_key: Annotated[str | None, typer.Option("--api-key", help="Key clients must send as 'Authorization: Bearer KEY' (or env TTSCALE_API_KEY; env keeps it out of the process list).")] = None,
     upstream_api_key: Annotated[str | None, typer.Option("--upstream-api-key", help="Key sent upstream (or env TTSCALE_UPSTREAM_API_KEY, then OPENAI_API_KEY).")] = None,
@@ -58,7 +59,7 @@ def serve_command(
     from ttscale.live.serve.config import ServeConfig
 
     config = ServeConfig(
-        upstream=upstream.rstrip("/"), policy=policy, n=n, max_n=max_n, adaptive=adaptive,
+        upstream=upstream.rstrip("/"), policy=policy, n=n, max_n=max_n, max_request_samples=max_request_samples, adaptive=adaptive,
         api_key=api_key or os.environ.get("TTSCALE_API_KEY") or None,
         upstream_api_key=upstream_api_key or os.environ.get("TTSCALE_UPSTREAM_API_KEY") or os.environ.get("OPENAI_API_KEY") or None,
         timeout=timeout, max_retries=max_retries, concurrency=concurrency, max_request_bytes=max_request_bytes,

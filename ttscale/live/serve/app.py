@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from ttscale.errors import ConfigError, TTScaleError
@@ -31,9 +31,9 @@ from ttscale.live.samplers import http_sampler
 from ttscale.live.serve.config import ServeConfig, preset
 from ttscale.live.serve.errors import HTTPError, install_error_handlers, upstream_error
 from ttscale.live.serve.metrics import Metrics
-from ttscale.live.serve.middleware import BodyLimit, Guard
+from ttscale.live.serve.middleware import BodyLimit, Guard, authorized
 from ttscale.live.serve.options import PREFIX, RequestOptions, Routed, route
-from ttscale.live.serve.requests import ChatRequest, CompletionRequest
+from ttscale.live.serve.requests import ChatRequest, CompletionRequest, check_forwarded
 from ttscale.live.serve.responses import Endpoint, completion_response
 from ttscale.live.solution import Question, Solution, last_user_text
 from ttscale.live.solve import Solver
@@ -127,8 +127,10 @@ class Proxy:
             data += [{**entry, "id": f"{PREFIX}{name}/{m.id}", "owned_by": "ttscale"} for name in self.served]
         return JSONResponse({"object": "list", "data": data})
 
-    async def health(self) -> JSONResponse:
+    async def health(self, request: Request) -> JSONResponse:
         c = self.config
+        if c.api_key is not None and not authorized(request.headers.get("authorization", ""), c.api_key):
+            return JSONResponse({"status": "ok"})  # open to probes without a key: nothing beyond "ok"
         return JSONResponse({"status": "ok", "upstream": c.upstream, "policy": c.policy, "n": c.n})
 
     async def prometheus(self) -> PlainTextResponse:
@@ -149,7 +151,10 @@ class Proxy:
 
     def _question(self, body: ChatRequest | CompletionRequest, routed: Routed, policy: Policy, *, problem: str,
                   messages: tuple[dict[str, Any], ...] | None) -> Question:
-        overrides = body.forwarded
+        try:
+            overrides = check_forwarded(body.forwarded, messages)
+        except ConfigError as exc:
+            raise HTTPError.bad_request(exc) from None
         overrides.setdefault("temperature", self.config.temperature)
         overrides.setdefault("max_tokens", self.config.max_tokens)
         overrides["model"] = routed.model
@@ -163,6 +168,10 @@ class Proxy:
         n = options.n or c.n
         if n > c.max_n:
             raise HTTPError(400, f"ttscale.n={n}: expected at most {c.max_n} samples (the server's --max-n)", param="ttscale.n")
+        if len(questions) * n > c.max_request_samples:
+            param = "prompt" if len(questions) > 1 else "ttscale.n"
+            raise HTTPError(400, f"{len(questions)} prompts x n={n} = {len(questions) * n} samples: expected at most "
+                                 f"{c.max_request_samples} per request (the server's --max-request-samples)", param=param)
         defaults = Budget()
         try:
             budget = Budget(samples=n, adaptive=c.adaptive if options.adaptive is None else options.adaptive,

@@ -39,7 +39,10 @@ class ServeConfig(CheckedModel):
     n: Int = Field(8, ge=1)
     """Default samples per request."""
     max_n: Int = Field(64, ge=1)
-    """Most samples one request may ask for."""
+    """Most samples one request may ask for, per prompt."""
+    max_request_samples: Int = Field(1024, ge=1)
+    """Most upstream samples one request may draw in all (prompts x n): a list of 2,000 prompts
+    must not turn one client request into 16,000 upstream samples."""
     adaptive: Bool = False
     """Default: stop early when the vote is settled."""
     timeout: Float = Field(120.0, gt=0)
@@ -93,6 +96,8 @@ class ServeConfig(CheckedModel):
     def _consistent(self) -> Any:
         if self.n > self.max_n:
             raise ConfigError("n", self.n, f"at most max_n ({self.max_n})")
+        if self.n > self.max_request_samples:
+            raise ConfigError("n", self.n, f"at most max_request_samples ({self.max_request_samples})")
         SamplingConfig(temperature=self.temperature, max_tokens=self.max_tokens)  # the sampler's own checks
         if (self.price_in is None) != (self.price_out is None):
             raise ConfigError("price_out" if self.price_out is None else "price_in", None, "both prices or neither")

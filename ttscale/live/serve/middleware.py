@@ -2,7 +2,8 @@
 (Starlette's ``BaseHTTPMiddleware`` costs a task and a stream per request).
 
 :class:`Guard` checks the API key and counts requests, latency and requests in flight;
-:class:`BodyLimit` answers 413 to a body over the limit before anything reads it.
+:class:`BodyLimit` answers 413 to a body over the limit before anything reads it, and 400 to JSON
+over the limits of :mod:`ttscale.limits` (nesting, digits) before the JSON reader crashes on it.
 """
 
 from __future__ import annotations
@@ -11,13 +12,23 @@ import hmac
 import time
 from typing import Any
 
+from ttscale.errors import InputLimitError
+from ttscale.limits import check_json_text
 from ttscale.live.serve.errors import HTTPError
 from ttscale.live.serve.metrics import Metrics
 
-__all__ = ["ENDPOINTS", "BodyLimit", "Guard"]
+__all__ = ["ENDPOINTS", "BodyLimit", "Guard", "authorized"]
 
 ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"})
 """Paths counted under their own name in the metrics (every other one is ``other``)."""
+
+
+def authorized(header: str | bytes, key: str | bytes) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <key>`` (compared in constant time)."""
+    header = header.encode("latin-1") if isinstance(header, str) else header
+    key = key.encode() if isinstance(key, str) else key
+    given = header[7:] if header[:7].lower() == b"bearer " else b""
+    return hmac.compare_digest(given, key)
 
 
 class Guard:
@@ -37,7 +48,7 @@ class Guard:
         if self.key is not None and path != "/health":
             header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
             given = header[7:] if header[:7].lower() == b"bearer " else b""
-            if not hmac.compare_digest(given, self.key):
+            if not authorized(header, self.key):
                 self.metrics.requests.labels(endpoint, "401").inc()
                 why = "no API key given" if not given else "incorrect API key"
                 response = HTTPError(401, f"{why}: send 'Authorization: Bearer <key>'", code="invalid_api_key").response()
@@ -90,6 +101,14 @@ class BodyLimit:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
+        try:  # nesting 1,100 deep or a 5,000-digit integer would crash the JSON reader: a 400 instead
+            check_json_text(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            pass  # not UTF-8: the JSON reader answers 400 for it
+        except InputLimitError as exc:
+            where = f"{exc.field}: " if exc.field else ""
+            error = HTTPError(400, f"request body: {where}expected {exc.expected} (got {exc.got})", param=exc.field, code="invalid_json")
+            return await error.response()(scope, receive, send)
         sent = False
 
         async def replay() -> dict:

@@ -7,14 +7,18 @@ except the few the proxy answers itself (:data:`NOT_FORWARDED`).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 
+from ttscale.errors import ConfigError
+from ttscale.limits import find_value
 from ttscale.live.serve.options import RequestOptions
-from ttscale.validation import Bool, Int
+from ttscale.validation import Bool, Int, is_int, is_number
 
-__all__ = ["NOT_FORWARDED", "ChatMessage", "ChatRequest", "CompletionRequest", "StreamOptions"]
+__all__ = ["MAX_TOKENS", "NOT_FORWARDED", "ChatMessage", "ChatRequest", "CompletionRequest", "StreamOptions", "check_forwarded"]
 
 NOT_FORWARDED = frozenset({"logprobs", "top_logprobs", "echo", "best_of"})
 """Client fields neither typed here nor sent upstream: the answer is one chosen candidate, so
@@ -22,6 +26,44 @@ per-token log-probs, echo and best_of of the upstream's samples mean nothing to 
 
 MAX_CHOICES = 16
 """Most answers (``n``) one request may get back."""
+
+
+MAX_TOKENS = 10_000_000
+"""Most tokens a request may ask per sample (``max_tokens``): above any model's context."""
+
+
+def _between(lo: float, hi: float, *, integer: bool = False, low_open: bool = False) -> Callable[[Any], bool]:
+    def ok(v: Any) -> bool:
+        return (is_int(v) if integer else is_number(v)) and (lo < v if low_open else lo <= v) and v <= hi
+    return ok
+
+
+_SAMPLING: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "temperature": (_between(0, 1e6), "a finite number >= 0"),
+    "top_p": (_between(0, 1, low_open=True), "a number in (0, 1]"),
+    "min_p": (_between(0, 1), "a number in [0, 1]"),
+    "top_k": (_between(-1, 1 << 31, integer=True), "an integer >= -1 (-1 or 0: all tokens)"),
+    "max_tokens": (_between(1, MAX_TOKENS, integer=True), f"an integer from 1 to {MAX_TOKENS:,}"),
+    "max_completion_tokens": (_between(1, MAX_TOKENS, integer=True), f"an integer from 1 to {MAX_TOKENS:,}"),
+    "presence_penalty": (_between(-2, 2), "a number in [-2, 2]"),
+    "frequency_penalty": (_between(-2, 2), "a number in [-2, 2]"),
+    "repetition_penalty": (_between(0, 1e6, low_open=True), "a finite number > 0"),
+}
+"""Sampling fields the proxy forwards, checked first: a bad one is the client's 400 naming it, not
+an upstream failure (a NaN temperature cannot even be encoded as JSON)."""
+
+
+def check_forwarded(fields: dict[str, Any], messages: Any = None) -> dict[str, Any]:
+    """``fields`` (what goes upstream as it is) when the sampling fields are in range and nothing in
+    them or in ``messages`` is NaN or infinite; else :class:`ConfigError` naming the field."""
+    for name, (ok, expected) in _SAMPLING.items():
+        value = fields.get(name)
+        if value is not None and not ok(value):
+            raise ConfigError(name, value, expected)
+    path, value = find_value({**fields, "messages": messages}, lambda v: isinstance(v, float) and not math.isfinite(v))
+    if value is not None:
+        raise ConfigError(path or "body", value, "a finite number (JSON has no NaN or Infinity)")
+    return fields
 
 
 class _Open(BaseModel):

@@ -214,7 +214,8 @@ class OpenAISampler:
             import openai
 
             self._loop = loop
-            http = openai.DefaultAsyncHttpxClient(event_hooks={"request": [self._count_attempt]})
+            # No redirects: a 307 from the upstream must not re-send the prompt (and key) elsewhere.
+            http = openai.DefaultAsyncHttpxClient(event_hooks={"request": [self._count_attempt]}, follow_redirects=False)
             self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=self.max_retries,
                                               timeout=self.timeout, http_client=http)
             self._gate = asyncio.Semaphore(self.concurrency)
