@@ -600,3 +600,25 @@ def test_prompts_times_n_is_capped_and_health_says_only_ok_without_the_key() -> 
     finally:
         proxy.stop()
         upstream.stop()
+
+
+# -- 6. options that size work are refused with the number and the option to change -----------------
+
+
+def test_eval_draws_too_large_is_refused_before_allocating(banks_dir: Path) -> None:
+    # was: numpy allocation traceback (7.45 GiB) for --draws 1000000000
+    bank = str(banks_dir / "math100_qwen_rm.jsonl")
+    proc = ttscale("eval", bank, "-p", "best-of-majority", "--draws", "1000000000")
+    assert_clean_error(proc, "--draws=1000000000", "37.3 GiB", "lower --draws")
+    assert ttscale("eval", bank, "--draws", "1000000000").returncode == 0  # exact policies never draw
+
+
+def test_permutation_tables_are_sized_before_they_are_made() -> None:
+    # for `plan --simulate --permutations 10000000` / `simulate` (was: numpy traceback, 1.40 TiB)
+    from ttscale.errors import ConfigError
+    from ttscale.limits import check_permutations
+
+    check_permutations(20, 1319, 12)  # the defaults on a real bank: 6 MB
+    with pytest.raises(ConfigError) as info:
+        check_permutations(10_000_000, 1319, 12)
+    assert info.value.parameter == "--permutations" and "4.6 TiB" in str(info.value) and "lower --permutations" in str(info.value)

@@ -223,3 +223,17 @@ def check_memory(option: str, value: Any, nbytes: float, *, what: str, limit: in
             f"a smaller value: {what} would need {format_bytes(nbytes)}, over the {format_bytes(cap)} limit "
             f"(lower {option}, or raise TTSCALE_MAX_ARRAY_BYTES)",
         )
+
+
+def check_draws(draws: int, k_count: int, option: str = "--draws") -> None:
+    """Refuse a resampling ``draws`` count whose per-problem tables ((draws, k values) float64 hits,
+    plus one column of scratch) would be over :data:`MAX_ARRAY_BYTES`."""
+    check_memory(option, draws, 8.0 * draws * (k_count + 1), what=f"the resampling table ({draws:,} draws x {k_count} k values)")
+
+
+def check_permutations(permutations: int, questions: int, max_samples: int, option: str = "--permutations") -> None:
+    """Refuse a replay ``permutations`` count whose permutation tables (four (questions, permutations,
+    max_samples) arrays of 8-byte values: answer classes, orders, tokens, vote credit) would be over
+    :data:`MAX_ARRAY_BYTES`. Call it before ``ttscale.adaptive.simulate.replay_pool``."""
+    check_memory(option, permutations, 32.0 * questions * permutations * max_samples,
+                 what=f"the permutation tables ({questions:,} questions x {permutations:,} permutations x {max_samples:,} samples)")

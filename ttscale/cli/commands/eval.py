@@ -44,12 +44,17 @@ def eval_command(
 ) -> None:
     """Accuracy at k for each policy from one pool of samples: exact where possible."""
     from ttscale.cli.report import eval_table, plot_eval
+    from ttscale.estimate.evaluate import default_k_grid, exact_form
+    from ttscale.limits import check_draws
     from ttscale.offline import evaluate
     from ttscale.selection.policy import load_policy
 
     ks = parse_k_list(k)
     policies = [load_policy(name) for name in dict.fromkeys(["majority", *(policy or [])])]
     data = read_graded_bank(bank, equivalence, grade, scorer)
+    sizes = [c.n for c in data.candidates]
+    if sizes and any(exact_form(p) is None for p in policies):  # only resampled policies use --draws
+        check_draws(draws, len(ks) if ks is not None else len(default_k_grid(sizes)))
     with progress_bar() as bar:
         task = bar.add_task("policies", total=len(policies))
         result = evaluate(data, policies, ks, draws=draws, seed=seed, on_policy=lambda _: bar.advance(task))
