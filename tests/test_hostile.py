@@ -622,3 +622,155 @@ def test_permutation_tables_are_sized_before_they_are_made() -> None:
     with pytest.raises(ConfigError) as info:
         check_permutations(10_000_000, 1319, 12)
     assert info.value.parameter == "--permutations" and "4.6 TiB" in str(info.value) and "lower --permutations" in str(info.value)
+
+
+# -- 7. answer comparison has a time budget: past it, string classes, said in the response ------------
+
+
+def test_a_passed_deadline_leaves_comparisons_to_strings() -> None:
+    import time
+
+    classifier = AnswerClassifier()
+    ids, _ = classifier.classify(["x^2+2x+1", "(x+1)^2", "x^2+2x+1"], deadline=time.monotonic() - 1)
+    assert ids.tolist() == [0, 1, 0]  # math-verify would merge them; no time was left to ask it
+    assert classifier.stats.over_budget >= 1 and classifier.stats.verify_calls == 0
+
+
+def test_the_proxy_says_when_answer_comparison_ran_over_its_budget(scripted: ScriptedUpstream) -> None:
+    # was: comparison that runs long (pathological LaTeX from the upstream) answered 504 "did not answer within"
+    scripted.reply = lambda _: chat_reply(["#### x^2+2x+1", "#### (x+1)^2", "#### (x+1)(x+1)", "#### x^2+2x+1"])
+    proxy = proxy_for(scripted.url, n=4, answer_seconds=1e-9)
+    try:
+        status, reply = post(proxy.url + "/v1/chat/completions", CHAT)
+        assert status == 200, reply
+        assert "compared as strings" in reply["ttscale"]["notes"][0]
+        assert reply["ttscale"]["vote"]["x^2+2x+1"] == 2 and len(reply["ttscale"]["vote"]) == 3
+    finally:
+        proxy.stop()
+
+
+# -- 8. slow clients: header and body deadlines; a client that leaves is not a 500 ----------------------
+
+
+class TimedProxy:
+    """The proxy on uvicorn with ttscale's timed HTTP protocol (what ``ttscale serve`` runs)."""
+
+    def __init__(self, upstream_url: str, read_seconds: float) -> None:
+        import threading
+
+        import uvicorn
+        from fake_upstream import free_port
+
+        from ttscale.live.serve.app import ServeConfig, create_app
+        from ttscale.live.serve.protocol import timed_protocol
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = ServeConfig(upstream=upstream_url, n=4, read_seconds=read_seconds, max_retries=0, timeout=10.0)
+        self.server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=self.port, log_level="critical",
+                                                    http=timed_protocol(config.read_seconds)))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        import time
+
+        while not self.server.started:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _closed_within(sock, seconds: float) -> float | None:
+    """Seconds until the server closed ``sock`` while we trickle header bytes (None: still open)."""
+    import time
+
+    start = time.monotonic()
+    sock.settimeout(0.2)
+    trickle = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
+    i = 0
+    while time.monotonic() - start < seconds:
+        try:
+            sock.send(trickle[i:i + 1])
+            i += 1
+            data = sock.recv(1024)
+            if data == b"":
+                return time.monotonic() - start
+        except TimeoutError:
+            continue
+        except OSError:
+            return time.monotonic() - start
+    return None
+
+
+def test_slowloris_connections_are_closed_and_others_still_served() -> None:
+    # was: 300 connections trickling headers at 1 byte per 2 s all stayed open past 40 s
+    import socket
+    import statistics
+    import threading
+    import time
+
+    import httpx
+    from fake_upstream import FakeUpstream
+
+    upstream = FakeUpstream().start()
+    proxy = TimedProxy(upstream.url, read_seconds=1.0)
+    try:
+        def p50() -> float:
+            times = []
+            with httpx.Client(timeout=10) as http:
+                for _ in range(20):
+                    t = time.monotonic()
+                    assert http.post(proxy.url + "/v1/chat/completions", json=chat()).status_code == 200
+                    times.append(time.monotonic() - t)
+            return statistics.median(times)
+
+        quiet = p50()
+        socks = [socket.create_connection(("127.0.0.1", proxy.port)) for _ in range(40)]
+        closed: list[float | None] = [None] * len(socks)
+
+        def watch(i: int) -> None:
+            closed[i] = _closed_within(socks[i], 6.0)
+
+        watchers = [threading.Thread(target=watch, args=(i,)) for i in range(len(socks))]
+        for w in watchers:
+            w.start()
+        attacked = p50()
+        for w in watchers:
+            w.join()
+        assert all(c is not None and c < 3.0 for c in closed), closed  # read_seconds=1 (+ scheduling slack)
+        assert attacked < max(1.0, 5 * quiet), (quiet, attacked)
+        print(f"slowloris: closed after max {max(closed):.2f} s; p50 {quiet * 1000:.1f} ms quiet, {attacked * 1000:.1f} ms under attack")
+    finally:
+        proxy.stop()
+        upstream.stop()
+
+
+def test_a_trickled_body_gets_408_and_a_vanished_client_is_not_a_500() -> None:
+    import socket
+    import time
+
+    import httpx
+    from fake_upstream import FakeUpstream
+
+    upstream = FakeUpstream().start()
+    proxy = TimedProxy(upstream.url, read_seconds=1.0)
+    try:
+        head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 500\r\n\r\n")
+        sock = socket.create_connection(("127.0.0.1", proxy.port))
+        sock.sendall(head + b'{"model"')
+        start = time.monotonic()
+        sock.settimeout(5)
+        reply = sock.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 408") and time.monotonic() - start < 3
+        sock.close()
+        gone = socket.create_connection(("127.0.0.1", proxy.port))
+        gone.sendall(head + b'{"model"')
+        gone.close()  # leaves mid-body
+        time.sleep(0.5)
+        metrics = httpx.get(proxy.url + "/metrics", timeout=10).text
+        assert 'status="408"} 1.0' in metrics and 'status="499"} 1.0' in metrics and 'status="500"' not in metrics
+    finally:
+        proxy.stop()
+        upstream.stop()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+import time
 from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -99,6 +100,8 @@ class AnswerStats:
     """Worker requests that hit ``timeout_seconds`` (the worker was killed and restarted)."""
     errors: int = 0
     """Worker requests that failed (an exception in math-verify, or the worker died)."""
+    over_budget: int = 0
+    """Comparisons left to string equality because ``classify``'s deadline had passed."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -170,6 +173,7 @@ class AnswerClassifier:
         self._values = _Cache(size)
         self._pairs = _Cache(size)
         self._strikes = _Cache(size)
+        self._local = threading.local()  # the deadline of the classify call running in this thread
 
     def __getstate__(self) -> dict[str, Any]:
         return {"config": self.config}
@@ -195,12 +199,22 @@ class AnswerClassifier:
             self._count("normalize_cache_hits")
         return c
 
-    def classify(self, answers: Sequence[str | None]) -> tuple[np.ndarray, list[str]]:
+    def classify(self, answers: Sequence[str | None], *, deadline: float | None = None) -> tuple[np.ndarray, list[str]]:
         """Class id per answer (int64; -1 for None or an answer that normalizes to nothing) and
         the representative (canonical string of the first member) of each class.
 
-        Ids are 0..C-1 in order of first appearance.
+        Ids are 0..C-1 in order of first appearance. ``deadline`` (a ``time.monotonic()`` value):
+        once past it, the comparisons that would need math-verify are left to string equality
+        (counted in ``stats.over_budget``; a call already running may take up to
+        ``timeout_seconds`` more), so pathological answers cannot hold a caller with a time budget.
         """
+        self._local.deadline = deadline
+        try:
+            return self._classify(answers)
+        finally:
+            self._local.deadline = None
+
+    def _classify(self, answers: Sequence[str | None]) -> tuple[np.ndarray, list[str]]:
         n = len(answers)
         string_class = np.full(n, -1, dtype=np.int64)
         index: dict[str, int] = {}
@@ -336,6 +350,10 @@ class AnswerClassifier:
         if verdict is not _MISSING:
             self._count("pair_cache_hits")
             return verdict
+        deadline = getattr(self._local, "deadline", None)
+        if deadline is not None and time.monotonic() > deadline:
+            self._count("over_budget")
+            return False  # not cached: another call, with time, may decide it
         sg, st = self._signature(gold), self._signature(target)
         if sg is _TIMED_OUT or st is _TIMED_OUT:
             verdict = False  # it could not even be parsed in time

@@ -70,6 +70,8 @@ class Solution:
     """Samples asked for that the backend never delivered (degraded answers; see ``errors``)."""
     errors: list[str] = field(default_factory=list)
     """Backend failures survived by degrading (some of the n failed after retries)."""
+    notes: list[str] = field(default_factory=list)
+    """How the answer was reached when not the usual way (e.g. answer comparison over its time budget)."""
 
     @property
     def total_tokens(self) -> int:
@@ -92,6 +94,8 @@ class Solution:
         }
         if self.failed_samples or self.errors:
             out["degraded"] = {"failed_samples": self.failed_samples, "errors": self.errors}
+        if self.notes:
+            out["notes"] = self.notes
         if candidates:
             out["candidates"] = [
                 {"text": c.text, "answer": c.answer, "tokens": c.tokens, "mean_logprob": c.mean_logprob, "finish": c.finish,

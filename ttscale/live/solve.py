@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,7 @@ from ttscale.sampling.sampler import (
 )
 from ttscale.selection.fields import LOGPROBS, REFERENCE, REWARDS
 from ttscale.selection.policy import Policy, load_policy
-from ttscale.validation import is_int
+from ttscale.validation import is_int, is_number
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class _State:
     failed: int = 0
     empty_rounds: int = 0
     """Rounds in a row that gave no candidate (see EMPTY_ROUNDS)."""
+    notes: list[str] = field(default_factory=list)
+    """What the solution should say about how it was reached (answer comparison cut short)."""
     errors: list[str] = field(default_factory=list)
     stopped: str | None = None
     error: BaseException | None = None
@@ -122,6 +125,8 @@ class Solver:
     them one by one and go on with those that arrive (the solution says so); otherwise fail.
     """
 
+    answer_seconds: float | None = None
+
     def __init__(
         self,
         sampler: Sampler,
@@ -133,8 +138,14 @@ class Solver:
         degrade: bool = True,
         seed: int = 0,
         logprobs: bool | None = None,
+        answer_seconds: float | None = None,
     ) -> None:
         self.sampler = sampler
+        if answer_seconds is not None and not (is_number(answer_seconds) and answer_seconds > 0):
+            raise ConfigError("answer_seconds", answer_seconds, "a number of seconds > 0, or None (no limit)")
+        self.answer_seconds = answer_seconds
+        """Seconds math-verify may spend classifying one question's answers (each round, and the
+        final vote); past it the rest are compared as strings and the solution's notes say so."""
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self.equivalence = equivalence if isinstance(equivalence, EquivalenceConfig) else EquivalenceConfig(mode=equivalence)
         self._classifier = AnswerClassifier(self.equivalence)  # its caches carry across rounds
@@ -250,8 +261,18 @@ class Solver:
     def _classes(self, s: _State) -> list[int]:
         """Class ids of a question's answers so far under the solver's answer equivalence (the same
         classes the final vote and banks use: "1/2" and "0.5" are one answer)."""
-        ids, _ = self._classifier.classify([c.answer for c in s.candidates])
+        ids, _ = self._classify(self._classifier, s)
         return [int(i) for i in ids]
+
+    def _classify(self, classifier: AnswerClassifier, s: _State) -> tuple[np.ndarray, list[str]]:
+        """Answer classes of a question's candidates within ``answer_seconds`` (noted when it ran out)."""
+        deadline = None if self.answer_seconds is None else time.monotonic() + self.answer_seconds
+        before = classifier.stats.over_budget
+        ids, reps = classifier.classify([c.answer for c in s.candidates], deadline=deadline)
+        if classifier.stats.over_budget > before and not s.notes:
+            s.notes.append(f"answer comparison ran over its {self.answer_seconds:g} s budget: "
+                           "some answers were compared as strings only")
+        return ids, reps
 
     def _observe(self, allocator: OnlineAllocator, states: list[_State], plan: np.ndarray, before: list[int]) -> None:
         """Tell the allocator what this round drew; failed samples count as drawn without an answer."""
@@ -390,8 +411,7 @@ class Solver:
         return await asyncio.to_thread(self._choose, s, policy, budget)
 
     def _choose(self, s: _State, policy: Policy, budget: Budget) -> Solution:
-        classifier = AnswerClassifier(self.equivalence)
-        ids, reps = classifier.classify([c.answer for c in s.candidates])
+        ids, reps = self._classify(AnswerClassifier(self.equivalence), s)
         ids = np.asarray(ids, dtype=np.int64)
         cands = Candidates(classes=ids, class_correct=np.zeros(len(reps), dtype=bool),
                            rewards=_all_or_none([c.reward for c in s.candidates], np.float64),
@@ -414,5 +434,5 @@ class Solver:
             completion_tokens=s.completion_tokens, cost=cost, policy=policy.name,
             stopped=s.stopped or "budget", candidates=list(s.candidates), chosen_index=index,
             failed_samples=s.failed, errors=s.errors,
-            candidate_answers=[reps[c] if c >= 0 else None for c in ids],
+            candidate_answers=[reps[c] if c >= 0 else None for c in ids], notes=list(s.notes),
         )

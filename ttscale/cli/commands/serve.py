@@ -40,11 +40,13 @@ def serve_command(
     max_retries: Annotated[int, typer.Option("--max-retries", help="Retries of a failing upstream call before degrading or failing.")] = 2,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Upstream calls in flight over all clients.")] = 256,
     max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body accepted (413 above).")] = 1_000_000,
+    read_seconds: Annotated[float, typer.Option("--read-seconds", help="Seconds a client may take to send its request headers (then the connection closes), and again its body (then 408).")] = 10.0,
     temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature when a client sends none.")] = 0.7,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="max_tokens when a client sends none.")] = 1024,
     price_in: Annotated[float | None, typer.Option("--price-in", help="Dollars per million prompt tokens (responses then carry cost_usd).")] = None,
     price_out: Annotated[float | None, typer.Option("--price-out", help="Dollars per million generated tokens.")] = None,
     equivalence: Annotated[EquivalenceMode, typer.Option("--equivalence", help="Answer equivalence: math or string.")] = EquivalenceMode.MATH,
+    answer_seconds: Annotated[float, typer.Option("--answer-seconds", help="Seconds answer comparison (math-verify) may take per prompt; then answers are compared as strings (said in the response).")] = 3.0,
     keep_alive: Annotated[float, typer.Option("--keep-alive", help="Seconds an idle client connection stays open (uvicorn closes idle ones after 5 s by default; a client reusing one as it closes sees a reset).")] = 75.0,
     scorer: Annotated[str | None, typer.Option("--scorer", help="Score candidates for reward policies (best-of-n, weighted-majority): reward-model, vllm-reward, prm, vllm-prm, confidence, lowest-group-confidence or judge.")] = None,
     scorer_model: Annotated[str | None, typer.Option("--scorer-model", help="Local model folder of the scorer (reward model or PRM).")] = None,
@@ -57,13 +59,14 @@ def serve_command(
         raise ConfigError("serve", "uvicorn", "the server extra: pip install 'ttscale[server]'") from None
     from ttscale.live.serve.app import create_app
     from ttscale.live.serve.config import ServeConfig
+    from ttscale.live.serve.protocol import timed_protocol
 
     config = ServeConfig(
         upstream=upstream.rstrip("/"), policy=policy, n=n, max_n=max_n, max_request_samples=max_request_samples, adaptive=adaptive,
         api_key=api_key or os.environ.get("TTSCALE_API_KEY") or None,
         upstream_api_key=upstream_api_key or os.environ.get("TTSCALE_UPSTREAM_API_KEY") or os.environ.get("OPENAI_API_KEY") or None,
-        timeout=timeout, max_retries=max_retries, concurrency=concurrency, max_request_bytes=max_request_bytes,
-        temperature=temperature, max_tokens=max_tokens, price_in=price_in, price_out=price_out, equivalence=equivalence,
+        timeout=timeout, max_retries=max_retries, concurrency=concurrency, max_request_bytes=max_request_bytes, read_seconds=read_seconds,
+        temperature=temperature, max_tokens=max_tokens, price_in=price_in, price_out=price_out, equivalence=equivalence, answer_seconds=answer_seconds,
         scorer=scorer, scorer_model=scorer_model,
     )
     if host not in ("127.0.0.1", "localhost", "::1") and config.api_key is None:
@@ -72,4 +75,4 @@ def serve_command(
               f"{', adaptive' if config.adaptive else ''}{', key required' if config.api_key else ''}"
               f"{f', scorer {config.scorer}' if config.scorer else ''})")
     uvicorn.run(create_app(config), host=host, port=port, log_level=log_level.value, access_log=log_level is LogLevel.DEBUG,
-                timeout_keep_alive=int(max(1, keep_alive)), backlog=4096)
+                timeout_keep_alive=int(max(1, keep_alive)), backlog=4096, http=timed_protocol(config.read_seconds))

@@ -88,7 +88,7 @@ class Proxy:
 
                 scorer = _SerializedScorer(make_scorer(c.scorer, c.scorer_model))
             self._solver = Solver(sampler, preset(c.policy, "policy"), equivalence=c.equivalence, prices=c.prices,
-                                  logprobs=True, scorer=scorer)
+                                  logprobs=True, scorer=scorer, answer_seconds=c.answer_seconds)
         return self._solver
 
     async def aclose(self) -> None:
@@ -209,7 +209,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.metrics = proxy.metrics
     app.state.proxy = proxy
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, limit=config.max_request_bytes)
+    app.add_middleware(BodyLimit, limit=config.max_request_bytes, read_seconds=config.read_seconds)
     app.add_middleware(Guard, api_key=config.api_key, metrics=proxy.metrics)  # added last: runs first
     app.add_api_route("/v1/chat/completions", proxy.chat_completions, methods=["POST"])
     app.add_api_route("/v1/completions", proxy.completions, methods=["POST"])

@@ -53,6 +53,9 @@ class ServeConfig(CheckedModel):
     """Upstream calls in flight, over all clients."""
     max_request_bytes: Int = Field(1_000_000, ge=1024)
     """Largest request body accepted (413 above)."""
+    read_seconds: Float = Field(10.0, gt=0)
+    """Seconds a client may take to send a request's headers (then the connection is closed), and
+    again its body (then a 408): slow clients (slowloris) cannot hold connections open."""
     temperature: Float = 0.7
     """Sampling temperature when the client sends none (voting needs diverse samples)."""
     max_tokens: Int = Field(1024, ge=1)
@@ -63,6 +66,10 @@ class ServeConfig(CheckedModel):
     """Dollars per million generated tokens."""
     equivalence: EquivalenceMode = EquivalenceMode.MATH
     """Answer equivalence: ``math`` or ``string``."""
+    answer_seconds: Float = Field(3.0, gt=0)
+    """Seconds math-verify may spend comparing one prompt's answers; past it the rest are compared
+    as strings and the response's ``ttscale.notes`` says so (pathological LaTeX from the upstream
+    must not turn a fast reply into a 504)."""
     scorer: StrictStr | None = None
     """Scorer kind (``ttscale.scoring.registry.SCORERS``: ``reward-model``, ``vllm-reward``, ``prm``, ``vllm-prm``,
     ...) that scores every candidate so reward policies (best-of-n, weighted-majority) can choose;

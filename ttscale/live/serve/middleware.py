@@ -8,6 +8,7 @@ over the limits of :mod:`ttscale.limits` (nesting, digits) before the JSON reade
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from typing import Any
@@ -29,6 +30,10 @@ def authorized(header: str | bytes, key: str | bytes) -> bool:
     key = key.encode() if isinstance(key, str) else key
     given = header[7:] if header[:7].lower() == b"bearer " else b""
     return hmac.compare_digest(given, key)
+
+
+CLIENT_GONE = "499"
+"""The status counted for a request whose client disconnected before any answer (nginx's code)."""
 
 
 class Guard:
@@ -54,17 +59,26 @@ class Guard:
                 response = HTTPError(401, f"{why}: send 'Authorization: Bearer <key>'", code="invalid_api_key").response()
                 return await response(scope, receive, send)
         status = "500"
+        started = gone = False
 
         async def sending(message: dict) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = str(message["status"])
+                status, started = str(message["status"]), True
             await send(message)
+
+        async def receiving() -> dict:
+            nonlocal gone
+            message = await receive()
+            gone = gone or message["type"] == "http.disconnect"
+            return message
 
         self.metrics.inflight.inc()
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, receiving, sending)
         finally:
+            if not started and gone:
+                status = CLIENT_GONE  # the client left before an answer: not the proxy's error
             self.metrics.inflight.dec()
             self.metrics.requests.labels(endpoint, status).inc()
             self.metrics.seconds.labels(endpoint).observe(time.perf_counter() - start)
@@ -77,9 +91,11 @@ class BodyLimit:
     a form, and the proxy has always read every body as JSON.
     """
 
-    def __init__(self, app: Any, limit: int) -> None:
+    def __init__(self, app: Any, limit: int, read_seconds: float | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.read_seconds = read_seconds
+        """Time the whole body may take to arrive (408 after it: a client trickling its body)."""
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -89,8 +105,13 @@ class BodyLimit:
             error = HTTPError(413, f"request body of {int(declared)} bytes is over the limit of {self.limit} bytes", code="request_too_large")
             return await error.response()(scope, receive, send)
         chunks, size = [], 0
+        deadline = None if self.read_seconds is None else time.monotonic() + self.read_seconds
         while True:
-            message = await receive()
+            try:
+                message = await (receive() if deadline is None else asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic())))
+            except TimeoutError:
+                error = HTTPError(408, f"request body not received within {self.read_seconds:g} s", code="request_timeout")
+                return await error.response()(scope, receive, send)
             if message["type"] != "http.request":  # the client went away
                 return
             chunks.append(message.get("body", b""))
