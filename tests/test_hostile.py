@@ -240,7 +240,7 @@ def test_a_second_writer_refuses_and_names_the_holder(tmp_path: Path, slow_upstr
         second = subprocess.run(sample_cmd(slow_upstream.url, bank), capture_output=True, text=True, timeout=120, check=False)
         assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
         assert f"process {pid} is writing this bank" in second.stderr
-        out, errors = first.communicate(timeout=180)
+        _, errors = first.communicate(timeout=180)
         assert first.returncode == 0, errors
     finally:
         first.kill()
@@ -774,3 +774,35 @@ def test_a_trickled_body_gets_408_and_a_vanished_client_is_not_a_500() -> None:
     finally:
         proxy.stop()
         upstream.stop()
+
+
+# -- minor probes -----------------------------------------------------------------------------------
+
+
+def test_cr_only_line_endings_are_named_as_such(tmp_path: Path) -> None:
+    # was: reported as "a writer was killed mid-line" (and the whole file skipped as one truncated line)
+    bank = tmp_path / "cr.jsonl"
+    bank.write_bytes(b'{"id": "a", "samples": [{"answer": "1"}]}\r{"id": "b", "samples": [{"answer": "2"}]}\r')
+    with pytest.raises(BankFormatError, match="CR-only line endings"):
+        read_bank(bank)
+
+
+def test_plot_paths_matplotlib_would_rewrite_are_refused(tmp_path: Path, banks_dir: Path) -> None:
+    # was: --plot /dev/full wrote /dev/full.png (and --plot DIR wrote DIR.png) and exited 0 naming the path given
+    bank = str(banks_dir / "math100_qwen_rm.jsonl")
+    assert_clean_error(ttscale("eval", bank, "--plot", str(tmp_path / "curve")), "a file path ending in .png")
+    (tmp_path / "d.png").mkdir()
+    assert_clean_error(ttscale("eval", bank, "--plot", str(tmp_path / "d.png")), "a regular file")
+    assert not (tmp_path / "curve.png").exists()
+
+
+def test_a_key_on_the_command_line_is_warned_about() -> None:
+    proc = ttscale("serve", "--api-key", "sk-secret", "--help")
+    assert "--api-key on the command line shows in the process list (ps); set TTSCALE_API_KEY instead" in proc.stderr
+
+
+def test_proxy_errors_name_presets_not_server_paths(fake_proxy) -> None:
+    url, _ = fake_proxy
+    status, reply = post(url + "/v1/chat/completions", chat(ttscale={"policy": "majority:a=1"}))
+    assert status == 400 and "preset 'majority' with overrides 'a=1'" in reply["error"]["message"]
+    assert "/policies/" not in reply["error"]["message"]

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ttscale.cli.console import show_deprecations
+from ttscale.cli.console import show_deprecations, warn_secrets_in_argv
 
 app = typer.Typer(
     name="ttscale",
@@ -22,6 +22,7 @@ app = typer.Typer(
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False) -> None:
     show_deprecations()
+    warn_secrets_in_argv(sys.argv[1:])
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -122,3 +122,18 @@ def renamed_option(new: str, new_value: T | None, old: str, old_value: T | None)
         return new_value
     deprecated(f"{old} is deprecated here, use {new}")
     return old_value if new_value is None else new_value
+
+
+_SECRET_OPTIONS = {"--api-key": "OPENAI_API_KEY", "--upstream-api-key": "TTSCALE_UPSTREAM_API_KEY"}
+"""Options holding a key, and the environment variable that keeps it out of ``ps``."""
+
+
+def warn_secrets_in_argv(argv: list[str]) -> None:
+    """One warning line per key given on the command line: any user of the machine can read it in
+    the process list; the environment variable named keeps it private."""
+    command = argv[0] if argv else ""
+    for option, env in _SECRET_OPTIONS.items():
+        if any(a == option or a.startswith(option + "=") for a in argv):
+            env = "TTSCALE_API_KEY" if command == "serve" and option == "--api-key" else env
+            err.print(f"[yellow]warning:[/] {option} on the command line shows in the process list (ps); set {env} instead",
+                      highlight=False, soft_wrap=True)

@@ -138,6 +138,9 @@ def read_bank(path: str | Path) -> Bank:
         try:
             record = parse_record(path, line_no, raw)
         except BankFormatError:
+            if not complete and b"\r" in raw:  # not a killed writer: a file with CR-only line ends
+                raise BankFormatError(path, line_no, None, "lines ending in \\n (LF or CRLF)",
+                                      "CR-only line endings: convert them, e.g. tr '\\r' '\\n'") from None
             if not complete:  # an unterminated, unparsable last line: a writer died mid-line
                 bank.truncated_line = line_no
                 log.warning("%s, line %d: truncated last line skipped (a writer was killed mid-line)", path, line_no)

@@ -29,6 +29,20 @@ def parse_k_list(text: str | None) -> list[int] | None:
     return ks
 
 
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def check_plot_path(plot: Path | None) -> None:
+    """Refuse a --plot path matplotlib would not write as given (without a known suffix it writes
+    PATH.png, beside a directory of that name or a device) before any work is done."""
+    if plot is None:
+        return
+    if plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise ConfigError("--plot", str(plot), f"a file path ending in {', '.join(PLOT_SUFFIXES)}")
+    if plot.exists() and not plot.is_file():
+        raise ConfigError("--plot", str(plot), "a path to a regular file (this is a directory or device)")
+
+
 @handle_errors
 def eval_command(
     bank: Annotated[Path, typer.Argument(help="Bank file (JSONL, one problem per line).")],
@@ -50,6 +64,7 @@ def eval_command(
     from ttscale.selection.policy import load_policy
 
     ks = parse_k_list(k)
+    check_plot_path(plot)
     policies = [load_policy(name) for name in dict.fromkeys(["majority", *(policy or [])])]
     data = read_graded_bank(bank, equivalence, grade, scorer)
     sizes = [c.n for c in data.candidates]

@@ -22,7 +22,14 @@ def preset(spec: str, parameter: str) -> Policy:
     name = spec.split(":", 1)[0]
     if name not in preset_names():
         raise ConfigError(parameter, spec, "a policy preset: " + ", ".join(preset_names()))
-    return load_policy(spec)
+    try:
+        return load_policy(spec)
+    except ConfigError as exc:
+        if exc.source is None or "/" not in exc.source and "\\" not in exc.source:
+            raise
+        # The preset's path on the server is none of a client's business: name the preset instead.
+        source = f"preset {name!r}" + exc.source[exc.source.find(" with overrides"):] if " with overrides" in exc.source else f"preset {name!r}"
+        raise ConfigError(exc.parameter, exc.value, exc.expected, source=source) from None
 
 
 class ServeConfig(CheckedModel):
