@@ -146,7 +146,8 @@ def evaluate_variant(problems: Sequence[Candidates], variant: Variant, ks: list[
     overall = one(problems)
     buckets = {lab: one([problems[i] for i in idx]) for lab, idx in groups.items()}
     # majority has the planner's Dirichlet model (the base figures)
-    fit = policy_fit(variant.label, ks, overall.accuracy, len(problems), settings) if variant.policy.name != "majority" else None
+    fit = (policy_fit(variant.label, ks, overall.accuracy, len(problems), settings, problems=problems, policy=variant.policy)
+           if variant.policy.name != "majority" else None)
     return VariantFigures(label=variant.label, overall=overall, buckets=buckets, fit=fit,
                           seconds=time.perf_counter() - seconds_from)
 

@@ -3,7 +3,9 @@
 Majority has the planner's Dirichlet model and pass@k its beta-binomial one
 (:func:`ttscale.planning.plan.fit_curve`), with the saturation N and the smallest N within a few
 points of the predicted ceiling (:func:`ttscale.planning.plan.plan`). Any other policy gets the
-curve family ``ttscale plan -p NAME`` fits to its observed accuracy at k.
+bounded curve ``ttscale plan -p NAME`` fits (:func:`ttscale.planning.plan.fit_policy_curve`: a
+vote-type policy anchored on the majority model, a reward-selected one a floored power law, both
+capped by pass@N; on fewer than 20 questions the floored power law on the observed points).
 """
 
 from __future__ import annotations
@@ -25,14 +27,21 @@ def _curve(curve: object) -> dict:
 
 
 def policy_fit(label: str, ks: list[int], accuracy: Sequence[float | None], questions: int,
-               settings: AnalysisSettings) -> PolicyFit | FitError:
-    """A curve family fitted to one policy's observed accuracy (``plan.fit_accuracy_curve``): its ceiling,
-    its best N when more samples hurt, and the predicted curve; a :class:`FitError` when it cannot be fitted."""
-    from ttscale.planning.plan import fit_accuracy_curve
+               settings: AnalysisSettings, *, problems: Sequence[Candidates] | None = None,
+               policy: object | None = None) -> PolicyFit | FitError:
+    """One policy's bounded curve: with the bank's ``problems`` and the ``policy``, what ``ttscale plan
+    -p NAME`` fits (``plan.fit_policy_curve``); without them, the curve family on the observed accuracy
+    (``plan.fit_accuracy_curve``). Its ceiling, its best N when more samples hurt, and the predicted
+    curve; a :class:`FitError` when it cannot be fitted."""
+    from ttscale.planning.plan import fit_accuracy_curve, fit_policy_curve
 
     acc = [float("nan") if a is None else float(a) for a in accuracy]
     try:
-        curve = fit_accuracy_curve(label, ks, acc, questions, max_n=settings.max_n, level=settings.level, seed=settings.seed)
+        if problems is not None and policy is not None:
+            curve = fit_policy_curve(problems, policy, ks=ks, max_n=settings.max_n, level=settings.level, seed=settings.seed,
+                                     draws=settings.draws, name=label)
+        else:
+            curve = fit_accuracy_curve(label, ks, acc, questions, max_n=settings.max_n, level=settings.level, seed=settings.seed)
     except EstimationError as exc:
         return FitError(error=str(exc))
     ceiling, half = curve.ceiling

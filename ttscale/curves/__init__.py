@@ -10,6 +10,8 @@ attributes ending in ``_``, ``predict(k)`` gives dataset accuracy at k (array in
 * (k, accuracy) curve families: :class:`ExpPowerLaw` c(k) = exp(a k^b),
   :class:`PowerLawWithFloor` err(k) = E + C k^-g, and the :class:`LogLogRegression` baseline.
 * majority vote beyond the pilot: :class:`DirichletMajorityModel`.
+* any other vote-type policy beyond the pilot, bounded by what votes reach:
+  :class:`MajorityAnchoredCurve` (anchored on a fitted majority model, capped by pass@k).
 * model choice by held-out extrapolation error: :func:`select_curve_model`,
   :func:`select_pass_at_k_model`; the best N of a non-monotone curve: :func:`best_n`.
 """
@@ -27,6 +29,15 @@ from ttscale.curves.parametric import (
     PowerLawWithFloor,
 )
 from ttscale.curves.passk import BetaBinomialPassAtK, beta_binomial_pass_at_k
+from ttscale.curves.policy_curve import (
+    EXTRAPOLATION_SPREAD,
+    MIN_ANCHOR_QUESTIONS,
+    VOTE_GAIN,
+    VOTE_GAINS,
+    MajorityAnchoredCurve,
+    smooth_majority,
+    vote_gain,
+)
 from ttscale.curves.model_selection import (
     BestN,
     CurveSelection,
@@ -36,6 +47,10 @@ from ttscale.curves.model_selection import (
 )
 
 __all__ = [
+    "EXTRAPOLATION_SPREAD",
+    "MIN_ANCHOR_QUESTIONS",
+    "VOTE_GAIN",
+    "VOTE_GAINS",
     "AccuracyCurve",
     "BestN",
     "BetaBinomialPassAtK",
@@ -44,6 +59,7 @@ __all__ = [
     "DirichletMajorityModel",
     "ExpPowerLaw",
     "LogLogRegression",
+    "MajorityAnchoredCurve",
     "PowerLawWithFloor",
     "as_majority_data",
     "best_n",
@@ -52,4 +68,6 @@ __all__ = [
     "pass_at_k",
     "select_curve_model",
     "select_pass_at_k_model",
+    "smooth_majority",
+    "vote_gain",
 ]
