@@ -252,9 +252,16 @@ def rational_value(canonical: str) -> Fraction | None:
     return -value if m.group(1) else value
 
 
+_HUGE_POWER_RE = re.compile(r"\^\{?-?\d{5,}")
+"""An exponent of 10,000 or more: ``(x+1)^{1000000}`` costs sympy seconds and a gigabyte to expand."""
+
+
 def is_oversized_number(canonical: str) -> bool:
-    """A plain number (integer, decimal, fraction or mixed number) too long to parse: it equals
-    only the same string (sympy would choke on it as ``int()`` does)."""
+    """An answer too big to reason about: a plain number (integer, decimal, fraction or mixed number)
+    too long to parse, or an expression with an exponent of 10,000 or more. It equals only the same
+    string (sympy would choke on it as ``int()`` does, or take seconds and a gigabyte to expand it)."""
+    if _HUGE_POWER_RE.search(canonical):
+        return True
     if len(canonical) <= MAX_DIGITS:
         return False
     return bool(_INT_RE.match(canonical) or _DEC_RE.match(canonical) or _FRAC_RE.match(canonical) or _MIXED_RE.match(canonical))
