@@ -56,7 +56,7 @@ TOLERANCE = 0.001
 ASC_GRID = np.concatenate([np.linspace(0.55, 0.95, 17), 1 - np.geomspace(0.04, 1e-4, 16)])
 PPR_GRID = np.geomspace(0.9, 1e-4, 30)
 SETTLED_GRID = np.concatenate([np.linspace(0.55, 0.95, 17), 1 - np.geomspace(0.04, 1e-5, 20)])
-PRIORS = [(a, r) for a in (0.1, 0.2, 0.3, 0.5, 1.0) for r in (0.1, 0.3, 0.5, 1.0, 2.0)]
+PRIORS = [(a, r) for a in (0.3, 0.5, 1.0, 2.0, 4.0) for r in (0.03, 0.1, 0.3, 1.0)]
 PERMUTATIONS = 40
 
 

@@ -187,13 +187,17 @@ def fit_stack(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 
 def _fit_stack(rows: list[dict], suffix: str) -> dict[str, float]:
-    P = np.concatenate([np.stack([np.nan_to_num(r["pred"][f + suffix], nan=0.0) for f in STACK_BASE]) for r in rows], axis=1)
-    T = np.concatenate([r["truth"] for r in rows])
+    # Each corpus counts once (its mean absolute error), however many pilots it has.
+    parts = []
+    for corpus in sorted({r["corpus"] for r in rows}):
+        mine = [r for r in rows if r["corpus"] == corpus]
+        P = np.concatenate([np.stack([np.nan_to_num(r["pred"][f + suffix], nan=0.0) for f in STACK_BASE]) for r in mine], axis=1)
+        parts.append((P, np.concatenate([r["truth"] for r in mine])))
 
     def loss(z: np.ndarray) -> float:
         w = np.exp(z - z.max())
         w /= w.sum()
-        return float(np.mean(np.abs(w @ P - T)))
+        return float(np.mean([np.mean(np.abs(w @ P - T)) for P, T in parts]))
 
     best = min((minimize(loss, z0, method="Nelder-Mead", options={"maxiter": 2000, "xatol": 1e-4, "fatol": 1e-7})
                 for z0 in [np.zeros(len(STACK_BASE))] + [np.eye(len(STACK_BASE))[i] * 3 for i in range(len(STACK_BASE))]),
@@ -245,8 +249,8 @@ def coverage(rows: list[dict], rule: str, weights, scale: float) -> float:
     return hit / max(total, 1)
 
 
-def calibrate_scale(rows: list[dict], rule: str, weights, goal: float = 0.93) -> float:
-    for scale in np.arange(0.0, 6.01, 0.25):
+def calibrate_scale(rows: list[dict], rule: str, weights, goal: float = 0.95) -> float:
+    for scale in np.arange(0.5, 6.01, 0.25):  # at least half the spread: the components disagree for a reason
         if coverage(rows, rule, weights, float(scale)) >= goal:
             return float(scale)
     return 6.0

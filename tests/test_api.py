@@ -61,7 +61,11 @@ def test_majority_of_many_beats_one_sample_and_is_reproducible(upstream: FakeUps
 def test_adaptive_budget_stops_early_on_easy_questions(upstream: FakeUpstream) -> None:
     with tts(upstream) as t:
         easy, hard = t.solve_many(["[easy] one", "[hard] two"], budget=Budget(samples=32, adaptive=True, pilot=4, step=2))
-    assert easy.stopped == "settled" and easy.samples == 4  # 4 agreeing votes settle ASC at 0.95
+    from ttscale.adaptive.stopping import SettledMajority
+
+    # the first round is the pilot or, if more, the fewest agreeing votes that settle the default rule
+    assert easy.stopped == "settled" and easy.samples == max(4, SettledMajority(0.95).samples_to_stop(0, 0, 0, 0, 32))
+    assert easy.requests == 1
     assert hard.samples > easy.samples
 
 
@@ -211,7 +215,7 @@ def test_default_adaptive_budget_stops_where_the_default_rule_does_in_few_reques
         assert sol.samples == expect
         assert sol.stopped == ("settled" if mask.any() and expect < K else sol.stopped)
     easy = sols[-1]
-    assert easy.stopped == "settled" and easy.samples == 2 and easy.requests == 1
+    assert easy.stopped == "settled" and easy.samples == rule.samples_to_stop(0, 0, 0, 0, K) and easy.requests == 1
     hard = sols[:-1]
     assert np.mean([s.samples for s in hard]) > 4 and all(s.requests < s.samples for s in hard if s.samples > 3)
 

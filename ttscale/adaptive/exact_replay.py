@@ -134,6 +134,7 @@ class VoteStates:
         for p in kept:
             _add_question(p.classes, p.class_correct, K, 1.0 / len(kept), L, A)
         self.max_samples, self.questions = K, len(kept)
+        self._scores: dict[tuple, dict[int, np.ndarray]] = {}
         by_n: dict[int, list[State]] = defaultdict(list)
         for s in L:
             by_n[sum(s[0]) + s[1]].append(s)
@@ -215,13 +216,24 @@ class VoteStates:
         check_count("pilot", pilot, 1)
         check_count("step", step, 1)
 
+        # Rules whose stop is "score >= parameter" (the default rule) score every state once per
+        # table, however many parameter values are swept.
+        key = rule.score_key() if hasattr(rule, "score_key") else None
+        cache = self.__dict__.setdefault("_scores", {}).setdefault(key, {}) if key is not None else None
+
         def continue_at(n: int) -> np.ndarray:
             if n < pilot or (n - pilot) % step:
                 return np.ones(len(self.levels[n]), dtype=bool)  # mid-round: no check
             v1 = self.v1[n][:, None]
             traj = VoteTrajectories(v1=v1, v2=self.v2[n][:, None], distinct=self.distinct[n][:, None], run=np.zeros_like(v1),
                                     answered=self.answered[n][:, None], samples=np.full_like(v1, n), horizon=self.max_samples)
-            return ~(rule.stop_mask(traj)[:, 0] & (v1[:, 0] > 0))
+            if cache is None:
+                stop = rule.stop_mask(traj)[:, 0]
+            else:
+                if n not in cache:
+                    cache[n] = rule.score(traj)[:, 0]
+                stop = rule.stop_on_score(cache[n])
+            return ~(stop & (v1[:, 0] > 0))
 
         return self.run_policy(continue_at)
 

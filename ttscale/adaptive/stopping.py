@@ -125,10 +125,10 @@ def vote_trajectories(sequences: np.ndarray, class_correct: np.ndarray | None = 
     return VoteTrajectories(v1=v1, v2=v2, distinct=distinct, run=run, credit=credit, answered=answered)
 
 
-DEFAULT_ALPHA = 0.3
-"""SettledMajority's pseudo-votes for the top two answers (chosen held out: evals/unseen.py)."""
-DEFAULT_REST = 0.5
-"""SettledMajority's pseudo-votes for all other answers together (chosen held out: evals/unseen.py)."""
+DEFAULT_ALPHA = 4.0
+"""SettledMajority's pseudo-votes for the top two answers (chosen leaving one corpus out: evals/unseen_allocation.py)."""
+DEFAULT_REST = 0.3
+"""SettledMajority's pseudo-votes for all other answers together (chosen leaving one corpus out: evals/unseen_allocation.py)."""
 
 
 class StoppingRule(CheckedModel):
@@ -262,7 +262,8 @@ class SettledMajority(StoppingRule):
     """Dirichlet pseudo-votes of all other answers together."""
     name: ClassVar[str] = "settled-majority"
     param_name: ClassVar[str] = "confidence"
-    grid: ClassVar[tuple[float, ...]] = (0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995)
+    grid: ClassVar[tuple[float, ...]] = (0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.93, 0.94, 0.95, 0.955, 0.96, 0.965, 0.97, 0.975,
+                                         0.98, 0.985, 0.99, 0.995, 0.998, 0.999, 0.9995)
 
     def hold_probability(self, v1: np.ndarray, v2: np.ndarray, others: np.ndarray, remaining: np.ndarray) -> np.ndarray:
         """P(leader >= runner-up after ``remaining`` more samples, ties half) per entry."""
@@ -272,14 +273,25 @@ class SettledMajority(StoppingRule):
         values = np.array([settled_probability(int(a), int(b), int(r), int(m), float(self.alpha), float(self.rest)) for a, b, r, m in uniq])
         return values[inverse.ravel()].reshape(v1.shape) if values.size else np.zeros(v1.shape)
 
-    def stop_mask(self, traj: VoteTrajectories) -> np.ndarray:
+    def score_key(self) -> tuple:
+        """What :meth:`score` depends on (not the confidence): exact tables cache scores by it."""
+        return (self.name, float(self.alpha), float(self.rest))
+
+    def score(self, traj: VoteTrajectories) -> np.ndarray:
+        """The hold probability after each sample (1 at the horizon, 0 without a horizon)."""
         if traj.horizon is None:
-            return np.zeros(traj.v1.shape, dtype=bool)
+            return np.zeros(traj.v1.shape)
         n = np.broadcast_to(traj.t, traj.v1.shape)
         answered = n if traj.answered is None else traj.answered
         others = np.maximum(answered - traj.v1 - traj.v2, 0)
         remaining = np.maximum(int(traj.horizon) - n, 0)
-        return (self.hold_probability(traj.v1, traj.v2, others, remaining) >= self.confidence) | (remaining == 0)
+        return np.where(remaining == 0, 1.0, self.hold_probability(traj.v1, traj.v2, others, remaining))
+
+    def stop_mask(self, traj: VoteTrajectories) -> np.ndarray:
+        return self.stop_on_score(self.score(traj))
+
+    def stop_on_score(self, score: np.ndarray) -> np.ndarray:
+        return score >= self.confidence
 
     def samples_to_stop(self, v1: int, v2: int, others: int, n: int, horizon: int) -> int:
         """Fewest further samples after which the rule could stop (if all go to the leader), at

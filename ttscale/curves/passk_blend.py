@@ -109,16 +109,17 @@ class BlendedPassAtK(CurveModel):
             raise EstimationError(f"pass@k extrapolation needs at least 2 samples per problem; the smallest pool has {m}")
         fitted: dict[str, CurveModel] = {}
         failed: dict[str, str] = {}
-        for name in weights:
+        # Every component is fitted: the weighted ones make the curve, all of them the interval.
+        for name in COMPONENTS:
             try:
                 fitted[name] = _component(name, tuple(prior)).fit_counts(n_arr, c_arr)
             except EstimationError as exc:
                 failed[name] = str(exc)
-        if not fitted:
+        if not any(name in fitted for name in weights):
             raise EstimationError("no pass@k model could be fitted: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
-        total = sum(weights[k] for k in fitted)
+        total = sum(weights[k] for k in weights if k in fitted)
         self.components_ = fitted
-        self.weights_ = {k: weights[k] / total for k in fitted}
+        self.weights_ = {k: weights[k] / total for k in weights if k in fitted}
         self.failed_ = failed
         self.pilot_ = m
         self.n_problems_ = int(n_arr.size)
@@ -153,7 +154,7 @@ class BlendedPassAtK(CurveModel):
         """Blended dataset pass@k (the exact pass@k of the data where k is within the pilot)."""
         self._check_fitted()
         k_arr, scalar = as_k(k)
-        w = np.array([self.weights_[name] for name in self.components_])
+        w = np.array([self.weights_.get(name, 0.0) for name in self.components_])
         out = np.clip(w @ self._parts(k_arr), 0.0, 1.0)
         inside = k_arr <= self.pilot_
         if np.any(inside):
