@@ -6,7 +6,8 @@ attributes ending in ``_``, ``predict(k)`` gives dataset accuracy at k (array in
 :class:`ttscale.errors.EstimationError`.
 
 * pass@k from per-problem success counts: :class:`BetaBinomialPassAtK` (optionally
-  zero-inflated, optionally with a prior on the Beta shape).
+  zero-inflated, optionally with a prior on the Beta shape) and :class:`BlendedPassAtK`, the
+  held-out-chosen blend ``ttscale plan -p pass`` uses.
 * (k, accuracy) curve families: :class:`ExpPowerLaw` c(k) = exp(a k^b),
   :class:`PowerLawWithFloor` err(k) = E + C k^-g, and the :class:`LogLogRegression` baseline.
 * majority vote beyond the pilot: :class:`DirichletMajorityModel`.
@@ -29,6 +30,7 @@ from ttscale.curves.parametric import (
     PowerLawWithFloor,
 )
 from ttscale.curves.passk import BetaBinomialPassAtK, beta_binomial_pass_at_k
+from ttscale.curves.passk_blend import BlendedPassAtK
 from ttscale.curves.policy_curve import (
     EXTRAPOLATION_SPREAD,
     MIN_ANCHOR_QUESTIONS,
@@ -54,6 +56,7 @@ __all__ = [
     "AccuracyCurve",
     "BestN",
     "BetaBinomialPassAtK",
+    "BlendedPassAtK",
     "CurveModel",
     "CurveSelection",
     "DirichletMajorityModel",
