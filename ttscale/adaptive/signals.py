@@ -224,21 +224,23 @@ def available_signals(problems: Sequence[Candidates]) -> list[str]:
     return [name for name in SIGNALS if problems and all(signal_values(p, name) is not None for p in problems)]
 
 
-def crossfit_weights(problems: Sequence[Candidates], pool: ReplayPool, folds: int = 2, seed: int = 0) -> tuple[np.ndarray, SignalModel]:
+def crossfit_weights(problems: Sequence[Candidates], pool: ReplayPool, folds: int = 2, seed: int = 0,
+                     names: Sequence[str] = SIGNALS) -> tuple[np.ndarray, SignalModel]:
     """Vote weights of the pool's samples with each question's weights calibrated on the *other*
     questions (``folds``-fold, seeded), so a simulated figure never rests on its own question's
-    correctness; also the model calibrated on every question (what a live run would use)."""
+    correctness; also the model calibrated on every question (what a live run would use).
+    ``names``: the signals to consider (default: every one the bank carries)."""
     kept = [p for p in problems if p.n >= pool.k]
     fold = np.random.default_rng(seed).permutation(len(kept)) % folds
     weights = np.ones(pool.orders.shape)  # type: ignore[union-attr]
     for f in range(folds):
-        model = calibrate([p for p, g in zip(kept, fold) if g != f])
+        model = calibrate([p for p, g in zip(kept, fold) if g != f], names)
         if not model.informative:
             continue
         for q in np.flatnonzero(fold == f):
             p = kept[q]
             weights[q] = model.weights({name: signal_values(p, name)[pool.orders[q]] for name in model.names})  # type: ignore[index]
-    return weights, calibrate(kept)
+    return weights, calibrate(kept, names)
 
 
 def signal_rule(problems: Sequence[Candidates], grid: Sequence[float] = SettledMajority.grid, seed: int = 0):  # type: ignore[no-untyped-def]
