@@ -818,3 +818,17 @@ def test_proxy_errors_name_presets_not_server_paths(fake_proxy) -> None:
     status, reply = post(url + "/v1/chat/completions", chat(ttscale={"policy": "majority:a=1"}))
     assert status == 400 and "preset 'majority' with overrides 'a=1'" in reply["error"]["message"]
     assert "/policies/" not in reply["error"]["message"]
+
+
+def test_simulate_refuses_permutations_whose_tables_would_not_fit(tmp_path: Path) -> None:
+    """`simulate --permutations 10000000` sizes the replay tables first and names the option, no numpy traceback."""
+    from typer.testing import CliRunner
+
+    from ttscale.cli.app import app
+
+    bank = tmp_path / "b.jsonl"
+    bank.write_text("".join(json.dumps({"id": f"q{i}", "reference": "1", "samples": [{"answer": a} for a in "1121"]}) + "\n"
+                            for i in range(50)))
+    result = CliRunner().invoke(app, ["simulate", str(bank), "--permutations", "10000000", "--json"])
+    assert result.exit_code == 2, result.output
+    assert "--permutations" in result.output and "Traceback" not in result.output

@@ -36,6 +36,7 @@ from ttscale.adaptive.signals import SIGNAL_RULE, signal_rule
 from ttscale.adaptive.stopping import DEFAULT_RULE, StoppingRule, default_rules
 from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError
+from ttscale.limits import check_permutations
 from ttscale.validation import check_count
 
 __all__ = [
@@ -193,6 +194,8 @@ def simulate_problems(
     K = default_max_samples([p.n for p in problems]) if max_k is None else int(max_k)
     rules = default_rules()
     step("replay orders")
+    check_count("permutations", permutations, 2, "an integer >= 2 (standard errors need two)")
+    check_permutations(permutations, len(problems), K)  # sized before the tables are made
     pool = replay_pool(problems, K, permutations, seed)
     allocators = default_allocators(pool.k)
     weighted = signal_rule(problems, seed=seed)
