@@ -832,3 +832,17 @@ def test_simulate_refuses_permutations_whose_tables_would_not_fit(tmp_path: Path
     result = CliRunner().invoke(app, ["simulate", str(bank), "--permutations", "10000000", "--json"])
     assert result.exit_code == 2, result.output
     assert "--permutations" in result.output and "Traceback" not in result.output
+
+
+def test_plan_refuses_a_plot_path_matplotlib_would_rewrite(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ttscale.cli.app import app
+
+    bank = tmp_path / "b.jsonl"
+    bank.write_text("".join(json.dumps({"id": f"q{i}", "reference": "1", "samples": [{"answer": a} for a in "1121"]}) + "\n"
+                            for i in range(20)))
+    for bad in (tmp_path / "curve", tmp_path):  # no suffix (matplotlib would write curve.png), a directory
+        result = CliRunner().invoke(app, ["plan", str(bank), "--plot", str(bad)])
+        assert result.exit_code == 2 and "--plot" in result.output, result.output
+    assert not (tmp_path / "curve.png").exists()

@@ -59,8 +59,11 @@ def plan_command(
         run_simulation(bank, max_k=renamed_option("--max-k", max_k, "--k", k), permutations=permutations, seed=seed,
                        target=target, exact=exact, as_json=as_json, equivalence=equivalence, grade=grade)
         return
+    from ttscale.cli.commands.eval import check_plot_path
     from ttscale.cli.report import plot_plan, print_plan
     from ttscale.offline import plan
+
+    check_plot_path(plot)  # before the fit: a path matplotlib would rewrite is refused up front
     from ttscale.planning.cost import ModelCostSpec, Prices
 
     prices = None
