@@ -846,3 +846,17 @@ def test_plan_refuses_a_plot_path_matplotlib_would_rewrite(tmp_path: Path) -> No
         result = CliRunner().invoke(app, ["plan", str(bank), "--plot", str(bad)])
         assert result.exit_code == 2 and "--plot" in result.output, result.output
     assert not (tmp_path / "curve.png").exists()
+
+
+def test_simulate_on_a_question_with_20000_distinct_answers_is_a_clear_error(tmp_path: Path) -> None:
+    """Counting votes no longer builds a dense (permutations, samples, classes) table (it needed 6 GiB here)."""
+    from typer.testing import CliRunner
+
+    from ttscale.cli.app import app
+
+    bank = tmp_path / "scatter.jsonl"
+    bank.write_text(json.dumps({"id": "q0", "reference": "1", "samples": [{"answer": str(i)} for i in range(20000)]}) + "\n"
+                    + json.dumps({"id": "q1", "reference": "1", "samples": [{"answer": str(i % 3)} for i in range(20000)]}) + "\n")
+    result = CliRunner().invoke(app, ["simulate", str(bank), "--exact", "--permutations", "2", "--json"])
+    assert result.exit_code == 2, result.output
+    assert "at most 1000 samples" in result.output and "Traceback" not in result.output

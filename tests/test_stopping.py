@@ -190,3 +190,18 @@ def test_tokens_prefill_once_per_request_and_dollars() -> None:
     with pytest.raises(ConfigError, match="requests"):
         request_cost(100, 25.0, n=4, requests=True)
     assert Prices(1, 2) == Prices(input=1.0, output=2.0)
+
+
+def test_sparse_counting_matches_the_dense_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Banks with very many distinct answers are counted sample by sample; the result is the same."""
+    import ttscale.adaptive.stopping as stopping
+
+    rng = np.random.default_rng(4)
+    seq = rng.integers(-1, 7, size=(40, 25))
+    correct = rng.random(7) < 0.4
+    dense = vote_trajectories(seq, correct)
+    monkeypatch.setattr(stopping, "DENSE_VOTE_CELLS", 0)
+    sparse = vote_trajectories(seq, correct)
+    for name in ("v1", "v2", "distinct", "run", "answered"):
+        np.testing.assert_array_equal(getattr(sparse, name), getattr(dense, name), err_msg=name)
+    np.testing.assert_allclose(sparse.credit, dense.credit)

@@ -96,6 +96,9 @@ def vote_trajectories(sequences: np.ndarray, class_correct: np.ndarray | None = 
         class_correct = np.asarray(class_correct, dtype=bool)
         C = max(C, class_correct.shape[0])
     width = max(C, 1) + 1  # a spare column takes the no-answer samples
+    if M * T * width > DENSE_VOTE_CELLS:
+        # Many distinct answers: a dense (M, T, classes) count table would not fit; count sample by sample.
+        return _vote_trajectories_sparse(seq, class_correct)
     cols = np.where(seq < 0, width - 1, seq)
     onehot = np.zeros((M, T, width), dtype=np.int32)
     np.put_along_axis(onehot, cols[..., None], 1, axis=2)
@@ -129,6 +132,56 @@ DEFAULT_ALPHA = 4.0
 """SettledMajority's pseudo-votes for the top two answers (chosen leaving one corpus out: evals/unseen_allocation.py)."""
 DEFAULT_REST = 0.3
 """SettledMajority's pseudo-votes for all other answers together (chosen leaving one corpus out: evals/unseen_allocation.py)."""
+
+
+DENSE_VOTE_CELLS = 50_000_000
+"""Above this many (sequence, sample, class) cells, vote trajectories are counted one sample at a
+time (memory O(classes) per sequence) instead of with a dense cumulative table."""
+
+
+def _vote_trajectories_sparse(seq: np.ndarray, class_correct: np.ndarray | None) -> VoteTrajectories:
+    """:func:`vote_trajectories` for sequences with very many distinct answers, in O(M T) time and
+    O(classes) memory: the top two counts, distinct answers and tie-credited correctness are kept
+    up to date as each sample arrives (counts per class, and how many classes hold each count)."""
+    M, T = seq.shape
+    v1 = np.zeros((M, T), dtype=np.int64)
+    v2 = np.zeros((M, T), dtype=np.int64)
+    distinct = np.zeros((M, T), dtype=np.int64)
+    run = np.zeros((M, T), dtype=np.int64)
+    credit = np.zeros((M, T)) if class_correct is not None else None
+    for m in range(M):
+        counts: dict[int, int] = {}
+        freq: dict[int, int] = {}
+        freq_ok: dict[int, int] = {}
+        lead, a, b, d, r, prev = -1, 0, 0, 0, 0, None
+        for t in range(T):
+            c = int(seq[m, t])
+            if c >= 0:
+                x = counts.get(c, 0) + 1
+                counts[c] = x
+                ok = int(class_correct is not None and c < class_correct.shape[0] and bool(class_correct[c]))
+                if x == 1:
+                    d += 1
+                else:
+                    freq[x - 1] -= 1
+                    freq_ok[x - 1] = freq_ok.get(x - 1, 0) - ok
+                freq[x] = freq.get(x, 0) + 1
+                freq_ok[x] = freq_ok.get(x, 0) + ok
+                if c == lead:
+                    a = x
+                elif x > a:
+                    lead, b, a = c, a, x
+                elif x > b:
+                    b = x
+                r = r + 1 if c == prev else 1
+            else:
+                r = 0
+            prev = c if c >= 0 else None
+            v1[m, t], v2[m, t], distinct[m, t], run[m, t] = a, b, d, r
+            if credit is not None and a > 0:
+                credit[m, t] = freq_ok.get(a, 0) / freq[a]
+    answered = np.cumsum(seq >= 0, axis=1)
+    return VoteTrajectories(v1=v1, v2=v2, distinct=distinct, run=run, credit=credit, answered=answered)
 
 
 class StoppingRule(CheckedModel):
