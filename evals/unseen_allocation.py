@@ -82,16 +82,9 @@ def exact_curve(states: VoteStates, rules) -> list[tuple[float, float]]:
 
 
 def settled_curve(states: VoteStates, alpha: float, rest: float, grid=SETTLED_GRID) -> list[tuple[float, float]]:
-    """The default rule's exact (samples, accuracy) at every confidence of ``grid``: the hold
-    probability of every state is computed once, then each confidence is one backward pass (the
-    same numbers as ``states.evaluate(SettledMajority(c, alpha=alpha, rest=rest))``)."""
-    rule = SettledMajority(0.9, alpha=alpha, rest=rest)
-    K = states.max_samples
-    hold = []
-    for n in range(K + 1):
-        v1, v2 = states.v1[n], states.v2[n]
-        hold.append(rule.hold_probability(v1, v2, states.answered[n] - v1 - v2, np.full(v1.shape, K - n)) if n else np.zeros(0))
-    return [states.run_policy(lambda n, c=c: ~(((hold[n] >= c) | (n == K)) & (states.v1[n] > 0))) for c in grid]
+    """The default rule's exact (samples, accuracy) at every confidence of ``grid`` (the tables score
+    each state once per (alpha, rest) and reuse it across the sweep)."""
+    return exact_curve(states, [SettledMajority(float(c), alpha=alpha, rest=rest) for c in grid])
 
 
 def replay_tokens(pool, rules, at_samples: float | None) -> float | None:

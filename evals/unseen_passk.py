@@ -216,6 +216,14 @@ def corpus_mae(rows: list[dict], rule: str, weights=None) -> dict[int, float]:
     return {k: float(np.mean(v)) for k, v in errs.items()}
 
 
+def choose_rule(by_corpus: dict[str, list[dict]], best_fixed: dict[str, dict[int, float]], corpora: list[str],
+                weights) -> tuple[str, dict[str, float]]:
+    """The "automatic" rule: the lowest mean regret over ``corpora``; also every rule's score."""
+    scores = {rule: float(np.mean([regret(corpus_mae(by_corpus[h], rule, weights), best_fixed[h]) for h in corpora]))
+              for rule in RULES}
+    return min(RULES, key=lambda r: scores[r]), scores
+
+
 def regret(mae: dict[int, float], best: dict[int, float]) -> float:
     """Mean over k of the error relative to the best fixed method (with a small-error floor)."""
     return float(np.mean([(mae[k] + TOLERANCE_POINTS) / (best[k] + TOLERANCE_POINTS) for k in mae]))
@@ -282,20 +290,17 @@ def main() -> None:
         + ", ".join(f"{h} {shapes[h]:.2f}" for h in names))
 
     by_corpus = {h: [r for r in rows if r["corpus"] == h] for h in names}
+    # The best single method in hindsight per corpus and k (fixed methods need no training).
+    best_fixed = {}
+    for h in names:
+        maes = [corpus_mae(by_corpus[h], f) for f in FIXED_ALL]
+        best_fixed[h] = {k: min(m[k] for m in maes) for k in maes[0]}
     report: dict = {"pilot": args.pilot, "seeds": args.seeds, "corpora": {}, "ks": KS.tolist()}
     for held in names:
         train = [r for r in rows if r["corpus"] != held]
         train_names = [h for h in names if h != held]
         weights = fit_stack(train)
-        # Which rule is "automatic": the lowest mean regret over the training corpora.
-        train_scores = {}
-        for rule in RULES:
-            regs = []
-            for h in train_names:
-                best_fixed = {k: min(corpus_mae(by_corpus[h], f)[k] for f in FIXED_ALL) for k in corpus_mae(by_corpus[h], "BB")}
-                regs.append(regret(corpus_mae(by_corpus[h], rule, weights), best_fixed))
-            train_scores[rule] = float(np.mean(regs))
-        auto = min(RULES, key=lambda r: train_scores[r])
+        auto, train_scores = choose_rule(by_corpus, best_fixed, train_names, weights)
         scale = calibrate_scale(train, auto, weights)
         test = by_corpus[held]
         mae = {rule: corpus_mae(test, rule, weights) for rule in RULES}
@@ -312,18 +317,11 @@ def main() -> None:
             mark = " <- auto" if rule == auto else ""
             say(f"  {rule:32s}" + "".join(f"{mae[rule][k]:10.2f}" for k in ks) + mark)
         ok = all(mae[auto][k] <= 1.10 * mae[best_fixed_name[k]][k] + TOLERANCE_POINTS for k in ks)
-        say(f"  best fixed per k: " + ", ".join(f"k={k} {best_fixed_name[k]} {mae[best_fixed_name[k]][k]:.2f}" for k in ks)
+        say("  best fixed per k: " + ", ".join(f"k={k} {best_fixed_name[k]} {mae[best_fixed_name[k]][k]:.2f}" for k in ks)
             + f"; auto within 10% (or {TOLERANCE_POINTS} pt): {'yes' if ok else 'NO'}; 95% interval coverage {cov:.3f}")
     # The shipped choice: the same selection on all corpora.
     weights = fit_stack(rows)
-    scores = {}
-    for rule in RULES:
-        regs = []
-        for h in names:
-            best_fixed = {k: min(corpus_mae(by_corpus[h], f)[k] for f in FIXED_ALL) for k in corpus_mae(by_corpus[h], "BB")}
-            regs.append(regret(corpus_mae(by_corpus[h], rule, weights), best_fixed))
-        scores[rule] = float(np.mean(regs))
-    auto = min(RULES, key=lambda r: scores[r])
+    auto, scores = choose_rule(by_corpus, best_fixed, names, weights)
     scale = calibrate_scale(rows, auto, weights)
     report["shipped"] = {"auto": auto, "weights": weights, "scale": scale, "shape": shape_for(rows, ""),
                          "scores": scores}

@@ -218,7 +218,7 @@ class VoteStates:
 
         # Rules whose stop is "score >= parameter" (the default rule) score every state once per
         # table, however many parameter values are swept.
-        key = rule.score_key() if hasattr(rule, "score_key") else None
+        key = rule.score_key()
         cache = self.__dict__.setdefault("_scores", {}).setdefault(key, {}) if key is not None else None
 
         def continue_at(n: int) -> np.ndarray:

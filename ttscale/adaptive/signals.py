@@ -25,11 +25,10 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ttscale.adaptive.simulate import ReplayPool, RulePoint, summarize
-from ttscale.adaptive.stopping import DEFAULT_ALPHA, DEFAULT_REST, SettledMajority, settled_probability
+from ttscale.adaptive.stopping import DEFAULT_ALPHA, DEFAULT_REST, SettledMajority
 from ttscale.answers.candidates import Candidates
-from ttscale.errors import EstimationError
 
-__all__ = ["SIGNALS", "SignalModel", "calibrate", "replay_weights", "signal_values", "weighted_rule_points"]
+__all__ = ["SIGNALS", "SignalModel", "calibrate", "crossfit_weights", "signal_values", "weighted_rule_points"]
 
 SIGNALS = ("logprob", "length", "reward")
 """Per-sample signals a bank may hold: mean token log-probability, generated tokens, reward."""
@@ -84,7 +83,6 @@ def calibrate(problems: Sequence[Candidates], names: Sequence[str] = SIGNALS) ->
     cols: list[np.ndarray] = []
     kept: list[str] = []
     dropped: list[tuple[str, str]] = []
-    ys: np.ndarray | None = None
     stats: list[tuple[float, float]] = []
     for name in names:
         per_q = [signal_values(p, name) for p in problems]
@@ -97,7 +95,7 @@ def calibrate(problems: Sequence[Candidates], names: Sequence[str] = SIGNALS) ->
             dropped.append((name, "constant or missing"))
             continue
         mean, sd = float(np.mean(flat[finite])), float(np.std(flat[finite]))
-        centred = np.concatenate([np.nan_to_num(v, nan=np.nanmean(v) if np.isfinite(v).any() else mean) - np.nanmean(np.where(np.isfinite(v), v, np.nan)) if np.isfinite(v).any() else np.zeros_like(v) for v in per_q]) / sd
+        centred = np.concatenate([_centred(v) for v in per_q]) / sd
         cols.append(centred)
         kept.append(name)
         stats.append((mean, sd))
@@ -123,6 +121,14 @@ def calibrate(problems: Sequence[Candidates], names: Sequence[str] = SIGNALS) ->
     return SignalModel(tuple(names_out), tuple(betas), tuple(means), tuple(sds), tuple(dropped))
 
 
+def _centred(values: np.ndarray) -> np.ndarray:
+    """One question's signal minus its mean over the finite values; a missing value counts as the mean."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros_like(values)
+    return np.nan_to_num(values - values[finite].mean(), nan=0.0)
+
+
 def _logistic(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Logistic regression with an intercept: (coefficients without it, their standard errors)."""
     A = np.column_stack([np.ones(len(y)), X])
@@ -141,19 +147,6 @@ def _logistic(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     except np.linalg.LinAlgError:
         cov = np.full(info.shape, np.inf)
     return res.x[1:], np.sqrt(np.maximum(np.diag(cov)[1:], 0.0))
-
-
-def replay_weights(problems: Sequence[Candidates], pool: ReplayPool, model: SignalModel) -> np.ndarray:
-    """Vote weights (Q, R, K) of the samples in the pool's orders (``problems``: the pool's questions,
-    those with at least K samples, in order)."""
-    out = np.ones(pool.orders.shape)
-    if not model.informative:
-        return out
-    kept = [p for p in problems if p.n >= pool.k]
-    for q, p in enumerate(kept):
-        vals = {name: signal_values(p, name)[pool.orders[q]] for name in model.names}  # type: ignore[index]
-        out[q] = model.weights(vals)
-    return out
 
 
 def weighted_rule_points(pool: ReplayPool, weights: np.ndarray, grid: Sequence[float],
@@ -192,27 +185,12 @@ def weighted_rule_points(pool: ReplayPool, weights: np.ndarray, grid: Sequence[f
     points = []
     for c in grid:
         rule = SettledMajority(float(c), alpha=alpha, rest=rest)
-        hold = _hold_weighted(rule, r1, r2, ro, remaining)
+        hold = rule.hold_probability(r1, r2, ro, remaining)
         mask = ((hold >= rule.confidence) | (remaining == 0)) & (w1 > 0)
         stop = np.where(mask.any(axis=1), mask.argmax(axis=1), K - 1)
         got = np.take_along_axis(credit, stop[:, None], axis=1)[:, 0]
         points.append(summarize(pool, (stop + 1).reshape(Q, R), got.reshape(Q, R), float(c)))
     return points
-
-
-def _hold_weighted(rule: SettledMajority, w1: np.ndarray, w2: np.ndarray, others: np.ndarray, remaining: np.ndarray) -> np.ndarray:
-    """SettledMajority's hold probability at fractional (weighted) counts: the same Dirichlet-
-    multinomial look-ahead with the weighted counts as pseudo-votes."""
-    keys = np.stack([w1.ravel(), w2.ravel(), others.ravel(), np.asarray(remaining).ravel()], axis=1)
-    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-    vals = np.array([settled_probability(float(a), float(b), float(o), int(m), float(rule.alpha), float(rule.rest))
-                     for a, b, o, m in uniq])
-    return vals[inverse.ravel()].reshape(w1.shape)
-
-
-def check_pool_has(problems: Sequence[Candidates], name: str) -> None:
-    if any(signal_values(p, name) is None for p in problems):
-        raise EstimationError(f"the bank has no {name!r} signal on every sample")
 
 
 SIGNAL_RULE = "default+signals"

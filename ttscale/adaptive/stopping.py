@@ -202,6 +202,11 @@ class StoppingRule(CheckedModel):
     def param(self) -> float:
         return getattr(self, self.param_name)
 
+    def score_key(self) -> tuple | None:
+        """For rules that stop where ``score(traj) >= param``: what the score depends on (exact tables
+        cache scores by it across a parameter sweep); None for the others."""
+        return None
+
     def stop_mask(self, traj: VoteTrajectories) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -319,15 +324,16 @@ class SettledMajority(StoppingRule):
                                          0.98, 0.985, 0.99, 0.995, 0.998, 0.999, 0.9995)
 
     def hold_probability(self, v1: np.ndarray, v2: np.ndarray, others: np.ndarray, remaining: np.ndarray) -> np.ndarray:
-        """P(leader >= runner-up after ``remaining`` more samples, ties half) per entry."""
-        v1, v2, others, remaining = np.broadcast_arrays(*(np.asarray(x, dtype=np.int64) for x in (v1, v2, others, remaining)))
+        """P(leader >= runner-up after ``remaining`` more samples, ties half) per entry. Counts may
+        be fractional (signal-weighted votes); each distinct state is computed once."""
+        v1, v2, others, remaining = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (v1, v2, others, remaining)))
         keys = np.stack([v1.ravel(), v2.ravel(), others.ravel(), remaining.ravel()], axis=1)
         uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-        values = np.array([settled_probability(int(a), int(b), int(r), int(m), float(self.alpha), float(self.rest)) for a, b, r, m in uniq])
+        values = np.array([settled_probability(float(a), float(b), float(r), int(m), float(self.alpha), float(self.rest)) for a, b, r, m in uniq])
         return values[inverse.ravel()].reshape(v1.shape) if values.size else np.zeros(v1.shape)
 
     def score_key(self) -> tuple:
-        """What :meth:`score` depends on (not the confidence): exact tables cache scores by it."""
+        """What :meth:`score` depends on (not the confidence)."""
         return (self.name, float(self.alpha), float(self.rest))
 
     def score(self, traj: VoteTrajectories) -> np.ndarray:
