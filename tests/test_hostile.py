@@ -860,3 +860,60 @@ def test_simulate_on_a_question_with_20000_distinct_answers_is_a_clear_error(tmp
     result = CliRunner().invoke(app, ["simulate", str(bank), "--exact", "--permutations", "2", "--json"])
     assert result.exit_code == 2, result.output
     assert "at most 1000 samples" in result.output and "Traceback" not in result.output
+
+
+# -- 10. exact vote-state tables are sized before they are built ---------------------------------------
+
+
+def scattered_bank(path: Path, questions: int, samples: int, answers: int) -> Path:
+    """Answers drawn from a Zipf-like law over ``answers`` classes: many classes of middling size,
+    the worst case for the exact tables (a bank like this took 13.7 GB and 5 minutes before)."""
+    import random
+
+    rng = random.Random(0)
+    weights = [1 / (i + 1) for i in range(answers)]
+    with path.open("w") as f:
+        for q in range(questions):
+            drawn = rng.choices(range(answers), weights, k=samples)
+            f.write(json.dumps({"id": f"q{q}", "reference": "0", "samples": [{"answer": str(a)} for a in drawn]}) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("command", [["simulate"], ["plan", "--simulate"]])
+def test_exact_tables_for_scattered_answers_are_refused_with_their_size(tmp_path: Path, command: list[str]) -> None:
+    bank = scattered_bank(tmp_path / "scatter.jsonl", 50, 100, 30)
+    proc = ttscale(*command, str(bank), "--exact", "--permutations", "2", "--json", timeout=60)
+    assert_clean_error(proc, "--max-k=100", "exact vote-state tables", "GiB", "lower --max-k", "TTSCALE_MAX_ARRAY_BYTES")
+
+
+def test_state_bound_covers_the_real_tables() -> None:
+    """The estimate is an upper bound (within a small factor) of the states the tables really hold."""
+    import numpy as np
+
+    from ttscale.adaptive.exact_replay import VoteStates, state_bound
+    from ttscale.answers.candidates import Candidates
+
+    rng = np.random.default_rng(3)
+    for classes, samples, k in [(2, 12, 12), (6, 20, 15), (12, 30, 30)]:
+        problems = []
+        for _ in range(8):
+            drawn = rng.integers(-1, classes, size=samples)
+            problems.append(Candidates(classes=drawn, class_correct=np.arange(classes) == 0))
+        real = VoteStates(problems, k).states
+        bound = state_bound(problems, k)
+        assert real <= bound <= 6 * real, (classes, real, bound)
+
+
+def test_many_equal_wrong_classes_fold_only_the_draws_that_fit() -> None:
+    """1,000 wrong classes of 5 samples each: the fold lists the ways to draw at most K votes, not
+    all 10^13 ways to assign 0-5 votes to each class (that enumeration never finished)."""
+    import numpy as np
+
+    from ttscale.adaptive.exact_replay import VoteStates
+    from ttscale.answers.candidates import Candidates
+
+    classes = np.repeat(np.arange(1000), 5)
+    problem = Candidates(classes=classes, class_correct=np.arange(1000) == 0)
+    states = VoteStates([problem], 8)
+    assert states.states == sum(len(lv) for lv in states.levels) and states.states < 200
+    np.testing.assert_allclose([p.sum() for p in states.prob[1:]], 1.0)

@@ -17,6 +17,7 @@ import numpy as np
 from ttscale.adaptive.exact_replay import (
     VoteStates,
     bayes_frontier,
+    check_exact_states,
     exact_rule_points,
     samples_to_reach,
 )
@@ -196,6 +197,8 @@ def simulate_problems(
     step("replay orders")
     check_count("permutations", permutations, 2, "an integer >= 2 (standard errors need two)")
     check_permutations(permutations, len(problems), K)  # sized before the tables are made
+    if exact:
+        check_exact_states(problems, K)  # before the replay, not minutes into it
     pool = replay_pool(problems, K, permutations, seed)
     allocators = default_allocators(pool.k)
     weighted = signal_rule(problems, seed=seed)
