@@ -8,6 +8,8 @@ three wrong ones. Seeded requests are reproducible.
 It stands in for a model only where the model is not what is measured (the proxy's overhead,
 its handling of failures); the proxy's tests against the real vLLM server live in test_vllm.py.
 
+Like vLLM it refuses ``max_tokens`` over 256 and ``n`` > 1 at temperature 0 (400s in its words);
+``bodies`` keeps the request bodies it got (what a proxy forwarded).
 Faults: ``fail_multi`` answers 500 to every request with n > 1; ``fail_seeds`` answers 500 to
 requests with those seeds (so retries fail too); ``hang`` holds every request that long.
 Run stand-alone: ``python tests/fake_upstream.py --port 9001 [--latency 0.01]``.
@@ -52,6 +54,8 @@ class FakeUpstream:
         self.calls: Counter[str] = Counter()
         """Requests per status ("200", "500", ...)."""
         self.samples = 0
+        self.bodies: list[dict[str, Any]] = []
+        """Bodies of the completion requests received, in order (what the proxy forwarded)."""
         self._server: ThreadServer | None = None
         self.app = self._make_app()
 
@@ -83,6 +87,8 @@ class FakeUpstream:
 
         async def complete(request: Request, chat: bool) -> JSONResponse:
             body = await request.json()
+            self.bodies.append(body)
+            del self.bodies[:-100]
             n = int(body.get("n") or 1)
             seed = body.get("seed")
             if self.hang:
@@ -92,6 +98,14 @@ class FakeUpstream:
             if body.get("model") != MODEL:
                 self.calls["404"] += 1
                 return JSONResponse({"error": {"message": f"model {body.get('model')!r} does not exist", "type": "NotFoundError"}}, status_code=404)
+            if body.get("max_tokens", 1) > 256:  # vLLM's words for a request over the context
+                self.calls["400"] += 1
+                return JSONResponse({"error": {"message": f"max_tokens={body['max_tokens']} cannot be greater than max_model_len=256",
+                                               "type": "BadRequestError", "param": "max_tokens", "code": 400}}, status_code=400)
+            if body.get("temperature") == 0 and n > 1:
+                self.calls["400"] += 1
+                return JSONResponse({"error": {"message": f"n must be 1 when using greedy sampling, got {n}.",
+                                               "type": "BadRequestError", "param": None, "code": 400}}, status_code=400)
             if (self.fail_multi and n > 1) or (seed is not None and seed in self.fail_seeds):
                 self.calls["500"] += 1
                 return JSONResponse({"error": {"message": "injected 500", "type": "InternalServerError"}}, status_code=500)
@@ -101,8 +115,10 @@ class FakeUpstream:
                 prompt = "\n".join(str(m.get("content", "")) for m in body["messages"])
             else:
                 prompt = body["prompt"]
+                if isinstance(prompt, list):  # token ids: the "text" is the ids, one word each
+                    prompt = " ".join(map(str, prompt))
             texts = self._choices(prompt, n, seed)
-            lp = bool(body.get("logprobs"))
+            lp = body.get("logprobs") not in (None, False)
             choices = []
             for i, text in enumerate(texts):
                 words = text.split()

@@ -1,21 +1,22 @@
 """The samplers live solving runs on: an OpenAI-compatible server, an in-process engine, or any sampler.
 
-:func:`http_sampler` is the one place the API and the proxy build their OpenAI-compatible
-sampler; :func:`build_sampler` picks the backend of :class:`ttscale.live.api.TTScale`.
+:func:`http_sampler` is the one place the API builds its OpenAI-compatible sampler and
+:func:`proxy_sampler` the proxy's (which forwards each client request as sent);
+:func:`build_sampler` picks the backend of :class:`ttscale.live.api.TTScale`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ttscale.errors import ConfigError
-from ttscale.sampling.sampler import Sampler, SamplingConfig
+from ttscale.records.models import Sample
+from ttscale.sampling.backends.openai import _MENTIONS_N, Failure, OpenAISampler, ServerError, describe_failure
+from ttscale.sampling.sampler import Sampler, SampleRequest, SamplingConfig
+from ttscale.validation import is_int
 
-if TYPE_CHECKING:
-    from ttscale.sampling.backends.openai import OpenAISampler
-
-__all__ = ["build_sampler", "http_sampler"]
+__all__ = ["UpstreamRefused", "build_sampler", "http_sampler", "proxy_sampler"]
 
 NO_ANSWER_HINT = "no answer was chosen for it"
 """How a live caller's give-up error ends (a bank run says how to resume instead)."""
@@ -24,8 +25,6 @@ NO_ANSWER_HINT = "no answer was chosen for it"
 def http_sampler(base_url: str, model: str | None, config: SamplingConfig, *, api_key: str | None, concurrency: int,
                  timeout: float, max_retries: int) -> OpenAISampler:
     """A sampler on an OpenAI-compatible server for live solving (``model`` None: the server's first)."""
-    from ttscale.sampling.backends.openai import OpenAISampler
-
     return OpenAISampler(model, config, base_url=base_url, api_key=api_key, concurrency=concurrency, timeout=timeout,
                          max_retries=max_retries, resume_hint=NO_ANSWER_HINT)
 
@@ -48,3 +47,78 @@ def build_sampler(*, base_url: str | None, model: str | None, engine: Any, backe
         raise ConfigError("backend", backend, "'vllm' or 'hf' (an in-process engine built from model=...)")
     options: dict[str, Any] = {"engine_args": dict(engine_args or {})} if backend == "vllm" else {}
     return make_sampler(backend, resolve_model(model), config, **options)
+
+
+class UpstreamRefused(ServerError):
+    """The upstream refused a request with a 4xx: its own status and error body, passed on as
+    they are (the client sees the upstream's words, not ours)."""
+
+    def __init__(self, status: int, error: Mapping[str, Any]) -> None:
+        message = str(error.get("message") or f"HTTP {status}")
+        super().__init__(message, kind=Failure.REFUSED, status=status)
+        self.error = {"message": message, "type": error.get("type"), "param": error.get("param"), "code": error.get("code")}
+
+
+def _refusal(exc: Any) -> UpstreamRefused:
+    """The :class:`UpstreamRefused` of an openai ``APIStatusError``."""
+    body = exc.body
+    error = body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), dict) else body
+    if not isinstance(error, dict):
+        error = {"message": str(body or exc.message)}
+    return UpstreamRefused(exc.status_code, error)
+
+
+def _retried(status: int) -> bool:
+    """Whether the openai client retries this status (then it is an upstream failure, not a refusal)."""
+    return status >= 500 or status in (408, 409, 429)
+
+
+class ProxySampler(OpenAISampler):
+    """An :class:`OpenAISampler` that forwards a client's request: only the fields the client
+    sent (``overrides``) go upstream, so the upstream's own defaults (temperature,
+    ``max_tokens``) apply; the prompt (text or token ids, ``overrides["prompt"]``) and
+    messages go as they are, untemplated; a 4xx comes back as :class:`UpstreamRefused`; each
+    candidate keeps its choice's ``logprobs`` object (extra field ``upstream_logprobs``)."""
+
+    async def check(self) -> None:
+        self.client()  # every request names its model: nothing to resolve, no listing call
+
+    def payload(self, req: SampleRequest, n: int, seed: int | None) -> tuple[str, dict[str, Any]]:
+        body = dict(req.overrides or {})
+        prompt = body.pop("prompt", req.problem)
+        body["n"] = n
+        body.setdefault("model", self.model)
+        if seed is not None:
+            body["seed"] = seed
+        if req.messages is not None:
+            body["messages"] = list(req.messages)
+            return "/chat/completions", body
+        body["prompt"] = prompt
+        return "/completions", body
+
+    async def _send(self, client: Any, req: SampleRequest, n: int, seed: int | None) -> Any:
+        import openai
+
+        try:
+            return await super()._send(client, req, n, seed)
+        except openai.APIStatusError as exc:
+            if _retried(exc.status_code):
+                raise
+            # A server without ``n`` says so in a 400 naming it: the base class falls back to
+            # n=1 requests (until ``n`` is known to work); every other refusal is the client's,
+            # passed on in the upstream's words.
+            if n > 1 and self.native_n is not True and exc.status_code == 400 and _MENTIONS_N.search(describe_failure(exc)):
+                raise
+            raise _refusal(exc) from None
+
+    def _parse(self, resp: Any, latency: float, seed: int | None, req: SampleRequest) -> list[Sample]:
+        cands = super()._parse(resp, latency, seed, req)
+        choices = sorted(resp["choices"], key=lambda c: c.get("index", 0) if is_int(c.get("index", 0)) else 0)
+        return [c.model_copy(update={"upstream_logprobs": ch.get("logprobs")}) for c, ch in zip(cands, choices)]
+
+
+def proxy_sampler(base_url: str, *, api_key: str | None, concurrency: int, timeout: float,
+                  max_retries: int) -> OpenAISampler:
+    """The proxy's sampler: forwards each client request upstream as sent (see ``ProxySampler``)."""
+    return ProxySampler(None, SamplingConfig(logprobs=False), base_url=base_url, api_key=api_key,
+                        concurrency=concurrency, timeout=timeout, max_retries=max_retries, resume_hint=NO_ANSWER_HINT)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ttscale.answers.equivalence import EquivalenceMode
 from ttscale.cli.console import err, handle_errors
 from ttscale.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ttscale.live.serve.config import ServeConfig
 
 
 class LogLevel(str, Enum):
@@ -22,6 +26,24 @@ class LogLevel(str, Enum):
     INFO = "info"
     DEBUG = "debug"
     TRACE = "trace"
+
+
+def banner(config: ServeConfig, host: str, port: int) -> list[str]:
+    """The start-up lines, each short enough for an 80-column terminal (URLs on lines of their own)."""
+    settings = [f"policy {config.policy}", f"n={config.n}"]
+    settings += ["adaptive"] * config.adaptive + ["key required"] * (config.api_key is not None)
+    settings += [f"scorer {config.scorer}"] if config.scorer else []
+    return [f"ttscale proxy  http://{host}:{port}/v1", f"  upstream     {config.upstream}", "  " + ", ".join(settings)]
+
+
+def _access_log(level: LogLevel) -> None:
+    """Access lines (``ttscale.serve.access``) on stderr at ``level``: shown at info and below."""
+    log = logging.getLogger("ttscale.serve.access")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if level in (LogLevel.DEBUG, LogLevel.TRACE) else getattr(logging, level.value.upper()))
+    log.propagate = False
 
 
 @handle_errors
@@ -41,8 +63,8 @@ def serve_command(
     concurrency: Annotated[int, typer.Option("--concurrency", help="Upstream calls in flight over all clients.")] = 256,
     max_request_bytes: Annotated[int, typer.Option("--max-request-bytes", help="Largest request body accepted (413 above).")] = 1_000_000,
     read_seconds: Annotated[float, typer.Option("--read-seconds", help="Seconds a client may take to send its request headers (then the connection closes), and again its body (then 408).")] = 10.0,
-    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature when a client sends none.")] = 0.7,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="max_tokens when a client sends none.")] = 1024,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="Temperature sent when a client sends none (default: none sent, the upstream's own default applies).")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="max_tokens sent when a client sends none (default: none sent, the upstream's own default applies).")] = None,
     price_in: Annotated[float | None, typer.Option("--price-in", help="Dollars per million prompt tokens (responses then carry cost_usd).")] = None,
     price_out: Annotated[float | None, typer.Option("--price-out", help="Dollars per million generated tokens.")] = None,
     equivalence: Annotated[EquivalenceMode, typer.Option("--equivalence", help="Answer equivalence: math or string.")] = EquivalenceMode.MATH,
@@ -50,7 +72,7 @@ def serve_command(
     keep_alive: Annotated[float, typer.Option("--keep-alive", help="Seconds an idle client connection stays open (uvicorn closes idle ones after 5 s by default; a client reusing one as it closes sees a reset).")] = 75.0,
     scorer: Annotated[str | None, typer.Option("--scorer", help="Score candidates for reward policies (best-of-n, weighted-majority): reward-model, vllm-reward, prm, vllm-prm, confidence, lowest-group-confidence or judge.")] = None,
     scorer_model: Annotated[str | None, typer.Option("--scorer-model", help="Local model folder of the scorer (reward model or PRM).")] = None,
-    log_level: Annotated[LogLevel, typer.Option("--log-level", help="uvicorn log level.")] = LogLevel.INFO,
+    log_level: Annotated[LogLevel, typer.Option("--log-level", help="info: one line per proxied request (status, latency, upstream requests, samples, stop reason); warning: problems only.")] = LogLevel.INFO,
 ) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics in front of UPSTREAM."""
     try:
@@ -70,9 +92,10 @@ def serve_command(
         scorer=scorer, scorer_model=scorer_model,
     )
     if host not in ("127.0.0.1", "localhost", "::1") and config.api_key is None:
-        err.print(f"[yellow]warning:[/] listening on {host} without --api-key: anyone who can reach it can spend your upstream budget")
-    err.print(f"ttscale proxy on http://{host}:{port}/v1 -> {config.upstream} (policy {config.policy}, n={config.n}"
-              f"{', adaptive' if config.adaptive else ''}{', key required' if config.api_key else ''}"
-              f"{f', scorer {config.scorer}' if config.scorer else ''})")
+        err.print(f"[yellow]warning:[/] listening on {host} without --api-key:\n"
+                  "  anyone who can reach it can spend your upstream budget", soft_wrap=True)
+    for line in banner(config, host, port):
+        err.print(line, soft_wrap=True, highlight=False)
+    _access_log(log_level)
     uvicorn.run(create_app(config), host=host, port=port, log_level=log_level.value, access_log=log_level is LogLevel.DEBUG,
                 timeout_keep_alive=int(max(1, keep_alive)), backlog=4096, http=timed_protocol(config.read_seconds))

@@ -63,10 +63,11 @@ class ServeConfig(CheckedModel):
     read_seconds: Float = Field(10.0, gt=0)
     """Seconds a client may take to send a request's headers (then the connection is closed), and
     again its body (then a 408): slow clients (slowloris) cannot hold connections open."""
-    temperature: Float = 0.7
-    """Sampling temperature when the client sends none (voting needs diverse samples)."""
-    max_tokens: Int = Field(1024, ge=1)
-    """max_tokens when the client sends none."""
+    temperature: Float | None = Field(None, ge=0)
+    """Sampling temperature sent when the client sends none; None: send none, so the upstream's
+    own default applies (vLLM: the model's generation config), as it would without the proxy."""
+    max_tokens: Int | None = Field(None, ge=1)
+    """max_tokens sent when the client sends none; None: the upstream's own default."""
     price_in: Float | None = Field(None, ge=0)
     """Dollars per million prompt tokens (for the ``cost_usd`` of responses)."""
     price_out: Float | None = Field(None, ge=0)
@@ -112,7 +113,8 @@ class ServeConfig(CheckedModel):
             raise ConfigError("n", self.n, f"at most max_n ({self.max_n})")
         if self.n > self.max_request_samples:
             raise ConfigError("n", self.n, f"at most max_request_samples ({self.max_request_samples})")
-        SamplingConfig(temperature=self.temperature, max_tokens=self.max_tokens)  # the sampler's own checks
+        SamplingConfig(temperature=0.7 if self.temperature is None else self.temperature,
+                       max_tokens=self.max_tokens or 1)  # the sampler's own checks
         if (self.price_in is None) != (self.price_out is None):
             raise ConfigError("price_out" if self.price_out is None else "price_in", None, "both prices or neither")
         if self.scorer is None and self.scorer_model is not None:

@@ -16,6 +16,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ttscale.errors import ConfigError
+from ttscale.live.samplers import UpstreamRefused
+from ttscale.live.serve.options import UnknownField
+from ttscale.live.serve.requests import PROMPT_EXPECTED
 from ttscale.live.solve import SolveError
 from ttscale.sampling.backends.openai import Failure, ServerError
 from ttscale.validation import describe_error
@@ -46,6 +49,10 @@ def upstream_error(exc: BaseException, upstream: str) -> HTTPError:
     """The error answered for a failure of solving: the upstream's own 4xx, 502, 504, or a 400."""
     if isinstance(exc, SolveError) and exc.cause is not None:
         exc = exc.cause
+    if isinstance(exc, UpstreamRefused):  # the upstream's own words and status, as a client would see them directly
+        e = exc.error
+        return HTTPError(exc.status or 400, e["message"], type_=e["type"] or "invalid_request_error", param=e["param"],
+                         code=e["code"] or "upstream_refused")
     if isinstance(exc, ServerError):
         if exc.kind is Failure.TIMEOUT:
             return HTTPError(504, f"upstream {upstream} did not answer in time: {exc}", type_="upstream_error", code="upstream_timeout")
@@ -54,7 +61,8 @@ def upstream_error(exc: BaseException, upstream: str) -> HTTPError:
         if exc.kind is Failure.MALFORMED:
             return HTTPError(502, f"upstream {upstream} sent a malformed reply: {exc}", type_="upstream_error", code="upstream_malformed")
         if exc.kind is Failure.UNREACHABLE:
-            return HTTPError(502, f"upstream {upstream} is unreachable: {exc}", type_="upstream_error", code="upstream_unreachable")
+            return HTTPError(502, f"upstream {upstream} is unreachable ({exc}): is it running, and is ttscale serve "
+                                  "--upstream right?", type_="upstream_error", code="upstream_unreachable")
         return HTTPError(502, f"upstream {upstream} failed: {exc}", type_="upstream_error", code="upstream_failed")
     if isinstance(exc, ConfigError):
         return HTTPError.bad_request(exc)
@@ -70,7 +78,7 @@ def _param(loc: tuple[Any, ...]) -> str:
 
 
 _EXPECTED = {
-    "prompt": "a string or a non-empty list of strings",
+    "prompt": PROMPT_EXPECTED,
     "messages": "a non-empty list of chat messages (objects with a string 'role')",
 }
 """What a field holds, said better than the type error would."""
@@ -86,7 +94,8 @@ def invalid_body(exc: RequestValidationError) -> HTTPError:
         return HTTPError(400, "request body must be a JSON object", code="invalid_json")
     _, value, expected = describe_error(exc)  # type: ignore[arg-type]  (the same errors() as pydantic's)
     if err["type"] == "extra_forbidden":
-        expected = "no such field"
+        return HTTPError(400, str(UnknownField(param, value)) if param.startswith("ttscale.") else f"unknown field {param}",
+                         param=param)
     expected = _EXPECTED.get(param, expected)
     return HTTPError(400, f"{param}={value!r}: expected {expected}", param=param)
 
@@ -96,11 +105,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPError)
     async def _http_error(request: Request, exc: HTTPError) -> JSONResponse:
+        request.state.error = exc.message  # for the access log
         return exc.response()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return invalid_body(exc).response()
+        error = invalid_body(exc)
+        request.state.error = error.message
+        return error.response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _starlette_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

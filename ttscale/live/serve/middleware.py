@@ -10,15 +10,47 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from ttscale.errors import InputLimitError
 from ttscale.limits import check_json_text
 from ttscale.live.serve.errors import HTTPError
 from ttscale.live.serve.metrics import Metrics
+from ttscale.live.solution import Solution
 
-__all__ = ["ENDPOINTS", "BodyLimit", "Guard", "authorized"]
+__all__ = ["ENDPOINTS", "BodyLimit", "Guard", "access", "authorized"]
+
+log = logging.getLogger("ttscale.serve.access")
+"""One line per proxied request at INFO (``ttscale serve --log-level``)."""
+
+PROXIED = frozenset({"/v1/chat/completions", "/v1/completions"})
+"""Paths whose every request gets an access-log line (errors included)."""
+
+
+def access(request: Any, sols: Sequence[Solution]) -> None:
+    """Note what answering a request drew upstream, for its access-log line."""
+    stopped = sorted({s.stopped for s in sols})
+    request.state.access = (sum(s.requests for s in sols), sum(s.samples for s in sols), ",".join(stopped))
+
+
+def noted_error(scope: dict, error: HTTPError) -> HTTPError:
+    """``error``, noted in the request's state for its access-log line."""
+    scope.setdefault("state", {})["error"] = error.message
+    return error
+
+
+def _log_line(scope: dict, status: str, seconds: float) -> None:
+    state = scope.get("state") or {}
+    line = f"{scope['method']} {scope['path']} {status} {seconds * 1000:.1f} ms"
+    if "access" in state:
+        requests, samples, stopped = state["access"]
+        line += f" upstream_requests={requests} samples={samples} stopped={stopped}"
+    if "error" in state:
+        line += f" error={state['error'][:160]!r}"
+    log.info(line)
 
 ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"})
 """Paths counted under their own name in the metrics (every other one is ``other``)."""
@@ -57,7 +89,10 @@ class Guard:
                 self.metrics.requests.labels(endpoint, "401").inc()
                 why = "no API key given" if not given else "incorrect API key"
                 response = HTTPError(401, f"{why}: send 'Authorization: Bearer <key>'", code="invalid_api_key").response()
-                return await response(scope, receive, send)
+                await response(scope, receive, send)
+                if path in PROXIED and log.isEnabledFor(logging.INFO):
+                    _log_line({**scope, "state": {"error": why}}, "401", time.perf_counter() - start)
+                return
         status = "500"
         started = gone = False
 
@@ -73,15 +108,19 @@ class Guard:
             gone = gone or message["type"] == "http.disconnect"
             return message
 
+        scope.setdefault("state", {})
         self.metrics.inflight.inc()
         try:
             await self.app(scope, receiving, sending)
         finally:
             if not started and gone:
                 status = CLIENT_GONE  # the client left before an answer: not the proxy's error
+            seconds = time.perf_counter() - start
             self.metrics.inflight.dec()
             self.metrics.requests.labels(endpoint, status).inc()
-            self.metrics.seconds.labels(endpoint).observe(time.perf_counter() - start)
+            self.metrics.seconds.labels(endpoint).observe(seconds)
+            if path in PROXIED and log.isEnabledFor(logging.INFO):
+                _log_line(scope, status, seconds)
 
 
 class BodyLimit:
@@ -102,7 +141,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
         if declared.isdigit() and int(declared) > self.limit:
-            error = HTTPError(413, f"request body of {int(declared)} bytes is over the limit of {self.limit} bytes", code="request_too_large")
+            error = noted_error(scope, HTTPError(413, f"request body of {int(declared)} bytes is over the limit of {self.limit} bytes", code="request_too_large"))
             return await error.response()(scope, receive, send)
         chunks, size = [], 0
         deadline = None if self.read_seconds is None else time.monotonic() + self.read_seconds
@@ -110,14 +149,14 @@ class BodyLimit:
             try:
                 message = await (receive() if deadline is None else asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic())))
             except TimeoutError:
-                error = HTTPError(408, f"request body not received within {self.read_seconds:g} s", code="request_timeout")
+                error = noted_error(scope, HTTPError(408, f"request body not received within {self.read_seconds:g} s", code="request_timeout"))
                 return await error.response()(scope, receive, send)
             if message["type"] != "http.request":  # the client went away
                 return
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.limit:
-                error = HTTPError(413, f"request body is over the limit of {self.limit} bytes", code="request_too_large")
+                error = noted_error(scope, HTTPError(413, f"request body is over the limit of {self.limit} bytes", code="request_too_large"))
                 return await error.response()(scope, receive, send)
             if not message.get("more_body"):
                 break
@@ -128,7 +167,7 @@ class BodyLimit:
             pass  # not UTF-8: the JSON reader answers 400 for it
         except InputLimitError as exc:
             where = f"{exc.field}: " if exc.field else ""
-            error = HTTPError(400, f"request body: {where}expected {exc.expected} (got {exc.got})", param=exc.field, code="invalid_json")
+            error = noted_error(scope, HTTPError(400, f"request body: {where}expected {exc.expected} (got {exc.got})", param=exc.field, code="invalid_json"))
             return await error.response()(scope, receive, send)
         sent = False
 

@@ -4,8 +4,9 @@ Body field (extra fields are refused, with their name)::
 
     {"model": "m", "messages": [...], "ttscale": {"policy": "best-of-majority", "n": 16, "adaptive": true}}
 
-Model-name prefix, for clients that cannot add body fields: ``ttscale/<policy>[@<n>[,adaptive]]/<model>``,
-e.g. ``ttscale/majority@16/Qwen/Qwen2.5-Math-7B`` or ``ttscale/best-of-majority:answers=2@8,adaptive/m``.
+Model-name prefix, for clients that cannot add body fields: ``ttscale/<policy>[@<n>[+adaptive]]/<model>``,
+e.g. ``ttscale/majority@16/Qwen/Qwen2.5-Math-7B`` or ``ttscale/confidence-vote@8+adaptive/m``
+(no commas: lm-eval splits its ``model_args`` on them; the older ``@8,adaptive`` still works).
 The body field wins over the prefix; both over the server's defaults.
 """
 
@@ -42,6 +43,19 @@ class RequestOptions(FrozenModel):
     """Include every candidate's text and answer in the response's ``ttscale`` field."""
 
 
+FIELDS = ", ".join(RequestOptions.model_fields)
+
+
+class UnknownField(ConfigError):
+    """A ``ttscale`` field that does not exist, said in the client's words."""
+
+    def __init__(self, parameter: str, value: Any) -> None:
+        super().__init__(parameter, value, f"one of the fields {FIELDS}")
+
+    def __str__(self) -> str:
+        return f"unknown field {self.parameter} (the ttscale fields are {FIELDS})"
+
+
 @dataclass(frozen=True)
 class Routed:
     """A request's upstream model and options after reading the prefix and the body field."""
@@ -59,6 +73,9 @@ def parse_options(raw: Any) -> RequestOptions:
         return raw
     if not isinstance(raw, dict):
         raise ConfigError("ttscale", raw, "an object such as {\"policy\": \"majority\", \"n\": 8}")
+    unknown = next((k for k in raw if k not in RequestOptions.model_fields), None)
+    if unknown is not None:
+        raise UnknownField(f"ttscale.{unknown}", raw[unknown])
     return validate(RequestOptions, raw, prefix="ttscale.")
 
 
@@ -71,10 +88,10 @@ def route(model: Any, raw_options: Any) -> Routed:
         return Routed(model, body)
     spec, sep, upstream = model[len(PREFIX):].partition("/")
     if not sep or not spec or not upstream:
-        raise ConfigError("model", model, f"{PREFIX}<policy>[@<n>[,adaptive]]/<model>, e.g. {PREFIX}majority@8/my-model")
+        raise ConfigError("model", model, f"{PREFIX}<policy>[@<n>[+adaptive]]/<model>, e.g. {PREFIX}majority@8/my-model")
     policy, _, tail = spec.rpartition("@") if "@" in spec else (spec, "", "")
     fields: dict[str, Any] = {"policy": policy}
-    for part in filter(None, tail.split(",")):
+    for part in filter(None, tail.replace(",", "+").split("+")):
         if part.isdigit():
             fields["n"] = int(part)
         elif part == "adaptive":

@@ -18,11 +18,15 @@ from ttscale.limits import find_value
 from ttscale.live.serve.options import RequestOptions
 from ttscale.validation import Bool, Int, is_int, is_number
 
-__all__ = ["MAX_TOKENS", "NOT_FORWARDED", "ChatMessage", "ChatRequest", "CompletionRequest", "StreamOptions", "check_forwarded"]
+__all__ = ["MAX_TOKENS", "NOT_FORWARDED", "PROMPT_EXPECTED", "Prompt", "ChatMessage", "ChatRequest", "CompletionRequest", "StreamOptions", "check_forwarded"]
 
-NOT_FORWARDED = frozenset({"logprobs", "top_logprobs", "echo", "best_of"})
-"""Client fields neither typed here nor sent upstream: the answer is one chosen candidate, so
-per-token log-probs, echo and best_of of the upstream's samples mean nothing to the client."""
+NOT_FORWARDED = frozenset({"echo", "best_of"})
+"""Client fields neither typed here nor sent upstream: the answer is chosen among the upstream's
+samples, so echo and best_of of those samples mean nothing to the client. (``logprobs`` and
+``top_logprobs`` are typed: they are sent upstream and come back for the chosen candidates.)"""
+
+MAX_LOGPROBS = 100
+"""Most top log-probs per token a client may ask for (servers allow far fewer; vLLM 20)."""
 
 MAX_CHOICES = 16
 """Most answers (``n``) one request may get back."""
@@ -83,9 +87,27 @@ class StreamOptions(_Open):
     """Send a last chunk with the usage of the whole request."""
 
 
-def _prompts(value: Any) -> Any:
-    """A prompt string is a list of one (the response then has one choice per prompt)."""
-    return [value] if isinstance(value, str) else value
+Prompt = str | tuple[int, ...]
+"""One completion prompt: text, or token ids (what lm-eval sends with ``tokenized_requests``)."""
+
+PROMPT_EXPECTED = "a string, a non-empty list of strings, a list of token ids (integers >= 0) or a list of such lists"
+
+
+def _token_ids(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(is_int(t) and t >= 0 for t in value)
+
+
+def _prompts(value: Any) -> list[Prompt]:
+    """The prompts of a completion request: a string or a list of token ids is one prompt (the
+    response then has ``n`` choices for it), a list of either is several; anything else is a
+    ValueError (a 400 naming ``prompt``)."""
+    if isinstance(value, str):
+        return [value]
+    if _token_ids(value):
+        return [tuple(value)]
+    if isinstance(value, list) and value and all(isinstance(p, str) or _token_ids(p) for p in value):
+        return [p if isinstance(p, str) else tuple(p) for p in value]
+    raise ValueError(PROMPT_EXPECTED)
 
 
 class _Completion(_Open):
@@ -115,10 +137,25 @@ class ChatRequest(_Completion):
     """The body of ``POST /v1/chat/completions``."""
 
     messages: list[ChatMessage] = Field(min_length=1)
+    logprobs: Bool | None = None
+    """Return the chosen candidates' token log-probs (the upstream's own, as it sent them)."""
+    top_logprobs: Int | None = Field(None, ge=0, le=MAX_LOGPROBS)
+    """With ``logprobs``: this many top alternatives per token."""
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return bool(self.logprobs)
 
 
 class CompletionRequest(_Completion):
     """The body of ``POST /v1/completions``."""
 
-    prompt: Annotated[list[StrictStr], BeforeValidator(_prompts), Field(min_length=1)]
-    """A prompt, or several (each gets its own samples and answers)."""
+    prompt: Annotated[list[Any], BeforeValidator(_prompts)]
+    """A prompt (text or token ids), or several (each gets its own samples and answers); token ids
+    go upstream as they are and the answer is read from the text the upstream returns."""
+    logprobs: Int | None = Field(None, ge=0, le=MAX_LOGPROBS)
+    """Return the chosen candidates' token log-probs with this many top alternatives per token."""
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.logprobs is not None

@@ -1,8 +1,11 @@
 """OpenAI-style responses of the proxy: one builder for chat and text completions, whole or streamed.
 
-A response carries ``count`` choices per solved prompt: the candidates standing for the policy's
-answers, then for the next answers by votes. ``usage`` counts every upstream token and the
-``ttscale`` field the vote, samples and cost. Streamed, each choice is sent as the chunks an
+A response carries exactly ``count`` (the client's ``n``) choices per solved prompt: first one
+candidate per distinct answer, best first (the policy's answers, then the others by votes), then
+further candidates of the winning answer, then of the others by votes, then those without an
+answer; fewer samples than ``n`` (a greedy request draws one) repeat from the first. A choice's
+``logprobs`` is its candidate's, as the upstream sent them, when the client asked for them (else
+null). ``usage`` counts every upstream token and the ``ttscale`` field the vote, samples and cost. Streamed, each choice is sent as the chunks an
 OpenAI server would send for it (the text in one piece: it is known once the answer is chosen),
 the ``ttscale`` field rides on the last choice chunk, and a usage chunk follows when asked for.
 """
@@ -51,13 +54,19 @@ class Endpoint(Enum):
 
 
 def picks(sol: Solution, count: int) -> list[Sample | None]:
-    """The candidates for the ``count`` choices: the policy's answers, then the rest by votes.
-    With no answer at all, the first candidate (None: nothing was drawn)."""
+    """The candidates of the ``count`` choices (see the module docstring); [None] * count when
+    nothing was drawn."""
+    if not sol.candidates:
+        return [None] * count
     order = list(sol.answers) + [a for a in sol.vote if a not in sol.answers]
-    if not order:
-        return [sol.candidates[0] if sol.candidates else None]
-    indices = [sol.representative(a) for a in order[:count]]
-    return [None if i is None else sol.candidates[i] for i in indices]
+    first = [i for i in (sol.representative(a) for a in order) if i is not None]
+    rank = {a: r for r, a in enumerate(order)}
+    answers = sol.candidate_answers or [None] * len(sol.candidates)
+    taken = set(first)
+    rest = sorted((i for i in range(len(sol.candidates)) if i not in taken),
+                  key=lambda i: (rank.get(answers[i], len(rank)), i))  # type: ignore[arg-type]
+    indices = first + rest
+    return [sol.candidates[indices[k % len(indices)]] for k in range(count)]
 
 
 def usage(sols: list[Solution]) -> dict[str, int]:
@@ -75,7 +84,7 @@ def ttscale_field(sols: list[Solution], candidates: bool) -> dict[str, Any]:
 
 
 def completion_response(endpoint: Endpoint, sols: list[Solution], *, model: str, count: int, stream: bool,
-                        include_usage: bool, candidates: bool) -> Response:
+                        include_usage: bool, candidates: bool, logprobs: bool = False) -> Response:
     """The response to a completion request whose prompts were solved into ``sols``."""
     head = {"id": f"{endpoint.value.id_prefix}-{uuid.uuid4().hex}", "object": endpoint.value.object,
             "created": int(time.time()), "model": model}
@@ -83,17 +92,20 @@ def completion_response(endpoint: Endpoint, sols: list[Solution], *, model: str,
     choices = []
     for sol in sols:
         for cand in picks(sol, count):
-            choices.append((cand.text if cand else "", (cand.finish if cand else None) or "stop"))
+            lp = (cand.model_extra or {}).get("upstream_logprobs") if cand is not None and logprobs else None
+            choices.append((cand.text if cand else "", (cand.finish if cand else None) or "stop", lp))
     if not stream:
-        body = [{"index": i, **endpoint.content(text), "finish_reason": finish, "logprobs": None}
-                for i, (text, finish) in enumerate(choices)]
+        body = [{"index": i, **endpoint.content(text), "finish_reason": finish, "logprobs": lp}
+                for i, (text, finish, lp) in enumerate(choices)]
         return JSONResponse({**head, "choices": body, "usage": usage(sols), "ttscale": extra})
     head["object"] = endpoint.value.chunk_object
     chunks = []
-    for i, (text, finish) in enumerate(choices):
+    for i, (text, finish, lp) in enumerate(choices):
         parts, closing = endpoint.deltas(text)
-        for part, reason in [(p, None) for p in parts] + [(closing, finish)]:
-            chunks.append({**head, "choices": [{"index": i, **part, "logprobs": None, "finish_reason": reason}]})
+        for k, (part, reason) in enumerate([(p, None) for p in parts] + [(closing, finish)]):
+            # the log-probs ride on the chunk with the text (the last of ``parts``)
+            chunk_lp = lp if k == len(parts) - 1 else None
+            chunks.append({**head, "choices": [{"index": i, **part, "logprobs": chunk_lp, "finish_reason": reason}]})
     chunks[-1]["ttscale"] = extra
     if include_usage:
         chunks.append({**head, "choices": [], "usage": usage(sols)})
