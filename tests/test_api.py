@@ -231,3 +231,33 @@ def test_the_live_stop_counts_equivalent_answers_as_one() -> None:
     solver._classifier = AnswerClassifier(EquivalenceConfig(mode="math"))
     state = _State(Question(id="q", problem="p"), candidates=[Sample(text=f"#### {a}", answer=a) for a in ("1/2", "0.5", "\\frac{1}{2}", "3")])
     assert solver._top_votes(state) == (3, 1, 0)
+
+
+def test_embedded_model_brings_its_prompt_template_and_sampling_defaults() -> None:
+    """No sampling settings: the model folder's ttscale.json decides (the plain template scored 2.7%)."""
+    rows = [json.loads(line) for line in (ROOT / "ttscale/data/arith_test.jsonl").read_text().splitlines()[:12]]
+    with TTScale(backend="hf", model="arith-tiny", budget=4, seed=0) as t:
+        config = t.sampler.config
+        sols = t.solve_many([r["problem"] for r in rows])
+    assert config.template == "Question: {problem}\nAnswer:\n" and config.temperature == 1.3 and config.max_tokens == 160
+    right = sum(s.answer == str(r["answer"]) for s, r in zip(sols, rows))
+    assert right >= 6, f"{right}/12 right with the model's own template"
+    with TTScale(backend="hf", model="arith-tiny", sampling={"temperature": 0.5, "template": "plain"}) as t:
+        assert (t.sampler.config.temperature, t.sampler.config.template, t.sampler.config.max_tokens) == (0.5, "{problem}", 160)
+
+
+def test_a_bad_model_settings_file_names_the_file_and_field(tmp_path: Path) -> None:
+    from ttscale.sampling.model_defaults import model_settings, sampling_defaults
+
+    assert sampling_defaults(tmp_path) == {} and sampling_defaults("some/hub-model") == {}
+    (tmp_path / "ttscale.json").write_text(json.dumps({"sampling": {"temprature": 1.0}}))
+    with pytest.raises(ConfigError, match=r"ttscale\.json: sampling: temprature"):
+        model_settings(tmp_path)
+    bad = tmp_path / "b"
+    bad.mkdir()
+    (bad / "ttscale.json").write_text(json.dumps({"sampling": {}, "server": {}}))
+    with pytest.raises(ConfigError, match=r"ttscale\.json: server.*only the tables 'sampling', 'engine'"):
+        model_settings(bad)
+    (bad / "ttscale.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="a readable JSON object"):
+        model_settings(bad)

@@ -7,7 +7,9 @@ injected. The last test kills the server mid-run.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -326,3 +328,54 @@ def test_server_killed_mid_run_retries_then_fails_clearly(server: str, server_pr
     assert run.returncode == 2 and "failed 3 times" in err and "connection failed" in err and "Traceback" not in err, err
     bank = read_bank(out)  # what was written stays, whole
     assert 3 <= len(bank) < len(problems) and set(bank.sample_counts().values()) == {N}
+
+
+PLAIN_SCRIPT = """
+import json
+from ttscale import TTScale
+from ttscale.arith import test_set_path
+
+rows = [json.loads(line) for line in open(test_set_path())][:4]
+tts = TTScale(backend="vllm", model="arith-tiny", budget=4, seed=0)
+sols = tts.solve_many([r["problem"] for r in rows])
+print(json.dumps({"samples": [s.samples for s in sols], "right": sum(s.answer == str(r["answer"]) for s, r in zip(sols, rows)),
+                  "template": tts.sampler.config.template}))
+"""
+
+
+def test_api_from_a_plain_script_without_a_main_guard(tmp_path: Path) -> None:
+    """vLLM spawns its engine core unless told not to, re-importing an unguarded script: ttscale keeps it in-process."""
+    script = tmp_path / "plain.py"
+    script.write_text(PLAIN_SCRIPT)
+    env = _env()
+    env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "bootstrapping phase" not in proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["samples"] == [4, 4, 4, 4] and result["template"] == "Question: {problem}\nAnswer:\n"
+    assert result["right"] >= 1
+
+
+VLLM_LOG_LINE = re.compile(r"\b(INFO|WARNING)\b.*\[[\w./]+\.py:\d+\]")
+"""A vLLM log line: ``(EngineCore pid=1) INFO 12-05 07:11:33 [model.py:733] ...``."""
+
+
+def test_cli_hides_vllm_logs_unless_verbose(tmp_path: Path) -> None:
+    def run(*flags: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "ttscale.cli.app", *flags, "sample", "--backend", "vllm", "--model", "arith-tiny",
+               "--limit", "2", "--n", "2", "--out", str(tmp_path / f"bank{len(flags)}.jsonl"), "--json"]
+        env = _env()
+        for key in ("VLLM_LOGGING_LEVEL", "VLLM_LOGGING_STREAM", "TQDM_DISABLE", "TRANSFORMERS_VERBOSITY"):
+            env.pop(key, None)
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+    quiet = run()
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert json.loads(quiet.stdout)["samples"] == 4  # stdout is the JSON summary alone
+    noise = [line for line in quiet.stderr.splitlines() if VLLM_LOG_LINE.search(line) or "Loading" in line or "Warning" in line]
+    assert noise == [], noise[:5]
+    loud = run("-v")
+    assert loud.returncode == 0, loud.stderr[-3000:]
+    assert json.loads(loud.stdout)["samples"] == 4  # vLLM's lines go to stderr, not into the JSON
+    assert sum(bool(VLLM_LOG_LINE.search(line)) for line in loud.stderr.splitlines()) >= 5

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ttscale.cli.console import show_deprecations, warn_secrets_in_argv
+from ttscale.cli.console import show_deprecations, third_party_logs, warn_secrets_in_argv
 
 app = typer.Typer(
     name="ttscale",
@@ -20,7 +20,8 @@ app = typer.Typer(
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False) -> None:
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more, vLLM's and transformers' start-up lines too.")] = False) -> None:
+    third_party_logs(verbose)
     show_deprecations()
     warn_secrets_in_argv(sys.argv[1:])
     logging.basicConfig(

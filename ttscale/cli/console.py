@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -137,3 +138,40 @@ def warn_secrets_in_argv(argv: list[str]) -> None:
             env = "TTSCALE_API_KEY" if command == "serve" and option == "--api-key" else env
             err.print(f"[yellow]warning:[/] {option} on the command line shows in the process list (ps); set {env} instead",
                       highlight=False, soft_wrap=True)
+
+
+_LIBRARIES = r"(vllm|torch|transformers|ray|huggingface_hub|datasets)(\.|$)"
+"""Modules whose Python warnings -v shows and a plain run hides."""
+
+
+def third_party_logs(verbose: bool) -> None:
+    """Hide the engines' start-up chatter (vLLM's INFO/WARNING lines, torch's and transformers'
+    warnings, weight-loading bars) unless ``-v``; with it, show vLLM's INFO lines.
+
+    Set in the environment before any command imports vLLM or transformers, which read it once;
+    a variable the user set wins. vLLM logs to stdout by default: sent to stderr here either way,
+    so ``--json`` output stays one JSON object.
+    """
+    import os
+    import warnings
+
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+    if verbose:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO")
+        return
+    quiet = {
+        "VLLM_LOGGING_LEVEL": "ERROR",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TQDM_DISABLE": "1",  # vLLM's and transformers' weight-loading bars (ttscale's own bars are rich's)
+        "TORCH_CPP_LOG_LEVEL": "ERROR",
+        "RAY_BACKEND_LOG_LEVEL": "error",
+        "RAY_DEDUP_LOGS": "1",
+    }
+    for key, value in quiet.items():
+        os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore", module=_LIBRARIES)
+    # torch resets its own top logger's level on import, not its children's.
+    for name in ("torch._library", "torch.distributed", "transformers", "ray", "vllm"):
+        logging.getLogger(name).setLevel(logging.ERROR)

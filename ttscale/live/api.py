@@ -29,6 +29,7 @@ from ttscale.live.samplers import build_sampler
 from ttscale.live.solution import Question, Solution, last_user_text
 from ttscale.live.solve import Solver
 from ttscale.planning.cost import Prices
+from ttscale.sampling.model_defaults import with_model_defaults
 from ttscale.sampling.sampler import Sampler, SamplingConfig, request_seed
 from ttscale.selection.policy import Policy, load_policy
 from ttscale.validation import is_int
@@ -61,11 +62,14 @@ class _LoopThread:
             self.loop.close()
 
 
-def _sampling(value: SamplingConfig | Mapping[str, Any] | None) -> SamplingConfig:
-    """The sampling config; log-probs stay on by default (per-candidate tokens and confidence)."""
-    if isinstance(value, SamplingConfig):
+def _sampling(value: SamplingConfig | Mapping[str, Any] | None, model: str | None) -> SamplingConfig:
+    """The sampling config: the caller's fields over the model folder's ``ttscale.json`` (its prompt
+    template, temperature, ...; see :mod:`ttscale.sampling.model_defaults`); log-probs stay on by default."""
+    given = value.model_dump(include=value.model_fields_set) if isinstance(value, SamplingConfig) else dict(value or {})
+    merged = with_model_defaults(model, given)
+    if isinstance(value, SamplingConfig) and merged == given:
         return value
-    return SamplingConfig.from_dict(dict(value or {}), source="sampling")
+    return SamplingConfig.from_dict(merged, source="sampling")
 
 
 class TTScale:
@@ -75,7 +79,8 @@ class TTScale:
     ``backend`` (``"vllm"`` or ``"hf"``, built from ``model``), or ``sampler``. ``policy`` is a
     preset name, a TOML path, ``NAME:key=value`` overrides or a :class:`Policy`; ``budget`` the
     default per-question :class:`Budget` (or just samples). ``sampling`` holds temperature,
-    max_tokens, template... (:class:`SamplingConfig` or its fields); ``prices`` (dollars per
+    max_tokens, template... (:class:`SamplingConfig` or its fields) over the model folder's own
+    defaults (``ttscale.json``: the embedded ``arith-tiny`` brings its prompt template); ``prices`` (dollars per
     million input and output tokens) turn tokens into ``Solution.cost``. ``scorer`` computes
     rewards for reward-based policies (see :mod:`ttscale.scoring`).
     """
@@ -112,7 +117,7 @@ class TTScale:
         if seed is not None and (not is_int(seed) or seed < 0):
             raise ConfigError("seed", seed, "an integer >= 0 or None (unseeded)")
         self.seed = seed
-        config = _sampling(sampling)
+        config = _sampling(sampling, model if sampler is None and engine is None else None)
         if sampler is None:
             sampler = build_sampler(base_url=base_url, model=model, engine=engine, backend=backend, config=config,
                                     api_key=api_key, concurrency=concurrency, timeout=timeout, max_retries=max_retries,

@@ -22,6 +22,7 @@ from ttscale.answers.grading import GradeSource
 from ttscale.arith.paths import EMBEDDED_NAMES, MODEL_NAME, auto_template
 from ttscale.cli.console import deprecated, err, handle_errors, out, progress_bar
 from ttscale.errors import ConfigError
+from ttscale.sampling.model_defaults import sampling_defaults
 from ttscale.validation import validate
 
 if TYPE_CHECKING:
@@ -63,11 +64,12 @@ def _is_embedded(model: str | None) -> bool:
     return model is None or model in EMBEDDED_NAMES  # bench's default model is the embedded one
 
 
-def _template(template: str, model: str | None, dataset: str) -> str:
-    """'auto': the arithmetic prompt for the embedded model or data (as ``ttscale sample`` decides), else plain."""
+def _template(template: str, model: str | None, dataset: str, own: dict[str, Any]) -> str:
+    """'auto': the model folder's (ttscale.json), the arithmetic prompt for the arith data, else plain
+    (as ``ttscale sample`` decides)."""
     if template != "auto":
         return template
-    return auto_template(MODEL_NAME if model is None else model, dataset)
+    return own.get("template") or auto_template(MODEL_NAME if model is None else model, dataset)
 
 
 def _scorer_factory(model_dir: str | None, scorer_model: str | None, template: str, batch_size: int):  # type: ignore[no-untyped-def]
@@ -94,15 +96,6 @@ def _scorer_factory(model_dir: str | None, scorer_model: str | None, template: s
     return build
 
 
-def _default_temperature(embedded: bool) -> float:
-    """The embedded model's figures are stated at its own temperature (ttscale.arith.DEFAULT_TEMPERATURE)."""
-    if embedded:
-        from ttscale.arith import DEFAULT_TEMPERATURE
-
-        return DEFAULT_TEMPERATURE
-    return 0.7
-
-
 @handle_errors
 def bench_command(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Report folder (bank.jsonl, report.md, plots, results.json); rerunning resumes.")] = Path("runs/bench"),
@@ -116,9 +109,9 @@ def bench_command(
     scorer: Annotated[list[str] | None, typer.Option("--scorer", help="Score the bank with this scorer (repeatable): confidence, lowest-group-confidence, reward-model, vllm-reward, prm, vllm-prm, judge.")] = None,
     scorer_model: Annotated[str | None, typer.Option("--scorer-model", help="Model folder of reward-model, vllm-reward, prm, vllm-prm or judge (confidence: default the sampled model).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Base sampling seed, and the seed of resampled estimates and fits.")] = 0,
-    temperature: Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (default: the embedded model's stated temperature for arith-tiny, else 0.7).")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (default: the model folder's ttscale.json, 1.3 for arith-tiny, else 0.7).")] = None,
     top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Most tokens per sample (default 160 for the embedded model, else 256).")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Most tokens per sample (default: the model folder's ttscale.json, 160 for arith-tiny, else 256).")] = None,
     template: Annotated[str, typer.Option("--template", help="Prompt template with {problem}, or plain, arith, boxed; 'auto' as in ttscale sample.")] = "auto",
     chat: Annotated[bool, typer.Option("--chat/--raw", help="Apply the model's chat template.")] = False,
     price_in: Annotated[float | None, typer.Option("--price-in", help="Dollars per million input tokens (cost table).")] = None,
@@ -181,10 +174,11 @@ def bench_command(
         if kind in ("reward-model", "vllm-reward", "prm", "vllm-prm", "judge") and scorer_model is None:
             raise ConfigError("--scorer-model", None, f"a model folder for scorer {kind!r}")
     prices = None if price_in is None and price_out is None else Prices(input=price_in or 0.0, output=price_out or 0.0)
+    own = sampling_defaults(resolved)  # the model folder's (ttscale.json); none for a bank file (replay)
     config = SamplingConfig(
-        temperature=(_default_temperature(embedded) if temperature is None else temperature), top_p=top_p,
-        max_tokens=max_tokens if max_tokens is not None else (160 if embedded else 256), seed=seed, logprobs=True,
-        prompt_format="chat" if chat else "raw", template=_template(template, model, dataset),
+        temperature=own.get("temperature", 0.7) if temperature is None else temperature, top_p=top_p,
+        max_tokens=own.get("max_tokens", 256) if max_tokens is None else max_tokens, seed=seed, logprobs=True,
+        prompt_format="chat" if chat else "raw", template=_template(template, model, dataset, own),
     )
     problems = load_dataset(dataset, limit=limit)
     engine = {**(cpu_engine_defaults() if backend_name == "vllm" and embedded else {}), **engine_args(engine_arg)}

@@ -51,13 +51,13 @@ def demo_command(
     """Sample the embedded arithmetic model on its test set, then evaluate every policy at every k."""
     from ttscale.answers import EquivalenceMode
     from ttscale.answers.grading import load_candidates
-    from ttscale.arith import DEFAULT_TEMPERATURE
     from ttscale.arith.paths import model_dir
     from ttscale.cli.report import eval_table, plot_eval
     from ttscale.estimate.evaluate import evaluate
     from ttscale.records.datasets import load_dataset
     from ttscale.sampling.backends.registry import make_sampler
     from ttscale.sampling.driver import run_sampling
+    from ttscale.sampling.model_defaults import sampling_defaults
     from ttscale.sampling.sampler import SamplingConfig
     from ttscale.selection.policy import load_policy
 
@@ -67,10 +67,10 @@ def demo_command(
     test_set = difficulty.value
     engine = auto_backend() if backend is DemoBackend.AUTO else backend.value
     problems = load_dataset("arith" if difficulty is DemoSet.DEFAULT else "arith-hard", limit=limit)
-    config = SamplingConfig(
-        temperature=DEFAULT_TEMPERATURE if temperature is None else temperature,
-        max_tokens=160, seed=seed, logprobs=True, template="arith",
-    )
+    # The model folder's template, temperature and max_tokens (ttscale.json), as the API and bench use.
+    own = sampling_defaults(model_dir())
+    config = SamplingConfig.from_dict({**own, **({} if temperature is None else {"temperature": temperature}),
+                                       "seed": seed, "logprobs": True}, source="demo")
     options: dict[str, Any] = {"engine_args": cpu_engine_defaults()} if engine == "vllm" else {}
     out_dir.mkdir(parents=True, exist_ok=True)
     bank_path = out_dir / f"arith-{test_set}-n{n}.jsonl"

