@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
     {"offline"},  # the public offline API (read_bank, evaluate, plan, simulate)
     {"sampling"},  # sampler protocol, backends, driver
     {"scoring"},  # reward models, PRMs, judge
+    {"search"},  # step-level search (beam, DVTS, particle filtering) over generated steps
     {"live"},  # solve, the Python API, the proxy
     {"bench"},  # the bench pipeline and its report
     {"cli"},  # the ttscale command
