@@ -917,3 +917,56 @@ def test_many_equal_wrong_classes_fold_only_the_draws_that_fit() -> None:
     states = VoteStates([problem], 8)
     assert states.states == sum(len(lv) for lv in states.levels) and states.states < 200
     np.testing.assert_allclose([p.sum() for p in states.prob[1:]], 1.0)
+
+
+# -- 10. very large banks stop at the line that passes a limit ------------------------------------------
+
+
+def ttscale_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "ttscale", *args], capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, **env})
+
+
+def test_a_bank_of_2_5_million_samples_of_one_problem_is_refused_fast_and_small(tmp_path: Path) -> None:
+    """The issue's 42 MB bank: it took 17 s and 2.7 GB to reach the estimator's error; now the reader
+    refuses line 1 from a count of its samples, before parsing it (peak memory measured in the child)."""
+    bank = tmp_path / "huge.jsonl"
+    bank.write_text(json.dumps({"id": "q0", "reference": "1", "samples": [{"answer": str(i % 7)} for i in range(2_500_000)]},
+                               separators=(",", ":")) + "\n")
+    # VmHWM, not ru_maxrss: the latter keeps the high-water mark of the forking pytest process
+    code = ("import re, sys\nfrom ttscale.cli.app import app\n"
+            "try:\n    app(['eval', sys.argv[1]])\nexcept SystemExit as e:\n    code = e.code\n"
+            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+            "print('rss_kb', hwm, 'exit', code, file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(bank)], capture_output=True, text=True, timeout=60, check=False)
+    rss_kb, exit_code = proc.stderr.split("rss_kb ")[1].split()[::2]
+    assert exit_code == "2" and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "line 1" in proc.stderr and "50,000 samples per problem" in proc.stderr and "TTSCALE_MAX_PROBLEM_SAMPLES" in proc.stderr
+    assert int(rss_kb) < 500_000, rss_kb
+
+
+def test_sample_limits_count_merged_lines_and_the_whole_bank(tmp_path: Path) -> None:
+    bank = tmp_path / "bank.jsonl"
+    bank.write_text("".join(json.dumps({"id": f"q{i % 2}", "samples": [{"answer": "1"}] * 10}) + "\n" for i in range(6)))
+    proc = ttscale_env({"TTSCALE_MAX_PROBLEM_SAMPLES": "25"}, "eval", str(bank))
+    assert_clean_error(proc, "line 5", "at most 25 samples per problem", "30 for id 'q0'", "TTSCALE_MAX_PROBLEM_SAMPLES")
+    proc = ttscale_env({"TTSCALE_MAX_BANK_SAMPLES": "45"}, "eval", str(bank))
+    assert_clean_error(proc, "line 5", "at most 45 samples in one bank", "50 by this line", "TTSCALE_MAX_BANK_SAMPLES")
+    proc = ttscale_env({"TTSCALE_MAX_LINE_BYTES": "100"}, "eval", str(bank))
+    assert_clean_error(proc, "line 1", "a line of at most 100 bytes", "TTSCALE_MAX_LINE_BYTES")
+    proc = ttscale_env({"TTSCALE_MAX_BANK_SAMPLES": "lots"}, "eval", str(bank))
+    assert_clean_error(proc, "TTSCALE_MAX_BANK_SAMPLES='lots'", "a positive integer")
+    assert read_bank(bank).sample_counts() == {"q0": 30, "q1": 30}  # within the defaults
+
+
+def test_a_line_exactly_at_the_byte_limit_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    line = json.dumps({"id": "q", "samples": [{"answer": "1"}]})
+    bank = tmp_path / "bank.jsonl"
+    bank.write_text(line + "\n" + line + "\n")
+    monkeypatch.setenv("TTSCALE_MAX_LINE_BYTES", str(len(line)))
+    assert read_bank(bank).sample_counts() == {"q": 2}
+    monkeypatch.setenv("TTSCALE_MAX_LINE_BYTES", str(len(line) - 1))
+    with pytest.raises(BankFormatError, match="line 1"):
+        read_bank(bank)

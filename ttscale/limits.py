@@ -10,7 +10,10 @@ things with the same words:
 * :func:`parse_int` / :func:`parse_fraction` read numbers of at most :data:`MAX_DIGITS` digits and
   give None for longer ones (an answer of 100,000 digits is then compared as a string);
 * :func:`check_memory` refuses an option whose value would make one allocation larger than
-  :data:`MAX_ARRAY_BYTES`, naming the option, the size and how to change it.
+  :data:`MAX_ARRAY_BYTES`, naming the option, the size and how to change it;
+* :func:`env_limit` reads the limits users may raise from the environment (``TTSCALE_MAX_ARRAY_BYTES``,
+  ``TTSCALE_MAX_PROBLEM_SAMPLES``, ``TTSCALE_MAX_BANK_SAMPLES``, ``TTSCALE_MAX_LINE_BYTES``; see
+  :data:`LIMITS`), so a bank reader stops at the line that passes one instead of filling memory.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ __all__ = [
     "MAX_ARRAY_BYTES",
     "MAX_DIGITS",
     "MAX_JSON_DEPTH",
+    "LIMITS",
     "check_json_text",
     "check_memory",
+    "env_limit",
     "find_value",
     "format_bytes",
     "load_json",
@@ -47,9 +52,32 @@ MAX_JSON_DEPTH = 64
 (line, samples, sample, rewards); a chat request about 5. Deeper input is refused before anything
 recursive (pydantic, ``json.dumps``, the selectors) can hit Python's recursion limit."""
 
-MAX_ARRAY_BYTES = int(os.environ.get("TTSCALE_MAX_ARRAY_BYTES") or 4 << 30)
-"""Largest single allocation an option may ask for (default 4 GiB; the environment variable
-``TTSCALE_MAX_ARRAY_BYTES`` changes it)."""
+MAX_ARRAY_BYTES = 4 << 30
+"""Default largest single allocation an option may ask for (4 GiB; ``TTSCALE_MAX_ARRAY_BYTES``)."""
+
+LIMITS: dict[str, tuple[int, str]] = {
+    "TTSCALE_MAX_ARRAY_BYTES": (MAX_ARRAY_BYTES, "bytes one table built for an option may take"),
+    "TTSCALE_MAX_PROBLEM_SAMPLES": (50_000, "samples of one problem in a bank (all its lines together)"),
+    "TTSCALE_MAX_BANK_SAMPLES": (4_000_000, "samples in one bank (about 1 KiB of memory each once read)"),
+    "TTSCALE_MAX_LINE_BYTES": (256 << 20, "bytes of one bank line"),
+}
+"""Limits users may raise, by environment variable: (default, what is limited). The sample limits
+stop a bank reader at the line that passes them: a 42 MB bank of 2.5 M samples of one problem
+used to take 17 s and 2.7 GB before the estimator refused it."""
+
+
+def env_limit(name: str) -> int:
+    """The limit ``name`` (a key of :data:`LIMITS`): its environment variable when set, else the
+    default. A value that is not a positive integer is a :class:`ConfigError` naming the variable."""
+    default, what = LIMITS[name]
+    raw = os.environ.get(name, "").strip().replace("_", "")
+    if not raw:
+        return default
+    value = parse_int(raw)
+    if value is None or value < 1:
+        raise ConfigError(name, os.environ[name], f"a positive integer: the most {what}", source="environment")
+    return value
+
 
 _NAN_TOKENS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 _STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
@@ -209,13 +237,13 @@ def format_bytes(n: float) -> str:
 
 def check_memory(option: str, value: Any, nbytes: float, *, what: str, limit: int | None = None) -> None:
     """Refuse ``option=value`` when the allocation it implies (``nbytes``, estimated before any
-    work) is over ``limit`` (default :data:`MAX_ARRAY_BYTES`).
+    work) is over ``limit`` (default: ``TTSCALE_MAX_ARRAY_BYTES``, 4 GiB).
 
     The :class:`ConfigError` names the option, its value, the size and the limit, and says what to
     change: ``--permutations=10000000: expected a smaller value: the permutation table would need
     1.4 TiB, over the 4.0 GiB limit (lower --permutations, or raise TTSCALE_MAX_ARRAY_BYTES)``.
     """
-    cap = MAX_ARRAY_BYTES if limit is None else limit
+    cap = env_limit("TTSCALE_MAX_ARRAY_BYTES") if limit is None else limit
     if nbytes > cap:
         raise ConfigError(
             option,

@@ -40,7 +40,7 @@ from ttscale.adaptive.simulate import RulePoint
 from ttscale.adaptive.stopping import StoppingRule, VoteTrajectories
 from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError, EstimationError
-from ttscale.limits import MAX_ARRAY_BYTES, check_memory
+from ttscale.limits import check_memory, env_limit
 from ttscale.validation import check_count
 
 __all__ = ["State", "VoteStates", "bayes_frontier", "check_exact_states", "exact_rule_points", "samples_to_reach", "state_bound"]
@@ -101,9 +101,9 @@ def state_bound(problems: Sequence[Candidates], max_samples: int, stop_at: float
 
 def check_exact_states(problems: Sequence[Candidates], max_samples: int, option: str = "--max-k") -> None:
     """Refuse to build :class:`VoteStates` whose tables would need more than
-    :data:`ttscale.limits.MAX_ARRAY_BYTES` (estimated with :func:`state_bound`), naming the size and
+    ``TTSCALE_MAX_ARRAY_BYTES`` (estimated with :func:`state_bound`), naming the size and
     ``option`` (fewer samples per question means far fewer states)."""
-    far = 1000.0 * MAX_ARRAY_BYTES / STATE_BYTES  # past this the count stops: the answer is no anyway
+    far = 1000.0 * env_limit("TTSCALE_MAX_ARRAY_BYTES") / STATE_BYTES  # past this the count stops: the answer is no anyway
     states = state_bound(problems, max_samples, stop_at=far)
     shown = f"more than {far:,.0f}" if states == float("inf") else f"up to {states:,.0f}"
     check_memory(option, int(max_samples), STATE_BYTES * min(states, far),

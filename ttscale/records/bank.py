@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from ttscale.errors import BankFormatError, DiskWriteError, InputLimitError
-from ttscale.limits import load_json
+from ttscale.limits import env_limit, load_json
 from ttscale.records.files import atomic_write
 from ttscale.records.models import Record
 
@@ -119,22 +119,63 @@ def _merge(path: Path, line_no: int, into: Record, extra: Record) -> None:
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
-    """(line number, raw bytes without the newline, complete?) for each non-blank line."""
+    """(line number, raw bytes without the newline, complete?) for each non-blank line; a line
+    longer than ``TTSCALE_MAX_LINE_BYTES`` is a :class:`BankFormatError` before it is all read."""
+    cap = env_limit("TTSCALE_MAX_LINE_BYTES")
     with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, start=1):
+        number = 0
+        while raw := fh.readline(cap + 1):
+            number += 1
+            if len(raw) > cap and not (len(raw) == cap + 1 and raw.endswith(b"\n")):
+                raise BankFormatError(path, number, None, f"a line of at most {cap:,} bytes (raise TTSCALE_MAX_LINE_BYTES for longer)",
+                                      "a longer line")
             complete = raw.endswith(b"\n")
             raw = raw.rstrip(b"\r\n")
             if raw.strip():
                 yield number, raw, complete
 
 
+class _SampleLimits:
+    """Samples read so far, per problem and in all, against ``TTSCALE_MAX_PROBLEM_SAMPLES`` and
+    ``TTSCALE_MAX_BANK_SAMPLES``: a bank far larger than any use stops at the line that passes a
+    limit, in seconds and a bounded amount of memory, not after everything is read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.per_problem = env_limit("TTSCALE_MAX_PROBLEM_SAMPLES")
+        self.in_all = env_limit("TTSCALE_MAX_BANK_SAMPLES")
+        self.total = 0
+
+    def _error(self, line: int, what: str, limit: int, name: str, got: str) -> BankFormatError:
+        return BankFormatError(self.path, line, "samples", f"at most {limit:,} samples {what} (raise {name} for more)", got)
+
+    def before_parsing(self, line: int, raw: bytes) -> None:
+        """Refuse a line that holds more samples than any problem may have, before parsing it:
+        every sample has an ``"answer"`` key, so their count bounds the samples (C-speed)."""
+        keys = raw.count(b'"answer"')
+        if keys > self.per_problem:
+            raise self._error(line, "per problem", self.per_problem, "TTSCALE_MAX_PROBLEM_SAMPLES", f"a line with {keys:,}")
+
+    def add(self, line: int, record: Record, problem_samples: int) -> None:
+        """Count ``record``'s samples; ``problem_samples``: its problem's samples with them."""
+        self.total += len(record.samples)
+        if problem_samples > self.per_problem:
+            raise self._error(line, "per problem", self.per_problem, "TTSCALE_MAX_PROBLEM_SAMPLES",
+                              f"{problem_samples:,} for id {record.id[:60]!r} by this line")
+        if self.total > self.in_all:
+            raise self._error(line, "in one bank", self.in_all, "TTSCALE_MAX_BANK_SAMPLES", f"{self.total:,} by this line")
+
+
 def read_bank(path: str | Path) -> Bank:
-    """Read and validate a bank; see the module docstring for merging and truncation."""
+    """Read and validate a bank; see the module docstring for merging and truncation, and
+    :data:`ttscale.limits.LIMITS` for the limits on lines and samples."""
     path = Path(path)
     check_regular_file(path, "an existing bank file (JSONL)")
     records: dict[str, Record] = {}
     bank = Bank(path=path, records=[])
+    limits = _SampleLimits(path)
     for line_no, raw, complete in iter_lines(path):
+        limits.before_parsing(line_no, raw)
         try:
             record = parse_record(path, line_no, raw)
         except BankFormatError:
@@ -147,8 +188,10 @@ def read_bank(path: str | Path) -> Bank:
                 break
             raise
         bank.lines += 1
-        if record.id in records:
-            _merge(path, line_no, records[record.id], record)
+        earlier = records.get(record.id)
+        limits.add(line_no, record, len(record.samples) + (len(earlier.samples) if earlier else 0))
+        if earlier is not None:
+            _merge(path, line_no, earlier, record)
         else:
             records[record.id] = record
     bank.records = list(records.values())
