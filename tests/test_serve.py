@@ -322,3 +322,89 @@ def test_chunked_body_over_the_limit_is_a_413(upstream: FakeUpstream) -> None:
             yield b'"}'
 
         assert _error(httpx.post(server.url + "/v1/completions", content=body()), 413)["code"] == "request_too_large"
+
+
+def test_forwards_only_what_the_client_sent(proxy: str, upstream: FakeUpstream) -> None:
+    """No temperature or max_tokens of the proxy's own: the upstream's defaults apply (unless the
+    server sets them), and a request the upstream refuses comes back in its own words and status."""
+    client(proxy).completions.create(model=MODEL, prompt=PROMPT, seed=1, stop=["\n\n"])
+    sent = upstream.bodies[-1]
+    assert sent == {"model": MODEL, "prompt": PROMPT, "n": 8, "seed": 1, "stop": ["\n\n"]}
+    with _proxy(upstream.url, temperature=0.5, max_tokens=64) as server:
+        client(server.url).completions.create(model=MODEL, prompt=PROMPT, temperature=0.9)
+    assert (upstream.bodies[-1]["temperature"], upstream.bodies[-1]["max_tokens"]) == (0.9, 64)
+    err = _error(httpx.post(proxy + "/v1/completions", json={"model": MODEL, "prompt": PROMPT, "max_tokens": 1000}), 400)
+    assert err == {"message": "max_tokens=1000 cannot be greater than max_model_len=256", "type": "BadRequestError",
+                   "param": "max_tokens", "code": 400}
+
+
+def test_greedy_draws_one_sample_and_n_choices_come_back(proxy: str, upstream: FakeUpstream) -> None:
+    before = upstream.samples
+    resp = client(proxy).completions.create(model=MODEL, prompt=PROMPT, temperature=0, n=3)
+    tts = resp.model_extra["ttscale"]
+    assert upstream.samples - before == 1 and upstream.bodies[-1]["n"] == 1 and tts["samples"] == 1
+    assert tts["notes"] == ["temperature 0 is greedy decoding: 1 upstream sample instead of 8 (every sample would be the same)"]
+    assert len(resp.choices) == 3 and len({c.text for c in resp.choices}) == 1
+    # unanimous: n=4 choices are the winner's candidates; then the vote's order
+    upstream.p_right = 1.0
+    try:
+        resp = client(proxy).completions.create(model=MODEL, prompt=PROMPT, n=4, seed=3)
+    finally:
+        upstream.p_right = 0.6
+    assert len(resp.choices) == 4 and len({c.text.rsplit("#### ", 1)[1] for c in resp.choices}) == 1
+    resp = client(proxy).completions.create(model=MODEL, prompt="q [hard]", n=12, seed=3)
+    answers = [c.text.rsplit("#### ", 1)[1] for c in resp.choices]
+    vote = resp.model_extra["ttscale"]["vote"]
+    # distinct answers first: the chosen one, then the rest by votes
+    assert len(answers) == 12 and answers[0] == resp.model_extra["ttscale"]["answer"] and set(answers[:len(vote)]) == set(vote)
+    assert sorted(answers[:8]) == sorted(a for a, k in vote.items() for _ in range(k))  # every sample once
+    assert answers[8:] == answers[:4]  # more choices than samples: from the first again
+
+
+def test_token_id_prompts_and_logprobs(proxy: str, upstream: FakeUpstream) -> None:
+    resp = httpx.post(proxy + "/v1/completions", json={"model": MODEL, "prompt": [5, 6, 7], "logprobs": 2, "seed": 1}).json()
+    assert upstream.bodies[-1]["prompt"] == [5, 6, 7] and upstream.bodies[-1]["logprobs"] == 2
+    assert resp["choices"][0]["logprobs"]["tokens"] == resp["choices"][0]["text"].split()
+    resp = httpx.post(proxy + "/v1/completions", json={"model": MODEL, "prompt": [[5, 6], [7]], "seed": 1}).json()
+    assert len(resp["choices"]) == 2 and resp["choices"][0]["logprobs"] is None
+    for bad in ([], [1, "a"], [[1], []], [-1], [[1.5]], {"a": 1}):
+        err = _error(httpx.post(proxy + "/v1/completions", json={"model": MODEL, "prompt": bad}), 400)
+        assert err["param"] == "prompt" and "token ids" in err["message"]
+    chat = client(proxy).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": PROMPT}], n=2,
+                                                 logprobs=True, top_logprobs=3)
+    assert upstream.bodies[-1]["logprobs"] is True and upstream.bodies[-1]["top_logprobs"] == 3
+    assert all(c.logprobs.content[-1].token == c.message.content.split()[-1] for c in chat.choices)
+    streamed = list(client(proxy).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": PROMPT}],
+                                                          logprobs=True, stream=True))
+    assert any(c.choices and c.choices[0].logprobs for c in streamed)
+
+
+def test_model_ids_without_commas_listed_and_retrieved(proxy: str) -> None:
+    from ttscale.live.serve.app import aliases
+
+    assert aliases(["/srv/models/a", "/old/a", "/srv/b", "plain"]) == {"srv/models/a": "/srv/models/a", "old/a": "/old/a", "b": "/srv/b"}
+    ids = [m.id for m in client(proxy).models.list()]
+    assert f"ttscale/majority@8+adaptive/{MODEL}" in ids and f"ttscale/top-k-answers@64/{MODEL}" in ids
+    assert client(proxy).models.retrieve(f"ttscale/majority@5+adaptive/{MODEL}").owned_by == "ttscale"
+    assert client(proxy).models.retrieve(MODEL).id == MODEL
+    for missing in (f"ttscale/oracle/{MODEL}", "nope", f"ttscale/majority@x/{MODEL}"):
+        assert _error(httpx.get(f"{proxy}/v1/models/{missing}"), 404)["code"] == "model_not_found"
+    assert route("ttscale/majority@8+adaptive/m", None).options.adaptive is True
+    assert route("ttscale/majority@8,adaptive/m", None).options.n == 8  # the older form still works
+    with pytest.raises(ConfigError, match="unknown field ttscale.k"):
+        route("m", {"k": 3})
+
+
+def test_access_log_line_per_proxied_request(proxy: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ttscale.serve.access")
+    client(proxy).completions.create(model=MODEL, prompt=PROMPT, seed=1)
+    httpx.post(proxy + "/v1/completions", json={"model": MODEL, "prompt": PROMPT, "ttscale": {"k": 1}})
+    httpx.get(proxy + "/health")
+    lines = [r.getMessage() for r in caplog.records if r.name == "ttscale.serve.access"]
+    assert len(lines) == 2
+    assert lines[0].startswith("POST /v1/completions 200 ") and "upstream_requests=1 samples=8 stopped=budget" in lines[0]
+    assert lines[1].startswith("POST /v1/completions 400 ") and "unknown field ttscale.k" in lines[1]
+    with _proxy(f"http://127.0.0.1:{free_port()}/v1", max_retries=0) as server:
+        httpx.post(server.url + "/v1/completions", json={"model": MODEL, "prompt": PROMPT}, timeout=30)
+    line = [r.getMessage() for r in caplog.records if r.name == "ttscale.serve.access"][-1]
+    assert " 502 " in line and "--upstream" in line

@@ -111,6 +111,10 @@ class ProxySampler(OpenAISampler):
                 raise
             raise _refusal(exc) from None
 
+    def _gave_up(self, req: SampleRequest, exc: BaseException, attempts: int) -> ServerError:
+        # Short: the proxy's error names the upstream and what to check.
+        return ServerError.of(exc, f"{describe_failure(exc)}, {attempts} attempt{'s' * (attempts != 1)}")
+
     def _parse(self, resp: Any, latency: float, seed: int | None, req: SampleRequest) -> list[Sample]:
         cands = super()._parse(resp, latency, seed, req)
         choices = sorted(resp["choices"], key=lambda c: c.get("index", 0) if is_int(c.get("index", 0)) else 0)
