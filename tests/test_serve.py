@@ -8,6 +8,7 @@ server with the embedded model is in test_vllm.py.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -212,10 +213,11 @@ def test_500_for_some_of_the_n_degrades_and_says_so(proxy: str, upstream: FakeUp
     assert "500" in err["message"]
 
 
-def test_serve_command_starts_binds_localhost_and_checks_options(upstream: FakeUpstream, tmp_path) -> None:
+def _run_serve(upstream: FakeUpstream, *args: str) -> tuple[int, str]:
+    """``ttscale serve`` on a free port: (port, its stderr) after one completion request through it."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "ttscale", "serve", "--upstream", upstream.url, "--port", str(port),
-                             "--n", "4", "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "ttscale", "serve", "--upstream", upstream.url, "--port", str(port), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "80"})
     try:
         deadline = time.time() + 60
         while True:
@@ -227,14 +229,33 @@ def test_serve_command_starts_binds_localhost_and_checks_options(upstream: FakeU
             assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
             time.sleep(0.2)
         resp = client(f"http://127.0.0.1:{port}").completions.create(model=MODEL, prompt=PROMPT)
-        assert resp.model_extra["ttscale"]["samples"] == 4
+        assert resp.model_extra["ttscale"]["samples"] == int(args[args.index("--n") + 1])
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        _, stderr = proc.communicate(timeout=10)
+    return port, stderr
+
+
+def test_serve_command_starts_binds_localhost_and_checks_options(upstream: FakeUpstream, tmp_path) -> None:
+    port, quiet = _run_serve(upstream, "--n", "4", "--log-level", "warning")
+    assert "POST /v1/completions" not in quiet
+    banner = quiet.splitlines()[:3]
+    assert banner[0] == f"ttscale proxy  http://127.0.0.1:{port}/v1" and upstream.url in banner[1]
+    assert all(len(line) <= 80 for line in banner)
+    _, loud = _run_serve(upstream, "--n", "3", "--log-level", "info")
+    line = next(x for x in loud.splitlines() if "POST /v1/completions" in x)
+    assert " 200 " in line and "upstream_requests=1 samples=3 stopped=budget" in line
     bad = subprocess.run([sys.executable, "-m", "ttscale", "serve", "--upstream", "ftp://x", "--n", "4"], capture_output=True, text=True)
     assert bad.returncode == 2 and "upstream='ftp://x'" in bad.stderr and "Traceback" not in bad.stderr
     bad = subprocess.run([sys.executable, "-m", "ttscale", "serve", "--upstream", upstream.url, "--policy", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "policy='nope'" in bad.stderr
+
+
+def test_serve_help_fits_80_columns() -> None:
+    out = subprocess.run([sys.executable, "-m", "ttscale", "serve", "--help"], capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "80", "TERMINAL_WIDTH": "80"}).stdout
+    assert "--max-request-samples" in out and "--upstream-api-key" in out and "TTSCALE_UPSTREAM_API_KEY" in out
+    assert "…" not in out and "..." not in out and max(len(line) for line in out.splitlines()) <= 80
 
 
 def test_reward_policy_through_a_scorer(upstream: FakeUpstream, tmp_path) -> None:

@@ -53,7 +53,7 @@ def serve_command(
     n: Annotated[int, typer.Option("--n", help="Default samples per request.")] = 8,
     max_n: Annotated[int, typer.Option("--max-n", help="Most samples a request may ask for.")] = 64,
     max_request_samples: Annotated[int, typer.Option("--max-request-samples", help="Most upstream samples one request may draw in all (prompts x n).")] = 1024,
-    adaptive: Annotated[bool, typer.Option("--adaptive/--no-adaptive", help="Default: stop early when the vote is settled.")] = False,
+    adaptive: Annotated[bool, typer.Option("--adaptive", help="Default: stop early when the vote is settled.")] = False,
     api_key: Annotated[str | None, typer.Option("--api-key", help="Key clients must send as 'Authorization: Bearer KEY' (or env TTSCALE_API_KEY; env keeps it out of the process list).")] = None,
     upstream_api_key: Annotated[str | None, typer.Option("--upstream-api-key", help="Key sent upstream (or env TTSCALE_UPSTREAM_API_KEY, then OPENAI_API_KEY).")] = None,
     host: Annotated[str, typer.Option("--host", help="Interface to bind; 127.0.0.1 keeps the proxy local (0.0.0.0 exposes it: set --api-key).")] = "127.0.0.1",
@@ -67,12 +67,12 @@ def serve_command(
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="max_tokens sent when a client sends none (default: none sent, the upstream's own default applies).")] = None,
     price_in: Annotated[float | None, typer.Option("--price-in", help="Dollars per million prompt tokens (responses then carry cost_usd).")] = None,
     price_out: Annotated[float | None, typer.Option("--price-out", help="Dollars per million generated tokens.")] = None,
-    equivalence: Annotated[EquivalenceMode, typer.Option("--equivalence", help="Answer equivalence: math or string.")] = EquivalenceMode.MATH,
+    equivalence: Annotated[EquivalenceMode, typer.Option("--equivalence", metavar="MODE", help="Answer equivalence: math or string.")] = EquivalenceMode.MATH,
     answer_seconds: Annotated[float, typer.Option("--answer-seconds", help="Seconds answer comparison (math-verify) may take per prompt; then answers are compared as strings (said in the response).")] = 3.0,
     keep_alive: Annotated[float, typer.Option("--keep-alive", help="Seconds an idle client connection stays open (uvicorn closes idle ones after 5 s by default; a client reusing one as it closes sees a reset).")] = 75.0,
     scorer: Annotated[str | None, typer.Option("--scorer", help="Score candidates for reward policies (best-of-n, weighted-majority): reward-model, vllm-reward, prm, vllm-prm, confidence, lowest-group-confidence or judge.")] = None,
     scorer_model: Annotated[str | None, typer.Option("--scorer-model", help="Local model folder of the scorer (reward model or PRM).")] = None,
-    log_level: Annotated[LogLevel, typer.Option("--log-level", help="info: one line per proxied request (status, latency, upstream requests, samples, stop reason); warning: problems only.")] = LogLevel.INFO,
+    log_level: Annotated[LogLevel, typer.Option("--log-level", metavar="LEVEL", help="critical, error, warning, info, debug or trace. info: one line per proxied request (status, latency, upstream requests, samples, stop reason); warning: problems only.")] = LogLevel.INFO,
 ) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics in front of UPSTREAM."""
     try:

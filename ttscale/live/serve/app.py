@@ -3,8 +3,23 @@
 ``POST /v1/chat/completions`` and ``/v1/completions`` answer like an OpenAI server: the message is
 the chosen candidate's full text, ``usage`` counts every upstream token, and a ``ttscale`` field
 carries the vote, samples used and cost. ``stream: true`` sends the chosen answer as server-sent
-events once it is chosen. ``GET /v1/models`` lists the upstream's models (and ``ttscale/<preset>/``
-variants), ``/health`` the proxy's and the upstream's state, ``/metrics`` Prometheus counters.
+events once it is chosen. ``GET /v1/models`` lists the upstream's models and their
+``ttscale/<policy>[@<n>[+adaptive]]/<name>`` variants (a model served from a folder under the
+folder's name), ``GET /v1/models/{id}`` one of them, ``/health`` the proxy's and the upstream's
+state, ``/metrics`` Prometheus counters.
+
+A request goes upstream as the client sent it, so a client gets what it would get directly:
+
+- only the sampling fields the client sent are forwarded (no temperature or ``max_tokens`` of
+  the proxy's own unless ``--temperature``/``--max-tokens`` set them): the upstream's defaults
+  apply (vLLM: the model's generation config);
+- prompts go as they are: text or token ids (a list of ints, or a list of such lists), never
+  templated; answers are read from the text the upstream returns;
+- ``temperature: 0`` is greedy decoding: one upstream sample (n identical samples would be
+  waste), said in ``ttscale.notes``;
+- exactly ``n`` choices (see :mod:`~ttscale.live.serve.responses`), with the chosen candidates'
+  ``logprobs`` when asked for (``logprobs``; chat ``logprobs``/``top_logprobs``);
+- a request the upstream refuses (4xx) comes back with the upstream's status and error body.
 
 The parts: :mod:`~ttscale.live.serve.config` (settings), :mod:`~ttscale.live.serve.requests`
 (request bodies), :mod:`~ttscale.live.serve.options` (the request's policy and budget),
