@@ -38,6 +38,7 @@ def _register_commands() -> None:
     from ttscale.cli.commands.plan import plan_command
     from ttscale.cli.commands.sample import sample_command
     from ttscale.cli.commands.score import score_app
+    from ttscale.cli.commands.search import search_command
     from ttscale.cli.commands.serve import serve_command
     from ttscale.cli.commands.simulate import simulate_command
 
@@ -49,6 +50,7 @@ def _register_commands() -> None:
     app.command("simulate")(simulate_command)
     app.command("bench")(bench_command)
     app.command("serve")(serve_command)
+    app.command("search")(search_command)
 
 
 _register_commands()

@@ -1,0 +1,117 @@
+"""``ttscale search``: step-level search (beam, DVTS, particle filtering) into a resumable bank."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ttscale.cli.console import err, handle_errors, progress_bar
+from ttscale.cli.sampling_options import engine_args, parse_seed
+from ttscale.errors import ConfigError
+
+SCORERS = ("oracle",)
+"""Step scorers the command knows (a PRM through the existing scorers is the next slice)."""
+
+
+def _params(**fields: Any) -> Any:
+    from ttscale.search.params import SearchParams
+
+    try:
+        return SearchParams(**fields)
+    except ConfigError as exc:  # name the option the user typed
+        raise ConfigError("--" + exc.parameter.replace("_", "-"), exc.value, exc.expected) from None
+
+
+@handle_errors
+def search_command(
+    method: Annotated[str, typer.Option("--method", help="beam, dvts or particle.")] = "beam",
+    width: Annotated[int, typer.Option("--width", "-n", help="N: final candidates per problem (particles for particle filtering).")] = 8,
+    keep: Annotated[int, typer.Option("--keep", help="M: beams kept per step (beam); DVTS runs N/M subtrees expanded M ways.")] = 2,
+    expand: Annotated[int | None, typer.Option("--expand", help="beam: continuations per kept beam (default N/M).")] = None,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Most steps per branch; unfinished branches are returned as they are.")] = 16,
+    max_step_tokens: Annotated[int, typer.Option("--max-step-tokens", help="Most tokens of one step.")] = 64,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Most generated tokens of one branch (default: the context length).")] = None,
+    separator: Annotated[str, typer.Option("--separator", help="String that ends a step (\\n for a newline).")] = "\\n",
+    resample_temperature: Annotated[float, typer.Option("--resample-temperature", help="particle: temperature of the resampling softmax.")] = 1.0,
+    aggregation: Annotated[str, typer.Option("--aggregation", help="Branch score from step scores: last, min or product.")] = "last",
+    scorer: Annotated[str, typer.Option("--scorer", help="Step scorer: oracle (the arithmetic task's exact checker).")] = "oracle",
+    model: Annotated[str, typer.Option("--model", "-m", help="Model folder or name for vLLM; 'arith-tiny' is the packaged model.")] = "arith-tiny",
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="JSONL file (id, problem, answer), 'arith' or 'arith-hard'.")] = "arith",
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first LIMIT problems.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bank file to create or continue (problems already in it are skipped).")] = Path("bank.jsonl"),
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature of steps (default: the model folder's ttscale.json, else 0.7).")] = None,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
+    seed: Annotated[str, typer.Option("--seed", help="Base seed of steps and resampling ('none': unseeded).")] = "0",
+    template: Annotated[str, typer.Option("--template", help="Prompt template with {problem}, or plain, arith, boxed; 'auto': the model folder's.")] = "auto",
+    in_flight: Annotated[int, typer.Option("--in-flight", help="Problems searched together (one engine call per round for all of them).")] = 64,
+    max_model_len: Annotated[int | None, typer.Option("--max-model-len", help="vllm engine argument.")] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help="vllm engine argument.")] = None,
+    engine_arg: Annotated[list[str] | None, typer.Option("--engine-arg", help="Other vllm engine argument KEY=VALUE (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as one JSON object.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Search over reasoning steps with a step scorer; the same command again resumes."""
+    from ttscale.arith.paths import auto_template, resolve_model
+    from ttscale.records.datasets import load_dataset
+    from ttscale.sampling.model_defaults import sampling_defaults
+    from ttscale.sampling.sampler import SamplingConfig
+    from ttscale.search.bank import run_search
+    from ttscale.search.oracle import OracleStepScorer
+    from ttscale.search.vllm_steps import VLLMStepGenerator
+
+    base_seed = parse_seed(seed)
+    sep = separator.encode("utf-8").decode("unicode_escape") if "\\" in separator else separator
+    params = _params(method=method, width=width, keep=keep, expand=expand, max_steps=max_steps, max_step_tokens=max_step_tokens,
+                     max_tokens=max_tokens, separator=sep, temperature=resample_temperature, aggregation=aggregation, seed=base_seed)
+    if scorer not in SCORERS:
+        raise ConfigError("--scorer", scorer, "one of " + ", ".join(SCORERS))
+    if in_flight < 1:
+        raise ConfigError("--in-flight", in_flight, "an integer >= 1")
+    resolved = resolve_model(model)
+    own = sampling_defaults(resolved)
+    if template == "auto":
+        template = own.get("template") or auto_template(model, dataset)
+    config = SamplingConfig(temperature=own.get("temperature", 0.7) if temperature is None else temperature, top_p=top_p,
+                            seed=base_seed, template=template, logprobs=False)
+    problems = load_dataset(dataset, limit=limit)
+    step_scorer = OracleStepScorer()
+    if scorer == "oracle":  # a clear error now, not after the engine has loaded
+        from ttscale.search.oracle import reference_chain
+
+        for p in problems:
+            try:
+                reference_chain(p.problem)
+            except ConfigError:
+                raise ConfigError("--scorer", "oracle", f"problems of the arithmetic task ({dataset}, id {p.id!r} is not one)") from None
+    engine = engine_args(engine_arg)
+    for key, value in (("max_model_len", max_model_len), ("dtype", dtype)):
+        if value is not None:
+            engine[key] = value
+    generator = VLLMStepGenerator(resolved, config, separator=params.separator, engine_args=engine)
+    meta = {"model": str(model), "backend": "vllm"}
+    try:
+        with progress_bar(disable=quiet) as bar:
+            task = bar.add_task(f"{params.method.value} search", total=len(problems))
+
+            def on_result(result: Any, stats: Any) -> None:
+                bar.update(task, completed=stats.complete + stats.searched)
+
+            stats = run_search(problems, generator, step_scorer, params, out, meta=meta, in_flight=in_flight, on_result=on_result)
+    finally:
+        generator.close()
+    summary = {"out": str(out), "method": params.method.value, "width": params.width, **stats.to_json()}
+    if as_json:
+        print(json.dumps(summary))
+        return
+    if stats.searched == 0:
+        err.print(f"{out}: all {stats.problems} problems already searched; nothing to do")
+        return
+    cost = stats.cost
+    err.print(
+        f"{out}: searched {stats.searched} problems ({stats.complete} already done) in {stats.elapsed:.1f}s: "
+        f"{cost.generated_tokens} generated tokens in {cost.expansions} steps, {cost.requests} step requests, {cost.rounds} problem-rounds",
+        soft_wrap=True,
+    )
