@@ -859,7 +859,10 @@ def test_simulate_on_a_question_with_20000_distinct_answers_is_a_clear_error(tmp
                     + json.dumps({"id": "q1", "reference": "1", "samples": [{"answer": str(i % 3)} for i in range(20000)]}) + "\n")
     result = CliRunner().invoke(app, ["simulate", str(bank), "--exact", "--permutations", "2", "--json"])
     assert result.exit_code == 2, result.output
-    assert "at most 1000 samples" in result.output and "Traceback" not in result.output
+    assert "--max-k=20000" in result.output and "at most 2,048 samples per question" in result.output, result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["simulate", str(bank), "--permutations", "2", "--json"])  # without --exact: the replay's own limit
+    assert result.exit_code == 2 and "at most 1000 samples" in result.output, result.output
 
 
 # -- 10. exact vote-state tables are sized before they are built ---------------------------------------

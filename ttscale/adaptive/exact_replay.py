@@ -57,6 +57,11 @@ STATE_BYTES = 1024
 about 1 KiB measured on banks of 40-100 samples per question with 10-30 answer classes."""
 
 
+MAX_EXACT_SAMPLES = 2048
+"""Most samples per question the exact tables replay (already 2 answers of 1,024 give a million states;
+the majority estimate behind the replay stops at 1,000)."""
+
+
 def state_bound(problems: Sequence[Candidates], max_samples: int, stop_at: float = float("inf")) -> float:
     """An upper bound on :attr:`VoteStates.states`, computed in milliseconds before anything is built.
 
@@ -86,10 +91,10 @@ def state_bound(problems: Sequence[Candidates], max_samples: int, stop_at: float
     last[top, 0] = 1.0
     partitions = np.zeros(K + 1)
     partitions[0] = 1.0
-    for cap in profile[:K]:
-        at_least = np.cumsum(last[::-1], axis=0)[::-1]  # at_least[v]: rows so far ending at >= v
-        last = np.zeros_like(last)
-        for v in range(1, min(int(cap), top) + 1):
+    for cap in np.minimum(profile[:K], top):
+        at_least = np.cumsum(last[::-1], axis=0)[::-1][: cap + 1]  # at_least[v]: rows so far ending at >= v
+        last = np.zeros((cap + 1, K + 1))  # the profile falls, so rows below never exceed cap: the table shrinks
+        for v in range(1, cap + 1):
             last[v, v:] = at_least[v, : K + 1 - v]
         partitions += last.sum(axis=0)
         if float(partitions @ z_choices) - 1 > stop_at:
@@ -103,6 +108,9 @@ def check_exact_states(problems: Sequence[Candidates], max_samples: int, option:
     """Refuse to build :class:`VoteStates` whose tables would need more than
     ``TTSCALE_MAX_ARRAY_BYTES`` (estimated with :func:`state_bound`), naming the size and
     ``option`` (fewer samples per question means far fewer states)."""
+    if int(max_samples) > MAX_EXACT_SAMPLES:
+        raise ConfigError(option, int(max_samples), f"at most {MAX_EXACT_SAMPLES:,} samples per question for the exact tables "
+                                                     f"(their states grow with its square at least; lower {option})")
     far = 1000.0 * env_limit("TTSCALE_MAX_ARRAY_BYTES") / STATE_BYTES  # past this the count stops: the answer is no anyway
     states = state_bound(problems, max_samples, stop_at=far)
     shown = f"more than {far:,.0f}" if states == float("inf") else f"up to {states:,.0f}"
