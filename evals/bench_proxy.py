@@ -1,15 +1,17 @@
-"""Load benchmark of ``ttscale serve``: many concurrent clients through the proxy vs straight to the upstream.
+"""Load benchmark of ``ttscale serve``: concurrent clients through the proxy vs straight to the upstream.
 
 Starts a fast local OpenAI-compatible upstream (tests/fake_upstream.py, answers at once) and the
-proxy (``python -m ttscale serve``) as separate processes, then runs the same load twice in one
-run: C concurrent clients each sending R chat requests, (a) directly to the upstream asking for
-n=N (what the proxy asks for) and (b) through the proxy (policy majority, N samples). Prints
-latency percentiles, the proxy's added latency (p50, p99), throughput and errors.
+proxy (``python -m ttscale serve``) as separate processes, then for each client count C runs the
+same load twice: C concurrent clients sending chat requests, (a) directly to the upstream asking
+for n=N (what the proxy asks for) and (b) through the proxy (policy majority, N samples). Prints
+latency percentiles, the proxy's added latency (p50, p99), throughput side by side, and the
+proxy's CPU time per proxied request (from /proc: user + system time of its process).
 
-    python evals/bench_proxy.py --clients 200 --requests 10 --n 8 [--json evals/results/bench_proxy.json]
+    python evals/bench_proxy.py --clients 1,200 --total 2000 --n 8 [--json evals/results/bench_proxy.json]
 
-On a 2-core machine the load generator, the proxy and the upstream share the cores, so absolute
-figures are pessimistic; the side-by-side difference is what the proxy adds.
+With ``--pin`` (the default on 2+ cores) the proxy runs on a core of its own (``taskset``) and
+the upstream and the load generator share the others, so the proxy does not take the CPU the
+load needs: the throughput ratio then says whether the proxy keeps up with the upstream.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,13 +40,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(cmd: list[str], health: str) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+def start(cmd: list[str], health: str, cpus: str | None = None) -> subprocess.Popen:
+    """``cmd`` started (on ``cpus`` with taskset) and answering ``health``; its stderr goes to a
+    temporary file (a pipe nobody reads would fill and stall it)."""
+    if cpus is not None:
+        cmd = ["taskset", "-c", cpus, *cmd]
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
                             env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"})
     deadline = time.time() + 60
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{cmd[:4]} exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            log.seek(0)
+            raise RuntimeError(f"{cmd[:6]} exited: {log.read().decode()[-2000:]}")
         try:
             if httpx.get(health, timeout=1).status_code == 200:
                 return proc
@@ -51,6 +60,12 @@ def start(cmd: list[str], health: str) -> subprocess.Popen:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{cmd[:4]} not healthy after 60 s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its waited-for children, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 async def load(url: str, body: dict, clients: int, requests: int) -> dict:
@@ -88,42 +103,70 @@ async def load(url: str, body: dict, clients: int, requests: int) -> dict:
     }
 
 
+def run(url: str, body: dict, clients: int, requests: int, pid: int | None = None) -> dict:
+    """One load; with ``pid``, also that process's CPU milliseconds per successful request."""
+    before = cpu_seconds(pid) if pid else 0.0
+    out = asyncio.run(load(url, body, clients, requests))
+    if pid:
+        out["cpu_ms_per_request"] = round((cpu_seconds(pid) - before) * 1000 / max(1, out["ok"]), 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--requests", type=int, default=10, help="requests per client")
+    parser.add_argument("--clients", default="1,200", help="client counts, comma-separated")
+    parser.add_argument("--total", type=int, default=2000, help="requests per load (split among the clients)")
     parser.add_argument("--n", type=int, default=8, help="samples per request")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=(os.cpu_count() or 1) >= 2,
+                        help="proxy on the last core, upstream and load generator on the others")
+    parser.add_argument("--log-level", default="warning", help="the proxy's --log-level (info: an access line per request)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
+    ncpu = os.cpu_count() or 1
+    proxy_cpus = str(ncpu - 1) if args.pin else None
+    other_cpus = f"0-{ncpu - 2}" if args.pin else None
+    if args.pin:
+        os.sched_setaffinity(0, range(ncpu - 1))  # the load generator beside the upstream
     up_port, proxy_port = free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}/v1"
     procs = []
+    results = []
     try:
-        procs.append(start([sys.executable, "tests/fake_upstream.py", "--port", str(up_port)], upstream + "/models"))
+        procs.append(start([sys.executable, "tests/fake_upstream.py", "--port", str(up_port)], upstream + "/models", other_cpus))
         procs.append(start([sys.executable, "-m", "ttscale", "serve", "--upstream", upstream, "--port", str(proxy_port),
-                            "--n", str(args.n), "--log-level", "warning", "--concurrency", "512"],
-                           f"http://127.0.0.1:{proxy_port}/health"))
+                            "--n", str(args.n), "--log-level", args.log_level, "--concurrency", "512"],
+                           f"http://127.0.0.1:{proxy_port}/health", proxy_cpus))
         proxy = f"http://127.0.0.1:{proxy_port}/v1"
         body = {"model": "fake-model", "max_tokens": 64}
-        asyncio.run(load(proxy, body, 20, 2))  # warm both (connections, answer classifier)
-        direct = asyncio.run(load(upstream, {**body, "n": args.n}, args.clients, args.requests))
-        via = asyncio.run(load(proxy, body, args.clients, args.requests))
+        asyncio.run(load(proxy, body, 20, 10))  # warm both (connections, answer classifier)
+        for clients in (int(c) for c in args.clients.split(",")):
+            requests = max(1, args.total // clients)
+            direct = run(upstream, {**body, "n": args.n}, clients, requests)
+            via = run(proxy, body, clients, requests, pid=procs[1].pid)
+            added = {k: round(via[k] - direct[k], 1) for k in ("p50_ms", "p99_ms", "mean_ms")
+                     if via[k] is not None and direct[k] is not None}
+            ratio = round(via["throughput_rps"] / direct["throughput_rps"], 3) if direct["throughput_rps"] else None
+            results.append({"clients": clients, "requests_per_client": requests, "direct": direct, "proxy": via,
+                            "added_latency_ms": added, "throughput_ratio": ratio})
     finally:
         for p in procs:
             os.killpg(p.pid, signal.SIGTERM)
             p.wait(timeout=10)
-    added = {k: round(via[k] - direct[k], 1) for k in ("p50_ms", "p99_ms", "mean_ms") if via[k] is not None and direct[k] is not None}
-    result = {"clients": args.clients, "requests_per_client": args.requests, "n": args.n,
-              "direct": direct, "proxy": via, "added_latency_ms": added,
-              "throughput_ratio": round(via["throughput_rps"] / direct["throughput_rps"], 3) if direct["throughput_rps"] else None,
-              "cpus": os.cpu_count()}
-    print(f"{'':8}{'ok':>7}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}")
-    for name, r in (("direct", direct), ("proxy", via)):
-        print(f"{name:8}{r['ok']:>7}{sum(r['errors'].values()):>8}{r['throughput_rps']:>9}{r['p50_ms']:>9}{r['p90_ms']:>9}{r['p99_ms']:>9}")
-    print(f"added by the proxy: p50 {added.get('p50_ms')} ms, p99 {added.get('p99_ms')} ms; throughput ratio {result['throughput_ratio']}")
+    print(f"n={args.n}, proxy pinned to its own core: {args.pin} ({ncpu} cores)")
+    print(f"{'clients':>7} {'':7}{'ok':>6}{'errors':>7}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'CPU ms/req':>11}")
+    for r in results:
+        for name in ("direct", "proxy"):
+            x = r[name]
+            cpu = x.get("cpu_ms_per_request", "")
+            print(f"{r['clients']:>7} {name:7}{x['ok']:>6}{sum(x['errors'].values()):>7}{x['throughput_rps']:>8}"
+                  f"{x['p50_ms']:>8}{x['p99_ms']:>8}{cpu:>11}")
+        a = r["added_latency_ms"]
+        print(f"{'':8}added by the proxy: p50 {a.get('p50_ms')} ms, p99 {a.get('p99_ms')} ms; "
+              f"throughput ratio {r['throughput_ratio']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
+        result = {"n": args.n, "pinned": args.pin, "cpus": ncpu, "proxy_log_level": args.log_level, "loads": results}
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
