@@ -40,6 +40,7 @@ def _register_commands() -> None:
     from ttscale.cli.commands.score import score_app
     from ttscale.cli.commands.search import search_command
     from ttscale.cli.commands.serve import serve_command
+    from ttscale.cli.commands.serve_model import serve_model_command
     from ttscale.cli.commands.simulate import simulate_command
 
     app.command("eval")(eval_command)
@@ -51,6 +52,7 @@ def _register_commands() -> None:
     app.command("bench")(bench_command)
     app.command("serve")(serve_command)
     app.command("search")(search_command)
+    app.command("serve-model", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(serve_model_command)
 
 
 _register_commands()
