@@ -429,3 +429,28 @@ def test_access_log_line_per_proxied_request(proxy: str, caplog: pytest.LogCaptu
         httpx.post(server.url + "/v1/completions", json={"model": MODEL, "prompt": PROMPT}, timeout=30)
     line = [r.getMessage() for r in caplog.records if r.name == "ttscale.serve.access"][-1]
     assert " 502 " in line and "--upstream" in line
+
+
+@pytest.mark.parametrize("aiohttp", [True, False])
+def test_both_http_clients_forward_retry_and_refuse_alike(upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch, aiohttp: bool) -> None:
+    """The proxy sends upstream with aiohttp when installed, else on httpx: the same answers,
+    retries, degrading and refusals either way."""
+    from ttscale.live.samplers import ProxySampler
+
+    if aiohttp:
+        pytest.importorskip("aiohttp")
+    monkeypatch.setattr(ProxySampler, "use_aiohttp", aiohttp)
+    with _proxy(upstream.url, n=8) as server:
+        url = server.url + "/v1/completions"
+        before = upstream.calls["200"]
+        ok = httpx.post(url, json={"model": MODEL, "prompt": PROMPT, "seed": 4}, timeout=30).json()
+        assert ok["ttscale"]["samples"] == 8 and ok["ttscale"]["requests"] == 1 and upstream.calls["200"] == before + 1
+        assert _error(httpx.post(url, json={"model": MODEL, "prompt": PROMPT, "max_tokens": 999}), 400)["param"] == "max_tokens"
+        upstream.fail_multi = True  # 500 for n=8 (retried once), then 8 single requests
+        before = upstream.calls["500"]
+        resp = httpx.post(url, json={"model": MODEL, "prompt": PROMPT, "seed": 4}, timeout=30).json()
+        assert upstream.calls["500"] == before + 2 and resp["ttscale"]["samples"] == 8
+        assert resp["ttscale"]["requests"] == 8  # one by one
+    with _proxy(f"http://127.0.0.1:{free_port()}/v1", max_retries=0) as server:
+        err = _error(httpx.post(server.url + "/v1/completions", json={"model": MODEL, "prompt": PROMPT}, timeout=30), 502)
+        assert err["code"] == "upstream_unreachable" and "connection failed" in err["message"]
