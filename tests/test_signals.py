@@ -100,3 +100,23 @@ def test_simulate_reports_the_signal_rule_only_when_the_bank_has_signals(tmp_pat
                             for i in range(5)))
     _, plain = load_candidates(bare)
     assert SIGNAL_RULE not in simulate_problems(plain, max_k=4, permutations=3).to_json()["rules"]
+
+
+def test_weighted_votes_refuse_a_table_too_large_and_simulate_falls_back_to_votes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weighing votes builds a dense (orders x samples x answers) table: past DENSE_VOTE_CELLS it is a
+    clear EstimationError, and simulate leaves the signal rule out instead of allocating it."""
+    import ttscale.adaptive.signals as signals
+    from ttscale.errors import EstimationError
+    from ttscale.planning.simulation import simulate_problems
+
+    _, problems = load_candidates(signal_bank(tmp_path / "b.jsonl", 0.4, questions=40))
+    pool = replay_pool(problems, 12, permutations=4, seed=0)
+    cells = pool.sequences.size * (signals.weighted_vote_classes(pool) + 1)
+    monkeypatch.setattr(signals, "DENSE_VOTE_CELLS", cells - 1)
+    assert not signals.fits_weighted_votes(pool)
+    with pytest.raises(EstimationError, match="too many distinct answers"):
+        weighted_rule_points(pool, np.ones(pool.sequences.shape), [0.9])
+    report = simulate_problems(problems, max_k=12, permutations=4, seed=0)
+    assert SIGNAL_RULE not in report.to_json()["rules"] and "default" in report.to_json()["rules"]
+    monkeypatch.setattr(signals, "DENSE_VOTE_CELLS", cells)
+    assert SIGNAL_RULE in simulate_problems(problems, max_k=12, permutations=4, seed=0).to_json()["rules"]

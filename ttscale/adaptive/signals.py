@@ -25,8 +25,9 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ttscale.adaptive.simulate import ReplayPool, RulePoint, summarize
-from ttscale.adaptive.stopping import DEFAULT_ALPHA, DEFAULT_REST, SettledMajority
+from ttscale.adaptive.stopping import DEFAULT_ALPHA, DEFAULT_REST, DENSE_VOTE_CELLS, SettledMajority, cumulative_votes, top_two
 from ttscale.answers.candidates import Candidates
+from ttscale.errors import EstimationError
 
 __all__ = ["SIGNALS", "SignalModel", "calibrate", "crossfit_weights", "signal_values", "weighted_rule_points"]
 
@@ -156,19 +157,16 @@ def weighted_rule_points(pool: ReplayPool, weights: np.ndarray, grid: Sequence[f
     runs on the weighted top two, and the stop answers the weighted leader (tie-credited)."""
     Q, R, K = pool.sequences.shape
     seq = pool.sequences.reshape(Q * R, K)
-    w = weights.reshape(Q * R, K)
-    C = int(seq.max()) + 1 if seq.size else 1
-    width = max(C, 1) + 1
-    cols = np.where(seq < 0, width - 1, seq)
-    onehot = np.zeros((Q * R, K, width))
-    np.put_along_axis(onehot, cols[..., None], w[..., None], axis=2)
-    wcounts = np.cumsum(onehot, axis=1)[..., : width - 1]  # (M, K, C) weighted votes
+    C = weighted_vote_classes(pool)
+    if Q * R * K * (C + 1) > DENSE_VOTE_CELLS:
+        raise EstimationError(f"{SIGNAL_RULE}: {Q * R * K * (C + 1):,} (order, sample, answer) cells exceed {DENSE_VOTE_CELLS:,}; "
+                              "too many distinct answers to weigh votes densely (lower --max-k or --permutations)")
+    wcounts = cumulative_votes(seq, C, weights.reshape(Q * R, K))  # (M, K, C) weighted votes
     answered = np.cumsum(seq >= 0, axis=1)
     total = wcounts.sum(axis=2)
     scale = np.where(total > 0, answered / np.maximum(total, 1e-300), 0.0)
     norm = wcounts * scale[..., None]
-    part = -np.partition(-norm, 1, axis=2) if norm.shape[2] >= 2 else np.concatenate([norm, np.zeros_like(norm)], axis=2)
-    w1, w2 = part[..., 0], part[..., 1]
+    w1, w2 = top_two(norm)
     others = np.maximum(answered - w1 - w2, 0.0)
     n = np.arange(1, K + 1)[None, :]
     remaining = np.broadcast_to(K - n, w1.shape)
@@ -219,6 +217,18 @@ def crossfit_weights(problems: Sequence[Candidates], pool: ReplayPool, folds: in
             p = kept[q]
             weights[q] = model.weights({name: signal_values(p, name)[pool.orders[q]] for name in model.names})  # type: ignore[index]
     return weights, calibrate(kept, names)
+
+
+def weighted_vote_classes(pool: ReplayPool) -> int:
+    """Answer classes the weighted vote table of ``pool`` needs (one per class id seen)."""
+    return max(int(pool.sequences.max()) + 1 if pool.sequences.size else 1, 1)
+
+
+def fits_weighted_votes(pool: ReplayPool) -> bool:
+    """Whether :func:`weighted_rule_points` can weigh ``pool``'s votes in a dense table (banks with
+    very many distinct answers per question cannot; simulate then leaves the signal rule out)."""
+    Q, R, K = pool.sequences.shape
+    return Q * R * K * (weighted_vote_classes(pool) + 1) <= DENSE_VOTE_CELLS
 
 
 def signal_rule(problems: Sequence[Candidates], grid: Sequence[float] = SettledMajority.grid, seed: int = 0):  # type: ignore[no-untyped-def]

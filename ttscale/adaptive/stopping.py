@@ -99,17 +99,8 @@ def vote_trajectories(sequences: np.ndarray, class_correct: np.ndarray | None = 
     if M * T * width > DENSE_VOTE_CELLS:
         # Many distinct answers: a dense (M, T, classes) count table would not fit; count sample by sample.
         return _vote_trajectories_sparse(seq, class_correct)
-    cols = np.where(seq < 0, width - 1, seq)
-    onehot = np.zeros((M, T, width), dtype=np.int32)
-    np.put_along_axis(onehot, cols[..., None], 1, axis=2)
-    counts = np.cumsum(onehot, axis=1)[..., : width - 1]  # (M, T, C)
-    if counts.shape[2] >= 2:
-        part = -np.partition(-counts, 1, axis=2)
-        v1, v2 = part[..., 0], part[..., 1]
-    elif counts.shape[2] == 1:
-        v1, v2 = counts[..., 0], np.zeros((M, T), dtype=counts.dtype)
-    else:
-        v1 = v2 = np.zeros((M, T), dtype=np.int32)
+    counts = cumulative_votes(seq, C)
+    v1, v2 = top_two(counts)
     distinct = (counts > 0).sum(axis=2)
     answered = np.cumsum(seq >= 0, axis=1)
     run = np.zeros((M, T), dtype=np.int32)
@@ -126,6 +117,28 @@ def vote_trajectories(sequences: np.ndarray, class_correct: np.ndarray | None = 
         n_top = top.sum(axis=2)
         credit = np.where(n_top > 0, (top & flags).sum(axis=2) / np.maximum(n_top, 1), 0.0)
     return VoteTrajectories(v1=v1, v2=v2, distinct=distinct, run=run, credit=credit, answered=answered)
+
+
+def cumulative_votes(seq: np.ndarray, classes: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """(M, T, classes) votes of each class after each sample of each (M, T) sequence of class ids
+    (``NO_ANSWER`` samples count for no class); each sample counts its weight when ``weights``
+    (M, T) is given, else 1. Dense: callers check the size against ``DENSE_VOTE_CELLS`` first."""
+    M, T = seq.shape
+    width = max(int(classes), 1) + 1  # a spare column takes the no-answer samples
+    cols = np.where(seq < 0, width - 1, seq)
+    table = np.zeros((M, T, width), dtype=np.int32 if weights is None else float)
+    np.put_along_axis(table, cols[..., None], 1 if weights is None else weights[..., None], axis=2)
+    return np.cumsum(table, axis=1)[..., : width - 1]
+
+
+def top_two(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The largest and second-largest count along the last axis (0 where there is no second class)."""
+    if counts.shape[-1] >= 2:
+        part = -np.partition(-counts, 1, axis=-1)
+        return part[..., 0], part[..., 1]
+    if counts.shape[-1] == 1:
+        return counts[..., 0], np.zeros(counts.shape[:-1], dtype=counts.dtype)
+    return np.zeros(counts.shape[:-1], dtype=counts.dtype), np.zeros(counts.shape[:-1], dtype=counts.dtype)
 
 
 DEFAULT_ALPHA = 4.0

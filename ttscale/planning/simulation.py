@@ -33,7 +33,7 @@ from ttscale.adaptive.simulate import (
     run_static,
     simulate,
 )
-from ttscale.adaptive.signals import SIGNAL_RULE, signal_rule
+from ttscale.adaptive.signals import SIGNAL_RULE, fits_weighted_votes, signal_rule
 from ttscale.adaptive.stopping import DEFAULT_RULE, StoppingRule, default_rules
 from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError
@@ -202,7 +202,7 @@ def simulate_problems(
     pool = replay_pool(problems, K, permutations, seed)
     allocators = default_allocators(pool.k)
     weighted = signal_rule(problems, seed=seed)
-    if weighted is not None:
+    if weighted is not None and fits_weighted_votes(pool):  # too many distinct answers: votes only
         allocators[SIGNAL_RULE] = weighted
     result = simulate(pool, rules, allocators=allocators, seed=seed, on_rule=step)
     goal = max(result.reference - TOLERANCE, 0.0) if target is None else target
