@@ -5,17 +5,17 @@ only read banks):
 
 * live: :class:`ttscale.TTScale` solves questions against a model within a :class:`ttscale.Budget`;
 * offline, on a bank of sampled answers (what the ``ttscale`` commands do):
-  ``read_bank``, ``evaluate``, ``plan``, ``simulate`` (see :mod:`ttscale.offline`).
+  ``read_bank``, ``evaluate``, ``plan``, ``plan_models``, ``simulate`` (see :mod:`ttscale.offline`).
 """
 
 from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["TTScale", "Budget", "Solution", "read_bank", "evaluate", "plan", "simulate", "__version__"]
+__all__ = ["TTScale", "Budget", "Solution", "read_bank", "evaluate", "plan", "plan_models", "simulate", "__version__"]
 
 _LIVE = ("TTScale", "Budget", "Solution")
-_OFFLINE = ("read_bank", "evaluate", "plan", "simulate")
+_OFFLINE = ("read_bank", "evaluate", "plan", "plan_models", "simulate")
 
 
 def __getattr__(name: str) -> Any:

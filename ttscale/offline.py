@@ -28,13 +28,14 @@ from ttscale.answers.grading import GradeSource, load_candidates
 from ttscale.errors import ConfigError
 from ttscale.estimate.evaluate import EvalResult
 from ttscale.planning.cost import ModelCostSpec, Prices
+from ttscale.planning.models import ModelPlan
 from ttscale.planning.plan import PlanResult
 from ttscale.planning.simulation import SimulationReport
 from ttscale.records.bank import Bank
 from ttscale.selection.policy import Policy
 from ttscale.validation import check_count
 
-__all__ = ["GradedBank", "evaluate", "plan", "read_bank", "simulate"]
+__all__ = ["GradedBank", "evaluate", "plan", "plan_models", "read_bank", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,46 @@ def plan(
     return plan_candidates(data.candidates, policy=policy, target=target, budget_samples=budget_samples,
                            budget_tokens=budget_tokens, budget_dollars=budget_dollars, per_question=per_question,
                            cost=cost, epsilon=epsilon, max_n=max_n, level=level, seed=seed)
+
+
+def plan_models(
+    banks: Sequence[BankLike],
+    *,
+    prices: dict[str, Prices] | None = None,
+    output_tokens: dict[str, float] | None = None,
+    prompt_tokens: dict[str, float] | None = None,
+    pilot: int | None = None,
+    target: float | None = None,
+    budget_dollars: float | None = None,
+    budget_tokens: float | None = None,
+    per_question: bool = False,
+    level: float = 0.95,
+    horizon: int | None = 16,
+    cascade_max_n: int = 16,
+    adaptive: bool = True,
+    seed: int = 0,
+    equivalence: EquivalenceMode | str | None = None,
+    grade: GradeSource | str | None = None,
+) -> "ModelPlan":
+    """Plan across several banks of the same questions (models, temperatures): every bank's
+    majority@N and ``default`` rule setting and every two-bank cascade (ASC-settled votes of the
+    cheaper bank, else the dearer bank's majority@N'), scored exactly on the banks joined by
+    question id, or predicted from the first ``pilot`` samples per question; the Pareto frontier
+    of accuracy against cost and the option answering ``target`` or a budget.
+
+    ``prices``, ``output_tokens`` (mean generated tokens per sample, for banks without ``tokens``)
+    and ``prompt_tokens`` are keyed by the bank's path as given (``str(path)``).
+    """
+    from ttscale.planning.models import join_banks, plan_options
+
+    graded = [_graded(b, equivalence, grade) for b in banks]
+    labels = [str(b.path) if isinstance(b, GradedBank) else str(b) for b in banks]
+    joined, notes = join_banks([(label, [r.id for r in g.bank.records], g.candidates, [r.problem for r in g.bank.records])
+                                for label, g in zip(labels, graded)],
+                               prices=prices, output_tokens=output_tokens, prompt_tokens=prompt_tokens)
+    return plan_options(joined, pilot=pilot, target=target, budget_dollars=budget_dollars, budget_tokens=budget_tokens,
+                        per_question=per_question, level=level, horizon=horizon, cascade_max_n=cascade_max_n,
+                        adaptive=adaptive, seed=seed, notes=notes)
 
 
 def simulate(

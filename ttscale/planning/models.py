@@ -1,0 +1,525 @@
+"""Compute-optimal planning across models: which bank, how many samples, which rule, or a cascade.
+
+Several banks of the same questions (different models, temperatures or reasoning efforts) are
+joined by question ``id``. Every option is scored exactly on the joined banks:
+
+* ``fixed``: majority@N of one bank, N = 1, 2, 4, ... up to its smallest pool (exact over every
+  N-subset of each question's samples, ``ttscale.estimate.exact.majority_at_k``);
+* ``adaptive``: the live ``default`` rule (:class:`~ttscale.adaptive.stopping.SettledMajority`) at
+  every confidence of its grid, horizon K, over every sample order (the exact vote-state tables of
+  ``ttscale simulate --exact``);
+* ``cascade``: the cheaper bank's majority@N, accepted when its votes are settled by ASC's
+  posterior P(leader beats runner-up | v1, v2) >= t, else the question goes to the dearer bank's
+  majority@N'. Replayed exactly per question: the chance the N votes are settled (and settled on a
+  correct plurality, ties credited) is summed over every vote state of an N-subset, and the
+  dearer bank's samples are independent of the cheaper one's, so accuracy and expected cost follow.
+
+With ``pilot=m`` the same options are predicted from the first m samples per question of each bank:
+majority@N by the Dirichlet majority curve model (with its bootstrap interval), adaptive rules and
+cascades exactly on pilots completed to the banks' sizes from that model's posterior-predictive urn.
+Costs per question: the prompt once per request plus N x the question's mean generated tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.special import betainc
+from scipy.stats import norm
+
+from ttscale.answers.candidates import Candidates
+from ttscale.errors import ConfigError, EstimationError
+from ttscale.estimate import exact as estimate
+from ttscale.planning.cost import Prices
+
+__all__ = ["BankCost", "ModelBank", "ModelPlan", "PlanOption", "cascade_settle", "join_banks", "load_costs",
+           "plan_options", "simulate_cascade"]
+
+CASCADE_THRESHOLDS = (0.8, 0.9, 0.95, 0.99)
+"""ASC posteriors at which the cheaper bank's votes count as settled."""
+ADAPTIVE_CONFIDENCES = (0.6, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
+"""The ``default`` rule's confidences replayed (a subset of its grid: the tables are shared, each is a second)."""
+
+
+@dataclass(frozen=True)
+class BankCost:
+    """What one bank's samples cost: prices per million tokens and tokens per question."""
+
+    prices: Prices | None
+    prompt_tokens: float
+    """Mean prompt tokens per question (problem text / 4 unless given)."""
+    output_tokens: float
+    """Mean generated tokens per sample over the joined questions."""
+    output_from: str
+    """``bank`` (the samples' ``tokens``) or ``option`` (--output-tokens / the costs file)."""
+
+    def to_json(self) -> dict:
+        return {"price_in": None if self.prices is None else self.prices.input,
+                "price_out": None if self.prices is None else self.prices.output,
+                "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens,
+                "output_tokens_from": self.output_from}
+
+
+@dataclass
+class ModelBank:
+    """One bank restricted to the joined questions (in the join's order), with per-question costs."""
+
+    path: str
+    """The path as given on the command line (the option's ``bank``)."""
+    questions_in_file: int
+    candidates: list[Candidates]
+    prompt: np.ndarray
+    """(Q,) prompt tokens per question."""
+    out: np.ndarray
+    """(Q,) mean generated tokens per sample per question."""
+    cost: BankCost
+
+    def dollars(self, prompt: np.ndarray | float, output: np.ndarray | float) -> np.ndarray | float | None:
+        p = self.cost.prices
+        return None if p is None else (np.asarray(prompt) * p.input + np.asarray(output) * p.output) / 1e6
+
+    @property
+    def per_sample(self) -> float:
+        """Cost of one more sample per question (dollars, else tokens): orders a cascade."""
+        d = self.dollars(0.0, float(self.out.mean()))
+        return float(d) if d is not None else float(self.out.mean())
+
+    def ns(self) -> list[int]:
+        top = min(c.n for c in self.candidates)
+        return [1 << i for i in range(int(math.log2(top)) + 1)] if top >= 1 else []
+
+
+@dataclass(frozen=True)
+class PlanOption:
+    """One way to spend: a bank's majority@N, its adaptive rule at a setting, or a cascade."""
+
+    bank: str | tuple[str, ...]
+    kind: str
+    """``fixed``, ``adaptive`` or ``cascade``."""
+    policy: str
+    n: int | None
+    param: float | None
+    accuracy: float
+    low: float
+    high: float
+    tokens_per_question: float
+    dollars_per_question: float | None
+    exact: float | None = None
+    """With a pilot: the option's exact accuracy on the full banks (None without a pilot)."""
+
+    @property
+    def label(self) -> str:
+        banks = " > ".join(self.bank) if isinstance(self.bank, tuple) else self.bank
+        return f"{banks}: {self.policy}"
+
+    def cost(self, dollars: bool) -> float:
+        return float(self.dollars_per_question) if dollars and self.dollars_per_question is not None else self.tokens_per_question
+
+    def to_json(self) -> dict:
+        return {"bank": list(self.bank) if isinstance(self.bank, tuple) else self.bank, "kind": self.kind,
+                "policy": self.policy, "n": self.n, "param": self.param, "accuracy": self.accuracy, "low": self.low,
+                "high": self.high, "tokens_per_question": self.tokens_per_question,
+                "dollars_per_question": self.dollars_per_question}
+
+
+@dataclass
+class ModelPlan:
+    """The options over the joined banks, their Pareto frontier and the recommended one."""
+
+    questions: int
+    banks: list[ModelBank]
+    options: list[PlanOption]
+    frontier: list[int]
+    recommended: int
+    reason: str
+    pilot: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def priced(self) -> bool:
+        return all(b.cost.prices is not None for b in self.banks)
+
+    @property
+    def best(self) -> PlanOption:
+        return self.options[self.recommended]
+
+    def to_json(self) -> dict:
+        return {"questions": self.questions,
+                "banks": [{"path": b.path, "questions": b.questions_in_file, "cost": b.cost.to_json()} for b in self.banks],
+                "options": [o.to_json() for o in self.options], "frontier": list(self.frontier),
+                "recommended": {"option": self.recommended, "reason": self.reason}}
+
+
+# ----------------------------------------------------------------------------------------- costs
+
+def _positive(value: object, what: str, name: str) -> float:
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(name, value, what) from None
+    if not (math.isfinite(x) and x >= 0):
+        raise ConfigError(name, value, what)
+    return x
+
+
+def parse_cost(text: str) -> tuple[str, Prices]:
+    """``BANK=IN,OUT`` (dollars per million input/output tokens) -> (bank, prices)."""
+    bank, sep, rest = text.rpartition("=")
+    parts = rest.split(",")
+    if not sep or not bank or len(parts) != 2:
+        raise ConfigError("--cost", text, "BANK=IN,OUT: dollars per million input and output tokens (e.g. a.jsonl=0.2,0.2)")
+    return bank, Prices(input=_positive(parts[0], "a price >= 0 in BANK=IN,OUT", "--cost"),
+                        output=_positive(parts[1], "a price >= 0 in BANK=IN,OUT", "--cost"))
+
+
+def load_costs(path: str | Path) -> dict[str, dict]:
+    """A costs TOML: one table per bank path, ``[banks."a.jsonl"]`` with ``price_in``, ``price_out``
+    (dollars per million tokens) and optionally ``output_tokens`` / ``prompt_tokens``."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError("--costs", str(path), f"a readable TOML file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--costs", str(path), f"valid TOML ({exc})") from None
+    banks = data.get("banks")
+    if not isinstance(banks, dict) or not all(isinstance(v, dict) for v in banks.values()):
+        raise ConfigError("--costs", str(path), 'a [banks."PATH"] table per bank with price_in, price_out')
+    out: dict[str, dict] = {}
+    for bank, table in banks.items():
+        unknown = set(table) - {"price_in", "price_out", "output_tokens", "prompt_tokens"}
+        if unknown:
+            raise ConfigError("--costs", f"{path}: banks.{bank}.{sorted(unknown)[0]}",
+                              "only price_in, price_out, output_tokens, prompt_tokens")
+        entry: dict = {}
+        for key in table:
+            entry[key] = _positive(table[key], "a number >= 0", f"{path}: banks.{bank}.{key}")
+        if ("price_in" in entry) != ("price_out" in entry):
+            raise ConfigError(f"{path}: banks.{bank}", "one price", "both price_in and price_out")
+        out[bank] = entry
+    return out
+
+
+# ------------------------------------------------------------------------------------------ join
+
+def join_banks(banks: Sequence[tuple[str, list[str], list[Candidates], list[str | None]]], *,
+               prices: dict[str, Prices] | None = None, output_tokens: dict[str, float] | None = None,
+               prompt_tokens: dict[str, float] | None = None) -> tuple[list[ModelBank], list[str]]:
+    """Join banks (path, ids, candidates, problem texts) on question id; returns them in the first
+    bank's question order and notes (questions dropped). Prices and tokens per bank path."""
+    if len(banks) < 2:
+        raise ConfigError("banks", len(banks), "two or more banks of the same questions")
+    prices, output_tokens, prompt_tokens = prices or {}, output_tokens or {}, prompt_tokens or {}
+    paths = [b[0] for b in banks]
+    if len(set(paths)) < len(paths):
+        raise ConfigError("banks", paths, "distinct bank paths")
+    for given, name in ((prices, "--cost"), (output_tokens, "--output-tokens"), (prompt_tokens, "prompt_tokens")):
+        stray = set(given) - set(paths)
+        if stray:
+            raise ConfigError(name, sorted(stray)[0], f"a bank given on the command line ({', '.join(paths)})")
+    shared = set(banks[0][1])
+    for _, ids, _, _ in banks[1:]:
+        shared &= set(ids)
+    if not shared:
+        raise EstimationError(f"the banks share no question id ({', '.join(f'{p}: {len(i)} questions' for p, i, _, _ in banks)}); "
+                              "join banks of the same questions")
+    order = [i for i in banks[0][1] if i in shared]
+    notes = []
+    dropped = [(p, len(ids) - len(order)) for p, ids, _, _ in banks if len(ids) > len(order)]
+    if dropped:
+        notes.append(f"{len(order)} questions in every bank; dropped " + ", ".join(f"{d} of {p}" for p, d in dropped))
+    priced = [p for p in paths if p in prices]
+    if priced and len(priced) < len(paths):
+        missing = [p for p in paths if p not in prices][0]
+        raise ConfigError("--cost", missing, f"a price for every bank: {missing}=IN,OUT (dollars per million input, output tokens) "
+                                             "or a [banks] entry in --costs")
+    out = []
+    for path, ids, cands, texts in banks:
+        where = {qid: i for i, qid in enumerate(ids)}
+        idx = [where[q] for q in order]
+        sel = [cands[i] for i in idx]
+        prompt = np.array([len(texts[i] or "") / 4.0 for i in idx]) if path not in prompt_tokens else np.full(len(idx), prompt_tokens[path])
+        if path in output_tokens:
+            out_q, source = np.full(len(idx), float(output_tokens[path])), "option"
+            if not output_tokens[path] > 0:
+                raise ConfigError("--output-tokens", output_tokens[path], f"a positive number of tokens per sample for {path}")
+        elif all(c.tokens is not None and c.n for c in sel):
+            out_q, source = np.array([float(np.mean(c.tokens)) for c in sel]), "bank"
+        else:
+            raise ConfigError("--output-tokens", None, f"generated tokens per sample for {path}, whose samples carry no 'tokens' "
+                                                       f"(--output-tokens {path}=T, or output_tokens in --costs)")
+        cost = BankCost(prices.get(path), float(prompt.mean()), float(out_q.mean()), source)
+        out.append(ModelBank(path, len(ids), sel, prompt, out_q, cost))
+    return out, notes
+
+
+# -------------------------------------------------------------------------------- exact scoring
+
+def _interval(per_q: np.ndarray, level: float) -> tuple[float, float, float]:
+    """Mean over questions with a normal interval for the question sample."""
+    m = float(per_q.mean())
+    z = float(norm.ppf(0.5 + level / 2))
+    half = z * float(per_q.std(ddof=1)) / math.sqrt(per_q.size) if per_q.size > 1 else 0.0
+    return m, max(0.0, m - half), min(1.0, m + half)
+
+
+def fixed_exact(cands: Sequence[Candidates], ns: Sequence[int]) -> np.ndarray:
+    """(Q, len(ns)) exact majority@N per question (ties credited)."""
+    counts, correct, n = estimate.candidates_to_arrays(list(cands))
+    return np.asarray(estimate.majority_at_k(counts, correct, n, list(ns)), dtype=float)
+
+
+def cascade_settle(cands: Sequence[Candidates], ns: Sequence[int], thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per question, over every N-subset of its samples: P(ASC posterior >= t) and P(that and the
+    plurality correct, ties credited); each (Q, len(ns), len(thresholds))."""
+    from ttscale.adaptive.exact_replay import _add_question
+
+    K = max(ns)
+    ts = np.asarray(thresholds, dtype=float)
+    settled = np.zeros((len(cands), len(ns), ts.size))
+    right = np.zeros_like(settled)
+    for q, p in enumerate(cands):
+        L: dict = defaultdict(float)
+        A: dict = defaultdict(lambda: defaultdict(float))
+        _add_question(p.classes, p.class_correct, K, 1.0, L, A)
+        for (votes, z), prob in L.items():
+            n = sum(votes) + z
+            if n not in ns or not votes:
+                continue
+            v1, v2 = votes[0], votes[1] if len(votes) > 1 else 0
+            ok = betainc(v2 + 1.0, v1 + 1.0, 0.5) >= ts
+            j = ns.index(n)
+            settled[q, j] += prob * ok
+            right[q, j] += A[(votes, z)].get(v1, 0.0) / votes.count(v1) * ok
+    return settled, right
+
+
+def simulate_cascade(cheap: Sequence[Candidates], dear: Sequence[Candidates], n: int, n_dear: int, threshold: float,
+                     draws: int, seed: int = 0) -> float:
+    """Brute-force seeded replay of a cascade's accuracy: per question and draw, a random N-subset
+    of the cheap bank's samples; if its ASC posterior is below ``threshold`` a random N'-subset of
+    the dear bank's decides (pluralities with ties credited). The check on :func:`cascade_settle`."""
+    rng = np.random.default_rng(seed)
+
+    def plurality(p: Candidates, k: int) -> tuple[float, int, int]:
+        cls = p.classes[rng.permutation(p.n)[:k]]
+        votes = np.bincount(cls[cls >= 0], minlength=p.num_classes)
+        if not votes.any():
+            return 0.0, 0, 0
+        top = np.flatnonzero(votes == votes.max())
+        srt = np.sort(votes)[::-1]
+        return float(p.class_correct[top].mean()), int(srt[0]), int(srt[1]) if srt.size > 1 else 0
+
+    total = 0.0
+    for a, b in zip(cheap, dear):
+        for _ in range(draws):
+            credit, v1, v2 = plurality(a, n)
+            if not (v1 > 0 and betainc(v2 + 1.0, v1 + 1.0, 0.5) >= threshold):
+                credit = plurality(b, n_dear)[0]
+            total += credit
+    return total / (len(cheap) * draws)
+
+
+# ------------------------------------------------------------------------------------ pilots
+
+def complete_from_pilot(cands: Sequence[Candidates], pilot: int, sizes: Sequence[int], seed: int) -> tuple[list[Candidates], object]:
+    """Each question's first ``pilot`` samples, completed to ``sizes`` samples by draws from the
+    Dirichlet majority model's posterior-predictive urn fitted on the pilots (a Pitman-Yor urn:
+    seen classes, no answer, the correct answer while unseen, new wrong answers); and the model."""
+    from ttscale.curves import DirichletMajorityModel
+    from ttscale.curves.majority_prior import posterior_urn
+
+    pil = [c.subset(np.arange(min(pilot, c.n))) for c in cands]
+    counts, correct, n = estimate.candidates_to_arrays(pil)
+    model = DirichletMajorityModel(n_bootstrap=400, random_state=seed).fit(counts, correct, n)
+    alpha, cor, none, unseen_c, new_w, d = posterior_urn(model.prior_, model._data)
+    rng = np.random.default_rng(seed)
+    out = []
+    for q, p in enumerate(pil):
+        C = p.num_classes
+        w = list(np.maximum(alpha[q, :C], 0.0))
+        ok = list(p.class_correct)
+        seq = list(p.classes)
+        w_none, w_uc, w_new = float(none[q]), float(unseen_c[q]), float(new_w[q])
+        for _ in range(max(int(sizes[q]) - p.n, 0)):
+            total = sum(w) + w_none + w_uc + w_new
+            u = rng.random() * total
+            cum = np.cumsum(w)
+            if cum.size and u < cum[-1]:
+                c = int(np.searchsorted(cum, u, side="right"))
+                w[c] += 1.0
+                seq.append(c)
+                continue
+            u -= cum[-1] if cum.size else 0.0
+            if u < w_none:
+                w_none += 1.0
+                seq.append(-1)
+            elif u < w_none + w_uc:
+                w.append(1.0 - d)  # the correct answer, first seen
+                ok.append(True)
+                w_uc = 0.0
+                seq.append(len(w) - 1)
+            else:
+                w.append(1.0 - d)  # a new wrong answer; the urn's new mass grows by the discount
+                ok.append(False)
+                w_new += d
+                seq.append(len(w) - 1)
+        tok = None if p.tokens is None else np.full(len(seq), float(np.mean(p.tokens)) if p.n else 0.0)
+        out.append(Candidates(classes=np.array(seq, dtype=np.int64), class_correct=np.array(ok, dtype=bool), tokens=tok))
+    return out, model
+
+
+# ------------------------------------------------------------------------------------ options
+
+def _score_options(banks: list[ModelBank], cands: list[list[Candidates]], level: float, horizon: int | None,
+                   cascade_max_n: int, adaptive: bool) -> list[tuple[PlanOption, np.ndarray | None]]:
+    """Every option scored exactly on ``cands`` (one candidate list per bank, joined order), with its
+    per-question accuracy where there is one (None for the pooled adaptive tables)."""
+    from ttscale.adaptive.exact_replay import VoteStates
+    from ttscale.adaptive.stopping import SettledMajority
+
+    out: list[tuple[PlanOption, np.ndarray | None]] = []
+    per_bank_fixed = []
+    for b, cs in zip(banks, cands):
+        ns = b.ns()
+        acc = fixed_exact(cs, ns)
+        per_bank_fixed.append((ns, acc))
+        for j, n in enumerate(ns):
+            tok = b.prompt + n * b.out
+            d = b.dollars(b.prompt, n * b.out)
+            m, lo, hi = _interval(acc[:, j], level)
+            out.append((PlanOption(b.path, "fixed", f"majority@{n}", n, None, m, lo, hi, float(tok.mean()),
+                                   None if d is None else float(np.mean(d))), acc[:, j]))
+        if adaptive:
+            K = min(max(ns), horizon or max(ns))
+            K = 1 << int(math.log2(K))
+            if K >= 2:
+                states = VoteStates(cs, K)
+                sd = acc[:, ns.index(K)].std(ddof=1) if len(cs) > 1 else 0.0  # majority@K's spread as the interval's
+                z = float(norm.ppf(0.5 + level / 2)) * sd / math.sqrt(len(cs))
+                for conf in ADAPTIVE_CONFIDENCES:
+                    samples, a = states.evaluate(SettledMajority(confidence=conf))
+                    out_tokens = samples * float(b.out.mean())
+                    d = b.dollars(float(b.prompt.mean()), out_tokens)
+                    out.append((PlanOption(b.path, "adaptive", f"default@{K}", K, conf, a, max(0.0, a - z), min(1.0, a + z),
+                                           float(b.prompt.mean()) + out_tokens, None if d is None else float(d)), None))
+    order = sorted(range(len(banks)), key=lambda i: banks[i].per_sample)
+    for ia, ib in ((order[x], order[y]) for x in range(len(order)) for y in range(x + 1, len(order))):
+        a, b = banks[ia], banks[ib]
+        ns_a = [n for n in per_bank_fixed[ia][0] if n <= cascade_max_n]
+        if not ns_a:
+            continue
+        settled, right = cascade_settle(cands[ia], ns_a, CASCADE_THRESHOLDS)
+        ns_b, acc_b = per_bank_fixed[ib]
+        for i, n in enumerate(ns_a):
+            for t_i, t in enumerate(CASCADE_THRESHOLDS):
+                esc = 1.0 - settled[:, i, t_i]
+                for j, nb in enumerate(ns_b):
+                    acc_q = right[:, i, t_i] + esc * acc_b[:, j]
+                    prompt_tok = a.prompt + esc * b.prompt
+                    out_a, out_b = n * a.out, esc * nb * b.out
+                    da, db = a.dollars(a.prompt, out_a), b.dollars(esc * b.prompt, out_b)
+                    m, lo, hi = _interval(acc_q, level)
+                    out.append((PlanOption((a.path, b.path), "cascade", f"asc@{n}>majority@{nb}", n, float(t), m, lo, hi,
+                                           float(np.mean(prompt_tok + out_a + out_b)),
+                                           None if da is None else float(np.mean(da + db))), acc_q))
+    return out
+
+
+def pareto(options: Sequence[PlanOption], dollars: bool) -> list[int]:
+    """Indices of options no other beats on both accuracy and cost, cheapest first."""
+    idx = sorted(range(len(options)), key=lambda i: (options[i].cost(dollars), -options[i].accuracy))
+    front, best = [], -1.0
+    for i in idx:
+        if options[i].accuracy > best + 1e-12:
+            front.append(i)
+            best = options[i].accuracy
+    return front
+
+
+def plan_options(banks: list[ModelBank], *, pilot: int | None = None, target: float | None = None,
+                 budget_dollars: float | None = None, budget_tokens: float | None = None, per_question: bool = False,
+                 level: float = 0.95, horizon: int | None = 16, cascade_max_n: int = 16, adaptive: bool = True,
+                 seed: int = 0, notes: Sequence[str] = ()) -> ModelPlan:
+    """Score every option on the joined banks (or predict it from ``pilot`` samples per question),
+    find the Pareto frontier and answer the question asked: ``target`` -> the cheapest option
+    predicted to reach it; a budget (for all questions unless ``per_question``) -> the most
+    accurate option within it; neither -> the cheapest option within 1 point of the most accurate."""
+    if sum(x is not None for x in (target, budget_dollars, budget_tokens)) > 1:
+        raise ConfigError("--target/--budget-*", "several", "at most one of --target, --budget-dollars, --budget-tokens")
+    if target is not None and not (math.isfinite(target) and 0 < target <= 1):
+        raise ConfigError("--target", target, "an accuracy in (0, 1] (e.g. 0.9 for 90%)")
+    if not (0 < level < 1):
+        raise ConfigError("--level", level, "a level in (0, 1)")
+    Q = len(banks[0].candidates)
+    notes = list(notes)
+    full = [b.candidates for b in banks]
+    for b in banks:
+        if min(c.n for c in b.candidates) < 1:
+            raise EstimationError(f"{b.path}: a joined question has no samples")
+    exact = _score_options(banks, full, level, horizon, cascade_max_n, adaptive)
+    if pilot is None:
+        options = [o for o, _ in exact]
+    else:
+        if pilot < 2:
+            raise ConfigError("--pilot", pilot, "at least 2 samples per question")
+        options = []
+        models, completed = [], []
+        for i, b in enumerate(banks):
+            done, model = complete_from_pilot(b.candidates, pilot, [c.n for c in b.candidates], seed + i)
+            completed.append(done)
+            models.append(model)
+        predicted = _score_options(banks, completed, level, horizon, cascade_max_n, adaptive)
+        by_bank = {b.path: m for b, m in zip(banks, models)}
+        for (o, _), (p, _) in zip(exact, predicted):
+            if o.kind == "fixed":
+                model = by_bank[str(o.bank)]
+                mean = float(model.predict(o.n))
+                lo, hi = model.predict_interval(o.n, level)
+                p = PlanOption(o.bank, o.kind, o.policy, o.n, o.param, mean, float(lo), float(hi), o.tokens_per_question,
+                               o.dollars_per_question)
+            options.append(PlanOption(p.bank, p.kind, p.policy, p.n, p.param, p.accuracy, p.low, p.high,
+                                      p.tokens_per_question, p.dollars_per_question, exact=o.accuracy))
+        notes.append(f"predicted from the first {pilot} samples per question of each bank; 'exact' is each option on the full banks")
+    priced = all(b.cost.prices is not None for b in banks)
+    if not priced:
+        notes.append("no prices (--cost): options are compared on tokens per question")
+    front = pareto(options, priced)
+    scale = 1 if per_question else Q
+    if target is not None:
+        reach = [i for i in range(len(options)) if options[i].accuracy >= target]
+        if not reach:
+            top = max(range(len(options)), key=lambda i: options[i].accuracy)
+            o = options[top]
+            raise EstimationError(f"no option is predicted to reach {target:g}: the best is {o.label} at "
+                                  f"{o.accuracy:.3f} [{o.low:.3f}, {o.high:.3f}]; lower --target")
+        rec = min(reach, key=lambda i: (options[i].cost(priced), -options[i].accuracy))
+        reason = f"cheapest option predicted to reach {target:g}"
+    elif budget_dollars is not None or budget_tokens is not None:
+        if budget_dollars is not None and not priced:
+            raise ConfigError("--budget-dollars", budget_dollars, "prices for every bank (--cost BANK=IN,OUT or --costs)")
+        name, value = ("--budget-dollars", budget_dollars) if budget_dollars is not None else ("--budget-tokens", budget_tokens)
+        assert value is not None
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(name, value, "a positive budget")
+        use_dollars = budget_dollars is not None
+        within = [i for i in range(len(options)) if (options[i].dollars_per_question if use_dollars else options[i].tokens_per_question) * scale <= value]
+        if not within:
+            cheapest = min(options, key=lambda o: o.cost(use_dollars))
+            unit = "$" if use_dollars else "tokens "
+            raise EstimationError(f"{name} {value:g} buys no option: the cheapest, {cheapest.label}, costs "
+                                  f"{unit}{cheapest.cost(use_dollars) * scale:.6g} for {scale} question(s)")
+        rec = max(within, key=lambda i: (options[i].accuracy, -options[i].cost(use_dollars)))
+        reason = "most accurate option within the budget"
+    else:
+        top = max(o.accuracy for o in options)
+        rec = min((i for i in range(len(options)) if options[i].accuracy >= top - 0.01),
+                  key=lambda i: options[i].cost(priced))
+        reason = "cheapest option within 1 point of the most accurate (no target or budget given)"
+    return ModelPlan(Q, banks, options, front, rec, reason, pilot, notes)
