@@ -261,3 +261,17 @@ def test_a_bad_model_settings_file_names_the_file_and_field(tmp_path: Path) -> N
     (bad / "ttscale.json").write_text("{not json")
     with pytest.raises(ConfigError, match="a readable JSON object"):
         model_settings(bad)
+
+
+def test_model_settings_agree_with_what_vllm_serve_uses() -> None:
+    """vLLM's server samples at generation_config.json's settings when a client sends none (the proxy
+    forwards none): they must be ttscale.json's, or the proxy and the API would sample differently."""
+    from ttscale.arith.paths import model_dir
+    from ttscale.sampling.model_defaults import engine_defaults, sampling_defaults
+
+    generation = json.loads((model_dir() / "generation_config.json").read_text())
+    own = sampling_defaults("arith-tiny")
+    assert (own["temperature"], own["max_tokens"]) == (generation["temperature"], generation["max_new_tokens"])
+    config = json.loads((model_dir() / "config.json").read_text())
+    assert engine_defaults("arith-tiny")["dtype"] == config["dtype"] == "float32"
+    assert engine_defaults("arith-tiny")["max_model_len"] == config["max_position_embeddings"]
