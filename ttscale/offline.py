@@ -169,6 +169,7 @@ def plan(
 def plan_models(
     banks: Sequence[BankLike],
     *,
+    labels: Sequence[str] | None = None,
     prices: dict[str, Prices] | None = None,
     output_tokens: dict[str, float] | None = None,
     prompt_tokens: dict[str, float] | None = None,
@@ -192,12 +193,15 @@ def plan_models(
     of accuracy against cost and the option answering ``target`` or a budget.
 
     ``prices``, ``output_tokens`` (mean generated tokens per sample, for banks without ``tokens``)
-    and ``prompt_tokens`` are keyed by the bank's path as given (``str(path)``).
+    and ``prompt_tokens`` are keyed by the bank's label: ``labels`` (default: its path as given, ``str(path)``).
     """
     from ttscale.planning.models import join_banks, plan_options
 
     graded = [_graded(b, equivalence, grade) for b in banks]
-    labels = [str(b.path) if isinstance(b, GradedBank) else str(b) for b in banks]
+    if labels is None:
+        labels = [str(b.path) if isinstance(b, GradedBank) else str(b) for b in banks]
+    elif len(labels) != len(banks):
+        raise ConfigError("labels", len(labels), f"one label per bank ({len(banks)})")
     joined, notes = join_banks([(label, [r.id for r in g.bank.records], g.candidates, [r.problem for r in g.bank.records])
                                 for label, g in zip(labels, graded)],
                                prices=prices, output_tokens=output_tokens, prompt_tokens=prompt_tokens)

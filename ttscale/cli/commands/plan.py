@@ -22,7 +22,7 @@ from ttscale.errors import ConfigError
 
 @handle_errors
 def plan_command(
-    bank: Annotated[Path, typer.Argument(help="Bank file (JSONL): a pilot of a few samples per question.")],
+    banks: Annotated[list[Path], typer.Argument(help="Bank file (JSONL): a pilot of a few samples per question. Several banks of the same questions (models, temperatures): plan across them.", metavar="BANK...")],
     target: Annotated[float | None, typer.Option("--target", help="Target accuracy (fraction, e.g. 0.94): the N that reaches it.")] = None,
     budget_samples: Annotated[float | None, typer.Option("--budget-samples", help="Samples per question: the accuracy they buy.")] = None,
     budget_tokens: Annotated[float | None, typer.Option("--budget-tokens", help="Tokens for all questions (see --per-question).")] = None,
@@ -31,7 +31,7 @@ def plan_command(
     price_in: Annotated[float | None, typer.Option("--price-in", help="Dollars per million input (prompt) tokens.")] = None,
     price_out: Annotated[float | None, typer.Option("--price-out", help="Dollars per million output tokens.")] = None,
     prompt_tokens: Annotated[float | None, typer.Option("--prompt-tokens", help="Prompt tokens per question (default: problem text / 4).")] = None,
-    output_tokens: Annotated[float | None, typer.Option("--output-tokens", help="Generated tokens per sample (default: the bank's mean).")] = None,
+    output_tokens: Annotated[list[str] | None, typer.Option("--output-tokens", help="Generated tokens per sample (default: the bank's mean); with several banks T or BANK=T, repeatable.")] = None,
     active_params: Annotated[float | None, typer.Option("--active-params", help="Active parameters (for Kinetics eFLOPs).")] = None,
     kv_bytes: Annotated[float | None, typer.Option("--kv-bytes", help="KV-cache bytes per token (for eFLOPs).")] = None,
     gqa: Annotated[float, typer.Option("--gqa", help="Query heads per KV head (for eFLOPs).")] = 1.0,
@@ -47,11 +47,27 @@ def plan_command(
     k: Annotated[int | None, typer.Option("--k", min=1, hidden=True, help="Deprecated: --max-k.")] = None,
     permutations: Annotated[int, typer.Option("--permutations", min=2, help="--simulate: seeded orderings of each question's samples.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Seed of draws and bootstraps (and --simulate's permutations).")] = 0,
+    cost: Annotated[list[str] | None, typer.Option("--cost", help="Several banks: BANK=IN,OUT dollars per million input/output tokens (repeatable).")] = None,
+    costs: Annotated[Path | None, typer.Option("--costs", help='Several banks: a TOML of [banks."PATH"] price_in, price_out, output_tokens.')] = None,
+    pilot: Annotated[int | None, typer.Option("--pilot", min=2, help="Several banks: predict every option from the first M samples per question (and compare with the full banks).")] = None,
+    horizon: Annotated[int, typer.Option("--horizon", min=2, help="Several banks: the default rule's horizon K (at most the smallest pool).")] = 16,
+    cascade_max_n: Annotated[int, typer.Option("--cascade-max-n", min=1, help="Several banks: largest N of a cascade's first bank.")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     equivalence: Annotated[EquivalenceMode, typer.Option("--equivalence", help="Answer equivalence: math or string.")] = EquivalenceMode.MATH,
     grade: Annotated[GradeSource, typer.Option("--grade", help="Correctness from: auto, reference, field.")] = GradeSource.AUTO,
 ) -> None:
     """Plan sample budgets: N for a target, accuracy for a budget, the saturation point."""
+    if len(banks) > 1:
+        _plan_models(banks, target=target, budget_samples=budget_samples, budget_tokens=budget_tokens, budget_dollars=budget_dollars,
+                     per_question=per_question, price_in=price_in, price_out=price_out, prompt_tokens=prompt_tokens,
+                     output_tokens=output_tokens, spec_given=active_params is not None or kv_bytes is not None, policy=policy,
+                     level=level, plot=plot, simulate=simulate, cost=cost, costs=costs, pilot=pilot, horizon=horizon,
+                     cascade_max_n=cascade_max_n, seed=seed, as_json=as_json, equivalence=equivalence, grade=grade)
+        return
+    bank = banks[0]
+    if cost or costs is not None or pilot is not None:
+        raise ConfigError("--cost/--costs/--pilot", "one bank", "two or more banks (one bank: --price-in/--price-out)")
+    one_output = _one_output_tokens(output_tokens)
     if simulate:
         from ttscale.cli.report import run_simulation
 
@@ -79,7 +95,7 @@ def plan_command(
         bar.add_task(f"fitting {policy}", total=None)
         result = plan(data, policy=policy, target=target, budget_samples=budget_samples, budget_tokens=budget_tokens,
                       budget_dollars=budget_dollars, per_question=per_question, prices=prices, spec=spec,
-                      prompt_tokens=prompt_tokens, output_tokens=output_tokens, epsilon=epsilon, max_n=max_n,
+                      prompt_tokens=prompt_tokens, output_tokens=one_output, epsilon=epsilon, max_n=max_n,
                       level=level, seed=seed)
     if plot is not None:
         plot_plan(result, plot, bank)
@@ -87,3 +103,87 @@ def plan_command(
         print(json.dumps(result.to_json(), allow_nan=False))
         return
     print_plan(result, bank, plot)
+
+
+def _one_output_tokens(values: list[str] | None) -> float | None:
+    """One bank's --output-tokens: one number."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ConfigError("--output-tokens", values, "one number of tokens per sample for one bank")
+    try:
+        return float(values[0])
+    except ValueError:
+        raise ConfigError("--output-tokens", values[0], "a number of tokens per sample") from None
+
+
+def _per_bank_tokens(values: list[str] | None, paths: list[str]) -> dict[str, float]:
+    """--output-tokens T (every bank) or BANK=T, repeatable."""
+    out: dict[str, float] = {}
+    for text in values or []:
+        bank, sep, num = text.rpartition("=")
+        try:
+            value = float(num)
+        except ValueError:
+            raise ConfigError("--output-tokens", text, "T or BANK=T, a number of generated tokens per sample") from None
+        if not (value > 0 and value < float("inf")):
+            raise ConfigError("--output-tokens", text, "a positive number of tokens per sample")
+        for p in (paths if not sep else [bank]):
+            out[p] = value
+    return out
+
+
+def _plan_models(banks: list[Path], *, target: float | None, budget_samples: float | None, budget_tokens: float | None,
+                 budget_dollars: float | None, per_question: bool, price_in: float | None, price_out: float | None,
+                 prompt_tokens: float | None, output_tokens: list[str] | None, spec_given: bool, policy: str, level: float,
+                 plot: Path | None, simulate: bool, cost: list[str] | None, costs: Path | None, pilot: int | None, horizon: int,
+                 cascade_max_n: int, seed: int, as_json: bool, equivalence: EquivalenceMode, grade: GradeSource) -> None:
+    """``ttscale plan A B ...``: options across banks of the same questions, their frontier, the answer."""
+    from ttscale.cli.commands.eval import check_plot_path
+    from ttscale.cli.console import err
+    from ttscale.offline import plan_models
+    from ttscale.planning.cost import Prices
+    from ttscale.planning.models import load_costs, parse_cost
+    from ttscale.planning.models_report import plot_models, print_models
+
+    for flag, value in (("--budget-samples", budget_samples), ("--price-in", price_in), ("--price-out", price_out)):
+        if value is not None:
+            raise ConfigError(flag, value, "one bank only; with several banks give --cost BANK=IN,OUT per bank"
+                              + (" and --budget-dollars/--budget-tokens" if flag == "--budget-samples" else ""))
+    if spec_given:
+        raise ConfigError("--active-params/--kv-bytes", "several banks", "one bank (eFLOPs across banks are not planned yet)")
+    if simulate:
+        raise ConfigError("--simulate", True, "one bank (`ttscale simulate BANK`)")
+    if policy != "majority":
+        raise ConfigError("--policy", policy, "majority with several banks (options are majority@N, the default rule and cascades)")
+    check_plot_path(plot)
+    paths = [str(b) for b in banks]
+    prices: dict[str, Prices] = {}
+    tokens: dict[str, float] = {}
+    prompts: dict[str, float] = {} if prompt_tokens is None else {p: float(prompt_tokens) for p in paths}
+    if costs is not None:
+        for bank, entry in load_costs(costs).items():
+            if "price_in" in entry:
+                prices[bank] = Prices(input=entry["price_in"], output=entry["price_out"])
+            if "output_tokens" in entry:
+                tokens[bank] = entry["output_tokens"]
+            if "prompt_tokens" in entry:
+                prompts[bank] = entry["prompt_tokens"]
+    for text in cost or []:
+        bank, price = parse_cost(text)
+        prices[bank] = price
+    tokens.update(_per_bank_tokens(output_tokens, paths))
+    graded = [read_graded_bank(b, equivalence, grade, quiet=as_json) for b in banks]
+    with progress_bar(disable=as_json) as bar:
+        bar.add_task("options", total=None)
+        result = plan_models(graded, labels=paths, prices=prices, output_tokens=tokens, prompt_tokens=prompts, pilot=pilot,
+                             target=target, budget_dollars=budget_dollars, budget_tokens=budget_tokens,
+                             per_question=per_question, level=level, horizon=horizon, cascade_max_n=cascade_max_n, seed=seed)
+    if plot is not None:
+        plot_models(result, plot)
+    if as_json:
+        for note in result.notes:
+            err.print(f"note: {note}", highlight=False)
+        print(json.dumps(result.to_json(), allow_nan=False))
+        return
+    print_models(result, plot)

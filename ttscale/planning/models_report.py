@@ -1,0 +1,113 @@
+"""Printing and plotting a :class:`~ttscale.planning.models.ModelPlan` (``ttscale plan A B ...``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ttscale.planning.models import ModelPlan, PlanOption
+
+__all__ = ["frontier_rows", "plot_models", "print_models"]
+
+
+def _banks(option: PlanOption, names: dict[str, str]) -> str:
+    if isinstance(option.bank, tuple):
+        return " > ".join(names[b] for b in option.bank)
+    return names[option.bank]
+
+
+def short_names(plan: ModelPlan) -> dict[str, str]:
+    """Banks as letters (A, B, ...) in command-line order: the table stays narrow."""
+    return {b.path: chr(ord("A") + i) if i < 26 else f"B{i}" for i, b in enumerate(plan.banks)}
+
+
+def describe(option: PlanOption, names: dict[str, str]) -> str:
+    """``A maj@4``, ``A default@16 c=0.9``, ``A asc@4 t=0.95 > B maj@1``."""
+    if option.kind == "cascade":
+        first, second = option.policy.split(">")
+        banks = option.bank if isinstance(option.bank, tuple) else (option.bank,)
+        return f"{names[banks[0]]} {first} t={option.param:g} > {names[banks[1]]} {second.replace('majority', 'maj')}"
+    policy = option.policy.replace("majority", "maj")
+    return f"{names[str(option.bank)]} {policy}" + ("" if option.param is None else f" c={option.param:g}")
+
+
+def frontier_rows(plan: ModelPlan) -> list[dict]:
+    """The frontier as rows: option index, banks, kind, policy, setting, accuracy and interval (%),
+    tokens and dollars per question, and (with a pilot) the exact accuracy on the full banks (%)."""
+    names = short_names(plan)
+    rows = []
+    for i in plan.frontier:
+        o = plan.options[i]
+        rows.append({"option": i, "banks": _banks(o, names), "kind": o.kind, "policy": o.policy,
+                     "param": "-" if o.param is None else f"{o.param:g}", "accuracy": 100 * o.accuracy,
+                     "low": 100 * o.low, "high": 100 * o.high, "tokens": o.tokens_per_question,
+                     "dollars": o.dollars_per_question, "exact": None if o.exact is None else 100 * o.exact})
+    return rows
+
+
+def print_models(plan: ModelPlan, plot: Path | None) -> None:
+    from rich.table import Table
+
+    from ttscale.cli.console import out
+
+    what = f"predicted from {plan.pilot}-sample pilots" if plan.pilot else "exact on the banks"
+    table = Table(title=f"Pareto frontier of {len(plan.options)} options: {plan.questions} questions, {what}")
+    cols = ["#", "option", "acc %", "interval %", "tokens/q", "$/q"]
+    if plan.pilot:
+        cols.append("exact %")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "option" else "right")
+    names = short_names(plan)
+    for row in frontier_rows(plan):
+        mark = "*" if row["option"] == plan.recommended else ""
+        cells = [f"{row['option']}{mark}", describe(plan.options[row["option"]], names), f"{row['accuracy']:.2f}",
+                 f"{row['low']:.1f}-{row['high']:.1f}", f"{row['tokens']:.0f}",
+                 "-" if row["dollars"] is None else f"{row['dollars']:.5f}"]
+        if plan.pilot:
+            cells.append(f"{row['exact']:.2f}")
+        table.add_row(*cells)
+    out.print(table)
+    for b in plan.banks:
+        p = b.cost.prices
+        price = "no prices" if p is None else f"${p.input:g}/${p.output:g} per M in/out tokens"
+        out.print(f"{names[b.path]} = {b.path}: {price}, {b.cost.prompt_tokens:.0f} prompt + {b.cost.output_tokens:.0f} output "
+                  f"tokens per sample ({'from the bank' if b.cost.output_from == 'bank' else 'as given'})", highlight=False)
+    o = plan.best
+    cost = f"{o.tokens_per_question:.0f} tokens" + ("" if o.dollars_per_question is None else f", ${o.dollars_per_question:.6f}")
+    out.print(f"[bold]recommended: option {plan.recommended}, {describe(o, names)}[/] ({plan.reason}): {100 * o.accuracy:.2f}% "
+              f"[{100 * o.low:.2f}, {100 * o.high:.2f}], {cost} per question", highlight=False)
+    for note in plan.notes:
+        out.print(f"note: {note}", highlight=False)
+    if plot is not None:
+        out.print(f"plot: {plot}")
+
+
+def plot_models(plan: ModelPlan, path: Path, title: str = "") -> None:
+    """Accuracy against cost per question, one colour per option family (bank or cascade, and kind),
+    the frontier as a line and the recommended option circled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = short_names(plan)
+    priced = plan.priced
+    fig, ax = plt.subplots(figsize=(8, 5))
+    families: dict[str, list[PlanOption]] = {}
+    for o in plan.options:
+        families.setdefault(f"{_banks(o, names)} {o.kind}", []).append(o)
+    markers = {"fixed": "o", "adaptive": "^", "cascade": "s"}
+    for label, opts in families.items():
+        ax.scatter([o.cost(priced) for o in opts], [100 * o.accuracy for o in opts], s=14, alpha=0.7,
+                   marker=markers[opts[0].kind], label=label)
+    front = [plan.options[i] for i in plan.frontier]
+    ax.plot([o.cost(priced) for o in front], [100 * o.accuracy for o in front], "k-", lw=1, label="frontier")
+    b = plan.best
+    ax.scatter([b.cost(priced)], [100 * b.accuracy], s=120, facecolors="none", edgecolors="red", label="recommended")
+    ax.set_xscale("log")
+    ax.set_xlabel("dollars per question" if priced else "tokens per question")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title or f"{plan.questions} questions, {len(plan.banks)} banks")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
