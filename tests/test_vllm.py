@@ -379,3 +379,18 @@ def test_cli_hides_vllm_logs_unless_verbose(tmp_path: Path) -> None:
     assert loud.returncode == 0, loud.stderr[-3000:]
     assert json.loads(loud.stdout)["samples"] == 4  # vLLM's lines go to stderr, not into the JSON
     assert sum(bool(VLLM_LOG_LINE.search(line)) for line in loud.stderr.splitlines()) >= 5
+
+
+def test_demo_ends_with_what_the_optimizer_answers(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "ttscale.cli.app", "demo", "--backend", "vllm", "--limit", "40", "--n", "8", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**_env(), "COLUMNS": "100"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("What the optimizer says"))
+    ceiling, target, adaptive = lines[start + 1:start + 4]
+    assert re.search(r"ceiling +\d+\.\d% \+/- \d+\.\d predicted at N = \d+ \(95% interval\)", ceiling), ceiling
+    assert re.search(r"target +\d+\.\d% (needs N = \d+ samples per question \(fixed\)|: above)", target), target
+    assert re.search(r"adaptive +(\d+\.\d samples per question instead of 8 for|no setting)", adaptive), adaptive
+    saved = json.loads((tmp_path / "results.json").read_text())["optimizer"]
+    assert saved["n"] == 8 and 0 < saved["majority"] <= 1 and saved["ceiling"] >= saved["majority"] - 0.1
+    assert saved["adaptive_samples"] is None or 1 <= saved["adaptive_samples"] <= 8

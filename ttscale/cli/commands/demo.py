@@ -2,11 +2,14 @@
 
 Samples N candidates per problem of the packaged arithmetic test set with the packaged tiny
 model (the real vLLM engine when it is installed, else transformers), writes a resumable bank,
-then prints every applicable policy's exact accuracy-at-k table and writes a plot.
+then prints every applicable policy's exact accuracy-at-k table and writes a plot, and ends with
+what the optimizer answers from that bank (:mod:`ttscale.cli.commands.demo_summary`): the predicted
+ceiling, the fixed N a target needs, and the samples the adaptive budget saves.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from enum import Enum
@@ -46,12 +49,14 @@ def demo_command(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the bank, results.json and the plot.")] = Path("runs/demo"),
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default: the model's).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Base sampling seed.")] = 0,
+    target: Annotated[float | None, typer.Option("--target", help="Accuracy (0-1) whose fixed N the closing lines give (default: halfway to the predicted ceiling).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the accuracy table as one JSON object.")] = False,
 ) -> None:
     """Sample the embedded arithmetic model on its test set, then evaluate every policy at every k."""
     from ttscale.answers import EquivalenceMode
     from ttscale.answers.grading import load_candidates
     from ttscale.arith.paths import model_dir
+    from ttscale.cli.commands.demo_summary import optimizer_summary
     from ttscale.cli.report import eval_table, plot_eval
     from ttscale.estimate.evaluate import evaluate
     from ttscale.records.datasets import load_dataset
@@ -64,6 +69,8 @@ def demo_command(
     started = time.perf_counter()
     if n < 1:
         raise ConfigError("--n", n, "an integer >= 1")
+    if target is not None and not 0 < target <= 1:
+        raise ConfigError("--target", target, "an accuracy as a fraction in (0, 1], e.g. 0.8")
     test_set = difficulty.value
     engine = auto_backend() if backend is DemoBackend.AUTO else backend.value
     problems = load_dataset("arith" if difficulty is DemoSet.DEFAULT else "arith-hard", limit=limit)
@@ -93,12 +100,15 @@ def demo_command(
     _, candidates = load_candidates(bank_path, equivalence=EquivalenceMode.STRING)
     result = evaluate(candidates, [load_policy(p) for p in DEMO_POLICIES], draws=500, seed=seed)
     plot = plot_eval(result, out_dir / f"arith-{test_set}-n{n}.png", title=f"embedded arithmetic model, {test_set} test set")
-    (out_dir / "results.json").write_text(json.dumps(result.to_json(), indent=1))
+    summary = optimizer_summary(bank_path, candidates, n, target=target, seed=seed)
+    payload = {**result.to_json(), "optimizer": dataclasses.asdict(summary)}
+    (out_dir / "results.json").write_text(json.dumps(payload, indent=1))
     done = time.perf_counter()
     if as_json:
-        print(json.dumps(result.to_json()))
+        print(json.dumps(payload))
     else:
         out.print(eval_table(result, title=f"{bank_path} — {result.problems} problems, accuracy (%) at k"))
+        out.print("\n".join(summary.lines()), highlight=False, soft_wrap=True)
         out.print(f"bank: {bank_path}\nplot: {plot}\nresults: {out_dir / 'results.json'}")
     err.print(
         f"sampled {stats.samples} new samples ({stats.completion_tokens} tokens, {stats.tokens_per_s:,.0f} tok/s) "
