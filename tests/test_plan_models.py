@@ -1,0 +1,218 @@
+"""Planning across banks (`ttscale plan A B ...`, ``ttscale.plan_models``): the join, exact options,
+cascades against a brute-force replay, pilots, the frontier, the JSON contract and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import ttscale
+from ttscale.answers.candidates import Candidates
+from ttscale.cli.app import app
+from ttscale.errors import ConfigError, EstimationError
+from ttscale.planning.cost import Prices
+from ttscale.planning.models import cascade_settle, fixed_exact, pareto, simulate_cascade, PlanOption
+
+runner = CliRunner()
+
+
+def write_bank(path: Path, rows: list[tuple[str, list[str | None], int | None]], reference: str = "1") -> Path:
+    """rows: (id, answers, tokens per sample or None)."""
+    with open(path, "w") as fh:
+        for qid, answers, tok in rows:
+            samples = [{"answer": a} if tok is None else {"answer": a, "tokens": tok} for a in answers]
+            fh.write(json.dumps({"id": qid, "problem": "x" * 40, "reference": reference, "samples": samples}) + "\n")
+    return path
+
+
+def random_pools(seed: int, questions: int, n: int, p_right: float) -> list[list[str | None]]:
+    rng = np.random.default_rng(seed)
+    pools = []
+    for _ in range(questions):
+        p = rng.beta(4 * p_right, 4 * (1 - p_right))
+        pools.append([None if rng.random() < 0.05 else "1" if rng.random() < p else str(rng.integers(2, 5)) for _ in range(n)])
+    return pools
+
+
+@pytest.fixture()
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    weak = [(f"q{i}", a, 100) for i, a in enumerate(random_pools(0, 30, 8, 0.5))]
+    strong = [(f"q{i}", a, 300) for i, a in enumerate(random_pools(1, 30, 4, 0.85))]
+    weak.append(("hard", ["2"] * 8, 100))  # never solved: no option reaches 100%
+    strong.append(("hard", ["3"] * 4, 300))
+    strong.append(("extra", ["1"] * 4, 300))  # not in the weak bank: dropped with a note
+    return write_bank(tmp_path / "weak.jsonl", weak), write_bank(tmp_path / "strong.jsonl", strong)
+
+
+def cands(rows: list[list[int]], correct: int = 0, classes: int = 4) -> list[Candidates]:
+    return [Candidates(classes=np.array(r), class_correct=np.arange(classes) == correct) for r in rows]
+
+
+def test_cascade_exact_equals_brute_force() -> None:
+    rng = np.random.default_rng(3)
+    cheap = cands([list(rng.choice([-1, 0, 1, 2, 3], size=8, p=[0.1, 0.4, 0.3, 0.1, 0.1])) for _ in range(12)])
+    dear = cands([list(rng.choice([0, 1, 2], size=5, p=[0.7, 0.2, 0.1])) for _ in range(12)])
+    ns = [1, 2, 4, 8]
+    settled, right = cascade_settle(cheap, ns, (0.8, 0.95))
+    acc_dear = fixed_exact(dear, [1, 2, 4])
+    for i, n in enumerate(ns):
+        for t_i, t in enumerate((0.8, 0.95)):
+            for j, nb in enumerate([1, 2, 4]):
+                exact = float(np.mean(right[:, i, t_i] + (1 - settled[:, i, t_i]) * acc_dear[:, j]))
+                brute = simulate_cascade(cheap, dear, n, nb, t, draws=2000, seed=i * 7 + j)
+                # 24,000 credits in [0, 1]: standard error below 0.0033
+                assert abs(exact - brute) < 0.015, (n, t, nb, exact, brute)
+    # an always-settled question (8 identical votes) is never escalated at N=8
+    one = cands([[0] * 8])
+    s, r = cascade_settle(one, [8], (0.99,))
+    assert s[0, 0, 0] == pytest.approx(1.0) and r[0, 0, 0] == pytest.approx(1.0)
+
+
+def test_cascade_settle_matches_every_subset() -> None:
+    """Direct enumeration of all N-subsets of one question."""
+    from itertools import combinations
+
+    from scipy.special import betainc
+
+    q = cands([[0, 0, 1, 1, 2, -1]])[0]
+    for n in (2, 3, 4):
+        subs = list(combinations(range(q.n), n))
+        s_tot = r_tot = 0.0
+        for sub in subs:
+            cls = q.classes[list(sub)]
+            votes = np.bincount(cls[cls >= 0], minlength=4)
+            srt = np.sort(votes)[::-1]
+            ok = srt[0] > 0 and betainc(srt[1] + 1.0, srt[0] + 1.0, 0.5) >= 0.8
+            top = np.flatnonzero(votes == votes.max())
+            s_tot += ok
+            r_tot += ok * q.class_correct[top].mean()
+        s, r = cascade_settle([q], [n], (0.8,))
+        assert s[0, 0, 0] == pytest.approx(s_tot / len(subs))
+        assert r[0, 0, 0] == pytest.approx(r_tot / len(subs))
+
+
+def test_plan_models_api_join_options_frontier(pair: tuple[Path, Path]) -> None:
+    weak, strong = pair
+    plan = ttscale.plan_models([weak, strong], prices={str(weak): Prices(input=0.2, output=0.2), str(strong): Prices(input=30, output=60)},
+                               target=0.8, horizon=4)
+    assert plan.questions == 31
+    assert any("dropped 1 of" in n for n in plan.notes)
+    kinds = {o.kind for o in plan.options}
+    assert kinds == {"fixed", "adaptive", "cascade"}
+    fixed = [o for o in plan.options if o.kind == "fixed"]
+    assert [o.n for o in fixed if o.bank == str(weak)] == [1, 2, 4, 8]
+    assert [o.n for o in fixed if o.bank == str(strong)] == [1, 2, 4]
+    # costs: weak majority@2 = prompt 10 tokens + 2 x 100
+    w2 = next(o for o in fixed if o.bank == str(weak) and o.n == 2)
+    assert w2.tokens_per_question == pytest.approx(10 + 200)
+    assert w2.dollars_per_question == pytest.approx((10 * 0.2 + 200 * 0.2) / 1e6)
+    cascades = [o for o in plan.options if o.kind == "cascade"]
+    assert all(o.bank == (str(weak), str(strong)) for o in cascades)  # cheaper bank first
+    for o in plan.options:
+        assert o.low <= o.accuracy <= o.high and all(math.isfinite(x) for x in (o.accuracy, o.low, o.high))
+    # the frontier: rising accuracy with rising cost, and no option dominates one on it
+    front = [plan.options[i] for i in plan.frontier]
+    assert all(a.accuracy < b.accuracy and a.dollars_per_question <= b.dollars_per_question for a, b in zip(front, front[1:]))
+    for f in front:
+        assert not any(o.accuracy > f.accuracy and o.dollars_per_question < f.dollars_per_question for o in plan.options)
+    rec = plan.best
+    assert rec.accuracy >= 0.8
+    assert all(o.dollars_per_question >= rec.dollars_per_question for o in plan.options if o.accuracy >= 0.8)
+
+
+def test_pareto_keeps_only_undominated() -> None:
+    mk = lambda acc, usd: PlanOption("a", "fixed", "m", 1, None, acc, acc, acc, 1.0, usd)  # noqa: E731
+    opts = [mk(0.5, 1.0), mk(0.6, 2.0), mk(0.55, 3.0), mk(0.7, 3.0), mk(0.7, 4.0)]
+    assert pareto(opts, dollars=True) == [0, 1, 3]
+
+
+def test_pilot_predictions_carry_exact_values(pair: tuple[Path, Path]) -> None:
+    weak, strong = pair
+    exact = ttscale.plan_models([weak, strong], horizon=4)
+    pred = ttscale.plan_models([weak, strong], horizon=4, pilot=4)
+    assert [o.policy for o in pred.options] == [o.policy for o in exact.options]
+    for e, p in zip(exact.options, pred.options):
+        assert p.exact == pytest.approx(e.accuracy)
+        assert p.low <= p.accuracy <= p.high
+    # majority@N within the pilot: the curve model matches the pilot's exact value closely
+    w1 = next(o for o in pred.options if o.kind == "fixed" and o.n == 1 and o.bank == str(weak))
+    assert abs(w1.accuracy - w1.exact) < 0.1
+    assert any("no prices" in n for n in pred.notes)
+
+
+def test_cli_json_contract(pair: tuple[Path, Path]) -> None:
+    weak, strong = pair
+    r = runner.invoke(app, ["plan", str(weak), str(strong), "--cost", f"{weak}=0.2,0.2", "--cost", f"{strong}=30,60",
+                            "--budget-dollars", "0.005", "--horizon", "4", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert set(data) == {"questions", "banks", "options", "frontier", "recommended"}
+    assert data["questions"] == 31
+    assert [b["path"] for b in data["banks"]] == [str(weak), str(strong)]
+    assert [b["questions"] for b in data["banks"]] == [31, 32]
+    assert data["banks"][1]["cost"]["price_out"] == 60
+    keys = {"bank", "kind", "policy", "n", "param", "accuracy", "low", "high", "tokens_per_question", "dollars_per_question"}
+    for o in data["options"]:
+        assert set(o) == keys
+        assert 0 <= o["accuracy"] <= 1
+        assert o["kind"] in ("fixed", "adaptive", "cascade")
+        assert isinstance(o["bank"], list if o["kind"] == "cascade" else str)
+    rec = data["options"][data["recommended"]["option"]]
+    assert rec["dollars_per_question"] * 31 <= 0.005
+    within = [o["accuracy"] for o in data["options"] if o["dollars_per_question"] * 31 <= 0.005]
+    assert rec["accuracy"] == max(within)
+    assert "within the budget" in data["recommended"]["reason"]
+
+
+def test_cli_table_and_plot(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    weak, strong = pair
+    costs = tmp_path / "costs.toml"
+    costs.write_text(f'[banks."{weak}"]\nprice_in = 0.2\nprice_out = 0.2\n[banks."{strong}"]\nprice_in = 30\nprice_out = 60\n')
+    png = tmp_path / "front.png"
+    r = runner.invoke(app, ["plan", str(weak), str(strong), "--costs", str(costs), "--target", "0.7", "--horizon", "4",
+                            "--pilot", "4", "--plot", str(png)])
+    assert r.exit_code == 0, r.output
+    assert "Pareto frontier" in r.stdout and "recommended: option" in r.stdout and "exact %" in r.stdout
+    assert png.stat().st_size > 5000
+
+
+def run_err(*args: str) -> str:
+    r = runner.invoke(app, ["plan", *args])
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and "nan" not in r.output.lower()
+    return " ".join(r.output.split())
+
+
+def test_bad_input(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    weak, strong = pair
+    other = write_bank(tmp_path / "other.jsonl", [("z1", ["1", "2"], 5), ("z2", ["2", "2"], 5)])
+    assert "share no question id" in run_err(str(weak), str(other))
+    no_tokens = write_bank(tmp_path / "notok.jsonl", [(f"q{i}", ["1", "2", "1"], None) for i in range(30)])
+    msg = run_err(str(weak), str(no_tokens))
+    assert "--output-tokens" in msg and "notok.jsonl" in msg and "tokens" in msg
+    # with --output-tokens for that bank it runs
+    ok = runner.invoke(app, ["plan", str(weak), str(no_tokens), "--output-tokens", f"{no_tokens}=50", "--horizon", "2", "--json"])
+    assert ok.exit_code == 0, ok.output
+    msg = run_err(str(weak), str(strong), "--cost", f"{weak}=0.2,0.2")
+    assert "--cost" in msg and "strong.jsonl" in msg
+    msg = run_err(str(weak), str(strong), "--target", "0.999", "--horizon", "4")
+    assert "no option is predicted to reach 0.999" in msg and "the best is" in msg and "at 0." in msg
+    assert "BANK=IN,OUT" in run_err(str(weak), str(strong), "--cost", "0.2,0.2")
+    assert "--budget-dollars" in run_err(str(weak), str(strong), "--budget-dollars", "1")
+    assert "--price-in" in run_err(str(weak), str(strong), "--price-in", "1")
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text('[banks."x"]\nprice_in = "a"\n')
+    assert "bad.toml" in run_err(str(weak), str(strong), "--costs", str(bad_toml))
+
+
+def test_api_errors_are_typed(pair: tuple[Path, Path]) -> None:
+    weak, strong = pair
+    with pytest.raises(ConfigError, match="two or more"):
+        ttscale.plan_models([weak])
+    with pytest.raises(EstimationError, match="no option"):
+        ttscale.plan_models([weak, strong], target=1.0, horizon=4)
