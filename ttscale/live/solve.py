@@ -329,7 +329,15 @@ class Solver:
                     states[q].failed += max(0, int(plan[q]) - len(res.candidates))
                     self._count_empty(states[q], len(res.candidates))
             return
-        outcomes = await asyncio.gather(*(self._one(r) for r in reqs), return_exceptions=True)
+        if len(reqs) == 1:  # one question (a proxied request): no task to gather
+            try:
+                outcomes: list[Any] = [await self._one(reqs[0])]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - as gather(return_exceptions=True) would give it
+                outcomes = [exc]
+        else:
+            outcomes = await asyncio.gather(*(self._one(r) for r in reqs), return_exceptions=True)
         for q, req, out in zip(chosen, reqs, outcomes):
             s = states[q]
             if isinstance(out, BaseException):

@@ -271,7 +271,8 @@ class Proxy:
                             adaptive=c.adaptive if options.adaptive is None else options.adaptive,
                             pilot=min(n, options.pilot or defaults.pilot), step=options.step or defaults.step,
                             confidence=options.confidence or defaults.confidence)
-            sols = await asyncio.wait_for(self.solver.solve(questions, budget, policy=policy), timeout=c.timeout)
+            async with asyncio.timeout(c.timeout):  # no task of its own, unlike wait_for
+                sols = await self.solver.solve(questions, budget, policy=policy)
         except TimeoutError:
             raise HTTPError(504, f"upstream {c.upstream} did not answer within {c.timeout:g} s",
                             type_="upstream_error", code="upstream_timeout") from None
