@@ -49,8 +49,8 @@ class OptimizerSummary:
         if self.adaptive_samples is not None and self.adaptive_accuracy is not None:
             saved = 1 - self.adaptive_samples / self.n
             out.append(f"  adaptive {self.adaptive_samples:.1f} samples per question instead of {self.n} for "
-                       f"{pct(self.adaptive_accuracy)} ({saved:.0%} fewer): "
-                       f"Budget(samples={self.n}, adaptive=True, confidence={self.adaptive_confidence:g})")
+                       f"{pct(self.adaptive_accuracy)} ({saved:.0%} fewer):")
+            out.append(f"           Budget(samples={self.n}, adaptive=True, confidence={self.adaptive_confidence:g})")
         else:
             out.append(f"  adaptive no setting of the default rule matches majority@{self.n} on this bank")
         return out
