@@ -212,7 +212,9 @@ def test_bad_input(pair: tuple[Path, Path], tmp_path: Path) -> None:
 
 def test_api_errors_are_typed(pair: tuple[Path, Path]) -> None:
     weak, strong = pair
-    with pytest.raises(ConfigError, match="two or more"):
-        ttscale.plan_models([weak])
+    with pytest.raises(ConfigError, match="one or more banks"):
+        ttscale.plan_models([])
+    alone = ttscale.plan_models([weak], horizon=4)  # one bank: its own options, no cascades
+    assert {o.kind for o in alone.options} == {"fixed", "adaptive"} and alone.questions == 31
     with pytest.raises(EstimationError, match="no option"):
         ttscale.plan_models([weak, strong], target=1.0, horizon=4)

@@ -186,7 +186,7 @@ def plan_models(
     equivalence: EquivalenceMode | str | None = None,
     grade: GradeSource | str | None = None,
 ) -> "ModelPlan":
-    """Plan across several banks of the same questions (models, temperatures): every bank's
+    """Plan across banks of the same questions (models, temperatures; one bank: no cascades): every bank's
     majority@N and ``default`` rule setting and every two-bank cascade (ASC-settled votes of the
     cheaper bank, else the dearer bank's majority@N'), scored exactly on the banks joined by
     question id, or predicted from the first ``pilot`` samples per question; the Pareto frontier

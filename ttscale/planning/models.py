@@ -43,6 +43,9 @@ __all__ = ["BankCost", "ModelBank", "ModelPlan", "PlanOption", "cascade_settle",
 
 CASCADE_THRESHOLDS = (0.8, 0.9, 0.95, 0.99)
 """ASC posteriors at which the cheaper bank's votes count as settled."""
+FRONTIER_STEP = 1e-4
+"""Accuracy (a hundredth of a point) an option must add over every cheaper one to join the frontier:
+the default rule's strictest settings differ from majority@K by less, at a higher cost."""
 ADAPTIVE_CONFIDENCES = (0.6, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
 """The ``default`` rule's confidences replayed (a subset of its grid: the tables are shared, each is a second)."""
 
@@ -213,8 +216,8 @@ def join_banks(banks: Sequence[tuple[str, list[str], list[Candidates], list[str 
                prompt_tokens: dict[str, float] | None = None) -> tuple[list[ModelBank], list[str]]:
     """Join banks (path, ids, candidates, problem texts) on question id; returns them in the first
     bank's question order and notes (questions dropped). Prices and tokens per bank path."""
-    if len(banks) < 2:
-        raise ConfigError("banks", len(banks), "two or more banks of the same questions")
+    if not banks:
+        raise ConfigError("banks", 0, "one or more banks (two or more of the same questions for cascades)")
     prices, output_tokens, prompt_tokens = prices or {}, output_tokens or {}, prompt_tokens or {}
     paths = [b[0] for b in banks]
     if len(set(paths)) < len(paths):
@@ -433,11 +436,11 @@ def _score_options(banks: list[ModelBank], cands: list[list[Candidates]], level:
 
 
 def pareto(options: Sequence[PlanOption], dollars: bool) -> list[int]:
-    """Indices of options no other beats on both accuracy and cost, cheapest first."""
+    """Indices of options no cheaper option matches in accuracy (within :data:`FRONTIER_STEP`), cheapest first."""
     idx = sorted(range(len(options)), key=lambda i: (options[i].cost(dollars), -options[i].accuracy))
     front, best = [], -1.0
     for i in idx:
-        if options[i].accuracy > best + 1e-12:
+        if options[i].accuracy > best + FRONTIER_STEP:
             front.append(i)
             best = options[i].accuracy
     return front

@@ -1,0 +1,135 @@
+"""Planning across models from pilots, checked on the full banks (issue 18).
+
+For each corpus: every option (majority@N per bank, the default rule's settings, two-bank cascades)
+scored exactly on the full banks, and the same options predicted from the first 8 samples per
+question of each bank. For three targets: the option recommended from the pilots (its predicted
+accuracy, interval and cost, and its exact accuracy and cost on the full banks) against the option
+that truly is the cheapest to reach the target (exact on the full banks).
+
+Corpora:
+* GSM8K, Llama-2-13B PoT (40-48 samples) joined with GPT-4 CoT-PoT (9-12 samples) on 400 shared
+  ids. The banks carry no token counts and the prices are assumptions: Llama-2-13B $0.2/$0.2 and
+  GPT-4 $30/$60 per million input/output tokens (list prices of a hosted 13B and of GPT-4 8k),
+  150 generated tokens per Llama-2 PoT sample and 250 per GPT-4 CoT-PoT sample, prompt tokens =
+  problem text / 4 (the few-shot exemplars the banks were drawn with are not counted).
+* The embedded model (arith-tiny, T=1.3, 500 x 64, real token counts): evals/data holds one vote
+  bank per question set (T=0.7 only as pass counts), so this corpus has one bank: its majority@N
+  and default-rule options, no cascades. $0.1 per million tokens is assumed.
+
+Run: .venv/bin/python evals/plan_models.py   (about a minute on 2 cores)
+Writes evals/results/plan_models.{json,txt} and plan_models_{gsm8k,embedded}.png.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from ttscale.offline import plan_models, read_bank
+from ttscale.planning.cost import Prices
+from ttscale.planning.models import ModelPlan, PlanOption
+from ttscale.planning.models_report import describe, plot_models, short_names
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+LLAMA = "../shared/data/banks/gsm8k400_llama2-13b_pot.jsonl"
+GPT4 = "../shared/data/banks/gsm8k_gpt4_cot-pot.jsonl"
+EMBEDDED = "evals/data/votes-default-T1.3.jsonl"
+PILOT = 8
+
+
+def cheapest_reaching(plan: ModelPlan, target: float) -> int | None:
+    reach = [i for i, o in enumerate(plan.options) if o.accuracy >= target]
+    return min(reach, key=lambda i: plan.options[i].dollars_per_question) if reach else None
+
+
+def row(o: PlanOption, names: dict[str, str]) -> dict:
+    return {"option": describe(o, names), "accuracy": o.accuracy, "low": o.low, "high": o.high,
+            "tokens_per_question": o.tokens_per_question, "dollars_per_question": o.dollars_per_question}
+
+
+def corpus(name: str, exact: ModelPlan, pred: ModelPlan, targets: list[float], lines: list[str]) -> dict:
+    names = short_names(exact)
+    lines.append(f"== {name}: {exact.questions} questions, {len(exact.options)} options; "
+                 + "; ".join(f"{names[b.path]} = {b.path} (${b.cost.prices.input:g}/${b.cost.prices.output:g} per M, "
+                             f"{b.cost.prompt_tokens:.0f} prompt + {b.cost.output_tokens:.0f} output tokens/sample)"
+                             for b in exact.banks if b.cost.prices is not None))
+    lines.append("frontier, exact on the full banks:")
+    lines.append(f"  {'option':<34} {'acc %':>6} {'interval %':>12} {'tokens/q':>9} {'$/q':>9}")
+    for i in exact.frontier:
+        o = exact.options[i]
+        lines.append(f"  {describe(o, names):<34} {100 * o.accuracy:6.2f} {100 * o.low:5.1f}-{100 * o.high:5.1f} "
+                     f"{o.tokens_per_question:9.0f} {o.dollars_per_question:9.6f}")
+    lines.append(f"frontier, predicted from {PILOT}-sample pilots (exact % on the full banks beside):")
+    lines.append(f"  {'option':<34} {'pred %':>6} {'interval %':>12} {'exact %':>7} {'$/q pred':>9}")
+    for i in pred.frontier:
+        o = pred.options[i]
+        lines.append(f"  {describe(o, names):<34} {100 * o.accuracy:6.2f} {100 * o.low:5.1f}-{100 * o.high:5.1f} "
+                     f"{100 * (o.exact or 0):7.2f} {o.dollars_per_question:9.6f}")
+    rows = []
+    lines.append(f"targets: recommended from {PILOT}-sample pilots vs the truly cheapest option reaching the target (exact)")
+    for t in targets:
+        rec_i = cheapest_reaching(pred, t)
+        true_i = cheapest_reaching(exact, t)
+        rec = None if rec_i is None else pred.options[rec_i]
+        true = None if true_i is None else exact.options[true_i]
+        rec_exact = None if rec_i is None else exact.options[rec_i]  # same option scored on the full banks
+        entry = {"target": t,
+                 "recommended_from_pilot": None if rec is None else {**row(rec, names), "exact_accuracy": rec_exact.accuracy,
+                                                                      "exact_dollars_per_question": rec_exact.dollars_per_question,
+                                                                      "reaches_target_exactly": rec_exact.accuracy >= t},
+                 "truly_cheapest": None if true is None else row(true, names)}
+        if rec is not None and true is not None:
+            entry["cost_ratio"] = rec_exact.dollars_per_question / true.dollars_per_question
+        rows.append(entry)
+        r = ("none predicted to reach it" if rec is None else
+             f"{describe(rec, names)}: predicted {100 * rec.accuracy:.2f}% [{100 * rec.low:.1f}, {100 * rec.high:.1f}] "
+             f"${rec.dollars_per_question:.6f}/q; exact {100 * rec_exact.accuracy:.2f}% ${rec_exact.dollars_per_question:.6f}/q"
+             + ("" if rec_exact.accuracy >= t else " (misses the target on the full banks)"))
+        tr = "none reaches it" if true is None else f"{describe(true, names)}: {100 * true.accuracy:.2f}% ${true.dollars_per_question:.6f}/q"
+        ratio = f"  (cost ratio recommended/true {entry['cost_ratio']:.2f})" if "cost_ratio" in entry else ""
+        lines.append(f"  target {t:g}: pilot -> {r}\n               truly cheapest -> {tr}{ratio}")
+    lines.append("")
+    return {"questions": exact.questions, "options": len(exact.options), "banks": exact.to_json()["banks"],
+            "frontier_exact": [row(exact.options[i], names) for i in exact.frontier],
+            "frontier_pilot": [{**row(pred.options[i], names), "exact_accuracy": pred.options[i].exact} for i in pred.frontier],
+            "targets": rows}
+
+
+def main() -> int:
+    RESULTS.mkdir(exist_ok=True)
+    lines: list[str] = [f"plan_models: options exact on the full banks vs predicted from {PILOT}-sample pilots", ""]
+    out: dict = {"pilot": PILOT, "assumptions": {
+        "gsm8k_prices_per_million": {"llama2-13b": [0.2, 0.2], "gpt4": [30, 60]},
+        "gsm8k_output_tokens_per_sample": {"llama2-13b": 150, "gpt4": 250},
+        "prompt_tokens": "problem text / 4", "embedded_price_per_million": [0.1, 0.1]}}
+    t0 = time.time()
+    prices = {LLAMA: Prices(input=0.2, output=0.2), GPT4: Prices(input=30, output=60)}
+    tokens = {LLAMA: 150.0, GPT4: 250.0}
+    exact = plan_models([LLAMA, GPT4], prices=prices, output_tokens=tokens)
+    pred = plan_models([LLAMA, GPT4], prices=prices, output_tokens=tokens, pilot=PILOT)
+    out["gsm8k"] = corpus("GSM8K Llama-2-13B + GPT-4", exact, pred, [0.9, 0.95, 0.965], lines)
+    plot_models(exact, RESULTS / "plan_models_gsm8k.png", "GSM8K (400): Llama-2-13B PoT (A) and GPT-4 CoT-PoT (B), exact")
+    out["gsm8k"]["seconds"] = round(time.time() - t0, 1)
+    t0 = time.time()
+    price = Prices(input=0.1, output=0.1)
+    bank = read_bank(EMBEDDED)
+    exact = plan_models([bank], labels=[EMBEDDED], prices={EMBEDDED: price})
+    pred = plan_models([bank], labels=[EMBEDDED], prices={EMBEDDED: price}, pilot=PILOT)
+    top = max(o.accuracy for o in exact.options)
+    targets = [round(x, 3) for x in (top - 0.05, top - 0.02, top - 0.005)]
+    out["embedded"] = corpus("embedded arith-tiny T=1.3 (one bank: no second temperature vote bank in evals/data)",
+                             exact, pred, targets, lines)
+    plot_models(exact, RESULTS / "plan_models_embedded.png", "arith-tiny T=1.3 (500 x 64), exact")
+    out["embedded"]["seconds"] = round(time.time() - t0, 1)
+    text = "\n".join(lines)
+    print(text)
+    (RESULTS / "plan_models.txt").write_text(text + "\n")
+    (RESULTS / "plan_models.json").write_text(json.dumps(out, indent=1, allow_nan=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
