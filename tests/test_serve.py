@@ -366,6 +366,8 @@ def test_greedy_draws_one_sample_and_n_choices_come_back(proxy: str, upstream: F
     assert upstream.samples - before == 1 and upstream.bodies[-1]["n"] == 1 and tts["samples"] == 1
     assert tts["notes"] == ["temperature 0 is greedy decoding: 1 upstream sample instead of 8 (every sample would be the same)"]
     assert len(resp.choices) == 3 and len({c.text for c in resp.choices}) == 1
+    adaptive = client(proxy).completions.create(model=f"ttscale/majority@16+adaptive/{MODEL}", prompt=PROMPT, temperature=0)
+    assert adaptive.model_extra["ttscale"]["samples"] == 1 and upstream.bodies[-1]["n"] == 1
     # unanimous: n=4 choices are the winner's candidates; then the vote's order
     upstream.p_right = 1.0
     try:

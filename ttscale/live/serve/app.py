@@ -267,9 +267,9 @@ class Proxy:
         greedy = questions[0].overrides is not None and questions[0].overrides.get("temperature") == 0
         defaults = Budget()
         try:
-            budget = Budget(samples=1 if greedy else n,
-                            adaptive=c.adaptive if options.adaptive is None else options.adaptive,
-                            pilot=min(n, options.pilot or defaults.pilot), step=options.step or defaults.step,
+            samples = 1 if greedy else n
+            budget = Budget(samples=samples, adaptive=c.adaptive if options.adaptive is None else options.adaptive,
+                            pilot=min(samples, options.pilot or defaults.pilot), step=options.step or defaults.step,
                             confidence=options.confidence or defaults.confidence)
             async with asyncio.timeout(c.timeout):  # no task of its own, unlike wait_for
                 sols = await self.solver.solve(questions, budget, policy=policy)
