@@ -405,7 +405,8 @@ def chat(text: str = "What is 2+2?", **extra: Any) -> dict[str, Any]:
 class ProxyProbes:
     def __init__(self, probes: Probes, proxy: Proxy) -> None:
         self.pr, self.px, self.up = probes, proxy, probes.up
-        self.client = httpx.Client(base_url=proxy.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+        # a connection per request: a reply that closes the connection must not fail the next probe
+        self.client = httpx.Client(base_url=proxy.url, headers={"Authorization": f"Bearer {KEY}", "Connection": "close"}, timeout=30)
 
     def post(self, name: str, body: Any, *, path: str = "/v1/chat/completions", mode: str = "ok", answers: list[str] | None = None,
              raw: str | None = None, **extra: Any) -> httpx.Response | None:
@@ -601,6 +602,7 @@ def main() -> None:
     ap.add_argument("--only", choices=["bank", "writers", "api", "proxy"], help="run one group of probes")
     ap.add_argument("--out", default=str(RESULTS / "hostile_probes"), help="results path without suffix (.json and .txt written)")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the proxy on the way out
     results = {}
     for spec in args.tree:
         label, _, path = spec.partition("=")

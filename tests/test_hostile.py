@@ -588,6 +588,7 @@ def test_the_proxy_follows_no_upstream_redirect(scripted: ScriptedUpstream) -> N
         status, reply = post(proxy.url + "/v1/chat/completions", CHAT)
         assert status == 502 and "307" in reply["error"]["message"], reply
         assert target.requests == 0
+        assert scripted.requests == 1  # a redirect is not retried (nor split into n=1 requests)
     finally:
         proxy.stop()
         target.server.stop()

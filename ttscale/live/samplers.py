@@ -175,8 +175,8 @@ class ProxySampler(OpenAISampler):
                         return json.loads(content)
                     except ValueError:
                         raise self._malformed(req, "(body)", "a JSON completion object", content[:60].decode(errors="replace")) from None
-                if status < 400:  # a redirect, not followed (it would re-send the prompt elsewhere): the upstream's fault
-                    raise ServerError(f"HTTP {status}: the upstream answered with a redirect (not followed)", kind=Failure.STATUS, status=status)
+                if status < 400:  # a redirect, not followed (it would re-send the prompt elsewhere); not retried either
+                    raise ServerError(f"HTTP {status}: the upstream answered with a redirect (not followed)", kind=Failure.REFUSED, status=status)
                 error = _error_body(status, content)
                 if not _retried(status):
                     # A server without ``n`` says so in a 400 naming it: the base class falls back
