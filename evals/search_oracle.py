@@ -8,7 +8,7 @@ For each N in --ns (4, 8, 16) on the packaged test set: plain sampling draws 16 
 in one seeded request (vLLM, temperature 1.3 as the model is measured, seeds from base seed 0), and
 its first N samples give pass@N (some sample right), majority@N (ties credited 1/tied) and pass@1
 (mean share right); search (beam: keep N/4 beams expanded 4 ways, as search-and-learn's default
-beam width 4; DVTS: N/4 subtrees; particle filtering: N particles, softmax temperature 1) returns
+beam width 4; DVTS: N/4 subtrees each expanded 4 ways, i.e. keep 4; particle filtering: N particles, softmax temperature 1) returns
 N final candidates scored by the oracle; its answer is the best-scored candidate (ties credited by
 share right). Tokens are every generated token (pruned steps included for search). Figures go to
 evals/results/search_oracle.json (merged per set and method) and search_oracle.md.
@@ -88,7 +88,8 @@ def search_figures(llm: Any, problems: list[Any], n: int, method: str) -> dict[s
     from ttscale.search.oracle import OracleStepScorer
     from ttscale.search.vllm_steps import VLLMStepGenerator
 
-    keep = max(1, n // EXPANSION)
+    # Beam: N/4 beams kept, each expanded 4 ways; DVTS: N/4 subtrees expanded 4 ways (keep = 4).
+    keep = min(n, EXPANSION) if method == "dvts" else max(1, n // EXPANSION)
     params = SearchParams(method=method, width=n, keep=keep, seed=0)
     gen = VLLMStepGenerator(None, SamplingConfig(temperature=TEMPERATURE, template="arith", seed=0), llm=llm)
     start = time.perf_counter()

@@ -19,7 +19,8 @@ class SearchCost:
     rounds: int = 0
     """Rounds (one batched generator call and one scorer call each)."""
     seconds: float = 0.0
-    """Wall time of this problem's rounds (a round shared by several problems counts for each)."""
+    """This problem's share of the wall time of the rounds it was in (a round's time split by tokens
+    generated), so the problems' seconds add up to the run's."""
 
     def add(self, other: SearchCost) -> None:
         for name, value in asdict(other).items():
