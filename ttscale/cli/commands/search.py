@@ -63,7 +63,7 @@ def search_command(
     from ttscale.search.vllm_steps import VLLMStepGenerator
 
     base_seed = parse_seed(seed)
-    sep = separator.encode("utf-8").decode("unicode_escape") if "\\" in separator else separator
+    sep = separator.replace("\\n", "\n").replace("\\t", "\t")  # typed as \n on a command line
     params = _params(method=method, width=width, keep=keep, expand=expand, max_steps=max_steps, max_step_tokens=max_step_tokens,
                      max_tokens=max_tokens, separator=sep, temperature=resample_temperature, aggregation=aggregation, seed=base_seed)
     if scorer not in SCORERS:
