@@ -334,7 +334,9 @@ class Probes:
         out = self.d / "killed.jsonl"
         p = subprocess.Popen([PY, "-m", "ttscale", *self.sample_args(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env=child_env(self.tree), start_new_session=True, cwd=self.tree)
-        time.sleep(2.5)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(self.bank_counts(out)) < 20:  # kill mid-run, with lines written
+            time.sleep(0.1)
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
         before_lines = len(self.bank_counts(out))
