@@ -179,7 +179,7 @@ def plan_models(
     budget_tokens: float | None = None,
     per_question: bool = False,
     level: float = 0.95,
-    horizon: int | None = 16,
+    horizon: int | None = None,
     cascade_max_n: int = 16,
     adaptive: bool = True,
     seed: int = 0,

@@ -6,7 +6,7 @@ joined by question ``id``. Every option is scored exactly on the joined banks:
 * ``fixed``: majority@N of one bank, N = 1, 2, 4, ... up to its smallest pool (exact over every
   N-subset of each question's samples, ``ttscale.estimate.exact.majority_at_k``);
 * ``adaptive``: the live ``default`` rule (:class:`~ttscale.adaptive.stopping.SettledMajority`) at
-  every confidence of its grid, horizon K, over every sample order (the exact vote-state tables of
+  several confidences and horizons K (powers of two), over every sample order (the exact vote-state tables of
   ``ttscale simulate --exact``);
 * ``cascade``: the cheaper bank's majority@N, accepted when its votes are settled by ASC's
   posterior P(leader beats runner-up | v1, v2) >= t, else the question goes to the dearer bank's
@@ -43,6 +43,9 @@ __all__ = ["BankCost", "ModelBank", "ModelPlan", "PlanOption", "cascade_settle",
 
 CASCADE_THRESHOLDS = (0.8, 0.9, 0.95, 0.99)
 """ASC posteriors at which the cheaper bank's votes count as settled."""
+ADAPTIVE_MAX_STATES = 50_000
+"""Largest exact vote-state table (an upper bound, ``state_bound``) built for a default-rule horizon
+without being asked: about 10 s (Llama-2-13B on GSM8K: 3,369 states at K=16, 213,165 at K=32)."""
 FRONTIER_STEP = 1e-4
 """Accuracy (a hundredth of a point) an option must add over every cheaper one to join the frontier:
 the default rule's strictest settings differ from majority@K by less, at a higher cost."""
@@ -380,8 +383,18 @@ def complete_from_pilot(cands: Sequence[Candidates], pilot: int, sizes: Sequence
 
 # ------------------------------------------------------------------------------------ options
 
-def _score_options(banks: list[ModelBank], cands: list[list[Candidates]], level: float, horizon: int | None,
-                   cascade_max_n: int, adaptive: bool) -> list[tuple[PlanOption, np.ndarray | None]]:
+def adaptive_horizons(bank: ModelBank, horizon: int | None) -> list[int]:
+    """The default rule's horizons K replayed: powers of two up to the smallest pool, from 4 on those
+    whose exact vote-state tables stay under :data:`ADAPTIVE_MAX_STATES`, or from 2 up to ``horizon``."""
+    from ttscale.adaptive.exact_replay import state_bound
+
+    if horizon is not None:  # asked for: every power of two up to it, whatever the tables' size (they check memory)
+        return [K for K in bank.ns() if 2 <= K <= horizon]
+    return [K for K in bank.ns() if K >= 4 and state_bound(bank.candidates, K, stop_at=ADAPTIVE_MAX_STATES) <= ADAPTIVE_MAX_STATES]
+
+
+def _score_options(banks: list[ModelBank], cands: list[list[Candidates]], level: float, horizons: dict[str, list[int]],
+                   cascade_max_n: int) -> list[tuple[PlanOption, np.ndarray | None]]:
     """Every option scored exactly on ``cands`` (one candidate list per bank, joined order), with its
     per-question accuracy where there is one (None for the pooled adaptive tables)."""
     from ttscale.adaptive.exact_replay import VoteStates
@@ -399,10 +412,8 @@ def _score_options(banks: list[ModelBank], cands: list[list[Candidates]], level:
             m, lo, hi = _interval(acc[:, j], level)
             out.append((PlanOption(b.path, "fixed", f"majority@{n}", n, None, m, lo, hi, float(tok.mean()),
                                    None if d is None else float(np.mean(d))), acc[:, j]))
-        if adaptive:
-            K = min(max(ns), horizon or max(ns))
-            K = 1 << int(math.log2(K))
-            if K >= 2:
+        if horizons.get(b.path):
+            for K in horizons[b.path]:
                 states = VoteStates(cs, K)
                 sd = acc[:, ns.index(K)].std(ddof=1) if len(cs) > 1 else 0.0  # majority@K's spread as the interval's
                 z = float(norm.ppf(0.5 + level / 2)) * sd / math.sqrt(len(cs))
@@ -448,7 +459,7 @@ def pareto(options: Sequence[PlanOption], dollars: bool) -> list[int]:
 
 def plan_options(banks: list[ModelBank], *, pilot: int | None = None, target: float | None = None,
                  budget_dollars: float | None = None, budget_tokens: float | None = None, per_question: bool = False,
-                 level: float = 0.95, horizon: int | None = 16, cascade_max_n: int = 16, adaptive: bool = True,
+                 level: float = 0.95, horizon: int | None = None, cascade_max_n: int = 16, adaptive: bool = True,
                  seed: int = 0, notes: Sequence[str] = ()) -> ModelPlan:
     """Score every option on the joined banks (or predict it from ``pilot`` samples per question),
     find the Pareto frontier and answer the question asked: ``target`` -> the cheapest option
@@ -466,9 +477,9 @@ def plan_options(banks: list[ModelBank], *, pilot: int | None = None, target: fl
     for b in banks:
         if min(c.n for c in b.candidates) < 1:
             raise EstimationError(f"{b.path}: a joined question has no samples")
-    exact = _score_options(banks, full, level, horizon, cascade_max_n, adaptive)
     if pilot is None:
-        options = [o for o, _ in exact]
+        horizons = {b.path: adaptive_horizons(b, horizon) for b in banks} if adaptive else {}
+        options = [o for o, _ in _score_options(banks, full, level, horizons, cascade_max_n)]
     else:
         if pilot < 2:
             raise ConfigError("--pilot", pilot, "at least 2 samples per question")
@@ -478,7 +489,12 @@ def plan_options(banks: list[ModelBank], *, pilot: int | None = None, target: fl
             done, model = complete_from_pilot(b.candidates, pilot, [c.n for c in b.candidates], seed + i)
             completed.append(done)
             models.append(model)
-        predicted = _score_options(banks, completed, level, horizon, cascade_max_n, adaptive)
+        # completed pilots scatter more than the banks: a horizon must keep both tables small
+        horizons = {b.path: [K for K in adaptive_horizons(b, horizon)
+                             if K in adaptive_horizons(ModelBank(b.path, 0, done, b.prompt, b.out, b.cost), horizon)]
+                    for b, done in zip(banks, completed)} if adaptive else {}
+        exact = _score_options(banks, full, level, horizons, cascade_max_n)
+        predicted = _score_options(banks, completed, level, horizons, cascade_max_n)
         by_bank = {b.path: m for b, m in zip(banks, models)}
         for (o, _), (p, _) in zip(exact, predicted):
             if o.kind == "fixed":

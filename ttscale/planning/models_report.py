@@ -96,13 +96,14 @@ def plot_models(plan: ModelPlan, path: Path, title: str = "") -> None:
     for o in plan.options:
         families.setdefault(f"{_banks(o, names)} {o.kind}", []).append(o)
     markers = {"fixed": "o", "adaptive": "^", "cascade": "s"}
+    layer = {"cascade": 1, "adaptive": 2, "fixed": 3}  # single-bank points over the many cascades
     for label, opts in families.items():
         ax.scatter([o.cost(priced) for o in opts], [100 * o.accuracy for o in opts], s=14, alpha=0.7,
-                   marker=markers[opts[0].kind], label=label)
+                   marker=markers[opts[0].kind], label=label, zorder=layer[opts[0].kind])
     front = [plan.options[i] for i in plan.frontier]
-    ax.plot([o.cost(priced) for o in front], [100 * o.accuracy for o in front], "k-", lw=1, label="frontier")
+    ax.plot([o.cost(priced) for o in front], [100 * o.accuracy for o in front], "k-", lw=1, label="frontier", zorder=4)
     b = plan.best
-    ax.scatter([b.cost(priced)], [100 * b.accuracy], s=120, facecolors="none", edgecolors="red", label="recommended")
+    ax.scatter([b.cost(priced)], [100 * b.accuracy], s=120, facecolors="none", edgecolors="red", label="recommended", zorder=5)
     ax.set_xscale("log")
     ax.set_xlabel("dollars per question" if priced else "tokens per question")
     ax.set_ylabel("accuracy (%)")

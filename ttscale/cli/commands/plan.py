@@ -50,7 +50,7 @@ def plan_command(
     cost: Annotated[list[str] | None, typer.Option("--cost", help="Several banks: BANK=IN,OUT dollars per million input/output tokens (repeatable).")] = None,
     costs: Annotated[Path | None, typer.Option("--costs", help='Several banks: a TOML of [banks."PATH"] price_in, price_out, output_tokens.')] = None,
     pilot: Annotated[int | None, typer.Option("--pilot", min=2, help="Several banks: predict every option from the first M samples per question (and compare with the full banks).")] = None,
-    horizon: Annotated[int, typer.Option("--horizon", min=2, help="Several banks: the default rule's horizon K (at most the smallest pool).")] = 16,
+    horizon: Annotated[int | None, typer.Option("--horizon", min=2, help="Several banks: the default rule's largest horizon K (default: the largest whose exact tables stay small).")] = None,
     cascade_max_n: Annotated[int, typer.Option("--cascade-max-n", min=1, help="Several banks: largest N of a cascade's first bank.")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     equivalence: Annotated[EquivalenceMode, typer.Option("--equivalence", help="Answer equivalence: math or string.")] = EquivalenceMode.MATH,
@@ -136,7 +136,7 @@ def _per_bank_tokens(values: list[str] | None, paths: list[str]) -> dict[str, fl
 def _plan_models(banks: list[Path], *, target: float | None, budget_samples: float | None, budget_tokens: float | None,
                  budget_dollars: float | None, per_question: bool, price_in: float | None, price_out: float | None,
                  prompt_tokens: float | None, output_tokens: list[str] | None, spec_given: bool, policy: str, level: float,
-                 plot: Path | None, simulate: bool, cost: list[str] | None, costs: Path | None, pilot: int | None, horizon: int,
+                 plot: Path | None, simulate: bool, cost: list[str] | None, costs: Path | None, pilot: int | None, horizon: int | None,
                  cascade_max_n: int, seed: int, as_json: bool, equivalence: EquivalenceMode, grade: GradeSource) -> None:
     """``ttscale plan A B ...``: options across banks of the same questions, their frontier, the answer."""
     from ttscale.cli.commands.eval import check_plot_path
