@@ -131,6 +131,14 @@ def save(data: dict[str, Any]) -> None:
     MD_OUT.write_text(report(data))
 
 
+def _label(r: dict[str, Any]) -> str:
+    if r["method"] == "beam":
+        return f"beam (keep {r['keep']}, expand {r['n'] // r['keep']})"
+    if r["method"] == "dvts":
+        return f"dvts ({r['n'] // r['keep']} subtrees x {r['keep']})"
+    return "particle (T 1)"
+
+
 def report(data: dict[str, Any]) -> str:
     lines = ["# Step-level search with the oracle step checker vs plain sampling (embedded model, vLLM)", "",
              "Accuracy in %; tokens are all generated tokens over the set (search: pruned steps included).", ""]
@@ -146,7 +154,7 @@ def report(data: dict[str, Any]) -> str:
             b = s["by_n"][str(r["n"])]
             lines.append(
                 f"| {r['n']} | {100 * b['pass1']:.1f} | {100 * b['majority']:.1f} | {100 * b['pass']:.1f} | {b['tokens']:,} | "
-                f"{r['method']} (keep {r['keep']}) | {100 * r['accuracy']:.1f} | {100 * r['pass']:.1f} | {100 * r['majority']:.1f} | "
+                f"{_label(r)} | {100 * r['accuracy']:.1f} | {100 * r['pass']:.1f} | {100 * r['majority']:.1f} | "
                 f"{r['tokens']:,} | {r['tokens'] / b['tokens']:.2f} | {r['requests_per_problem']:.1f} | {r['tokens_per_s']:,.0f} | {s['tokens_per_s']:,.0f} |")
         lines.append("")
     return "\n".join(lines) + "\n"
