@@ -1,7 +1,7 @@
 """lm-evaluation-harness scores on the embedded model: direct (one sample) vs through ``ttscale serve`` (majority@8).
 
 Starts the real vLLM server (``ttscale serve-model``) and the proxy in front of it, writes the
-packaged arithmetic test set as a local lm-eval task (``ttscale.arith.lm_eval_task``), then runs
+packaged arithmetic test set as a local lm-eval task (``ttscale.bench.lm_eval_task``), then runs
 lm-eval's ``local-completions`` (default ``tokenized_requests``: token-id prompts) and
 ``local-chat-completions`` (``--apply_chat_template``) against each, with the same seeds
 (lm-eval sends its ``seed`` in every request). Sampling at the model's temperature (1.3).
@@ -69,7 +69,7 @@ def main() -> None:
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    from ttscale.arith.lm_eval_task import TASK_NAME, write_task
+    from ttscale.bench.lm_eval_task import TASK_NAME, write_task
     from ttscale.arith.paths import model_dir
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,7 +41,10 @@ def _examples() -> list[TTScaleError]:
         EstimationError,
         InputLimitError,
     )
+    from ttscale.live.samplers import UpstreamRefused
+    from ttscale.live.serve.options import UnknownField
     from ttscale.live.solve import SolveError
+    from ttscale.search.branch import SearchError
     from ttscale.sampling.backends.openai import ServerError
     from ttscale.sampling.backends.ray import ReplicaError
     from ttscale.sampling.backends.replay import ReplayExhaustedError
@@ -64,6 +67,9 @@ def _examples() -> list[TTScaleError]:
         InputLimitError("samples.0.tokens", "an integer of at most 4300 digits", "5000 digits"),
         BankLockedError("bank.jsonl", "bank.jsonl.lock", 4242),
         DiskWriteError("bank.jsonl", 28, "No space left on device", "the lines written before are kept"),
+        SearchError("the scorer returned 3 step scores for 4 steps"),
+        UnknownField("ttscale.k", 3),
+        UpstreamRefused(400, {"message": "max_tokens=100000 cannot be greater than max_model_len=256", "type": "BadRequestError"}),
     ]
 
 

@@ -2,7 +2,7 @@
 in front of the real vLLM server (started by ``ttscale serve-model``) on the embedded model.
 
 The task is the packaged arithmetic test set written as a local lm-eval task
-(:mod:`ttscale.arith.lm_eval_task`, 20 problems, exact match on the ``####`` answer); nothing comes
+(:mod:`ttscale.bench.lm_eval_task`, 20 problems, exact match on the ``####`` answer); nothing comes
 from a hub. ``local-completions`` keeps lm-eval's default ``tokenized_requests`` (token-id prompts);
 ``local-chat-completions`` runs with ``--apply_chat_template`` on the model's own chat template.
 The model's tokenizer starts every prompt with ``<s>``: lm-eval adds it to token-id prompts only
@@ -28,7 +28,7 @@ pytest.importorskip("lm_eval")
 
 from fault_proxy import free_port  # noqa: E402
 
-from ttscale.arith.lm_eval_task import TASK_NAME, write_task  # noqa: E402
+from ttscale.bench.lm_eval_task import TASK_NAME, write_task  # noqa: E402
 from ttscale.arith.paths import model_dir  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]

@@ -63,14 +63,14 @@ def default_target(majority: float, ceiling: float) -> float:
 
 def optimizer_summary(bank: Path, candidates: Sequence[Candidates], n: int, *, target: float | None = None,
                       seed: int = 0) -> OptimizerSummary:
-    from ttscale import estimate
     from ttscale.adaptive.exact_replay import VoteStates
+    from ttscale.estimate.exact import candidates_to_arrays, majority_at_k
     from ttscale.offline import plan
     from ttscale.planning.simulation import cheapest_live_budget
 
     kept = [p for p in candidates if p.n >= n]
-    counts, correct, sizes = estimate.candidates_to_arrays(kept)
-    majority = float(estimate.majority_at_k(counts, correct, sizes, [n]).mean())
+    counts, correct, sizes = candidates_to_arrays(kept)
+    majority = float(majority_at_k(counts, correct, sizes, [n]).mean())
     live = cheapest_live_budget(VoteStates(kept, n), n, max(majority - TOLERANCE, 0.0))
     curve = plan(bank, equivalence="string", seed=seed).curve  # the fitted majority curve, as `ttscale plan` fits it
     ceiling, half = curve.ceiling
