@@ -9,6 +9,8 @@ same way.
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -89,7 +91,13 @@ def test_on_a_callers_cluster_replica_errors_come_back_typed(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_two_replicas_fill_the_bank_one_process_would(tmp_path: Path, one_thread: None) -> None:
     problems = load_dataset("arith", limit=8)
-    sampler = make_sampler("ray", "arith-tiny", CONFIG, backend="hf", replicas=2, num_cpus=1, cluster_cpus=2)
+    # A copy of the packaged model without its chat template: a chat request then fails inside a replica.
+    model = tmp_path / "no-chat-template"
+    shutil.copytree(resolve_model("arith-tiny"), model)
+    tokenizer_config = json.loads((model / "tokenizer_config.json").read_text())
+    tokenizer_config.pop("chat_template", None)
+    (model / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    sampler = make_sampler("ray", str(model), CONFIG, backend="hf", replicas=2, num_cpus=1, cluster_cpus=2)
     assert isinstance(sampler, RaySampler) and ray.is_initialized()
     out = tmp_path / "ray.jsonl"
     served: list[int] = []
