@@ -122,7 +122,8 @@ class PlanOption:
     @property
     def label(self) -> str:
         banks = " > ".join(self.bank) if isinstance(self.bank, tuple) else self.bank
-        return f"{banks}: {self.policy}"
+        setting = "" if self.param is None else f" ({'t' if self.kind == 'cascade' else 'c'}={self.param:g})"
+        return f"{banks}: {self.policy}{setting}"
 
     def cost(self, dollars: bool) -> float:
         return float(self.dollars_per_question) if dollars and self.dollars_per_question is not None else self.tokens_per_question
