@@ -30,7 +30,7 @@ from pathlib import Path
 from ttscale.offline import plan_models, read_bank
 from ttscale.planning.cost import Prices
 from ttscale.planning.models import ModelPlan, PlanOption
-from ttscale.planning.models_report import describe, plot_models, short_names
+from ttscale.cli.models_report import describe, plot_models, short_names
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"

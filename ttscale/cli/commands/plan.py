@@ -144,7 +144,7 @@ def _plan_models(banks: list[Path], *, target: float | None, budget_samples: flo
     from ttscale.offline import plan_models
     from ttscale.planning.cost import Prices
     from ttscale.planning.models import load_costs, parse_cost
-    from ttscale.planning.models_report import plot_models, print_models
+    from ttscale.cli.models_report import plot_models, print_models
 
     for flag, value in (("--budget-samples", budget_samples), ("--price-in", price_in), ("--price-out", price_out)):
         if value is not None:
