@@ -218,3 +218,22 @@ def test_api_errors_are_typed(pair: tuple[Path, Path]) -> None:
     assert {o.kind for o in alone.options} == {"fixed", "adaptive"} and alone.questions == 31
     with pytest.raises(EstimationError, match="no option"):
         ttscale.plan_models([weak, strong], target=1.0, horizon=4)
+
+
+def test_target_names_the_option_whose_interval_clears_it(pair: tuple[Path, Path]) -> None:
+    """The recommendation is the cheapest point prediction over the target; a note names the
+    cheapest option whose whole interval is over it (or says none is)."""
+    weak, strong = pair
+    prices = {str(weak): Prices(input=0.2, output=0.2), str(strong): Prices(input=30, output=60)}
+    plan = ttscale.plan_models([weak, strong], prices=prices, target=0.8, horizon=4)
+    sure = [i for i, o in enumerate(plan.options) if o.low >= 0.8]
+    notes = [n for n in plan.notes if "wholly above 0.8" in n]
+    if not sure:
+        assert len(notes) == 1 and notes[0].startswith("no option's interval")
+        return
+    safe = min(sure, key=lambda i: (plan.options[i].dollars_per_question, -plan.options[i].accuracy))
+    assert plan.options[safe].dollars_per_question >= plan.best.dollars_per_question
+    if safe == plan.recommended:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and f"option {safe}," in notes[0] and "x the recommended cost" in notes[0]

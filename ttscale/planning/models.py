@@ -521,6 +521,19 @@ def plan_options(banks: list[ModelBank], *, pilot: int | None = None, target: fl
                                   f"{o.accuracy:.3f} [{o.low:.3f}, {o.high:.3f}]; lower --target")
         rec = min(reach, key=lambda i: (options[i].cost(priced), -options[i].accuracy))
         reason = f"cheapest option predicted to reach {target:g}"
+        # A point prediction just over the target misses it about half the time: name the option
+        # whose whole interval clears it too, so the user can buy that margin knowingly.
+        sure = [i for i in reach if options[i].low >= target]
+        if not sure:
+            notes.append(f"no option's interval lies wholly above {target:g}: the recommended one reaches it on its "
+                         "point prediction only")
+        else:
+            safe = min(sure, key=lambda i: (options[i].cost(priced), -options[i].accuracy))
+            if safe != rec:
+                o, r = options[safe], options[rec]
+                ratio = o.cost(priced) / r.cost(priced) if r.cost(priced) > 0 else math.inf
+                notes.append(f"cheapest option whose interval lies wholly above {target:g}: option {safe}, {o.label}, "
+                             f"{o.accuracy:.3f} [{o.low:.3f}, {o.high:.3f}] at {ratio:.2f}x the recommended cost")
     elif budget_dollars is not None or budget_tokens is not None:
         if budget_dollars is not None and not priced:
             raise ConfigError("--budget-dollars", budget_dollars, "prices for every bank (--cost BANK=IN,OUT or --costs)")
