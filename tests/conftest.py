@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,13 @@ def upstream():
 
     with FakeUpstream(p_right=0.6) as up:
         yield up
+
+
+def without_chat_template(model: Path, dest: Path) -> Path:
+    """A copy of the model folder at ``dest`` without the chat template in its tokenizer config (the
+    packaged model has one; tests of what happens without one need a copy)."""
+    shutil.copytree(model, dest)
+    config = json.loads((dest / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (dest / "tokenizer_config.json").write_text(json.dumps(config))
+    return dest

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +25,7 @@ pytest.importorskip("vllm")
 pytest.importorskip("lm_eval")
 
 from fault_proxy import free_port  # noqa: E402
+from vllm_server import start, stop, wait_healthy  # noqa: E402
 
 from ttscale.bench.lm_eval_task import TASK_NAME, write_task  # noqa: E402
 from ttscale.arith.paths import model_dir  # noqa: E402
@@ -45,52 +44,23 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as fh:
-        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
-
-
-def _wait(proc: subprocess.Popen[bytes], url: str, log: Path, seconds: float = 240) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{url} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"{url} not healthy after {seconds}s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=20)
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     """(vLLM server URL, proxy URL, vLLM's log): ``ttscale -v serve-model`` (its log kept) and ``ttscale serve``."""
     folder = tmp_path_factory.mktemp("servers")
     vllm_port, proxy_port = free_port(), free_port()
     vllm_log, proxy_log = folder / "vllm.log", folder / "proxy.log"
-    vllm = _start([sys.executable, "-m", "ttscale.cli.app", "-v", "serve-model", "--port", str(vllm_port)], vllm_log)
+    vllm = start([sys.executable, "-m", "ttscale.cli.app", "-v", "serve-model", "--port", str(vllm_port)], vllm_log, _env())
     vllm_url, proxy_url = f"http://127.0.0.1:{vllm_port}", f"http://127.0.0.1:{proxy_port}"
-    proxy = _start([sys.executable, "-m", "ttscale.cli.app", "serve", "--upstream", vllm_url + "/v1", "--port", str(proxy_port)],
-                   proxy_log)
+    proxy = start([sys.executable, "-m", "ttscale.cli.app", "serve", "--upstream", vllm_url + "/v1", "--port", str(proxy_port)],
+                  proxy_log, _env())
     try:
-        _wait(vllm, vllm_url, vllm_log)
-        _wait(proxy, proxy_url, proxy_log)
+        wait_healthy(vllm, vllm_url, vllm_log, poll=0.5)
+        wait_healthy(proxy, proxy_url, proxy_log, poll=0.5)
         yield vllm_url, proxy_url, vllm_log
     finally:
-        _stop(proxy)
-        _stop(vllm)
+        stop(proxy, graceful=True)
+        stop(vllm, graceful=True)
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +22,7 @@ pytest.importorskip("vllm")
 import openai  # noqa: E402
 from fake_upstream import ThreadServer, free_port  # noqa: E402
 from test_samplers import tiny_model  # noqa: E402,F401
+from vllm_server import SERVER_ENV, start, stop, vllm_server_command, wait_healthy  # noqa: E402
 
 from ttscale.live.serve.app import ServeConfig, create_app  # noqa: E402
 
@@ -43,35 +40,19 @@ def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     port = free_port()
     folder = tmp_path_factory.mktemp("vllm")
     log = folder / "server.log"
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model), "--host", "127.0.0.1",
-           "--port", str(port), "--dtype", "float32", "--max-model-len", "256", "--max-num-batched-tokens", "16384",
-           "--enforce-eager"]
+    cmd = vllm_server_command(tiny_model, port)
     if "chat_template" not in json.loads((tiny_model / "tokenizer_config.json").read_text()):
         (folder / "chat.jinja").write_text(CHAT_TEMPLATE)
         cmd += ["--chat-template", str(folder / "chat.jinja")]
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, **SERVER_ENV}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = start(cmd, log, env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 240
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"vLLM server not healthy after 240 s:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
+        wait_healthy(proc, url, log)
         yield url + "/v1"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        stop(proc)
 
 
 @pytest.fixture(scope="module")

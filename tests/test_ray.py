@@ -9,12 +9,12 @@ same way.
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
 import time
 from pathlib import Path
 
 import pytest
+
+from conftest import without_chat_template
 
 from ttscale.errors import ConfigError
 from ttscale.records.bank import read_bank
@@ -92,11 +92,7 @@ def test_on_a_callers_cluster_replica_errors_come_back_typed(tmp_path: Path) -> 
 def test_two_replicas_fill_the_bank_one_process_would(tmp_path: Path, one_thread: None) -> None:
     problems = load_dataset("arith", limit=8)
     # A copy of the packaged model without its chat template: a chat request then fails inside a replica.
-    model = tmp_path / "no-chat-template"
-    shutil.copytree(resolve_model("arith-tiny"), model)
-    tokenizer_config = json.loads((model / "tokenizer_config.json").read_text())
-    tokenizer_config.pop("chat_template", None)
-    (model / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    model = without_chat_template(Path(resolve_model("arith-tiny")), tmp_path / "no-chat-template")
     sampler = make_sampler("ray", str(model), CONFIG, backend="hf", replicas=2, num_cpus=1, cluster_cpus=2)
     assert isinstance(sampler, RaySampler) and ray.is_initialized()
     out = tmp_path / "ray.jsonl"

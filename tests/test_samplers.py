@@ -6,14 +6,13 @@ import asyncio
 import json
 import math
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import typer
 from pydantic import ValidationError
-from conftest import build_tiny_llama
+from conftest import build_tiny_llama, without_chat_template
 from typer.testing import CliRunner
 
 from ttscale.cli.commands.sample import sample_command
@@ -403,11 +402,7 @@ def test_hf_backend_samples_reproducibly_and_resumes(tiny_model: Path, tmp_path:
 def test_sample_command_chat_template_file(cli: typer.Typer, tiny_model: Path, tmp_path: Path) -> None:
     """--chat with a model that has no chat template: a clear error, then the same run with a template file."""
     runner = CliRunner()
-    model = tmp_path / "no-chat-template"  # the packaged model has one: a copy without it
-    shutil.copytree(tiny_model, model)
-    config = json.loads((model / "tokenizer_config.json").read_text())
-    config.pop("chat_template", None)
-    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    model = without_chat_template(tiny_model, tmp_path / "no-chat-template")  # the packaged model has one
     args = ["sample", "--backend", "hf", "--model", str(model), "--dataset", "arith", "--limit", "2", "--n", "2",
             "--max-tokens", "8", "--chat", "--out", str(tmp_path / "chat.jsonl"), "--quiet"]
     missing = runner.invoke(cli, args)

@@ -278,41 +278,21 @@ def test_command_refuses_bad_options_in_one_line(args: list[str], message: str, 
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import httpx
     from fault_proxy import free_port
+    from vllm_server import SERVER_ENV, start, stop, vllm_server_command, wait_healthy
 
     if os.environ.get("TTSCALE_SKIP_VLLM") == "1":
         pytest.skip("TTSCALE_SKIP_VLLM=1")
     pytest.importorskip("vllm")
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir()), "--host", "127.0.0.1",
-           "--port", str(port), "--dtype", "float32", "--max-model-len", "256", "--max-num-batched-tokens", "16384", "--enforce-eager"]
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = start(vllm_server_command(model_dir(), port), log, {**os.environ, **SERVER_ENV})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 240
-        while True:
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"vLLM server did not come up:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
+        wait_healthy(proc, url, log)
         yield url + "/v1"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        stop(proc)
 
 
 @pytest.mark.vllm

@@ -17,13 +17,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 pytest.importorskip("vllm")
 
 from fault_proxy import FaultProxy, free_port  # noqa: E402
 from test_samplers import arith_problems, tiny_model, write_jsonl  # noqa: E402,F401
+from vllm_server import SERVER_ENV, start, stop, vllm_server_command, wait_healthy  # noqa: E402
 
 from ttscale.errors import ConfigError  # noqa: E402
 from ttscale.records.bank import read_bank  # noqa: E402
@@ -40,7 +40,6 @@ CONFIG = SamplingConfig(temperature=0.8, max_tokens=32, template="arith", seed=1
 N = 8
 PROBLEMS = arith_problems(6)
 CHAT_TEMPLATE = "{% for m in messages %}Question: {{ m['content'] }}\n{% endfor %}Answer:"  # Jinja drops a trailing newline
-SERVER_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -56,33 +55,16 @@ def server_proc(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     folder = tmp_path_factory.mktemp("server")
     log = folder / "server.log"
     (folder / "chat.jinja").write_text(CHAT_TEMPLATE)
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model), "--host", "127.0.0.1",
-        "--port", str(port), "--dtype", "float32", "--max-model-len", "256", "--max-num-batched-tokens", "16384", "--enforce-eager",
-        "--chat-template", str(folder / "chat.jinja"),
-    ]
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
+    proc = start(vllm_server_command(tiny_model, port, "--chat-template", str(folder / "chat.jinja")), log, _env())
     yield proc, f"http://127.0.0.1:{port}", log
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    stop(proc)
 
 
 @pytest.fixture(scope="module")
 def server(server_proc: tuple[subprocess.Popen, str, Path]) -> str:
     proc, url, log = server_proc
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"vLLM server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return url
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"vLLM server not healthy after 240 s:\n{log.read_text()[-3000:]}")
+    wait_healthy(proc, url, log)
+    return url
 
 
 @pytest.fixture(scope="module")
