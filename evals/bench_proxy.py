@@ -238,7 +238,7 @@ def start_upstream(kind: str, cpus: str | None) -> tuple[subprocess.Popen, str, 
     env = dict(QUIET_VLLM)
     if cpus is not None:  # vLLM's CPU backend binds its OpenMP threads itself: to the upstream's cores
         env["VLLM_CPU_OMP_THREADS_BIND"] = cpus
-    cmd = vllm_server_command(model_dir(), port, "--served-model-name", "arith-tiny", "--disable-log-requests")
+    cmd = vllm_server_command(model_dir(), port, "--served-model-name", "arith-tiny", "--disable-uvicorn-access-log")
     return start(cmd, url.removesuffix("/v1") + "/health", cpus, seconds=400, env=env), url, "arith-tiny"
 
 
@@ -272,7 +272,7 @@ def main() -> None:
                         help="requests per load, split among the clients: one number, or one per client count "
                              "(default 2000 against the fake upstream, 40,400 against vLLM)")
     parser.add_argument("--n", type=int, default=8, help="samples per request")
-    parser.add_argument("--max-tokens", type=int, default=None, help="max_tokens per sample (default 64 fake, 48 vLLM)")
+    parser.add_argument("--max-tokens", type=int, default=None, help="max_tokens per sample (the embedded model needs about 40 for a 4-step problem)")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=(os.cpu_count() or 1) >= 2,
                         help="proxy on the last core, upstream and load generator on the others")
     parser.add_argument("--before", type=Path, default=None,
@@ -286,7 +286,7 @@ def main() -> None:
     totals = totals * len(clients) if len(totals) == 1 else totals
     if len(totals) != len(clients):
         parser.error(f"--total: expected one number or {len(clients)} (one per client count), got {args.total}")
-    max_tokens = args.max_tokens or (64 if args.upstream == "fake" else 48)
+    max_tokens = args.max_tokens or 64
 
     ncpu = os.cpu_count() or 1
     proxy_cpus = str(ncpu - 1) if args.pin else None
