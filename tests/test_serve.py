@@ -456,3 +456,34 @@ def test_both_http_clients_forward_retry_and_refuse_alike(upstream: FakeUpstream
     with _proxy(f"http://127.0.0.1:{free_port()}/v1", max_retries=0) as server:
         err = _error(httpx.post(server.url + "/v1/completions", json={"model": MODEL, "prompt": PROMPT}, timeout=30), 502)
         assert err["code"] == "upstream_unreachable" and "connection failed" in err["message"]
+
+
+def test_direct_endpoints_answer_bad_bodies_as_fastapi_did(upstream: FakeUpstream) -> None:
+    """The completion endpoints skip FastAPI's request machinery (routing.Direct): every bad body
+    gets the same status and error as the FastAPI route of the same app answers without it."""
+    from ttscale.live.serve.routing import Direct
+
+    fast = ThreadServer(create_app(ServeConfig(upstream=upstream.url, max_retries=1, timeout=10.0))).start()
+    app = create_app(ServeConfig(upstream=upstream.url, max_retries=1, timeout=10.0))
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not Direct]
+    slow = ThreadServer(app).start()
+    msgs = [{"role": "user", "content": "x"}]
+    bodies = [b"", b"null", b"[]", b"3", b"{not json", b'{"model": "m", "messages": [}', b"\xff\xfe{\x00}\x00", b"\x80abc",
+              b'{"model": 1, "messages": []}', b'{"model": "m"}', b'{"model": "m", "messages": [{"content": "x"}]}',
+              b'{"model": "m", "messages": [{"role": "user"}], "n": 0, "seed": -1}', b'{"model": "m", "prompt": [[]]}',
+              f'{{"model": "m", "messages": {msgs}, "ttscale": {{"k": 3}}}}'.replace("'", '"').encode(),
+              b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes", "logprobs": 3}']
+    try:
+        seen = set()
+        for path in ("/v1/chat/completions", "/v1/completions"):
+            for body in bodies:
+                got, want = (httpx.post(s.url + path, content=body, headers={"content-type": "application/json"})
+                             for s in (fast, slow))
+                assert (got.status_code, got.json()) == (want.status_code, want.json()), (path, body)
+                seen.add(got.status_code)
+            got, want = (httpx.get(s.url + path) for s in (fast, slow))
+            assert (got.status_code, got.json()) == (want.status_code, want.json()) and got.status_code == 405
+        assert seen == {400}
+    finally:
+        fast.stop()
+        slow.stop()

@@ -24,7 +24,8 @@ A request goes upstream as the client sent it, so a client gets what it would ge
 The parts: :mod:`~ttscale.live.serve.config` (settings), :mod:`~ttscale.live.serve.requests`
 (request bodies), :mod:`~ttscale.live.serve.options` (the request's policy and budget),
 :mod:`~ttscale.live.serve.responses`, :mod:`~ttscale.live.serve.errors` (OpenAI-style error
-bodies), :mod:`~ttscale.live.serve.middleware` (key, size limit, metrics); here the
+bodies), :mod:`~ttscale.live.serve.middleware` (key, size limit, metrics), :mod:`~ttscale.live.serve.routing`
+(the completion endpoints past FastAPI's per-request machinery); here the
 :class:`Proxy` that answers each endpoint and :func:`create_app`, which routes to it.
 """
 
@@ -50,6 +51,7 @@ from ttscale.live.serve.metrics import Metrics
 from ttscale.live.serve.middleware import BodyLimit, Guard, authorized
 from ttscale.live.serve.middleware import access
 from ttscale.live.serve.options import PREFIX, RequestOptions, Routed, parse_options, route
+from ttscale.live.serve.routing import Direct
 from ttscale.live.serve.requests import ChatRequest, CompletionRequest, Prompt, check_forwarded
 from ttscale.live.serve.responses import Endpoint, completion_response
 from ttscale.live.solution import Question, Solution, last_user_text
@@ -335,6 +337,9 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.metrics = proxy.metrics
     app.state.proxy = proxy
     install_error_handlers(app)
+    # The completion endpoints are answered by Direct (FastAPI's routes stay for other methods' 405).
+    app.add_middleware(Direct, routes={"/v1/chat/completions": (ChatRequest, proxy.chat_completions),
+                                       "/v1/completions": (CompletionRequest, proxy.completions)})
     app.add_middleware(BodyLimit, limit=config.max_request_bytes, read_seconds=config.read_seconds)
     app.add_middleware(Guard, api_key=config.api_key, metrics=proxy.metrics)  # added last: runs first
     app.add_api_route("/v1/chat/completions", proxy.chat_completions, methods=["POST"])
