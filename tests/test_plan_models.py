@@ -237,3 +237,69 @@ def test_target_names_the_option_whose_interval_clears_it(pair: tuple[Path, Path
         assert notes == []
     else:
         assert len(notes) == 1 and f"option {safe}," in notes[0] and "x the recommended cost" in notes[0]
+
+
+def test_default_settle_matches_every_order() -> None:
+    """The default rule as a settle test, against a direct enumeration of every order of one question."""
+    from itertools import permutations
+
+    from ttscale.adaptive.stopping import SettledMajority
+    from ttscale.planning.models import default_settle
+
+    q = cands([[0, 0, 0, 1, 2, -1]])[0]
+    rule = SettledMajority()
+    for K in (2, 4):
+        for conf in (0.6, 0.9):
+            tot_s = tot_r = tot_n = 0.0
+            orders = list(permutations(range(q.n)))
+            for perm in orders:
+                cls = q.classes[list(perm)]
+                used, ok, credit = K, False, 0.0
+                for m in range(1, K):
+                    votes = np.bincount(cls[:m][cls[:m] >= 0], minlength=4)
+                    srt = np.sort(votes)[::-1]
+                    if srt[0] > 0 and rule.hold_probability(srt[0], srt[1], votes.sum() - srt[0] - srt[1], K - m) >= conf:
+                        top = np.flatnonzero(votes == votes.max())
+                        used, ok, credit = m, True, q.class_correct[top].mean()
+                        break
+                tot_s += ok
+                tot_r += credit
+                tot_n += used
+            s, r, n = default_settle([q], [K], [conf])
+            assert s[0, 0, 0] == pytest.approx(tot_s / len(orders))
+            assert r[0, 0, 0] == pytest.approx(tot_r / len(orders))
+            assert n[0, 0, 0] == pytest.approx(tot_n / len(orders))
+    # unanimous votes settle before the horizon; a split that stays split never does at a strict confidence
+    s, _, _ = default_settle(cands([[0] * 8]), [8], [0.99])
+    assert s[0, 0, 0] == pytest.approx(1.0)
+
+
+def test_three_bank_cascade_exact_equals_brute_force(tmp_path: Path) -> None:
+    """Cascades through three banks (ASC- and default-rule-settled) replayed exactly in the plan, against
+    a seeded brute-force simulation of the same cascade; accuracy and samples drawn."""
+    from ttscale.planning.models import join_banks, plan_options, simulate_chain
+
+    pools = [random_pools(7, 14, 8, 0.45), random_pools(8, 14, 8, 0.7), random_pools(9, 14, 4, 0.9)]
+    costs = (10, 40, 200)
+    rows = [[(f"q{i}", a, c) for i, a in enumerate(p)] for p, c in zip(pools, costs)]
+    paths = [str(write_bank(tmp_path / f"b{k}.jsonl", r)) for k, r in enumerate(rows)]
+    plan = ttscale.plan_models(paths, adaptive=False, cascade_max_n=8)
+    chains = [o for o in plan.options if o.kind == "cascade" and len(o.bank) == 3]
+    assert {o.bank for o in chains} == {tuple(paths)}  # cheapest first
+    assert {o.policy.split("@")[0] for o in chains} == {"asc", "default"}
+    banks = [read.candidates for read in (ttscale.read_bank(p) for p in paths)]
+    picked = [next(o for o in chains if o.policy == "asc@4>asc@4>majority@1" and o.param == 0.9),
+              next(o for o in chains if o.policy == "default@4>default@8>majority@2" and o.param == 0.8)]
+    for k, o in enumerate(picked):
+        kind = o.policy.split("@")[0]
+        stages = [(banks[0], kind, int(o.policy.split(">")[0].split("@")[1]), o.param),
+                  (banks[1], kind, int(o.policy.split(">")[1].split("@")[1]), o.param)]
+        n_last = int(o.policy.split("@")[-1])
+        acc, reached, drawn = simulate_chain(stages, banks[2], n_last, draws=2000, seed=k)
+        # 28,000 credits in [0, 1]: standard error below 0.003
+        assert abs(o.accuracy - acc) < 0.012, (o.policy, o.accuracy, acc)
+        # tokens per question: a prompt of 10 tokens per bank reached plus its samples' tokens
+        brute_tokens = float(np.sum(10 * reached + drawn * np.array(costs)))
+        assert o.tokens_per_question == pytest.approx(brute_tokens, rel=0.02), (o.policy, o.tokens_per_question, brute_tokens)
+        assert 0 < reached[2] < reached[1] < 1  # some questions settle at each stage, some reach the last
+    assert len(chains) == len({(o.policy, o.param) for o in chains})  # each setting once

@@ -21,11 +21,14 @@ def short_names(plan: ModelPlan) -> dict[str, str]:
 
 
 def describe(option: PlanOption, names: dict[str, str]) -> str:
-    """``A maj@4``, ``A default@16 c=0.9``, ``A asc@4 t=0.95 > B maj@1``."""
+    """``A maj@4``, ``A default@16 c=0.9``, ``A asc@4 t=0.95 > B maj@1``, ``A default@8 > B default@4 c=0.9 > C maj@1``
+    (a cascade's setting, shared by its settle tests, after the last of them)."""
     if option.kind == "cascade":
-        first, second = option.policy.split(">")
+        stages = option.policy.split(">")
         banks = option.bank if isinstance(option.bank, tuple) else (option.bank,)
-        return f"{names[banks[0]]} {first} t={option.param:g} > {names[banks[1]]} {second.replace('majority', 'maj')}"
+        letter = "t" if stages[0].startswith("asc") else "c"
+        parts = [f"{names[b]} {p.replace('majority', 'maj')}" for b, p in zip(banks, stages)]
+        return " > ".join(parts[:-1]) + f" {letter}={option.param:g} > " + parts[-1]
     policy = option.policy.replace("majority", "maj")
     return f"{names[str(option.bank)]} {policy}" + ("" if option.param is None else f" c={option.param:g}")
 
@@ -94,7 +97,8 @@ def plot_models(plan: ModelPlan, path: Path, title: str = "") -> None:
     fig, ax = plt.subplots(figsize=(8, 5))
     families: dict[str, list[PlanOption]] = {}
     for o in plan.options:
-        families.setdefault(f"{_banks(o, names)} {o.kind}", []).append(o)
+        test = f" ({o.policy.split('@')[0]})" if o.kind == "cascade" else ""  # ASC- or default-rule-settled
+        families.setdefault(f"{_banks(o, names)} {o.kind}{test}", []).append(o)
     markers = {"fixed": "o", "adaptive": "^", "cascade": "s"}
     layer = {"cascade": 1, "adaptive": 2, "fixed": 3}  # single-bank points over the many cascades
     for label, opts in families.items():

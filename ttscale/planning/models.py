@@ -22,6 +22,7 @@ Costs per question: the prompt once per request plus N x the question's mean gen
 
 from __future__ import annotations
 
+import itertools
 import math
 import tomllib
 from collections import defaultdict
@@ -39,16 +40,24 @@ from ttscale.estimate import exact as estimate
 from ttscale.planning.cost import Prices
 
 __all__ = ["BankCost", "ModelBank", "ModelPlan", "PlanOption", "cascade_settle", "join_banks", "load_costs",
-           "plan_options", "simulate_cascade"]
+           "default_settle", "plan_options", "predict_options", "recommend_for_target", "simulate_cascade", "simulate_chain"]
 
 CASCADE_THRESHOLDS = (0.8, 0.9, 0.95, 0.99)
-"""ASC posteriors at which the cheaper bank's votes count as settled."""
+"""ASC posteriors at which a cheaper bank's votes count as settled."""
+CASCADE_CONFIDENCES = (0.8, 0.9, 0.95, 0.99)
+"""The default rule's confidences as a settle test: a stage is settled when the rule stops before its horizon."""
+CASCADE_HORIZONS = (4, 8, 16)
+"""The default rule's horizons K replayed as a cascade stage (up to ``cascade_max_n`` and the bank's pool)."""
 ADAPTIVE_MAX_STATES = 50_000
 """Largest exact vote-state table (an upper bound, ``state_bound``) built for a default-rule horizon
 without being asked: about 10 s (Llama-2-13B on GSM8K: 3,369 states at K=16, 213,165 at K=32)."""
 FRONTIER_STEP = 1e-4
 """Accuracy (a hundredth of a point) an option must add over every cheaper one to join the frontier:
 the default rule's strictest settings differ from majority@K by less, at a higher cost."""
+TARGET_MARGIN = 0.0
+"""With a pilot, ``--target`` asks the recommended option's predicted accuracy minus this many lower
+half-intervals (accuracy - low, at ``level``) to reach the target: chosen leave-one-corpus-out by
+``evals/plan_models_holdout.py`` (0 is the point prediction)."""
 ADAPTIVE_CONFIDENCES = (0.6, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
 """The ``default`` rule's confidences replayed (a subset of its grid: the tables are shared, each is a second)."""
 
@@ -122,7 +131,7 @@ class PlanOption:
     @property
     def label(self) -> str:
         banks = " > ".join(self.bank) if isinstance(self.bank, tuple) else self.bank
-        setting = "" if self.param is None else f" ({'t' if self.kind == 'cascade' else 'c'}={self.param:g})"
+        setting = "" if self.param is None else f" ({'t' if self.policy.startswith('asc') else 'c'}={self.param:g})"
         return f"{banks}: {self.policy}{setting}"
 
     def cost(self, dollars: bool) -> float:
@@ -333,6 +342,101 @@ def simulate_cascade(cheap: Sequence[Candidates], dear: Sequence[Candidates], n:
     return total / (len(cheap) * draws)
 
 
+_HOLD: dict[tuple[int, int, int, int], float] = {}
+"""The default rule's hold probability per (leader, runner-up, others, remaining): shared by every question."""
+
+
+def _hold(v1: np.ndarray, v2: np.ndarray, others: np.ndarray, remaining: int) -> np.ndarray:
+    from ttscale.adaptive.stopping import SettledMajority
+
+    keys = list(zip(v1.tolist(), v2.tolist(), others.tolist(), [remaining] * v1.size))
+    todo = [k for k in dict.fromkeys(keys) if k not in _HOLD]
+    if todo:
+        a = np.array(todo, dtype=float)
+        for k, h in zip(todo, SettledMajority().hold_probability(a[:, 0], a[:, 1], a[:, 2], a[:, 3])):
+            _HOLD[k] = float(h)
+    return np.array([_HOLD[k] for k in keys])
+
+
+def default_settle(cands: Sequence[Candidates], horizons: Sequence[int], confidences: Sequence[float]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The default rule as a cascade's settle test, per question over every order of its samples:
+    P(the rule stops before its horizon K), P(that and the plurality correct, ties credited) and the
+    expected samples drawn (K when it does not stop); each (Q, len(horizons), len(confidences))."""
+    from ttscale.adaptive.exact_replay import VoteStates
+
+    shape = (len(cands), len(horizons), len(confidences))
+    settled, right, samples = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    for q, p in enumerate(cands):
+        for k, K in enumerate(horizons):
+            st = VoteStates([p], K)
+            hold = [np.zeros(0)] + [_hold(st.v1[n], st.v2[n], st.answered[n] - st.v1[n] - st.v2[n], K - n) if n < K
+                                    else np.ones(len(st.levels[n])) for n in range(1, K + 1)]
+            early = [np.full(len(st.levels[n]), float(n < K)) for n in range(K + 1)]  # a stop at K is no settle
+            for c, conf in enumerate(confidences):
+                cont = [~((h >= conf) & (st.v1[n] > 0)) if n else np.ones(0, dtype=bool) for n, h in enumerate(hold)]
+                go_on = lambda n, *_: cont[n]  # noqa: E731
+                used, r = st._backward([e * pc for e, pc in zip(early, st.plurality_credit)], go_on, 0.0)
+                _, s = st._backward(early, go_on, 0.0)
+                settled[q, k, c], right[q, k, c], samples[q, k, c] = s, r, used
+    return settled, right, samples
+
+
+def simulate_chain(stages: Sequence[tuple[Sequence[Candidates], str, int, float]], last: Sequence[Candidates], n_last: int,
+                   draws: int, seed: int = 0) -> tuple[float, np.ndarray, np.ndarray]:
+    """Brute-force seeded replay of a cascade of any length: per question and draw, each stage
+    (candidates, ``asc`` or ``default``, N or horizon K, threshold or confidence) either settles the
+    question with its plurality (ties credited) or passes it on; ``last`` majority@``n_last`` decides
+    the rest. ``asc``: a random N-subset, settled when ASC's posterior >= t. ``default``: the bank's
+    samples in a random order, one at a time, settled when the default rule stops before K (K
+    drawn otherwise). Returns the accuracy and, per bank (the stages, then ``last``), the share of
+    questions reaching it and the mean samples drawn from it per question."""
+    from ttscale.adaptive.stopping import SettledMajority
+
+    rng = np.random.default_rng(seed)
+    rule = SettledMajority()
+
+    def plurality(p: Candidates, cls: np.ndarray) -> tuple[float, int, int, int]:
+        votes = np.bincount(cls[cls >= 0], minlength=p.num_classes)
+        if not votes.any():
+            return 0.0, 0, 0, 0
+        top = np.flatnonzero(votes == votes.max())
+        srt = np.sort(votes)[::-1]
+        v2 = int(srt[1]) if srt.size > 1 else 0
+        return float(p.class_correct[top].mean()), int(srt[0]), v2, int(votes.sum()) - int(srt[0]) - v2
+
+    total = 0.0
+    reached, drawn = np.zeros(len(stages) + 1), np.zeros(len(stages) + 1)
+    for q in range(len(last)):
+        for _ in range(draws):
+            credit = None
+            for i, (cands, kind, n, param) in enumerate(stages):
+                p = cands[q]
+                reached[i] += 1
+                order = p.classes[rng.permutation(p.n)]
+                if kind == "asc":
+                    c, v1, v2, _ = plurality(p, order[:n])
+                    drawn[i] += n
+                    if v1 > 0 and betainc(v2 + 1.0, v1 + 1.0, 0.5) >= param:
+                        credit = c
+                else:
+                    for m in range(1, n + 1):
+                        c, v1, v2, others = plurality(p, order[:m])
+                        if m < n and v1 > 0 and rule.hold_probability(v1, v2, others, n - m) >= param:
+                            credit = c
+                            break
+                    drawn[i] += m
+                if credit is not None:
+                    break
+            if credit is None:
+                credit = plurality(last[q], last[q].classes[rng.permutation(last[q].n)[:n_last]])[0]
+                reached[-1] += 1
+                drawn[-1] += n_last
+            total += credit
+    runs = len(last) * draws
+    return total / runs, reached / runs, drawn / runs
+
+
 # ------------------------------------------------------------------------------------ pilots
 
 def complete_from_pilot(cands: Sequence[Candidates], pilot: int, sizes: Sequence[int], seed: int) -> tuple[list[Candidates], object]:
@@ -425,26 +529,54 @@ def _score_options(banks: list[ModelBank], cands: list[list[Candidates]], level:
                     out.append((PlanOption(b.path, "adaptive", f"default@{K}", K, conf, a, max(0.0, a - z), min(1.0, a + z),
                                            float(b.prompt.mean()) + out_tokens, None if d is None else float(d)), None))
     order = sorted(range(len(banks)), key=lambda i: banks[i].per_sample)
-    for ia, ib in ((order[x], order[y]) for x in range(len(order)) for y in range(x + 1, len(order))):
-        a, b = banks[ia], banks[ib]
-        ns_a = [n for n in per_bank_fixed[ia][0] if n <= cascade_max_n]
-        if not ns_a:
-            continue
-        settled, right = cascade_settle(cands[ia], ns_a, CASCADE_THRESHOLDS)
-        ns_b, acc_b = per_bank_fixed[ib]
-        for i, n in enumerate(ns_a):
-            for t_i, t in enumerate(CASCADE_THRESHOLDS):
-                esc = 1.0 - settled[:, i, t_i]
-                for j, nb in enumerate(ns_b):
-                    acc_q = right[:, i, t_i] + esc * acc_b[:, j]
-                    prompt_tok = a.prompt + esc * b.prompt
-                    out_a, out_b = n * a.out, esc * nb * b.out
-                    da, db = a.dollars(a.prompt, out_a), b.dollars(esc * b.prompt, out_b)
-                    m, lo, hi = _interval(acc_q, level)
-                    out.append((PlanOption((a.path, b.path), "cascade", f"asc@{n}>majority@{nb}", n, float(t), m, lo, hi,
-                                           float(np.mean(prompt_tok + out_a + out_b)),
-                                           None if da is None else float(np.mean(da + db))), acc_q))
+    gates = {i: _gates(banks[i], cands[i], per_bank_fixed[i][0], cascade_max_n) for i in order[:-1]}
+    for chain in _chains(order):
+        *firsts, last = chain
+        ns_b, acc_b = per_bank_fixed[last]
+        for kind, params in (("asc", CASCADE_THRESHOLDS), ("default", CASCADE_CONFIDENCES)):
+            for p_i, param in enumerate(params):
+                for picks in itertools.product(*(range(len(gates[i][kind][0])) for i in firsts)):
+                    for j, nb in enumerate(ns_b):
+                        stages = [(banks[i], gates[i][kind][0][g], *(x[:, g, p_i] for x in gates[i][kind][1:]))
+                                  for i, g in zip(firsts, picks)]
+                        out.append(_chain_option(stages, banks[last], nb, acc_b[:, j], kind, float(param), level))
     return out
+
+
+def _chains(order: Sequence[int]) -> list[tuple[int, ...]]:
+    """Cascades over the banks, cheapest first: every ordered subsequence of two or more banks."""
+    return [c for r in range(2, len(order) + 1) for c in itertools.combinations(order, r)]
+
+
+def _gates(bank: ModelBank, cands: list[Candidates], ns: list[int], max_n: int) -> dict[str, tuple]:
+    """A cascade stage's settle statistics on one bank per test: ``asc`` (majority@N settled by ASC's
+    posterior) and ``default`` (the default rule stopping before its horizon K): (the Ns or Ks,
+    settled, right, samples), the last three (Q, settings, thresholds)."""
+    ns_a = [n for n in ns if n <= max_n]
+    settled, right = cascade_settle(cands, ns_a, CASCADE_THRESHOLDS)
+    samples = np.broadcast_to(np.asarray(ns_a, dtype=float)[None, :, None], settled.shape)
+    ks = [K for K in CASCADE_HORIZONS if K <= max_n and K in ns]
+    d = default_settle(cands, ks, CASCADE_CONFIDENCES) if ks else (np.zeros((len(cands), 0, len(CASCADE_CONFIDENCES))),) * 3
+    return {"asc": (ns_a, settled, right, samples), "default": (ks, *d)}
+
+
+def _chain_option(stages: list[tuple[ModelBank, int, np.ndarray, np.ndarray, np.ndarray]], last: ModelBank, n_last: int,
+                  acc_last: np.ndarray, kind: str, param: float, level: float) -> tuple[PlanOption, np.ndarray]:
+    """A cascade's per-question accuracy and cost, composed from the last stage back: a stage keeps
+    what it settles (independent banks: a question's later draws do not depend on earlier ones)."""
+    acc = acc_last
+    tok = last.prompt + n_last * last.out
+    usd = last.dollars(last.prompt, n_last * last.out)
+    for bank, n, settled, right, samples in reversed(stages):
+        go = 1.0 - settled
+        acc = right + go * acc
+        tok = bank.prompt + samples * bank.out + go * tok
+        d = bank.dollars(bank.prompt, samples * bank.out)
+        usd = None if d is None or usd is None else d + go * usd
+    m, lo, hi = _interval(acc, level)
+    policy = ">".join(f"{kind}@{n}" for _, n, *_ in stages) + f">majority@{n_last}"
+    return (PlanOption(tuple(b.path for b, *_ in stages) + (last.path,), "cascade", policy, stages[0][1], param, m, lo, hi,
+                       float(np.mean(tok)), None if usd is None else float(np.mean(usd))), acc)
 
 
 def pareto(options: Sequence[PlanOption], dollars: bool) -> list[int]:
@@ -458,13 +590,90 @@ def pareto(options: Sequence[PlanOption], dollars: bool) -> list[int]:
     return front
 
 
+
+def pilot_horizons(banks: list[ModelBank], pilot: int, horizon: int | None, seed: int) -> dict[str, list[int]]:
+    """The default rule's horizons replayed from a pilot: those whose tables stay small on the banks
+    and on the completed pilots (which scatter more)."""
+    out = {}
+    for i, b in enumerate(banks):
+        done, _ = complete_from_pilot(b.candidates, pilot, [c.n for c in b.candidates], seed + i)
+        mine = adaptive_horizons(ModelBank(b.path, 0, done, b.prompt, b.out, b.cost), horizon)
+        out[b.path] = [K for K in adaptive_horizons(b, horizon) if K in mine]
+    return out
+
+
+def predict_options(banks: list[ModelBank], pilot: int, *, level: float, horizons: dict[str, list[int]], cascade_max_n: int,
+                    seed: int) -> list[PlanOption]:
+    """Every option predicted from each question's first ``pilot`` samples per bank, in the order
+    :func:`_score_options` lists them: majority@N from the Dirichlet curve model (bootstrap interval),
+    the rest exactly on the pilots completed from that model's posterior-predictive urn."""
+    models, completed = {}, []
+    for i, b in enumerate(banks):
+        done, model = complete_from_pilot(b.candidates, pilot, [c.n for c in b.candidates], seed + i)
+        completed.append(done)
+        models[b.path] = model
+    out = []
+    for p, _ in _score_options(banks, completed, level, horizons, cascade_max_n):
+        if p.kind == "fixed":
+            model = models[str(p.bank)]
+            lo, hi = model.predict_interval(p.n, level)
+            p = PlanOption(p.bank, p.kind, p.policy, p.n, p.param, float(model.predict(p.n)), float(lo), float(hi),
+                           p.tokens_per_question, p.dollars_per_question)
+        out.append(p)
+    return out
+
+
+def recommend_for_target(options: Sequence[PlanOption], target: float, dollars: bool, margin: float) -> tuple[int, str, list[str]]:
+    """The cheapest option whose predicted accuracy minus ``margin`` x its lower half-interval
+    (accuracy - low) reaches ``target``; if none does, the cheapest whose point prediction does.
+    Returns (index, reason, notes). ``margin`` 0 is the point rule; 1 asks the whole interval."""
+    def cheapest(pool: list[int]) -> int:
+        return min(pool, key=lambda i: (options[i].cost(dollars), -options[i].accuracy))
+
+    reach = [i for i, o in enumerate(options) if o.accuracy >= target]
+    if not reach:
+        top = max(range(len(options)), key=lambda i: options[i].accuracy)
+        o = options[top]
+        raise EstimationError(f"no option is predicted to reach {target:g}: the best is {o.label} at "
+                              f"{o.accuracy:.3f} [{o.low:.3f}, {o.high:.3f}]; lower --target")
+    notes = []
+    guarded = [i for i in reach if options[i].accuracy - margin * (options[i].accuracy - options[i].low) >= target]
+    if margin <= 0:
+        rec, reason = cheapest(reach), f"cheapest option predicted to reach {target:g}"
+    elif guarded:
+        rec = cheapest(guarded)
+        reason = (f"cheapest option predicted to reach {target:g} with {margin:g} x its lower half-interval to spare "
+                  f"(accuracy - {margin:g} x (accuracy - low) >= target; the margin is chosen held out, evals/plan_models_holdout.py)")
+    else:
+        rec = cheapest(reach)
+        reason = f"cheapest option predicted to reach {target:g} (none does with {margin:g} x its lower half-interval to spare)"
+    point = cheapest(reach)
+    if margin > 0 and point != rec:
+        o, r = options[point], options[rec]
+        ratio = r.cost(dollars) / o.cost(dollars) if o.cost(dollars) > 0 else math.inf
+        notes.append(f"the cheapest point prediction over {target:g} is option {point}, {o.label}, {o.accuracy:.3f} "
+                     f"[{o.low:.3f}, {o.high:.3f}]: the recommended one costs {ratio:.2f}x as much for the margin")
+    # A point prediction just over the target misses it about half the time: name the option
+    # whose whole interval clears it too, so the user can buy that margin knowingly.
+    sure = [i for i in reach if options[i].low >= target]
+    if not sure:
+        notes.append(f"no option's interval lies wholly above {target:g}: the recommended one does not guarantee it")
+    elif (safe := cheapest(sure)) != rec:
+        o, r = options[safe], options[rec]
+        ratio = o.cost(dollars) / r.cost(dollars) if r.cost(dollars) > 0 else math.inf
+        notes.append(f"cheapest option whose interval lies wholly above {target:g}: option {safe}, {o.label}, "
+                     f"{o.accuracy:.3f} [{o.low:.3f}, {o.high:.3f}] at {ratio:.2f}x the recommended cost")
+    return rec, reason, notes
+
+
 def plan_options(banks: list[ModelBank], *, pilot: int | None = None, target: float | None = None,
                  budget_dollars: float | None = None, budget_tokens: float | None = None, per_question: bool = False,
                  level: float = 0.95, horizon: int | None = None, cascade_max_n: int = 16, adaptive: bool = True,
-                 seed: int = 0, notes: Sequence[str] = ()) -> ModelPlan:
+                 seed: int = 0, notes: Sequence[str] = (), margin: float = TARGET_MARGIN) -> ModelPlan:
     """Score every option on the joined banks (or predict it from ``pilot`` samples per question),
     find the Pareto frontier and answer the question asked: ``target`` -> the cheapest option
-    predicted to reach it; a budget (for all questions unless ``per_question``) -> the most
+    predicted to reach it (from a pilot: with ``margin`` x its lower half-interval to spare, see
+    :func:`recommend_for_target`); a budget (for all questions unless ``per_question``) -> the most
     accurate option within it; neither -> the cheapest option within 1 point of the most accurate."""
     if sum(x is not None for x in (target, budget_dollars, budget_tokens)) > 1:
         raise ConfigError("--target/--budget-*", "several", "at most one of --target, --budget-dollars, --budget-tokens")
@@ -484,28 +693,11 @@ def plan_options(banks: list[ModelBank], *, pilot: int | None = None, target: fl
     else:
         if pilot < 2:
             raise ConfigError("--pilot", pilot, "at least 2 samples per question")
-        options = []
-        models, completed = [], []
-        for i, b in enumerate(banks):
-            done, model = complete_from_pilot(b.candidates, pilot, [c.n for c in b.candidates], seed + i)
-            completed.append(done)
-            models.append(model)
-        # completed pilots scatter more than the banks: a horizon must keep both tables small
-        horizons = {b.path: [K for K in adaptive_horizons(b, horizon)
-                             if K in adaptive_horizons(ModelBank(b.path, 0, done, b.prompt, b.out, b.cost), horizon)]
-                    for b, done in zip(banks, completed)} if adaptive else {}
+        horizons = pilot_horizons(banks, pilot, horizon, seed) if adaptive else {}
         exact = _score_options(banks, full, level, horizons, cascade_max_n)
-        predicted = _score_options(banks, completed, level, horizons, cascade_max_n)
-        by_bank = {b.path: m for b, m in zip(banks, models)}
-        for (o, _), (p, _) in zip(exact, predicted):
-            if o.kind == "fixed":
-                model = by_bank[str(o.bank)]
-                mean = float(model.predict(o.n))
-                lo, hi = model.predict_interval(o.n, level)
-                p = PlanOption(o.bank, o.kind, o.policy, o.n, o.param, mean, float(lo), float(hi), o.tokens_per_question,
-                               o.dollars_per_question)
-            options.append(PlanOption(p.bank, p.kind, p.policy, p.n, p.param, p.accuracy, p.low, p.high,
-                                      p.tokens_per_question, p.dollars_per_question, exact=o.accuracy))
+        predicted = predict_options(banks, pilot, level=level, horizons=horizons, cascade_max_n=cascade_max_n, seed=seed)
+        options = [PlanOption(p.bank, p.kind, p.policy, p.n, p.param, p.accuracy, p.low, p.high, p.tokens_per_question,
+                              p.dollars_per_question, exact=o.accuracy) for (o, _), p in zip(exact, predicted)]
         notes.append(f"predicted from the first {pilot} samples per question of each bank; 'exact' is each option on the full banks")
     priced = all(b.cost.prices is not None for b in banks)
     if not priced:
@@ -513,27 +705,8 @@ def plan_options(banks: list[ModelBank], *, pilot: int | None = None, target: fl
     front = pareto(options, priced)
     scale = 1 if per_question else Q
     if target is not None:
-        reach = [i for i in range(len(options)) if options[i].accuracy >= target]
-        if not reach:
-            top = max(range(len(options)), key=lambda i: options[i].accuracy)
-            o = options[top]
-            raise EstimationError(f"no option is predicted to reach {target:g}: the best is {o.label} at "
-                                  f"{o.accuracy:.3f} [{o.low:.3f}, {o.high:.3f}]; lower --target")
-        rec = min(reach, key=lambda i: (options[i].cost(priced), -options[i].accuracy))
-        reason = f"cheapest option predicted to reach {target:g}"
-        # A point prediction just over the target misses it about half the time: name the option
-        # whose whole interval clears it too, so the user can buy that margin knowingly.
-        sure = [i for i in reach if options[i].low >= target]
-        if not sure:
-            notes.append(f"no option's interval lies wholly above {target:g}: the recommended one reaches it on its "
-                         "point prediction only")
-        else:
-            safe = min(sure, key=lambda i: (options[i].cost(priced), -options[i].accuracy))
-            if safe != rec:
-                o, r = options[safe], options[rec]
-                ratio = o.cost(priced) / r.cost(priced) if r.cost(priced) > 0 else math.inf
-                notes.append(f"cheapest option whose interval lies wholly above {target:g}: option {safe}, {o.label}, "
-                             f"{o.accuracy:.3f} [{o.low:.3f}, {o.high:.3f}] at {ratio:.2f}x the recommended cost")
+        rec, reason, extra = recommend_for_target(options, target, priced, margin if pilot is not None else 0.0)
+        notes += extra
     elif budget_dollars is not None or budget_tokens is not None:
         if budget_dollars is not None and not priced:
             raise ConfigError("--budget-dollars", budget_dollars, "prices for every bank (--cost BANK=IN,OUT or --costs)")
