@@ -258,7 +258,7 @@ def third_run_is_empty(generator: object, out: Path, params: SearchParams) -> bo
         (["--width", "0"], "--width=0: expected a number >= 1"),
         (["--method", "greedy"], "--method='greedy': expected one of beam, dvts, particle"),
         (["--width", "8", "--keep", "3"], "--keep=3: expected a divisor of width (8)"),
-        (["--scorer", "prm"], "--scorer='prm': expected one of oracle"),
+        (["--scorer", "nope"], "--scorer='nope': expected one of oracle"),
         (["--separator", ""], "--separator='': expected a non-empty string"),
         (["--max-steps", "0"], "--max-steps=0: expected a number >= 1"),
         (["--dataset", "missing.jsonl"], "missing.jsonl"),

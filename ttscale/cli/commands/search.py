@@ -12,8 +12,8 @@ from ttscale.cli.console import err, handle_errors, progress_bar
 from ttscale.cli.sampling_options import engine_args, parse_seed
 from ttscale.errors import ConfigError
 
-SCORERS = ("oracle",)
-"""Step scorers the command knows (a PRM through the existing scorers is the next slice)."""
+SCORERS = ("oracle", "prm", "prm:FOLDER", "vllm-prm", "vllm-prm:FOLDER")
+"""Step scorers the command knows (see ttscale.search.prm_steps.resolve_step_scorer)."""
 
 
 def _params(**fields: Any) -> Any:
@@ -37,7 +37,7 @@ def search_command(
     separator: Annotated[str, typer.Option("--separator", help="String that ends a step (\\n for a newline).")] = "\\n",
     resample_temperature: Annotated[float, typer.Option("--resample-temperature", help="particle: temperature of the resampling softmax.")] = 1.0,
     aggregation: Annotated[str, typer.Option("--aggregation", help="Branch score from step scores: last, min or product.")] = "last",
-    scorer: Annotated[str, typer.Option("--scorer", help="Step scorer: oracle (the arithmetic task's exact checker).")] = "oracle",
+    scorer: Annotated[str, typer.Option("--scorer", help="Step scorer: oracle (the arithmetic task's exact checker), prm (the embedded arith-prm-tiny), prm:FOLDER, vllm-prm[:FOLDER].")] = "oracle",
     model: Annotated[str, typer.Option("--model", "-m", help="Model folder or name for vLLM; 'arith-tiny' is the packaged model.")] = "arith-tiny",
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="JSONL file (id, problem, answer), 'arith' or 'arith-hard'.")] = "arith",
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first LIMIT problems.")] = None,
@@ -59,14 +59,14 @@ def search_command(
     from ttscale.sampling.model_defaults import sampling_defaults
     from ttscale.sampling.sampler import SamplingConfig
     from ttscale.search.bank import run_search
-    from ttscale.search.oracle import OracleStepScorer
+    from ttscale.search.prm_steps import resolve_step_scorer
     from ttscale.search.vllm_steps import VLLMStepGenerator
 
     base_seed = parse_seed(seed)
     sep = separator.replace("\\n", "\n").replace("\\t", "\t")  # typed as \n on a command line
     params = _params(method=method, width=width, keep=keep, expand=expand, max_steps=max_steps, max_step_tokens=max_step_tokens,
                      max_tokens=max_tokens, separator=sep, temperature=resample_temperature, aggregation=aggregation, seed=base_seed)
-    if scorer not in SCORERS:
+    if scorer.partition(":")[0] not in ("oracle", "prm", "vllm-prm"):
         raise ConfigError("--scorer", scorer, "one of " + ", ".join(SCORERS))
     if in_flight < 1:
         raise ConfigError("--in-flight", in_flight, "an integer >= 1")
@@ -77,7 +77,6 @@ def search_command(
     config = SamplingConfig(temperature=own.get("temperature", 0.7) if temperature is None else temperature, top_p=top_p,
                             seed=base_seed, template=template, logprobs=False)
     problems = load_dataset(dataset, limit=limit)
-    step_scorer = OracleStepScorer()
     if scorer == "oracle":  # a clear error now, not after the engine has loaded
         from ttscale.search.oracle import reference_chain
 
@@ -90,6 +89,10 @@ def search_command(
     for key, value in (("max_model_len", max_model_len), ("dtype", dtype)):
         if value is not None:
             engine[key] = value
+    try:
+        step_scorer = resolve_step_scorer(scorer)
+    except ConfigError as exc:
+        raise ConfigError("--scorer", scorer, exc.expected) from None
     generator = VLLMStepGenerator(resolved, config, separator=params.separator, engine_args=engine)
     meta = {"model": str(model), "backend": "vllm"}
     try:
@@ -102,6 +105,7 @@ def search_command(
             stats = run_search(problems, generator, step_scorer, params, out, meta=meta, in_flight=in_flight, on_result=on_result)
     finally:
         generator.close()
+        getattr(step_scorer, "close", lambda: None)()
     summary = {"out": str(out), "method": params.method.value, "width": params.width, **stats.to_json()}
     if as_json:
         print(json.dumps(summary))
