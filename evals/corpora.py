@@ -72,6 +72,8 @@ def corpora(model_temperature: float) -> list[Corpus]:
         Corpus(f"votes-default-T{t:g}", "default", t, True),
         Corpus(f"votes-hard-T{t:g}", "hard", t, True),
         Corpus(f"pass-hard-T{cool:g}", "hard", cool, False),
+        # A second vote bank of the same problems: a pair to plan across (issue 18).
+        Corpus(f"votes-default-T{cool:g}", "default", cool, True),
     ]
 
 
