@@ -156,7 +156,8 @@ def test_cli_json_contract(pair: tuple[Path, Path]) -> None:
     assert [b["path"] for b in data["banks"]] == [str(weak), str(strong)]
     assert [b["questions"] for b in data["banks"]] == [31, 32]
     assert data["banks"][1]["cost"]["price_out"] == 60
-    keys = {"bank", "kind", "policy", "n", "param", "accuracy", "low", "high", "tokens_per_question", "dollars_per_question"}
+    keys = {"bank", "kind", "policy", "n", "param", "accuracy", "low", "high", "tokens_per_question", "dollars_per_question",
+            "eflops_per_question"}
     for o in data["options"]:
         assert set(o) == keys
         assert 0 <= o["accuracy"] <= 1
@@ -303,3 +304,40 @@ def test_three_bank_cascade_exact_equals_brute_force(tmp_path: Path) -> None:
         assert o.tokens_per_question == pytest.approx(brute_tokens, rel=0.02), (o.policy, o.tokens_per_question, brute_tokens)
         assert 0 < reached[2] < reached[1] < 1  # some questions settle at each stage, some reach the last
     assert len(chains) == len({(o.policy, o.param) for o in chains})  # each setting once
+
+
+def test_eflops_across_banks(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    """Kinetics eFLOPs per bank from the costs file: each option's expected eFLOPs, options compared on them."""
+    from ttscale.planning.cost import ModelCostSpec, kinetics_eflops
+
+    weak, strong = pair
+    costs = tmp_path / "flops.toml"
+    costs.write_text(f'[banks."{weak}"]\nactive_params = 1e9\nkv_bytes = 1e5\n'
+                     f'[banks."{strong}"]\nactive_params = 7e10\nkv_bytes = 3e5\ngqa = 8\n')
+    r = runner.invoke(app, ["plan", str(weak), str(strong), "--costs", str(costs), "--horizon", "4", "--target", "0.7", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["banks"][1]["cost"]["active_params"] == 7e10 and data["banks"][1]["cost"]["gqa"] == 8
+    opts = data["options"]
+    w4 = next(o for o in opts if o["kind"] == "fixed" and o["bank"] == str(weak) and o["n"] == 4)
+    assert w4["eflops_per_question"] == pytest.approx(float(kinetics_eflops(ModelCostSpec(active_params=1e9, kv_bytes_per_token=1e5),
+                                                                             4, 10.0, 100.0)))
+    # a cascade costs its first bank's samples plus the escalated share of the second's
+    casc = next(o for o in opts if o["kind"] == "cascade" and o["policy"] == "asc@4>majority@1" and o["param"] == 0.9)
+    s1 = next(o for o in opts if o["kind"] == "fixed" and o["bank"] == str(strong) and o["n"] == 1)
+    assert w4["eflops_per_question"] < casc["eflops_per_question"] < w4["eflops_per_question"] + s1["eflops_per_question"]
+    # the recommendation is the cheapest in eFLOPs among the options reaching the target
+    rec = opts[data["recommended"]["option"]]
+    assert rec["accuracy"] >= 0.7
+    assert all(o["eflops_per_question"] >= rec["eflops_per_question"] for o in opts if o["accuracy"] >= 0.7)
+    front = [opts[i]["eflops_per_question"] for i in data["frontier"]]
+    assert front == sorted(front)
+    # every bank or none; the one-bank flags point to the costs file
+    half = tmp_path / "half.toml"
+    half.write_text(f'[banks."{weak}"]\nactive_params = 1e9\nkv_bytes = 1e5\n')
+    msg = run_err(str(weak), str(strong), "--costs", str(half))
+    assert "active_params and kv_bytes for every bank" in msg and "strong.jsonl" in msg
+    one = tmp_path / "one.toml"
+    one.write_text(f'[banks."{weak}"]\nactive_params = 1e9\n')
+    assert "both active_params and kv_bytes" in run_err(str(weak), str(strong), "--costs", str(one))
+    assert "--costs" in run_err(str(weak), str(strong), "--active-params", "1e9", "--kv-bytes", "1e5")

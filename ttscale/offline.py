@@ -173,6 +173,7 @@ def plan_models(
     prices: dict[str, Prices] | None = None,
     output_tokens: dict[str, float] | None = None,
     prompt_tokens: dict[str, float] | None = None,
+    specs: dict[str, ModelCostSpec] | None = None,
     pilot: int | None = None,
     target: float | None = None,
     budget_dollars: float | None = None,
@@ -187,13 +188,14 @@ def plan_models(
     grade: GradeSource | str | None = None,
 ) -> "ModelPlan":
     """Plan across banks of the same questions (models, temperatures; one bank: no cascades): every bank's
-    majority@N and ``default`` rule setting and every two-bank cascade (ASC-settled votes of the
-    cheaper bank, else the dearer bank's majority@N'), scored exactly on the banks joined by
+    majority@N and ``default`` rule setting and every cascade through two or more banks, cheapest
+    first (votes settled by ASC or the default rule, else the next bank), scored exactly on the banks joined by
     question id, or predicted from the first ``pilot`` samples per question; the Pareto frontier
     of accuracy against cost and the option answering ``target`` or a budget.
 
     ``prices``, ``output_tokens`` (mean generated tokens per sample, for banks without ``tokens``)
-    and ``prompt_tokens`` are keyed by the bank's label: ``labels`` (default: its path as given, ``str(path)``).
+    and ``prompt_tokens`` and ``specs`` (Kinetics eFLOPs, every bank or none) are keyed by the bank's label:
+    ``labels`` (default: its path as given, ``str(path)``).
     """
     from ttscale.planning.models import join_banks, plan_options
 
@@ -204,7 +206,7 @@ def plan_models(
         raise ConfigError("labels", len(labels), f"one label per bank ({len(banks)})")
     joined, notes = join_banks([(label, [r.id for r in g.bank.records], g.candidates, [r.problem for r in g.bank.records])
                                 for label, g in zip(labels, graded)],
-                               prices=prices, output_tokens=output_tokens, prompt_tokens=prompt_tokens)
+                               prices=prices, output_tokens=output_tokens, prompt_tokens=prompt_tokens, specs=specs)
     return plan_options(joined, pilot=pilot, target=target, budget_dollars=budget_dollars, budget_tokens=budget_tokens,
                         per_question=per_question, level=level, horizon=horizon, cascade_max_n=cascade_max_n,
                         adaptive=adaptive, seed=seed, notes=notes)

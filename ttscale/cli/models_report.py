@@ -43,7 +43,8 @@ def frontier_rows(plan: ModelPlan) -> list[dict]:
         rows.append({"option": i, "banks": _banks(o, names), "kind": o.kind, "policy": o.policy,
                      "param": "-" if o.param is None else f"{o.param:g}", "accuracy": 100 * o.accuracy,
                      "low": 100 * o.low, "high": 100 * o.high, "tokens": o.tokens_per_question,
-                     "dollars": o.dollars_per_question, "exact": None if o.exact is None else 100 * o.exact})
+                     "dollars": o.dollars_per_question, "eflops": o.eflops_per_question,
+                     "exact": None if o.exact is None else 100 * o.exact})
     return rows
 
 
@@ -54,7 +55,8 @@ def print_models(plan: ModelPlan, plot: Path | None) -> None:
 
     what = f"predicted from {plan.pilot}-sample pilots" if plan.pilot else "exact on the banks"
     table = Table(title=f"Pareto frontier of {len(plan.options)} options: {plan.questions} questions, {what}")
-    cols = ["#", "option", "acc %", "interval %", "tokens/q", "$/q"]
+    eflops = all(b.cost.spec is not None for b in plan.banks)
+    cols = ["#", "option", "acc %", "interval %", "tokens/q", "$/q"] + (["eFLOPs/q"] if eflops else [])
     if plan.pilot:
         cols.append("exact %")
     for col in cols:
@@ -64,7 +66,7 @@ def print_models(plan: ModelPlan, plot: Path | None) -> None:
         mark = "*" if row["option"] == plan.recommended else ""
         cells = [f"{row['option']}{mark}", describe(plan.options[row["option"]], names), f"{row['accuracy']:.2f}",
                  f"{row['low']:.1f}-{row['high']:.1f}", f"{row['tokens']:.0f}",
-                 "-" if row["dollars"] is None else f"{row['dollars']:.5f}"]
+                 "-" if row["dollars"] is None else f"{row['dollars']:.5f}"] + ([f"{row['eflops']:.3g}"] if eflops else [])
         if plan.pilot:
             cells.append(f"{row['exact']:.2f}")
         table.add_row(*cells)
@@ -72,10 +74,12 @@ def print_models(plan: ModelPlan, plot: Path | None) -> None:
     for b in plan.banks:
         p = b.cost.prices
         price = "no prices" if p is None else f"${p.input:g}/${p.output:g} per M in/out tokens"
-        out.print(f"{names[b.path]} = {b.path}: {price}, {b.cost.prompt_tokens:.0f} prompt + {b.cost.output_tokens:.0f} output "
+        spec = "" if b.cost.spec is None else f", {b.cost.spec.active_params:.3g} active parameters, {b.cost.spec.kv_bytes_per_token:.3g} KV bytes/token"
+        out.print(f"{names[b.path]} = {b.path}: {price}{spec}, {b.cost.prompt_tokens:.0f} prompt + {b.cost.output_tokens:.0f} output "
                   f"tokens per sample ({'from the bank' if b.cost.output_from == 'bank' else 'as given'})", highlight=False)
     o = plan.best
-    cost = f"{o.tokens_per_question:.0f} tokens" + ("" if o.dollars_per_question is None else f", ${o.dollars_per_question:.6f}")
+    cost = (f"{o.tokens_per_question:.0f} tokens" + ("" if o.dollars_per_question is None else f", ${o.dollars_per_question:.6f}")
+            + ("" if o.eflops_per_question is None else f", {o.eflops_per_question:.3g} eFLOPs"))
     out.print(f"[bold]recommended: option {plan.recommended}, {describe(o, names)}[/] ({plan.reason}): {100 * o.accuracy:.2f}% "
               f"[{100 * o.low:.2f}, {100 * o.high:.2f}], {cost} per question", highlight=False)
     for note in plan.notes:
@@ -93,7 +97,7 @@ def plot_models(plan: ModelPlan, path: Path, title: str = "") -> None:
     import matplotlib.pyplot as plt
 
     names = short_names(plan)
-    priced = plan.priced
+    priced = plan.basis
     fig, ax = plt.subplots(figsize=(8, 5))
     families: dict[str, list[PlanOption]] = {}
     for o in plan.options:
@@ -109,7 +113,7 @@ def plot_models(plan: ModelPlan, path: Path, title: str = "") -> None:
     b = plan.best
     ax.scatter([b.cost(priced)], [100 * b.accuracy], s=120, facecolors="none", edgecolors="red", label="recommended", zorder=5)
     ax.set_xscale("log")
-    ax.set_xlabel("dollars per question" if priced else "tokens per question")
+    ax.set_xlabel({"dollars": "dollars per question", "eflops": "Kinetics eFLOPs per question"}.get(priced, "tokens per question"))
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title or f"{plan.questions} questions, {len(plan.banks)} banks")
     ax.legend(fontsize=7)

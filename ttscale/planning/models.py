@@ -8,16 +8,22 @@ joined by question ``id``. Every option is scored exactly on the joined banks:
 * ``adaptive``: the live ``default`` rule (:class:`~ttscale.adaptive.stopping.SettledMajority`) at
   several confidences and horizons K (powers of two), over every sample order (the exact vote-state tables of
   ``ttscale simulate --exact``);
-* ``cascade``: the cheaper bank's majority@N, accepted when its votes are settled by ASC's
-  posterior P(leader beats runner-up | v1, v2) >= t, else the question goes to the dearer bank's
-  majority@N'. Replayed exactly per question: the chance the N votes are settled (and settled on a
-  correct plurality, ties credited) is summed over every vote state of an N-subset, and the
-  dearer bank's samples are independent of the cheaper one's, so accuracy and expected cost follow.
+* ``cascade``: banks cheapest first (any two or more of them, in that order); each stage but the
+  last settles a question or passes it on, the last bank's majority@N' decides the rest. A stage
+  is the bank's majority@N settled when ASC's posterior P(leader beats runner-up | v1, v2) >= t,
+  or the ``default`` rule with horizon K settled when it stops before K (K samples drawn
+  otherwise); the stages of one cascade share t (or the confidence). Replayed exactly per
+  question: the chance a stage settles (and settles on a correct plurality, ties credited) and
+  its expected samples come from every N-subset (every order) of the question's samples, and the
+  banks' samples are independent of each other, so accuracy and expected cost compose stage by stage.
 
 With ``pilot=m`` the same options are predicted from the first m samples per question of each bank:
 majority@N by the Dirichlet majority curve model (with its bootstrap interval), adaptive rules and
 cascades exactly on pilots completed to the banks' sizes from that model's posterior-predictive urn.
 Costs per question: the prompt once per request plus N x the question's mean generated tokens.
+
+``target`` from a pilot asks the predicted accuracy minus ``margin`` x the lower half-interval to
+reach it (:data:`TARGET_MARGIN`, chosen held out); on the full banks (no pilot) the point value.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from scipy.stats import norm
 from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError, EstimationError
 from ttscale.estimate import exact as estimate
-from ttscale.planning.cost import Prices
+from ttscale.planning.cost import ModelCostSpec, Prices, kinetics_eflops
 
 __all__ = ["BankCost", "ModelBank", "ModelPlan", "PlanOption", "cascade_settle", "join_banks", "load_costs",
            "default_settle", "plan_options", "predict_options", "recommend_for_target", "simulate_cascade", "simulate_chain"]
@@ -73,12 +79,18 @@ class BankCost:
     """Mean generated tokens per sample over the joined questions."""
     output_from: str
     """``bank`` (the samples' ``tokens``) or ``option`` (--output-tokens / the costs file)."""
+    spec: ModelCostSpec | None = None
+    """Active parameters, KV bytes per token, GQA ratio and arithmetic intensity: Kinetics eFLOPs."""
 
     def to_json(self) -> dict:
-        return {"price_in": None if self.prices is None else self.prices.input,
-                "price_out": None if self.prices is None else self.prices.output,
-                "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens,
-                "output_tokens_from": self.output_from}
+        out = {"price_in": None if self.prices is None else self.prices.input,
+               "price_out": None if self.prices is None else self.prices.output,
+               "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens,
+               "output_tokens_from": self.output_from}
+        if self.spec is not None:
+            out.update(active_params=self.spec.active_params, kv_bytes=self.spec.kv_bytes_per_token,
+                       gqa=self.spec.gqa_ratio, intensity=self.spec.arithmetic_intensity)
+        return out
 
 
 @dataclass
@@ -99,11 +111,23 @@ class ModelBank:
         p = self.cost.prices
         return None if p is None else (np.asarray(prompt) * p.input + np.asarray(output) * p.output) / 1e6
 
+    def eflops(self, samples: np.ndarray | float, prompt: np.ndarray | None = None,
+               out: np.ndarray | float | None = None) -> np.ndarray | float | None:
+        """Kinetics eFLOPs of ``samples`` samples of one request per question (affine in the
+        samples, so an expected count gives the expected eFLOPs); None without a spec."""
+        spec = self.cost.spec
+        if spec is None:
+            return None
+        return kinetics_eflops(spec, samples, self.prompt if prompt is None else prompt, self.out if out is None else out)
+
     @property
     def per_sample(self) -> float:
-        """Cost of one more sample per question (dollars, else tokens): orders a cascade."""
+        """Cost of one more sample per question (dollars, else eFLOPs, else tokens): orders a cascade."""
         d = self.dollars(0.0, float(self.out.mean()))
-        return float(d) if d is not None else float(self.out.mean())
+        if d is not None:
+            return float(d)
+        f = self.eflops(1.0, np.zeros(1), float(self.out.mean()))
+        return float(np.mean(f)) if f is not None else float(self.out.mean())
 
     def ns(self) -> list[int]:
         top = min(c.n for c in self.candidates)
@@ -127,6 +151,8 @@ class PlanOption:
     dollars_per_question: float | None
     exact: float | None = None
     """With a pilot: the option's exact accuracy on the full banks (None without a pilot)."""
+    eflops_per_question: float | None = None
+    """Kinetics eFLOPs per question when every bank has a model spec."""
 
     @property
     def label(self) -> str:
@@ -134,14 +160,19 @@ class PlanOption:
         setting = "" if self.param is None else f" ({'t' if self.policy.startswith('asc') else 'c'}={self.param:g})"
         return f"{banks}: {self.policy}{setting}"
 
-    def cost(self, dollars: bool) -> float:
-        return float(self.dollars_per_question) if dollars and self.dollars_per_question is not None else self.tokens_per_question
+    def cost(self, basis: bool | str) -> float:
+        """Cost per question on ``basis``: ``dollars`` (or True), ``eflops``, else tokens."""
+        if basis in (True, "dollars") and self.dollars_per_question is not None:
+            return float(self.dollars_per_question)
+        if basis == "eflops" and self.eflops_per_question is not None:
+            return float(self.eflops_per_question)
+        return self.tokens_per_question
 
     def to_json(self) -> dict:
         return {"bank": list(self.bank) if isinstance(self.bank, tuple) else self.bank, "kind": self.kind,
                 "policy": self.policy, "n": self.n, "param": self.param, "accuracy": self.accuracy, "low": self.low,
                 "high": self.high, "tokens_per_question": self.tokens_per_question,
-                "dollars_per_question": self.dollars_per_question}
+                "dollars_per_question": self.dollars_per_question, "eflops_per_question": self.eflops_per_question}
 
 
 @dataclass
@@ -160,6 +191,11 @@ class ModelPlan:
     @property
     def priced(self) -> bool:
         return all(b.cost.prices is not None for b in self.banks)
+
+    @property
+    def basis(self) -> str:
+        """What options are compared on: ``dollars`` (every bank priced), ``eflops`` (every bank has a spec), ``tokens``."""
+        return cost_basis(self.banks)
 
     @property
     def best(self) -> PlanOption:
@@ -196,7 +232,8 @@ def parse_cost(text: str) -> tuple[str, Prices]:
 
 def load_costs(path: str | Path) -> dict[str, dict]:
     """A costs TOML: one table per bank path, ``[banks."a.jsonl"]`` with ``price_in``, ``price_out``
-    (dollars per million tokens) and optionally ``output_tokens`` / ``prompt_tokens``."""
+    (dollars per million tokens) and optionally ``output_tokens`` / ``prompt_tokens``; for Kinetics
+    eFLOPs ``active_params`` and ``kv_bytes`` (KV bytes per token), optionally ``gqa``, ``intensity``."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -209,10 +246,10 @@ def load_costs(path: str | Path) -> dict[str, dict]:
         raise ConfigError("--costs", str(path), 'a [banks."PATH"] table per bank with price_in, price_out')
     out: dict[str, dict] = {}
     for bank, table in banks.items():
-        unknown = set(table) - {"price_in", "price_out", "output_tokens", "prompt_tokens"}
+        unknown = set(table) - {"price_in", "price_out", "output_tokens", "prompt_tokens", "active_params", "kv_bytes", "gqa", "intensity"}
         if unknown:
             raise ConfigError("--costs", f"{path}: banks.{bank}.{sorted(unknown)[0]}",
-                              "only price_in, price_out, output_tokens, prompt_tokens")
+                              "only price_in, price_out, output_tokens, prompt_tokens, active_params, kv_bytes, gqa, intensity")
         entry: dict = {}
         for key in table:
             entry[key] = _positive(table[key], "a number >= 0", f"{path}: banks.{bank}.{key}")
@@ -222,20 +259,38 @@ def load_costs(path: str | Path) -> dict[str, dict]:
     return out
 
 
+def cost_basis(banks: Sequence[ModelBank]) -> str:
+    if all(b.cost.prices is not None for b in banks):
+        return "dollars"
+    return "eflops" if all(b.cost.spec is not None for b in banks) else "tokens"
+
+
+def parse_spec(bank: str, table: dict, where: str) -> ModelCostSpec | None:
+    """A bank's Kinetics numbers from its costs-file entry (``active_params`` and ``kv_bytes``, optionally
+    ``gqa``, ``intensity``), or None when it gives neither."""
+    if "active_params" not in table and "kv_bytes" not in table:
+        return None
+    if "active_params" not in table or "kv_bytes" not in table:
+        raise ConfigError(f"{where}: banks.{bank}", "one of active_params, kv_bytes", "both active_params and kv_bytes, for eFLOPs")
+    return ModelCostSpec(active_params=table["active_params"], kv_bytes_per_token=table["kv_bytes"],
+                         gqa_ratio=table.get("gqa", 1.0), arithmetic_intensity=table.get("intensity", 562.0))
+
+
 # ------------------------------------------------------------------------------------------ join
 
 def join_banks(banks: Sequence[tuple[str, list[str], list[Candidates], list[str | None]]], *,
                prices: dict[str, Prices] | None = None, output_tokens: dict[str, float] | None = None,
-               prompt_tokens: dict[str, float] | None = None) -> tuple[list[ModelBank], list[str]]:
+               prompt_tokens: dict[str, float] | None = None,
+               specs: dict[str, ModelCostSpec] | None = None) -> tuple[list[ModelBank], list[str]]:
     """Join banks (path, ids, candidates, problem texts) on question id; returns them in the first
-    bank's question order and notes (questions dropped). Prices and tokens per bank path."""
+    bank's question order and notes (questions dropped). Prices, tokens and eFLOPs specs per bank path."""
     if not banks:
         raise ConfigError("banks", 0, "one or more banks (two or more of the same questions for cascades)")
-    prices, output_tokens, prompt_tokens = prices or {}, output_tokens or {}, prompt_tokens or {}
+    prices, output_tokens, prompt_tokens, specs = prices or {}, output_tokens or {}, prompt_tokens or {}, specs or {}
     paths = [b[0] for b in banks]
     if len(set(paths)) < len(paths):
         raise ConfigError("banks", paths, "distinct bank paths")
-    for given, name in ((prices, "--cost"), (output_tokens, "--output-tokens"), (prompt_tokens, "prompt_tokens")):
+    for given, name in ((prices, "--cost"), (output_tokens, "--output-tokens"), (prompt_tokens, "prompt_tokens"), (specs, "--costs")):
         stray = set(given) - set(paths)
         if stray:
             raise ConfigError(name, sorted(stray)[0], f"a bank given on the command line ({', '.join(paths)})")
@@ -255,6 +310,11 @@ def join_banks(banks: Sequence[tuple[str, list[str], list[Candidates], list[str 
         missing = [p for p in paths if p not in prices][0]
         raise ConfigError("--cost", missing, f"a price for every bank: {missing}=IN,OUT (dollars per million input, output tokens) "
                                              "or a [banks] entry in --costs")
+    with_spec = [p for p in paths if p in specs]
+    if with_spec and len(with_spec) < len(paths):
+        missing = [p for p in paths if p not in specs][0]
+        raise ConfigError("--costs", missing, f"active_params and kv_bytes for every bank (a [banks.\"{missing}\"] entry) "
+                                             "to compare eFLOPs")
     out = []
     for path, ids, cands, texts in banks:
         where = {qid: i for i, qid in enumerate(ids)}
@@ -270,7 +330,7 @@ def join_banks(banks: Sequence[tuple[str, list[str], list[Candidates], list[str 
         else:
             raise ConfigError("--output-tokens", None, f"generated tokens per sample for {path}, whose samples carry no 'tokens' "
                                                        f"(--output-tokens {path}=T, or output_tokens in --costs)")
-        cost = BankCost(prices.get(path), float(prompt.mean()), float(out_q.mean()), source)
+        cost = BankCost(prices.get(path), float(prompt.mean()), float(out_q.mean()), source, specs.get(path))
         out.append(ModelBank(path, len(ids), sel, prompt, out_q, cost))
     return out, notes
 
@@ -515,8 +575,10 @@ def _score_options(banks: list[ModelBank], cands: list[list[Candidates]], level:
             tok = b.prompt + n * b.out
             d = b.dollars(b.prompt, n * b.out)
             m, lo, hi = _interval(acc[:, j], level)
+            f = b.eflops(n)
             out.append((PlanOption(b.path, "fixed", f"majority@{n}", n, None, m, lo, hi, float(tok.mean()),
-                                   None if d is None else float(np.mean(d))), acc[:, j]))
+                                   None if d is None else float(np.mean(d)),
+                                   eflops_per_question=None if f is None else float(np.mean(f))), acc[:, j]))
         if horizons.get(b.path):
             for K in horizons[b.path]:
                 states = VoteStates(cs, K)
@@ -526,8 +588,10 @@ def _score_options(banks: list[ModelBank], cands: list[list[Candidates]], level:
                     samples, a = states.evaluate(SettledMajority(confidence=conf))
                     out_tokens = samples * float(b.out.mean())
                     d = b.dollars(float(b.prompt.mean()), out_tokens)
+                    f = b.eflops(samples, float(b.prompt.mean()), float(b.out.mean()))  # one request's worth: rounds share the prompt
                     out.append((PlanOption(b.path, "adaptive", f"default@{K}", K, conf, a, max(0.0, a - z), min(1.0, a + z),
-                                           float(b.prompt.mean()) + out_tokens, None if d is None else float(d)), None))
+                                           float(b.prompt.mean()) + out_tokens, None if d is None else float(d),
+                                           eflops_per_question=None if f is None else float(f)), None))
     order = sorted(range(len(banks)), key=lambda i: banks[i].per_sample)
     gates = {i: _gates(banks[i], cands[i], per_bank_fixed[i][0], cascade_max_n) for i in order[:-1]}
     for chain in _chains(order):
@@ -567,19 +631,23 @@ def _chain_option(stages: list[tuple[ModelBank, int, np.ndarray, np.ndarray, np.
     acc = acc_last
     tok = last.prompt + n_last * last.out
     usd = last.dollars(last.prompt, n_last * last.out)
+    fl = last.eflops(n_last)
     for bank, n, settled, right, samples in reversed(stages):
         go = 1.0 - settled
         acc = right + go * acc
         tok = bank.prompt + samples * bank.out + go * tok
         d = bank.dollars(bank.prompt, samples * bank.out)
         usd = None if d is None or usd is None else d + go * usd
+        f = bank.eflops(samples)
+        fl = None if f is None or fl is None else f + go * fl
     m, lo, hi = _interval(acc, level)
     policy = ">".join(f"{kind}@{n}" for _, n, *_ in stages) + f">majority@{n_last}"
     return (PlanOption(tuple(b.path for b, *_ in stages) + (last.path,), "cascade", policy, stages[0][1], param, m, lo, hi,
-                       float(np.mean(tok)), None if usd is None else float(np.mean(usd))), acc)
+                       float(np.mean(tok)), None if usd is None else float(np.mean(usd)),
+                       eflops_per_question=None if fl is None else float(np.mean(fl))), acc)
 
 
-def pareto(options: Sequence[PlanOption], dollars: bool) -> list[int]:
+def pareto(options: Sequence[PlanOption], dollars: bool | str) -> list[int]:
     """Indices of options no cheaper option matches in accuracy (within :data:`FRONTIER_STEP`), cheapest first."""
     idx = sorted(range(len(options)), key=lambda i: (options[i].cost(dollars), -options[i].accuracy))
     front, best = [], -1.0
@@ -618,15 +686,16 @@ def predict_options(banks: list[ModelBank], pilot: int, *, level: float, horizon
             model = models[str(p.bank)]
             lo, hi = model.predict_interval(p.n, level)
             p = PlanOption(p.bank, p.kind, p.policy, p.n, p.param, float(model.predict(p.n)), float(lo), float(hi),
-                           p.tokens_per_question, p.dollars_per_question)
+                           p.tokens_per_question, p.dollars_per_question, eflops_per_question=p.eflops_per_question)
         out.append(p)
     return out
 
 
-def recommend_for_target(options: Sequence[PlanOption], target: float, dollars: bool, margin: float) -> tuple[int, str, list[str]]:
+def recommend_for_target(options: Sequence[PlanOption], target: float, dollars: bool | str, margin: float) -> tuple[int, str, list[str]]:
     """The cheapest option whose predicted accuracy minus ``margin`` x its lower half-interval
     (accuracy - low) reaches ``target``; if none does, the cheapest whose point prediction does.
-    Returns (index, reason, notes). ``margin`` 0 is the point rule; 1 asks the whole interval."""
+    Returns (index, reason, notes). ``margin`` 0 is the point rule; 1 asks the whole interval.
+    ``dollars``: the cost basis (:meth:`PlanOption.cost`)."""
     def cheapest(pool: list[int]) -> int:
         return min(pool, key=lambda i: (options[i].cost(dollars), -options[i].accuracy))
 
@@ -697,15 +766,17 @@ def plan_options(banks: list[ModelBank], *, pilot: int | None = None, target: fl
         exact = _score_options(banks, full, level, horizons, cascade_max_n)
         predicted = predict_options(banks, pilot, level=level, horizons=horizons, cascade_max_n=cascade_max_n, seed=seed)
         options = [PlanOption(p.bank, p.kind, p.policy, p.n, p.param, p.accuracy, p.low, p.high, p.tokens_per_question,
-                              p.dollars_per_question, exact=o.accuracy) for (o, _), p in zip(exact, predicted)]
+                              p.dollars_per_question, exact=o.accuracy, eflops_per_question=p.eflops_per_question)
+                   for (o, _), p in zip(exact, predicted)]
         notes.append(f"predicted from the first {pilot} samples per question of each bank; 'exact' is each option on the full banks")
-    priced = all(b.cost.prices is not None for b in banks)
-    if not priced:
-        notes.append("no prices (--cost): options are compared on tokens per question")
-    front = pareto(options, priced)
+    basis = cost_basis(banks)
+    priced = basis == "dollars"
+    if basis != "dollars":
+        notes.append(f"no prices (--cost): options are compared on {'Kinetics eFLOPs' if basis == 'eflops' else 'tokens'} per question")
+    front = pareto(options, basis)
     scale = 1 if per_question else Q
     if target is not None:
-        rec, reason, extra = recommend_for_target(options, target, priced, margin if pilot is not None else 0.0)
+        rec, reason, extra = recommend_for_target(options, target, basis, margin if pilot is not None else 0.0)
         notes += extra
     elif budget_dollars is not None or budget_tokens is not None:
         if budget_dollars is not None and not priced:
@@ -726,6 +797,6 @@ def plan_options(banks: list[ModelBank], *, pilot: int | None = None, target: fl
     else:
         top = max(o.accuracy for o in options)
         rec = min((i for i in range(len(options)) if options[i].accuracy >= top - 0.01),
-                  key=lambda i: options[i].cost(priced))
+                  key=lambda i: options[i].cost(basis))
         reason = "cheapest option within 1 point of the most accurate (no target or budget given)"
     return ModelPlan(Q, banks, options, front, rec, reason, pilot, notes)

@@ -48,10 +48,10 @@ def plan_command(
     permutations: Annotated[int, typer.Option("--permutations", min=2, help="--simulate: seeded orderings of each question's samples.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Seed of draws and bootstraps (and --simulate's permutations).")] = 0,
     cost: Annotated[list[str] | None, typer.Option("--cost", help="Several banks: BANK=IN,OUT dollars per million input/output tokens (repeatable).")] = None,
-    costs: Annotated[Path | None, typer.Option("--costs", help='Several banks: a TOML of [banks."PATH"] price_in, price_out, output_tokens.')] = None,
+    costs: Annotated[Path | None, typer.Option("--costs", help='Several banks: a TOML of [banks."PATH"] price_in, price_out, output_tokens, prompt_tokens; active_params, kv_bytes (gqa, intensity) for eFLOPs.')] = None,
     pilot: Annotated[int | None, typer.Option("--pilot", min=2, help="Several banks: predict every option from the first M samples per question (and compare with the full banks).")] = None,
     horizon: Annotated[int | None, typer.Option("--horizon", min=2, help="Several banks: the default rule's largest horizon K (default: the largest whose exact tables stay small).")] = None,
-    cascade_max_n: Annotated[int, typer.Option("--cascade-max-n", min=1, help="Several banks: largest N of a cascade's first bank.")] = 16,
+    cascade_max_n: Annotated[int, typer.Option("--cascade-max-n", min=1, help="Several banks: largest N (or default-rule horizon K) of a cascade's earlier banks.")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     equivalence: Annotated[EquivalenceMode, typer.Option("--equivalence", help="Answer equivalence: math or string.")] = EquivalenceMode.MATH,
     grade: Annotated[GradeSource, typer.Option("--grade", help="Correctness from: auto, reference, field.")] = GradeSource.AUTO,
@@ -143,7 +143,7 @@ def _plan_models(banks: list[Path], *, target: float | None, budget_samples: flo
     from ttscale.cli.console import err
     from ttscale.offline import plan_models
     from ttscale.planning.cost import Prices
-    from ttscale.planning.models import load_costs, parse_cost
+    from ttscale.planning.models import load_costs, parse_cost, parse_spec
     from ttscale.cli.models_report import plot_models, print_models
 
     for flag, value in (("--budget-samples", budget_samples), ("--price-in", price_in), ("--price-out", price_out)):
@@ -151,7 +151,8 @@ def _plan_models(banks: list[Path], *, target: float | None, budget_samples: flo
             raise ConfigError(flag, value, "one bank only; with several banks give --cost BANK=IN,OUT per bank"
                               + (" and --budget-dollars/--budget-tokens" if flag == "--budget-samples" else ""))
     if spec_given:
-        raise ConfigError("--active-params/--kv-bytes", "several banks", "one bank (eFLOPs across banks are not planned yet)")
+        raise ConfigError("--active-params/--kv-bytes", "several banks",
+                          'one bank; with several banks give active_params and kv_bytes per bank in --costs ([banks."PATH"])')
     if simulate:
         raise ConfigError("--simulate", True, "one bank (`ttscale simulate BANK`)")
     if policy != "majority":
@@ -161,8 +162,11 @@ def _plan_models(banks: list[Path], *, target: float | None, budget_samples: flo
     prices: dict[str, Prices] = {}
     tokens: dict[str, float] = {}
     prompts: dict[str, float] = {} if prompt_tokens is None else {p: float(prompt_tokens) for p in paths}
+    specs = {}
     if costs is not None:
         for bank, entry in load_costs(costs).items():
+            if (spec := parse_spec(bank, entry, str(costs))) is not None:
+                specs[bank] = spec
             if "price_in" in entry:
                 prices[bank] = Prices(input=entry["price_in"], output=entry["price_out"])
             if "output_tokens" in entry:
@@ -176,7 +180,7 @@ def _plan_models(banks: list[Path], *, target: float | None, budget_samples: flo
     graded = [read_graded_bank(b, equivalence, grade, quiet=as_json) for b in banks]
     with progress_bar(disable=as_json) as bar:
         bar.add_task("options", total=None)
-        result = plan_models(graded, labels=paths, prices=prices, output_tokens=tokens, prompt_tokens=prompts, pilot=pilot,
+        result = plan_models(graded, labels=paths, prices=prices, output_tokens=tokens, prompt_tokens=prompts, specs=specs, pilot=pilot,
                              target=target, budget_dollars=budget_dollars, budget_tokens=budget_tokens,
                              per_question=per_question, level=level, horizon=horizon, cascade_max_n=cascade_max_n, seed=seed)
     if plot is not None:
