@@ -19,8 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol, runtime_checkable
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from ttscale.early_stop.params import LOW_CONFIDENCE, EarlyStopParams
 from ttscale.errors import ConfigError, TTScaleDeprecationWarning
 from ttscale.records.models import Sample
 from ttscale.validation import Bool, CheckedModel, Float, Int, validate
@@ -92,6 +93,9 @@ class SamplingConfig(CheckedModel):
     """System message prepended in chat format (ignored in raw format)."""
     fan_out: FanOut = FanOut.AUTO
     """How ``n`` candidates are requested (see :class:`FanOut`); only HTTP backends can lack native ``n``."""
+    early_stop: EarlyStopParams | None = None
+    """DeepConf online early stop of low-confidence traces (None: every trace runs to its end);
+    vllm and hf backends only. See :class:`~ttscale.early_stop.params.EarlyStopParams`."""
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -112,6 +116,13 @@ class SamplingConfig(CheckedModel):
         except (KeyError, IndexError, ValueError):
             raise ConfigError("template", value, "only the {problem} placeholder (double other braces: {{ }})") from None
         return template
+
+    @model_validator(mode="after")
+    def _early_stop_window(self) -> SamplingConfig:
+        if self.early_stop is not None and self.early_stop.window > self.max_tokens:
+            raise ConfigError("early_stop.window", self.early_stop.window,
+                              f"at most max_tokens ({self.max_tokens}): a trace never fills a longer window, so it could never stop")
+        return self
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> SamplingConfig:
@@ -196,17 +207,27 @@ class SampleResult:
 
 
 def make_sample(
-    text: str, *, tokens: int | None, logprob: float | None, finish: str | None, latency: float, seed: int | None
+    text: str, *, tokens: int | None, logprob: float | None, finish: str | None, latency: float, seed: int | None,
+    **extra: Any,
 ) -> Sample:
-    """A generated sample with its answer extracted and its mean log-prob derived."""
+    """A generated sample with its answer extracted and its mean log-prob derived.
+
+    A trace ended by the early stop (finish ``low_confidence``) gets ``answer`` None, so no vote
+    counts it; what its partial text would have answered is kept as ``partial_answer``. ``extra``
+    fields (None values dropped) go on the sample as they are.
+    """
     from ttscale.answers import extract_answer  # lazy: answers pulls in math-verify
 
     mean = logprob / tokens if logprob is not None and tokens else None
     if logprob is not None and not math.isfinite(logprob):
         logprob = mean = None  # -inf from a filtered token: the bank rejects non-finite numbers
+    answer = extract_answer(text)
+    finish = normalize_finish(finish)
+    if finish == LOW_CONFIDENCE:
+        extra["partial_answer"], answer = answer, None
     return Sample(
-        text=text, answer=extract_answer(text), tokens=tokens, logprob=logprob, mean_logprob=mean,
-        finish=normalize_finish(finish), latency=max(0.0, latency), seed=seed,
+        text=text, answer=answer, tokens=tokens, logprob=logprob, mean_logprob=mean,
+        finish=finish, latency=max(0.0, latency), seed=seed, **{k: v for k, v in extra.items() if v is not None},
     )
 
 
