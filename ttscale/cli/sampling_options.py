@@ -86,3 +86,30 @@ def parse_seed(value: str) -> int | None:
         return int(value)
     except ValueError:
         raise ConfigError("--seed", value, "an integer or 'none'") from None
+
+
+EARLY_STOP_OPTIONS = {"eta": "--early-stop-eta", "window": "--early-stop-window", "warmup": "--early-stop-warmup",
+                      "threshold": "--early-stop-threshold", "top_k": "--early-stop-top-k"}
+"""Each early-stop parameter's command-line option (errors name the option the user typed)."""
+
+
+def early_stop_params(**given: Any) -> Any:
+    """``EarlyStopParams`` from the ``--early-stop-*`` options given (None when none is: no early stop)."""
+    from ttscale.early_stop import EarlyStopParams
+
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return None
+    try:
+        return EarlyStopParams(**given)
+    except ConfigError as exc:
+        raise ConfigError(EARLY_STOP_OPTIONS.get(exc.parameter, exc.parameter), exc.value, exc.expected) from None
+
+
+def early_stop_option_error(exc: ConfigError) -> ConfigError:
+    """A SamplingConfig or backend error about ``early_stop`` re-worded with the option's name."""
+    if exc.parameter == "early_stop.window":
+        return ConfigError("--early-stop-window", exc.value, exc.expected + " (--max-tokens)")
+    if exc.parameter == "early_stop":
+        return ConfigError("--early-stop-* with --backend", exc.value, exc.expected)
+    return exc

@@ -15,6 +15,8 @@ from ttscale.cli.sampling_options import (
     ReplicaBackend,
     SampleBackend,
     backend_options,
+    early_stop_option_error,
+    early_stop_params,
     engine_args,
     parse_seed,
 )
@@ -56,6 +58,11 @@ def sample_command(
     ray_backend: Annotated[ReplicaBackend, typer.Option("--ray-backend", help="ray: what each replica runs, hf or vllm (engine options above apply per replica).")] = ReplicaBackend.HF,
     replicas: Annotated[int, typer.Option("--replicas", help="ray: sampler replicas (data parallel; each takes --tensor-parallel-size GPUs on a GPU cluster).")] = 2,
     ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="ray: cluster to join (default $RAY_ADDRESS; none: a local cluster).")] = None,
+    early_stop_eta: Annotated[float | None, typer.Option("--early-stop-eta", help="Early stop (DeepConf online, vllm/hf): keep-top percentage of the warm-up traces whose lowest group confidence is the threshold, in (0, 100]; 10 stops aggressively, 90 gently (default 10 once any --early-stop-* is given).")] = None,
+    early_stop_window: Annotated[int | None, typer.Option("--early-stop-window", help="Early stop: sliding window of the group confidence, in tokens (<= --max-tokens; default 2048).")] = None,
+    early_stop_warmup: Annotated[int | None, typer.Option("--early-stop-warmup", help="Early stop: traces per problem run in full to calibrate the threshold (default 16); the rest stop once below it.")] = None,
+    early_stop_threshold: Annotated[float | None, typer.Option("--early-stop-threshold", help="Early stop: a fixed group-confidence threshold instead of warm-up calibration.")] = None,
+    early_stop_top_k: Annotated[int | None, typer.Option("--early-stop-top-k", help="Early stop: top log-probs per token of the token confidence (1-20, default 20).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -75,11 +82,17 @@ def sample_command(
     own = sampling_defaults(resolved)  # the model folder's (ttscale.json); none for a bank file (replay)
     if template == "auto":
         template = own.get("template") or auto_template(model, dataset)
-    config = SamplingConfig(
-        temperature=own.get("temperature", 0.7) if temperature is None else temperature, top_p=top_p, top_k=top_k,
-        max_tokens=own.get("max_tokens", 256) if max_tokens is None else max_tokens, stop=tuple(stop or ()), seed=base_seed,
-        logprobs=logprobs, prompt_format="chat" if chat else "raw", template=template, system=system, fan_out=fan_out,
-    )
+    early_stop = early_stop_params(eta=early_stop_eta, window=early_stop_window, warmup=early_stop_warmup,
+                                   threshold=early_stop_threshold, top_k=early_stop_top_k)
+    try:
+        config = SamplingConfig(
+            temperature=own.get("temperature", 0.7) if temperature is None else temperature, top_p=top_p, top_k=top_k,
+            max_tokens=own.get("max_tokens", 256) if max_tokens is None else max_tokens, stop=tuple(stop or ()), seed=base_seed,
+            logprobs=logprobs, prompt_format="chat" if chat else "raw", template=template, system=system, fan_out=fan_out,
+            early_stop=early_stop,
+        )
+    except ConfigError as exc:
+        raise early_stop_option_error(exc) from None
     engine = engine_args(engine_arg)
     for key, value in (("tensor_parallel_size", tensor_parallel_size), ("data_parallel_size", data_parallel_size),
                        ("gpu_memory_utilization", gpu_memory_utilization), ("max_model_len", max_model_len), ("dtype", dtype)):
@@ -103,7 +116,10 @@ def sample_command(
         options["chat_template"] = template_text
     if backend == "ray":
         options.update(backend=ray_backend, replicas=replicas, address=ray_address)
-    sampler = make_sampler(backend, resolved, config, **options)
+    try:
+        sampler = make_sampler(backend, resolved, config, **options)
+    except ConfigError as exc:
+        raise early_stop_option_error(exc) from None
     meta = {"model": str(getattr(sampler, "model", None) or model or backend), "backend": backend}
     try:
         with progress_bar(disable=quiet) as bar:
@@ -119,6 +135,8 @@ def sample_command(
     finally:
         sampler.close()
     summary = {"out": str(out), "n": n, "backend": backend, **stats.to_json()}
+    if early_stop is not None:
+        summary["early_stop"] = early_stop.model_dump()
     if as_json:
         print(json.dumps(summary))
         return

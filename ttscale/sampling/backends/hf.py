@@ -26,6 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ttscale.early_stop import (
+    LOW_CONFIDENCE,
+    EarlyStopParams,
+    calibrate_threshold,
+    lowest_group_confidence,
+    phase_split,
+)
 from ttscale.errors import ConfigError
 from ttscale.validation import is_int, is_number
 
@@ -50,6 +57,10 @@ class Generation:
     """Wall-clock seconds of the batched ``generate`` call that produced this generation."""
     seed: int
     """Seed of the torch RNG for the batch that produced this generation."""
+    lowest_group_confidence: float | None = None
+    """Early stop, warm-up traces: the trace's lowest group confidence (calibrates the threshold)."""
+    early_stop_threshold: float | None = None
+    """Early stop, tracked traces: the threshold the trace was held to (finish ``low_confidence`` when it fell below)."""
 
 
 ProgressCallback = Callable[[int, int, int], None]
@@ -102,14 +113,15 @@ class HFSampler:
         seed: int = 0,
         stop: list[str] | None = None,
         on_batch: ProgressCallback | None = None,
+        early_stop: EarlyStopParams | None = None,
     ) -> list[list[Generation]]:
         """``n`` generations for each prompt, in prompt order.
 
         ``temperature`` 0 means greedy decoding (all ``n`` generations are then equal).
+        ``early_stop``: per prompt, the first ``warmup`` generations run in full and calibrate a
+        threshold; the others end (finish ``low_confidence``) once their group confidence drops
+        below it (see :mod:`ttscale.early_stop`).
         """
-        import torch
-        from transformers import GenerationConfig
-
         if isinstance(prompts, str):
             raise ConfigError("prompts", prompts, "a list of prompt strings, not one string")
         if not is_int(n) or n < 1:
@@ -121,16 +133,74 @@ class HFSampler:
         if not is_int(max_new_tokens) or max_new_tokens < 1:
             raise ConfigError("max_new_tokens", max_new_tokens, "an integer >= 1")
         stop = [s for s in (stop or []) if s]
+        if early_stop is not None and early_stop.window > max_new_tokens:
+            raise ConfigError("early_stop.window", early_stop.window, f"at most max_new_tokens ({max_new_tokens})")
+        settings = (temperature, top_p, max_new_tokens, stop)
+        per_batch = max(1, self.batch_size // n)
+        results: list[list[Generation]] = []
+        total_tokens = 0
+        for first in range(0, len(prompts), per_batch):
+            chunk = list(prompts[first : first + per_batch])
+            if early_stop is None:
+                gens = self._rows(chunk, n, seed + first, settings)
+            else:
+                gens = self._early_stop_rows(chunk, n, seed + first, settings, early_stop)
+            total_tokens += sum(g.tokens for row in gens for g in row)
+            results.extend(gens)
+            if on_batch is not None:
+                on_batch(len(results), len(prompts), total_tokens)
+        return results
 
+    def _early_stop_rows(self, chunk: list[str], n: int, batch_seed: int, settings: tuple[Any, ...],
+                         es: EarlyStopParams) -> list[list[Generation]]:
+        """Warm-up traces in full (calibrating each prompt's threshold), then the tracked ones
+        (seeded ``batch_seed + warm-up count``), per prompt warm-up first."""
+        warm, tracked = phase_split(n, es)
+        out: list[list[Generation]] = [[] for _ in chunk]
+        limits: list[float | None] = [es.threshold] * len(chunk)
+        if warm:
+            for i, row in enumerate(self._rows(chunk, warm, batch_seed, settings, conf_top_k=es.top_k, window=es.window)):
+                out[i] = row
+                known = [g.lowest_group_confidence for g in row if g.lowest_group_confidence is not None]
+                limits[i] = calibrate_threshold(known, es.eta) if known else None
+        if tracked:
+            rows = self._rows(chunk, tracked, batch_seed + warm, settings, track=(es, [t for t in limits for _ in range(tracked)]))
+            for i, row in enumerate(rows):
+                out[i] += row
+        return out
+
+    def _rows(self, chunk: list[str], n: int, batch_seed: int, settings: tuple[Any, ...], *,
+              conf_top_k: int | None = None, window: int = 1,
+              track: tuple[EarlyStopParams, list[float | None]] | None = None) -> list[list[Generation]]:
+        """One ``generate`` call: ``n`` generations for each prompt of ``chunk``.
+
+        ``conf_top_k``: also each trace's lowest group confidence (over ``window``) from the raw
+        logits; ``track``: the early stop's params and each row's threshold.
+        """
+        import torch
+        from transformers import GenerationConfig, StoppingCriteriaList
+
+        temperature, top_p, max_new_tokens, stop = settings
         tok = self.tokenizer
         eos_id = tok.eos_token_id
         pad_id = tok.pad_token_id
         greedy = temperature == 0
+        extra: dict[str, Any] = {}
+        monitor = None
+        if track is not None:
+            from ttscale.early_stop.hf_processor import ConfidenceMonitor, LowConfidenceStop, processors
+
+            monitor = ConfidenceMonitor(track[1], track[0].window, track[0].top_k)
+            # The monitor must read raw logits: it goes first and brings the warpers along (see processors).
+            extra = {"logits_processor": processors(monitor, temperature, top_p),
+                     "stopping_criteria": StoppingCriteriaList([LowConfidenceStop(monitor)])}
+        warp_here = track is None and not greedy
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
             do_sample=not greedy,
-            temperature=None if greedy else float(temperature),
-            top_p=None if greedy else float(top_p),
+            # 1.0, not None: None would take the model folder's generation_config.json values.
+            temperature=None if greedy else (float(temperature) if warp_here else 1.0),
+            top_p=None if greedy else (float(top_p) if warp_here else 1.0),
             top_k=0,  # 0 disables top-k (transformers would fill in its default of 50)
             num_beams=1,
             eos_token_id=eos_id,
@@ -140,34 +210,43 @@ class HFSampler:
             return_dict_in_generate=True,
             stop_strings=stop or None,
         )
-        per_batch = max(1, self.batch_size // n)
-        results: list[list[Generation]] = []
-        total_tokens = 0
-        for first in range(0, len(prompts), per_batch):
-            chunk = list(prompts[first : first + per_batch])
-            batch_seed = seed + first
-            enc = tok(chunk, return_tensors="pt", padding=True)
-            input_ids = enc["input_ids"].repeat_interleave(n, dim=0).to(self.device)
-            mask = enc["attention_mask"].repeat_interleave(n, dim=0).to(self.device)
-            width = input_ids.shape[1]
-            t0 = time.perf_counter()
-            with torch.random.fork_rng(devices=[]), torch.inference_mode():
-                torch.manual_seed(batch_seed)
-                out = self.model.generate(
-                    input_ids=input_ids,
-                    attention_mask=mask,
-                    generation_config=config,
-                    tokenizer=tok if stop else None,
-                )
-            latency = time.perf_counter() - t0
-            new = out.sequences[:, width:]
-            steps = len(out.logits)
-            logits = torch.stack(out.logits, dim=1).float()  # (rows, steps, vocab)
-            logp = torch.log_softmax(logits, dim=-1).gather(-1, new[:, :steps].unsqueeze(-1)).squeeze(-1)
-            batch_gens: list[Generation] = []
-            for row in range(new.shape[0]):
-                ids = new[row, :steps].tolist()
-                length, finish = _length(ids, eos_id, pad_id, max_new_tokens)
+        enc = tok(chunk, return_tensors="pt", padding=True)
+        input_ids = enc["input_ids"].repeat_interleave(n, dim=0).to(self.device)
+        mask = enc["attention_mask"].repeat_interleave(n, dim=0).to(self.device)
+        width = input_ids.shape[1]
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            torch.manual_seed(batch_seed)
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                generation_config=config,
+                tokenizer=tok if stop else None,
+                **extra,
+            )
+        latency = time.perf_counter() - t0
+        new = out.sequences[:, width:]
+        steps = len(out.logits)
+        logits = torch.stack(out.logits, dim=1).float()  # (rows, steps, vocab)
+        all_logp = torch.log_softmax(logits, dim=-1)
+        logp = all_logp.gather(-1, new[:, :steps].unsqueeze(-1)).squeeze(-1)
+        token_conf = None
+        if conf_top_k is not None:
+            token_conf = -all_logp.topk(min(conf_top_k, all_logp.shape[-1]), dim=-1).values.mean(-1)
+        batch_gens: list[Generation] = []
+        for row in range(new.shape[0]):
+            ids = new[row, :steps].tolist()
+            length, finish = _length(ids, eos_id, pad_id, max_new_tokens)
+            stopped_at = monitor.stop_step[row] if monitor is not None else None
+            text = None
+            if stopped_at is not None:
+                # Flagged rows keep running in the batch: it was the early stop only if the row had
+                # not ended by itself (EOS or a stop string) by the flagging step.
+                prefix = ids[: stopped_at + 1]
+                partial = tok.decode(prefix, skip_special_tokens=True)
+                if eos_id not in prefix and _cut_at_stop(partial, stop) is None:
+                    length, finish, text = len(prefix), LOW_CONFIDENCE, partial
+            if text is None:
                 text_ids = ids[:length]
                 if finish == "stop" and text_ids and text_ids[-1] == eos_id:
                     text_ids = text_ids[:-1]
@@ -175,24 +254,24 @@ class HFSampler:
                 cut = _cut_at_stop(text, stop)
                 if cut is not None:
                     text, finish = cut, "stop"
-                lp = float(logp[row, :length].sum()) if length else 0.0
-                batch_gens.append(
-                    Generation(
-                        text=text,
-                        tokens=length,
-                        cumulative_logprob=lp,
-                        mean_logprob=lp / length if length else 0.0,
-                        finish=finish,
-                        latency_s=latency,
-                        seed=batch_seed,
-                    )
+            lp = float(logp[row, :length].sum()) if length else 0.0
+            lowest = None
+            if token_conf is not None and length:
+                lowest = lowest_group_confidence(token_conf[row, :length].tolist(), window)
+            batch_gens.append(
+                Generation(
+                    text=text,
+                    tokens=length,
+                    cumulative_logprob=lp,
+                    mean_logprob=lp / length if length else 0.0,
+                    finish=finish,
+                    latency_s=latency,
+                    seed=batch_seed,
+                    lowest_group_confidence=lowest,
+                    early_stop_threshold=None if track is None else track[1][row],
                 )
-                total_tokens += length
-            for i in range(len(chunk)):
-                results.append(batch_gens[i * n : (i + 1) * n])
-            if on_batch is not None:
-                on_batch(len(results), len(prompts), total_tokens)
-        return results
+            )
+        return [batch_gens[i * n : (i + 1) * n] for i in range(len(chunk))]
 
 
 def _length(ids: list[int], eos_id: int | None, pad_id: int | None, max_new_tokens: int) -> tuple[int, str]:
@@ -225,4 +304,6 @@ def describe(gen: Generation) -> dict[str, Any]:
         "finish": gen.finish,
         "latency_s": gen.latency_s,
         "seed": gen.seed,
+        **({"lowest_group_confidence": gen.lowest_group_confidence} if gen.lowest_group_confidence is not None else {}),
+        **({"early_stop_threshold": gen.early_stop_threshold} if gen.early_stop_threshold is not None else {}),
     }

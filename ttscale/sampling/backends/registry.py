@@ -80,6 +80,7 @@ class HFAdapter(SyncSamplerMixin):
                 max_new_tokens=c.max_tokens, stop=list(c.stop) or None,
                 # HFSampler needs an int seed; an unseeded group gets a fresh one (recorded on its samples).
                 seed=reqs[0].seed if reqs[0].seed is not None else random.randrange(MAX_SEED + 1),
+                early_stop=c.early_stop,
             )
             elapsed = time.perf_counter() - start
             for i, req, prompt, outs in zip(group, reqs, prompts, gens):
@@ -87,6 +88,7 @@ class HFAdapter(SyncSamplerMixin):
                     make_sample(
                         g.text, tokens=g.tokens, logprob=g.cumulative_logprob if c.logprobs else None,
                         finish=g.finish, latency=g.latency_s, seed=g.seed,
+                        lowest_group_confidence=g.lowest_group_confidence, early_stop_threshold=g.early_stop_threshold,
                     )
                     for g in outs
                 ]
@@ -134,6 +136,9 @@ def _ray(model: str | None, config: SamplingConfig, **options: Any) -> Sampler:
     return RaySampler(model, config, build=make_sampler, **options)
 
 
+EARLY_STOP_BACKENDS = ("vllm", "hf")
+"""Backends that can end a trace early (``SamplingConfig.early_stop``)."""
+
 BACKENDS: dict[str, Callable[..., Sampler]] = {"vllm": _vllm, "openai": _openai, "hf": _hf, "replay": _replay, "ray": _ray}
 
 
@@ -147,4 +152,7 @@ def make_sampler(backend: str, model: str | None, config: SamplingConfig | None 
         factory = BACKENDS[backend]
     except KeyError:
         raise ConfigError("backend", backend, "one of " + ", ".join(BACKENDS)) from None
+    if config is not None and config.early_stop is not None and backend not in EARLY_STOP_BACKENDS:
+        raise ConfigError("early_stop", backend, "a backend that stops traces while generating: "
+                          + ", ".join(EARLY_STOP_BACKENDS) + " (not yet the openai, replay or ray backends)")
     return factory(resolve_model(model), config or SamplingConfig(), **options)

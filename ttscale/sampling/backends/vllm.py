@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ttscale.early_stop import LOW_CONFIDENCE, calibrate_threshold, lowest_group_confidence, phase_split, token_confidence
 from ttscale.errors import ConfigError
 from ttscale.records.models import Sample
 from ttscale.sampling.model_defaults import engine_defaults
@@ -92,7 +93,11 @@ class VLLMSampler(SyncSamplerMixin):
         if llm is None:
             if not model:
                 raise ConfigError("model", model, "a model name or local folder for the vLLM engine")
-            llm = self._build(model, dict(engine_args or {}))
+            llm = self._build(model, dict(engine_args or {}), early_stop=self.config.early_stop is not None)
+        elif self.config.early_stop is not None and not _has_early_stop(llm):
+            raise ConfigError("early_stop", self.config.early_stop.model_dump(),
+                              "an engine built with logits_processors=[EarlyStopLogitsProcessor] "
+                              "(ttscale.early_stop.vllm_processor) when passing llm=")
         self.llm = llm
         self.model = model or llm.model_config.model
         self.tokenizer = llm.get_tokenizer()
@@ -106,7 +111,7 @@ class VLLMSampler(SyncSamplerMixin):
         calling thread uses as many (an asyncio worker thread starts with its own setting)."""
 
     @staticmethod
-    def _build(model: str, engine_args: dict[str, Any]) -> Any:
+    def _build(model: str, engine_args: dict[str, Any], *, early_stop: bool = False) -> Any:
         in_process()
         try:
             import vllm
@@ -119,6 +124,10 @@ class VLLMSampler(SyncSamplerMixin):
         # The model folder's own needs (ttscale.json: the embedded model's float32 dtype), under the caller's.
         engine_args = {**engine_defaults(model), **engine_args}
         engine_args.setdefault("enable_prefix_caching", True)
+        if early_stop:
+            from ttscale.early_stop.vllm_processor import EarlyStopLogitsProcessor
+
+            engine_args["logits_processors"] = [*(engine_args.get("logits_processors") or []), EarlyStopLogitsProcessor]
         if os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true"):  # vLLM passes its bar's disable= itself
             engine_args.setdefault("use_tqdm_on_load", False)
         if int(engine_args.get("data_parallel_size") or 1) > 1:
@@ -147,15 +156,30 @@ class VLLMSampler(SyncSamplerMixin):
             return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
         return list(self.tokenizer(self.config.render(request.problem))["input_ids"])
 
-    def sampling_params(self, request: SampleRequest) -> Any:
+    def sampling_params(self, request: SampleRequest, *, logprobs: int | None = None, threshold: float | None = None) -> Any:
+        """The request's ``SamplingParams``; ``logprobs`` top log-probs per token (warm-up traces),
+        ``threshold`` tracks the request with the early stop (see ``ttscale.early_stop.vllm_processor``)."""
         from vllm import SamplingParams
 
         c = self.config
+        extra: dict[str, Any] = {}
+        if threshold is not None and c.early_stop is not None:
+            from ttscale.early_stop.vllm_processor import request_args
+
+            extra = {"stop_token_ids": [self.marker],
+                     "extra_args": request_args(threshold, c.early_stop.window, c.early_stop.top_k, self.marker)}
         return SamplingParams(
             n=request.n, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k if c.top_k > 0 else -1,
             max_tokens=c.max_tokens, stop=list(c.stop) or None, seed=request.seed,
-            logprobs=1 if c.logprobs else None,
+            logprobs=logprobs or (1 if c.logprobs else None), **extra,
         )
+
+    @property
+    def marker(self) -> int:
+        """The token a stopped trace is ended on (see ``marker_token``)."""
+        from ttscale.early_stop.vllm_processor import marker_token
+
+        return marker_token(self.tokenizer, self.llm.llm_engine.vllm_config.model_config.get_vocab_size())
 
     def engine_calls(self, requests: Sequence[SampleRequest], ids: Sequence[Sequence[int]]) -> list[list[int]]:
         """Request indices grouped into engine calls: all in one, except seeded sampling on CPU.
@@ -191,8 +215,6 @@ class VLLMSampler(SyncSamplerMixin):
     # -- generation ----------------------------------------------------------------------------
 
     def generate(self, requests: Sequence[SampleRequest]) -> list[SampleResult]:
-        from vllm.inputs import TokensPrompt
-
         if not requests:
             return []
         if self.cpu and self._threads and _torch_threads() != self._threads:
@@ -200,27 +222,98 @@ class VLLMSampler(SyncSamplerMixin):
 
             torch.set_num_threads(self._threads)  # per calling thread (OpenMP), see _threads
         ids = [self.prompt_ids(r) for r in requests]
+        if self.config.early_stop is not None:
+            return self._generate_early_stop(requests, ids)
         results: list[SampleResult] = []
+        for req, (outs, prompt_len, latency) in zip(requests, self._run(requests, ids, [self.sampling_params(r) for r in requests])):
+            cands = [self._sample(o, latency, req.seed) for o in outs]
+            results.append(SampleResult(
+                request=req, candidates=cands, prompt_tokens=prompt_len,
+                completion_tokens=sum(c.tokens or 0 for c in cands), latency=latency,
+            ))
+        return results
+
+    def _run(self, requests: Sequence[SampleRequest], ids: Sequence[Sequence[int]], params: Sequence[Any]) -> list[tuple[list[Any], int, float]]:
+        """Per request, in order: its completions (by index), prompt length and its engine call's wall time."""
+        from vllm.inputs import TokensPrompt
+
+        done: dict[int, tuple[list[Any], int, float]] = {}
         for call in self.engine_calls(requests, ids):
             start = time.perf_counter()
-            outputs = self.llm.generate(
-                [TokensPrompt(prompt_token_ids=ids[i]) for i in call], [self.sampling_params(requests[i]) for i in call], use_tqdm=False
-            )
+            outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(ids[i])) for i in call], [params[i] for i in call], use_tqdm=False)
             # One engine call runs its batch together: its wall time is every candidate's latency.
             latency = time.perf_counter() - start
             for i, out in zip(call, outputs):
-                req = requests[i]
-                cands = [self._sample(o, latency, req.seed) for o in sorted(out.outputs, key=lambda o: o.index)]
-                results.append(SampleResult(
-                    request=req, candidates=cands, prompt_tokens=len(out.prompt_token_ids or ()),
-                    completion_tokens=sum(c.tokens or 0 for c in cands), latency=latency,
-                ))
-        return results
+                done[i] = (sorted(out.outputs, key=lambda o: o.index), len(out.prompt_token_ids or ()), latency)
+        return [done[i] for i in range(len(requests))]
 
-    def _sample(self, out: Any, latency: float, seed: int | None) -> Sample:
+    def _generate_early_stop(self, requests: Sequence[SampleRequest], ids: list[list[int]]) -> list[SampleResult]:
+        """Two engine passes: each request's warm-up traces in full (with top-k log-probs, to
+        calibrate its threshold), then its other traces tracked against that threshold.
+
+        The tracked pass is seeded ``seed + warm-up count``: vLLM seeds candidate ``j`` of a
+        request ``seed + j``, so every trace draws what the same trace of a run without early
+        stop draws, up to where it is stopped.
+        """
+        es = self.config.early_stop
+        assert es is not None
+        splits = [phase_split(r.n, es) for r in requests]
+        warm_idx = [i for i, (w, _) in enumerate(splits) if w]
+        warm_reqs = [requests[i].model_copy(update={"n": splits[i][0]}) for i in warm_idx]
+        warm_runs = self._run(warm_reqs, [ids[i] for i in warm_idx], [self.sampling_params(r, logprobs=es.top_k) for r in warm_reqs])
+        cands: dict[int, list[Sample]] = {i: [] for i in range(len(requests))}
+        latency = [0.0] * len(requests)
+        prompt_len = [0] * len(requests)
+        thresholds: dict[int, float | None] = {}
+        for i, (outs, plen, lat) in zip(warm_idx, warm_runs):
+            lowest = [self._lowest_group(o) for o in outs]
+            cands[i] = [self._sample(o, lat, requests[i].seed, lowest_group_confidence=g) for o, g in zip(outs, lowest)]
+            latency[i], prompt_len[i] = lat, plen
+            known = [g for g in lowest if g is not None]
+            thresholds[i] = calibrate_threshold(known, es.eta) if known else None  # no tokens to calibrate on: not tracked
+        track_idx = [i for i, (_, t) in enumerate(splits) if t]
+        track_reqs = [requests[i].model_copy(update={"n": splits[i][1], "seed": _shift(requests[i].seed, splits[i][0])}) for i in track_idx]
+        limits = [es.threshold if es.threshold is not None else thresholds[i] for i in track_idx]
+        track_runs = self._run(track_reqs, [ids[i] for i in track_idx],
+                               [self.sampling_params(r, threshold=t) for r, t in zip(track_reqs, limits)])
+        for i, req, limit, (outs, plen, lat) in zip(track_idx, track_reqs, limits, track_runs):
+            cands[i] += [self._sample(o, lat, req.seed, early_stop_threshold=limit) for o in outs]
+            latency[i] += lat
+            prompt_len[i] = plen
+        return [SampleResult(request=req, candidates=cands[i], prompt_tokens=prompt_len[i],
+                             completion_tokens=sum(c.tokens or 0 for c in cands[i]), latency=latency[i])
+                for i, req in enumerate(requests)]
+
+    def _lowest_group(self, out: Any) -> float | None:
+        """A warm-up trace's lowest group confidence from its per-token top-k log-probs."""
+        es = self.config.early_stop
+        assert es is not None
+        confs = []
+        for position in out.logprobs or ():
+            # vLLM adds the sampled token when it is outside the top k (its rank is then > k).
+            top = sorted((lp.logprob for lp in position.values() if lp.rank is not None and lp.rank <= es.top_k), reverse=True)
+            if top:
+                confs.append(token_confidence(top[: es.top_k]))
+        return lowest_group_confidence(confs, es.window) if confs else None
+
+    def _sample(self, out: Any, latency: float, seed: int | None, **extra: Any) -> Sample:
         logprob = out.cumulative_logprob if self.config.logprobs else None
-        return make_sample(out.text, tokens=len(out.token_ids), logprob=logprob, finish=out.finish_reason, latency=latency, seed=seed)
+        finish = out.finish_reason
+        if "early_stop_threshold" in extra and finish == "stop" and out.stop_reason == self.marker:
+            finish = LOW_CONFIDENCE  # ended on the early stop's marker token, not by itself
+        return make_sample(out.text, tokens=len(out.token_ids), logprob=logprob, finish=finish, latency=latency, seed=seed, **extra)
 
     def close(self) -> None:
         # Drop the engine so its memory (KV cache) can be freed; the object is unusable afterwards.
         self.llm = None
+
+
+def _shift(seed: int | None, by: int) -> int | None:
+    return None if seed is None else seed + by
+
+
+def _has_early_stop(llm: Any) -> bool:
+    from ttscale.early_stop.vllm_processor import EarlyStopLogitsProcessor
+
+    procs = llm.llm_engine.vllm_config.model_config.logits_processors or ()
+    return any(p is EarlyStopLogitsProcessor or (isinstance(p, str) and p.endswith("EarlyStopLogitsProcessor")) for p in procs)
