@@ -341,3 +341,22 @@ def test_eflops_across_banks(pair: tuple[Path, Path], tmp_path: Path) -> None:
     one.write_text(f'[banks."{weak}"]\nactive_params = 1e9\n')
     assert "both active_params and kv_bytes" in run_err(str(weak), str(strong), "--costs", str(one))
     assert "--costs" in run_err(str(weak), str(strong), "--active-params", "1e9", "--kv-bytes", "1e5")
+
+
+def test_margin_rule_for_targets() -> None:
+    """--target from a pilot: the cheapest option whose accuracy minus margin x its lower half-interval
+    reaches the target; the point rule at margin 0; the point rule again when nothing clears the margin."""
+    from ttscale.planning.models import recommend_for_target
+
+    mk = lambda acc, low, usd: PlanOption("a", "fixed", f"majority@{usd:g}", 1, None, acc, low, min(1.0, 2 * acc - low), 1.0, usd)  # noqa: E731
+    opts = [mk(0.905, 0.85, 1.0), mk(0.93, 0.90, 2.0), mk(0.95, 0.94, 4.0)]
+    assert recommend_for_target(opts, 0.9, True, 0.0)[0] == 0
+    rec, reason, notes = recommend_for_target(opts, 0.9, True, 0.5)  # 0.905 - 0.0275 < 0.9 <= 0.93 - 0.015
+    assert rec == 1 and "0.5 x its lower half-interval" in reason
+    assert any("option 0" in n and "2.00x as much" in n for n in notes)
+    assert recommend_for_target(opts, 0.9, True, 1.0)[0] == 1  # 0.93 - 0.03 = 0.90 reaches it
+    assert recommend_for_target(opts, 0.9, True, 2.0)[0] == 2
+    rec, reason, _ = recommend_for_target(opts, 0.945, True, 2.0)  # nothing clears 2 half-intervals: the point rule
+    assert rec == 2 and "none does with 2" in reason
+    with pytest.raises(EstimationError, match="the best is a: majority@4 at 0.950"):
+        recommend_for_target(opts, 0.96, True, 1.0)
