@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -267,12 +268,11 @@ class Proxy:
             raise HTTPError(400, f"{len(questions)} prompts x n={n} = {len(questions) * n} samples: expected at most "
                                  f"{c.max_request_samples} per request (the server's --max-request-samples)", param=param)
         greedy = questions[0].overrides is not None and questions[0].overrides.get("temperature") == 0
-        defaults = Budget()
         try:
             samples = 1 if greedy else n
-            budget = Budget(samples=samples, adaptive=c.adaptive if options.adaptive is None else options.adaptive,
-                            pilot=min(samples, options.pilot or defaults.pilot), step=options.step or defaults.step,
-                            confidence=options.confidence or defaults.confidence)
+            budget = _budget(samples, c.adaptive if options.adaptive is None else options.adaptive,
+                             min(samples, options.pilot or _DEFAULT_BUDGET.pilot), options.step or _DEFAULT_BUDGET.step,
+                             options.confidence or _DEFAULT_BUDGET.confidence)
             async with asyncio.timeout(c.timeout):  # no task of its own, unlike wait_for
                 sols = await self.solver.solve(questions, budget, policy=policy)
         except TimeoutError:
@@ -295,6 +295,15 @@ class Proxy:
         return completion_response(endpoint, sols, model=body.model, count=body.n or 1, stream=bool(body.stream),
                                    include_usage=body.include_usage, candidates=routed.options.candidates,
                                    logprobs=body.wants_logprobs)
+
+
+_DEFAULT_BUDGET = Budget()
+
+
+@functools.lru_cache(maxsize=256)
+def _budget(samples: int, adaptive: bool, pilot: int, step: int, confidence: float) -> Budget:
+    """A request's budget (frozen, so shared: validating one per request cost 0.1 ms)."""
+    return Budget(samples=samples, adaptive=adaptive, pilot=pilot, step=step, confidence=confidence)
 
 
 def _ask_logprobs(overrides: dict[str, Any], body: ChatRequest | CompletionRequest, policy: Policy) -> None:

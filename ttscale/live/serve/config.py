@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pydantic import Field, StrictStr, field_validator, model_validator
@@ -17,19 +18,31 @@ from ttscale.validation import Bool, CheckedModel, Float, Int
 __all__ = ["ServeConfig", "preset"]
 
 
+@functools.cache
+def _preset_names() -> tuple[str, ...]:
+    return tuple(preset_names())  # the package's files: read once (0.4 ms a call)
+
+
 def preset(spec: str, parameter: str) -> Policy:
     """A preset policy (with optional ``:key=value`` overrides); over HTTP no file paths, so no file reads."""
     name = spec.split(":", 1)[0]
-    if name not in preset_names():
-        raise ConfigError(parameter, spec, "a policy preset: " + ", ".join(preset_names()))
+    if name not in _preset_names():
+        raise ConfigError(parameter, spec, "a policy preset: " + ", ".join(_preset_names()))
     try:
-        return load_policy(spec)
+        return _load_preset(spec)
     except ConfigError as exc:
         if exc.source is None or "/" not in exc.source and "\\" not in exc.source:
             raise
         # The preset's path on the server is none of a client's business: name the preset instead.
         source = f"preset {name!r}" + exc.source[exc.source.find(" with overrides"):] if " with overrides" in exc.source else f"preset {name!r}"
         raise ConfigError(exc.parameter, exc.value, exc.expected, source=source) from None
+
+
+@functools.lru_cache(maxsize=256)
+def _load_preset(spec: str) -> Policy:
+    """A request's policy: loading a preset took 1.6 ms, and a Policy is frozen, so requests naming
+    the same one share it (a ConfigError is not kept)."""
+    return load_policy(spec)
 
 
 class ServeConfig(CheckedModel):

@@ -12,6 +12,7 @@ The body field wins over the prefix; both over the server's defaults.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,11 +65,15 @@ class Routed:
     options: RequestOptions
 
 
+NO_OPTIONS = RequestOptions()
+"""A request without a ``ttscale`` field (frozen: one for all)."""
+
+
 def parse_options(raw: Any) -> RequestOptions:
     """Validate the ``ttscale`` body field (a mapping, or options already validated); ConfigError
     names the first bad field."""
     if raw is None:
-        return RequestOptions()
+        return NO_OPTIONS
     if isinstance(raw, RequestOptions):
         return raw
     if not isinstance(raw, dict):
@@ -83,7 +88,19 @@ def route(model: Any, raw_options: Any) -> Routed:
     """Split a model name's ``ttscale/...`` prefix off and merge it under the body's options."""
     if not isinstance(model, str) or not model:
         raise ConfigError("model", model, "a model name (string)")
-    body = parse_options(raw_options)
+    if raw_options is None:
+        return _route_name(model)
+    return _route(model, parse_options(raw_options))
+
+
+@functools.lru_cache(maxsize=1024)
+def _route_name(model: str) -> Routed:
+    """:func:`route` of a request without a ``ttscale`` field: the same for every request naming
+    ``model`` (a ConfigError is not kept)."""
+    return _route(model, NO_OPTIONS)
+
+
+def _route(model: str, body: RequestOptions) -> Routed:
     if not model.startswith(PREFIX):
         return Routed(model, body)
     spec, sep, upstream = model[len(PREFIX):].partition("/")
