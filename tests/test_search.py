@@ -261,6 +261,7 @@ def third_run_is_empty(generator: object, out: Path, params: SearchParams) -> bo
         (["--scorer", "nope"], "--scorer='nope': expected one of oracle"),
         (["--separator", ""], "--separator='': expected a non-empty string"),
         (["--max-steps", "0"], "--max-steps=0: expected a number >= 1"),
+        (["--backend", "tgi"], "--backend='tgi': expected one of vllm, openai"),
         (["--dataset", "missing.jsonl"], "missing.jsonl"),
     ],
 )
@@ -312,3 +313,32 @@ def test_beam_search_through_the_completions_endpoint(server_url: str) -> None:
         best = r.candidates[0]
         assert all(s.text.endswith("\n") and s.finish == "separator" for s in best.steps[:-1])
         assert best.steps[-1].text.startswith("####")
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_search_command_through_the_completions_endpoint(server_url: str, tmp_path: Path) -> None:
+    from ttscale.cli.app import app
+    from ttscale.search.openai_steps import OpenAIStepGenerator
+
+    out = tmp_path / "openai.jsonl"
+    args = ["search", "--backend", "openai", "--base-url", server_url, "--max-retries", "0", "--dataset", "arith-hard", "--limit", "3",
+            "--width", "4", "--keep", "1", "--seed", "2", "--temperature", "1.3", "--template", "arith", "--out", str(out), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["searched"] == 3 and summary["cost"]["generated_tokens"] > 0
+    bank = read_bank(out)
+    assert sorted(r.id for r in bank.records) == [p.id for p in HARD[:3]]
+    assert all(r.backend == "openai" and r.search["method"] == "beam" for r in bank.records)  # type: ignore[attr-defined]
+    assert sum(r.samples[0].answer == r.reference for r in bank.records) >= 2
+    # The command runs the same seeded search as the generator called directly.
+    gen = OpenAIStepGenerator(None, CONFIG, base_url=server_url, max_retries=0)
+    try:
+        direct = {r.problem.id: [c.text for c in r.candidates]
+                  for r in search_problems(HARD[:3], gen, OracleStepScorer(), SearchParams(width=4, keep=1, seed=2))}
+    finally:
+        gen.close()
+    assert {r.id: [s.text for s in r.samples] for r in bank.records} == direct
+    again = CliRunner().invoke(app, args)
+    assert json.loads(again.stdout.strip().splitlines()[-1])["complete"] == 3  # resumable: nothing redone

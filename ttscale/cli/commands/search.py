@@ -12,6 +12,7 @@ from ttscale.cli.console import err, handle_errors, progress_bar
 from ttscale.cli.sampling_options import engine_args, parse_seed
 from ttscale.errors import ConfigError
 
+BACKENDS = ("vllm", "openai")
 SCORERS = ("oracle", "prm", "prm:FOLDER", "vllm-prm", "vllm-prm:FOLDER")
 """Step scorers the command knows (see ttscale.search.prm_steps.resolve_step_scorer)."""
 
@@ -23,6 +24,22 @@ def _params(**fields: Any) -> Any:
         return SearchParams(**fields)
     except ConfigError as exc:  # name the option the user typed
         raise ConfigError("--" + exc.parameter.replace("_", "-"), exc.value, exc.expected) from None
+
+
+def _generator(backend: str, model: str | None, config: Any, separator: str, *, base_url: str, api_key: str | None, concurrency: int,
+               timeout: float, max_retries: int, engine_arg: list[str] | None, max_model_len: int | None, dtype: str | None) -> Any:
+    if backend == "openai":
+        from ttscale.search.openai_steps import OpenAIStepGenerator
+
+        return OpenAIStepGenerator(model, config, separator=separator, base_url=base_url, api_key=api_key, concurrency=concurrency,
+                                   timeout=timeout, max_retries=max_retries)
+    from ttscale.search.vllm_steps import VLLMStepGenerator
+
+    engine = engine_args(engine_arg)
+    for key, value in (("max_model_len", max_model_len), ("dtype", dtype)):
+        if value is not None:
+            engine[key] = value
+    return VLLMStepGenerator(model, config, separator=separator, engine_args=engine)
 
 
 @handle_errors
@@ -38,7 +55,13 @@ def search_command(
     resample_temperature: Annotated[float, typer.Option("--resample-temperature", help="particle: temperature of the resampling softmax.")] = 1.0,
     aggregation: Annotated[str, typer.Option("--aggregation", help="Branch score from step scores: last, min or product.")] = "last",
     scorer: Annotated[str, typer.Option("--scorer", help="Step scorer: oracle (the arithmetic task's exact checker), prm (the embedded arith-prm-tiny), prm:FOLDER, vllm-prm[:FOLDER].")] = "oracle",
-    model: Annotated[str, typer.Option("--model", "-m", help="Model folder or name for vLLM; 'arith-tiny' is the packaged model.")] = "arith-tiny",
+    backend: Annotated[str, typer.Option("--backend", "-b", help="vllm (in-process engine) or openai (a completions endpoint at --base-url).")] = "vllm",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model folder or name for vllm ('arith-tiny', the default, is the packaged model); the served model name for openai (default: the server's first).")] = None,
+    base_url: Annotated[str, typer.Option("--base-url", help="openai: OpenAI-compatible server URL (its /completions continues each branch).")] = "http://127.0.0.1:8000/v1",
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="OPENAI_API_KEY", help="openai: API key (default $OPENAI_API_KEY).")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="openai: HTTP requests in flight.")] = 32,
+    timeout: Annotated[float, typer.Option("--timeout", help="openai: seconds per HTTP request.")] = 120.0,
+    max_retries: Annotated[int, typer.Option("--max-retries", help="openai: retries on 429/5xx/timeouts.")] = 5,
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="JSONL file (id, problem, answer), 'arith' or 'arith-hard'.")] = "arith",
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first LIMIT problems.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Bank file to create or continue (problems already in it are skipped).")] = Path("bank.jsonl"),
@@ -60,7 +83,6 @@ def search_command(
     from ttscale.sampling.sampler import SamplingConfig
     from ttscale.search.bank import run_search
     from ttscale.search.prm_steps import resolve_step_scorer
-    from ttscale.search.vllm_steps import VLLMStepGenerator
 
     base_seed = parse_seed(seed)
     sep = separator.replace("\\n", "\n").replace("\\t", "\t")  # typed as \n on a command line
@@ -70,8 +92,12 @@ def search_command(
         raise ConfigError("--scorer", scorer, "one of " + ", ".join(SCORERS))
     if in_flight < 1:
         raise ConfigError("--in-flight", in_flight, "an integer >= 1")
+    if backend not in BACKENDS:
+        raise ConfigError("--backend", backend, "one of " + ", ".join(BACKENDS))
+    if backend == "vllm" and model is None:
+        model = "arith-tiny"
     resolved = resolve_model(model)
-    own = sampling_defaults(resolved)
+    own = sampling_defaults(resolved)  # the model folder's template and temperature (none for a served name)
     if template == "auto":
         template = own.get("template") or auto_template(model, dataset)
     config = SamplingConfig(temperature=own.get("temperature", 0.7) if temperature is None else temperature, top_p=top_p,
@@ -85,16 +111,13 @@ def search_command(
                 reference_chain(p.problem)
             except ConfigError:
                 raise ConfigError("--scorer", "oracle", f"problems of the arithmetic task ({dataset}, id {p.id!r} is not one)") from None
-    engine = engine_args(engine_arg)
-    for key, value in (("max_model_len", max_model_len), ("dtype", dtype)):
-        if value is not None:
-            engine[key] = value
     try:
         step_scorer = resolve_step_scorer(scorer)
     except ConfigError as exc:
         raise ConfigError("--scorer", scorer, exc.expected) from None
-    generator = VLLMStepGenerator(resolved, config, separator=params.separator, engine_args=engine)
-    meta = {"model": str(model), "backend": "vllm"}
+    generator = _generator(backend, resolved, config, params.separator, base_url=base_url, api_key=api_key, concurrency=concurrency,
+                           timeout=timeout, max_retries=max_retries, engine_arg=engine_arg, max_model_len=max_model_len, dtype=dtype)
+    meta = {"backend": backend, **({"model": str(model)} if model is not None else {})}
     try:
         with progress_bar(disable=quiet) as bar:
             task = bar.add_task(f"{params.method.value} search", total=len(problems))
