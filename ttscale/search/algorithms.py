@@ -101,6 +101,7 @@ def _round(
         r.cost.generated_tokens += made
         r.cost.expansions += len(step_group)
         r.cost.requests += 1
+        r.cost.prompt_tokens += step_group[0].prompt_tokens if step_group else 0
         r.cost.seconds += elapsed * made / total  # the round's time, shared by tokens generated
     for r in running:
         r.cost.rounds += 1

@@ -14,6 +14,9 @@ class SearchCost:
     """Steps generated (one per continuation)."""
     requests: int = 0
     """Step requests sent (one per live branch per round; a request asks for n continuations)."""
+    prompt_tokens: int = 0
+    """Prompt tokens of every step request (the problem plus the branch so far): what an HTTP API
+    bills; vLLM's prefix cache computes only the part it has not seen."""
     scored_tokens: int = 0
     """Tokens the step scorer read."""
     rounds: int = 0

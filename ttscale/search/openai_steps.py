@@ -40,16 +40,16 @@ class OpenAIStepGenerator:
         ]
         results = self.sampler.generate(shaped)
         self.engine_calls += 1
-        return [[self._step(c.text or "", c.tokens or 0, c.finish) for c in res.candidates] for res in results]
+        return [[self._step(c.text or "", c.tokens or 0, c.finish, res.prompt_tokens or 0) for c in res.candidates] for res in results]
 
-    def _step(self, text: str, tokens: int, finish: str | None) -> Step:
+    def _step(self, text: str, tokens: int, finish: str | None, prompt: int) -> Step:
         if finish == "length":
-            return Step(text, tokens, "length")
+            return Step(text, tokens, "length", prompt_tokens=prompt)
         if text.endswith(self.separator):
-            return Step(text, tokens, "separator")
+            return Step(text, tokens, "separator", prompt_tokens=prompt)
         if has_final_answer(text):
-            return Step(text, tokens, "eos")
-        return Step(text + self.separator, tokens, "separator")  # a server that drops the stop string
+            return Step(text, tokens, "eos", prompt_tokens=prompt)
+        return Step(text + self.separator, tokens, "separator", prompt_tokens=prompt)  # a server that drops the stop string
 
     def close(self) -> None:
         self.sampler.close()

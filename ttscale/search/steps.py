@@ -20,6 +20,9 @@ class Step:
     token_ids: tuple[int, ...] = field(default=(), repr=False)
     """The step's token ids when the generator has them: an engine continues a branch from these
     exactly (re-tokenizing the text could split it differently and miss the prefix cache)."""
+    prompt_tokens: int = 0
+    """Tokens of the prompt its request sent (the templated problem plus the branch so far), the
+    same for every continuation of one request; 0 when the generator does not say."""
 
 
 @dataclass(frozen=True)

@@ -84,10 +84,10 @@ class VLLMStepGenerator:
             results = self.sampler.llm.generate([TokensPrompt(prompt_token_ids=ids[i]) for i in live], params, use_tqdm=False)
             self.engine_calls += 1
             for i, res in zip(live, results):
-                out[i] = [self._step(o) for o in sorted(res.outputs, key=lambda o: o.index)]
+                out[i] = [self._step(o, len(ids[i])) for o in sorted(res.outputs, key=lambda o: o.index)]
         return out
 
-    def _step(self, o: Any) -> Step:
+    def _step(self, o: Any, prompt_tokens: int) -> Step:
         token_ids = tuple(o.token_ids)
         if o.finish_reason == "length":
             finish = "length"
@@ -96,7 +96,7 @@ class VLLMStepGenerator:
         else:
             finish = "separator"
         exact = self.tokenizer.decode(list(token_ids), skip_special_tokens=True) == o.text
-        return Step(o.text, len(token_ids), finish, token_ids if exact else ())
+        return Step(o.text, len(token_ids), finish, token_ids if exact else (), prompt_tokens)
 
     def close(self) -> None:
         self.sampler.close()
