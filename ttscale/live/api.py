@@ -72,6 +72,20 @@ def _sampling(value: SamplingConfig | Mapping[str, Any] | None, model: str | Non
     return SamplingConfig.from_dict(merged, source="sampling")
 
 
+def _search(search: Mapping[str, Any] | Any | None, prm: Any | None, seed: int | None) -> tuple[Any, Any] | None:
+    """The checked search parameters and step scorer of ``search=``/``prm=`` (None: sampling)."""
+    if search is None:
+        if prm is not None:
+            raise ConfigError("prm", prm, "search=... too (prm scores the steps of a search; scorer=... scores whole samples)")
+        return None
+    from ttscale.search.live import search_params, step_scorer
+
+    params = search_params(search)
+    if seed is not None and not (isinstance(search, Mapping) and "seed" in search):
+        params = params.model_copy(update={"seed": seed})
+    return params, step_scorer(prm)
+
+
 class TTScale:
     """Sample N candidates per question through a model server or engine, and choose by policy.
 
@@ -83,6 +97,13 @@ class TTScale:
     defaults (``ttscale.json``: the embedded ``arith-tiny`` brings its prompt template); ``prices`` (dollars per
     million input and output tokens) turn tokens into ``Solution.cost``. ``scorer`` computes
     rewards for reward-based policies (see :mod:`ttscale.scoring`).
+
+    ``search`` (a mapping of :class:`~ttscale.search.params.SearchParams` fields, e.g.
+    ``{"method": "beam", "width": 4, "keep": 1}``) answers by step-level search instead of
+    sampling, through the same vLLM engine or ``base_url`` server; ``prm`` scores its steps (a
+    :class:`~ttscale.search.steps.StepScorer`, or ``"oracle"``, ``"prm"``, ``"prm:FOLDER"``,
+    ``"vllm-prm[:FOLDER]"``). The answer is the best-scored final candidate's; ``Solution.search``
+    holds the search's cost.
     """
 
     def __init__(
@@ -105,6 +126,8 @@ class TTScale:
         max_retries: int = 3,
         engine_args: Mapping[str, Any] | None = None,
         seed: int | None = None,
+        search: Mapping[str, Any] | Any | None = None,
+        prm: Any | None = None,
     ) -> None:
         ways = [name for name, v in (("base_url", base_url), ("engine", engine), ("backend", backend), ("sampler", sampler)) if v is not None]
         if len(ways) != 1:
@@ -117,6 +140,7 @@ class TTScale:
         if seed is not None and (not is_int(seed) or seed < 0):
             raise ConfigError("seed", seed, "an integer >= 0 or None (unseeded)")
         self.seed = seed
+        search_setup = _search(search, prm, seed)  # checked before an engine is built
         config = _sampling(sampling, model if sampler is None and engine is None else None)
         if sampler is None:
             sampler = build_sampler(base_url=base_url, model=model, engine=engine, backend=backend, config=config,
@@ -124,6 +148,14 @@ class TTScale:
                                     engine_args=engine_args)
         self.sampler = sampler
         self.solver = Solver(sampler, self.policy, equivalence=equivalence, scorer=scorer, prices=prices, seed=seed or 0)
+        self.searcher = None
+        if search_setup is not None:
+            from ttscale.search.live import SearchSolver, step_generator
+
+            params, step_scorer = search_setup
+            client = {"api_key": api_key, "concurrency": concurrency, "timeout": timeout, "max_retries": max_retries}
+            self.searcher = SearchSolver(step_generator(sampler, params, model=model, base_url=base_url, client=client),
+                                         step_scorer, params, prices=prices)
         self._loop: _LoopThread | None = None
         self._count = 0
 
@@ -160,6 +192,11 @@ class TTScale:
         ``total_budget`` (samples for all questions, needs an adaptive budget): the planner's
         online allocator gives each round's samples to the questions whose vote is least settled.
         """
+        if self.searcher is not None:
+            for name, value in (("budget", budget), ("total_budget", total_budget), ("policy", policy)):
+                if value is not None:
+                    raise ConfigError(name, value, "None with search=... (the search's width sets the compute; its best-scored answer is chosen)")
+            return await asyncio.to_thread(self.searcher.solve, self._questions(prompts))  # type: ignore[arg-type]
         b = Budget.of(budget, self.budget)
         if total_budget is not None and not b.adaptive:
             raise ConfigError("total_budget", total_budget, "an adaptive budget too (budget={'adaptive': True, ...}); "
@@ -189,6 +226,8 @@ class TTScale:
 
     def close(self) -> None:
         """Release the HTTP client or engine and the private loop."""
+        if self.searcher is not None:
+            self.searcher.close()
         aclose = getattr(self.sampler, "aclose", None)
         if self._loop is not None:
             if aclose is not None:

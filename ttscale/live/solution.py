@@ -72,6 +72,9 @@ class Solution:
     """Backend failures survived by degrading (some of the n failed after retries)."""
     notes: list[str] = field(default_factory=list)
     """How the answer was reached when not the usual way (e.g. answer comparison over its time budget)."""
+    search: dict[str, Any] | None = None
+    """Step-level search (``TTScale(search=...)``): method, scorer, parameters and cost (tokens
+    generated, pruned included; prompt and scored tokens; requests; rounds); None for sampling."""
 
     @property
     def total_tokens(self) -> int:
@@ -96,6 +99,8 @@ class Solution:
             out["degraded"] = {"failed_samples": self.failed_samples, "errors": self.errors}
         if self.notes:
             out["notes"] = self.notes
+        if self.search is not None:
+            out["search"] = self.search
         if candidates:
             out["candidates"] = [
                 {"text": c.text, "answer": c.answer, "tokens": c.tokens, "mean_logprob": c.mean_logprob, "finish": c.finish,
