@@ -300,7 +300,7 @@ class WorkloadSettled(StoppingRule):
 
 @lru_cache(maxsize=64)
 def bayes_policy(components: tuple[tuple[float, float, float, float], ...], price: float, horizon: int,
-                 objective: str = "agreement") -> np.ndarray:
+                 objective: str = "accuracy") -> np.ndarray:
     """bool (K + 1, K + 1, K + 1) continue? at (samples n, leader votes v1, runner-up votes v2):
     backward induction maximising P(the answer at the stop is majority@K's answer) - ``price`` x
     samples, the next sample predicted from the mixture posterior (leader, runner-up or anything
@@ -353,7 +353,7 @@ class WorkloadBayes(StoppingRule):
     """Agreement with majority@K one more sample must buy, in (0, 1); lower spends more."""
     components: tuple[tuple[float, float, float, float], ...] = Field(min_length=1)
     """(weight, a, b, c) per question type: weights > 0, shares > 0 summing to 1."""
-    objective: Literal["agreement", "accuracy"] = "agreement"
+    objective: Literal["accuracy", "agreement"] = "accuracy"
     """What a stop is worth: agreement with majority@K (the hold probability), or accuracy with each
     answer's share of its question type taken as its chance of being right (no labels needed)."""
     name: ClassVar[str] = "workload-bayes"
@@ -371,3 +371,26 @@ class WorkloadBayes(StoppingRule):
         n = np.minimum(np.broadcast_to(traj.t, traj.v1.shape), K)
         v1, v2 = np.minimum(traj.v1, K), np.minimum(traj.v2, K)
         return ~go[n, v1, v2]
+
+    def stops(self, v1: int, v2: int, n: int, horizon: int) -> bool:
+        """Whether a question with leader / runner-up votes (v1, v2) after n samples (no-answer
+        ones included) stops here; always at the horizon, never without a vote."""
+        K = int(horizon)
+        if n >= K:
+            return True
+        if v1 <= 0:
+            return False
+        return not bool(bayes_policy(self.components, float(self.price), K, self.objective)[n, v1, v2])
+
+    def samples_to_stop(self, v1: int, v2: int, n: int, horizon: int) -> int:
+        """Fewest further samples after which the rule could stop, however they vote (x more for the
+        leader, y for the runner-up, the rest elsewhere), at most ``horizon - n``: the live solver
+        draws that many at once, so it never passes the stop a one-at-a-time check would make."""
+        left = max(int(horizon) - int(n), 0)
+        for j in range(1, left + 1):
+            for x in range(j + 1):
+                for y in range(j - x + 1):
+                    a, b = sorted((v1 + x, v2 + y), reverse=True)
+                    if self.stops(a, b, n + j, horizon):
+                        return j
+        return left
