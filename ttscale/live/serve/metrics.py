@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ttscale.live.solution import Solution
 
 __all__ = ["Metrics"]
@@ -24,13 +26,31 @@ class Metrics:
         self.failed = Counter("ttscale_upstream_failed_samples_total", "Samples the upstream never delivered", registry=r)
         self.inflight = Gauge("ttscale_requests_in_flight", "Client requests being answered", registry=r)
 
+        self._prompt_tokens, self._completion_tokens = self.tokens.labels("prompt"), self.tokens.labels("completion")
+        self._counts: dict[tuple[str, str], Any] = {}
+        self._latency: dict[str, Any] = {}
+        """Children of ``requests`` and ``seconds`` by label (``labels`` takes a lock and a lookup)."""
+
+    def answered(self, endpoint: str, status: str, seconds: float | None) -> None:
+        """Count a client request answered with ``status`` after ``seconds`` (None: not timed)."""
+        count = self._counts.get((endpoint, status))
+        if count is None:
+            count = self._counts[endpoint, status] = self.requests.labels(endpoint, status)
+        count.inc()
+        if seconds is not None:
+            latency = self._latency.get(endpoint)
+            if latency is None:
+                latency = self._latency[endpoint] = self.seconds.labels(endpoint)
+            latency.observe(seconds)
+
     def solved(self, sol: Solution) -> None:
         """Count what solving one prompt drew upstream."""
         self.samples.inc(sol.samples)
         self.upstream_requests.inc(sol.requests)
-        self.tokens.labels("prompt").inc(sol.prompt_tokens)
-        self.tokens.labels("completion").inc(sol.completion_tokens)
-        self.failed.inc(sol.failed_samples)
+        self._prompt_tokens.inc(sol.prompt_tokens)
+        self._completion_tokens.inc(sol.completion_tokens)
+        if sol.failed_samples:
+            self.failed.inc(sol.failed_samples)
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

@@ -13,8 +13,8 @@ the ``ttscale`` field rides on the last choice chunk, and a usage chunk follows 
 from __future__ import annotations
 
 import json
+import random
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import Enum
@@ -86,7 +86,8 @@ def ttscale_field(sols: list[Solution], candidates: bool) -> dict[str, Any]:
 def completion_response(endpoint: Endpoint, sols: list[Solution], *, model: str, count: int, stream: bool,
                         include_usage: bool, candidates: bool, logprobs: bool = False) -> Response:
     """The response to a completion request whose prompts were solved into ``sols``."""
-    head = {"id": f"{endpoint.value.id_prefix}-{uuid.uuid4().hex}", "object": endpoint.value.object,
+    # the id is unique, not secret: random bits, not uuid4's urandom call
+    head = {"id": f"{endpoint.value.id_prefix}-{random.getrandbits(128):032x}", "object": endpoint.value.object,
             "created": int(time.time()), "model": model}
     extra = ttscale_field(sols, candidates)
     choices = []
