@@ -55,7 +55,7 @@ def test_simulate_is_simulate_json(math100: Path) -> None:
     expected = cli_json("simulate", str(math100), "--exact", "--permutations", "4", "--json")
     assert json.dumps(got.to_json(), allow_nan=False) == expected
     assert got.default_target and got.target == pytest.approx(got.result.reference - 0.001)
-    assert got.exact is not None and set(got.exact.rules) == {"asc", "ppr-1v1", "first-to-ahead", "default"}
+    assert got.exact is not None and set(got.exact.rules) == {"asc", "ppr-1v1", "first-to-ahead", "default", "workload"}
 
 
 def test_a_bank_read_once_serves_every_call(math100: Path) -> None:

@@ -32,7 +32,7 @@ from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError, EstimationError
 from ttscale.validation import Float
 
-__all__ = ["WorkloadBayes", "WorkloadPrior", "WorkloadSettled", "bayes_policy", "pilot_counts", "type_grid"]
+__all__ = ["WORKLOAD_RULE", "WorkloadBayes", "WorkloadPrior", "WorkloadSettled", "bayes_policy", "workload_rules", "pilot_counts", "type_grid"]
 
 SHARE_FLOOR = 0.002
 """Least share a grid type gives any of its three parts, so no vote pattern has probability 0."""
@@ -358,7 +358,7 @@ class WorkloadBayes(StoppingRule):
     answer's share of its question type taken as its chance of being right (no labels needed)."""
     name: ClassVar[str] = "workload-bayes"
     param_name: ClassVar[str] = "price"
-    grid: ClassVar[tuple[float, ...]] = tuple(float(x) for x in np.geomspace(0.2, 1e-5, 25))
+    grid: ClassVar[tuple[float, ...]] = tuple(float(x) for x in np.geomspace(0.02, 1e-6, 49))
 
     def model_post_init(self, context: Any) -> None:
         WorkloadSettled(0.75, components=self.components)  # the same checks
@@ -394,3 +394,19 @@ class WorkloadBayes(StoppingRule):
                     if self.stops(a, b, n + j, horizon):
                         return j
         return left
+
+
+WORKLOAD_RULE = "workload"
+"""Name of :class:`WorkloadBayes` on a prior fitted on the bank's own votes, in simulation reports."""
+
+
+def workload_rules(problems: Sequence[Candidates], horizon: int, grid: int = 20) -> list[WorkloadBayes] | None:
+    """:class:`WorkloadBayes` at every price of its grid, on a :class:`WorkloadPrior` fitted on the
+    first ``horizon`` votes of each question that has them (no labels read): what a user gets from
+    fitting the prior on a pilot bank. None when no question has 2 such votes to fit on."""
+    try:
+        prior = WorkloadPrior(grid=grid).fit(pilot_counts(problems, int(horizon)))
+    except (ConfigError, EstimationError):
+        return None
+    comps = prior.components()
+    return [WorkloadBayes(p, components=comps) for p in WorkloadBayes.grid]

@@ -34,6 +34,7 @@ from ttscale.adaptive.simulate import (
     simulate,
 )
 from ttscale.adaptive.signals import SIGNAL_RULE, fits_weighted_votes, signal_rule
+from ttscale.adaptive.workload_prior import WORKLOAD_RULE, workload_rules
 from ttscale.adaptive.stopping import DEFAULT_RULE, StoppingRule, default_rules
 from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError
@@ -194,6 +195,9 @@ def simulate_problems(
     step = on_step or (lambda _: None)
     K = default_max_samples([p.n for p in problems]) if max_k is None else int(max_k)
     rules = default_rules()
+    workload = workload_rules(problems, K)  # the workload rule on a prior fitted on the bank's own votes
+    if workload is not None:
+        rules[WORKLOAD_RULE] = workload
     step("replay orders")
     check_count("permutations", permutations, 2, "an integer >= 2 (standard errors need two)")
     check_permutations(permutations, len(problems), K)  # sized before the tables are made
