@@ -22,7 +22,8 @@ Two upstreams:
 With ``--pin`` (the default on 2+ cores) the proxy runs on the last core (``taskset``) and the
 upstream and the load generator (aiohttp, raw JSON bodies: about 0.2 ms of CPU per request)
 share the others. ``--before DIR`` runs a second proxy from another checkout (e.g. ``git
-worktree add /tmp/before <commit>``) on the same loads, for a before/after in one run.
+worktree add /tmp/before <commit>``) on the same loads, for a before/after in one run;
+``--repeat R`` runs every load R times, interleaved, and reports medians.
 
     python evals/bench_proxy.py --clients 1,200 --total 2000 --n 8 [--before /tmp/before] [--json out.json]
 """
@@ -208,6 +209,16 @@ async def load(url: str, work: Workload, clients: int, requests: int, *, direct:
     }
 
 
+def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over repeated runs of one load (errors summed)."""
+    out = dict(runs[0])
+    for k, v in runs[0].items():
+        if isinstance(v, (int, float)) and all(isinstance(r.get(k), (int, float)) for r in runs):
+            out[k] = round(float(np.median([r[k] for r in runs])), 3)
+    out["errors"] = {e: sum(r["errors"].get(e, 0) for r in runs) for r in runs for e in r["errors"]}
+    return out
+
+
 def run(url: str, work: Workload, clients: int, requests: int, groups: dict[str, int], *, direct: bool,
         model: str) -> dict[str, Any]:
     """One load, with the CPU milliseconds per successful request of each process group in
@@ -277,6 +288,8 @@ def main() -> None:
                         help="proxy on the last core, upstream and load generator on the others")
     parser.add_argument("--before", type=Path, default=None,
                         help="a checkout of an earlier commit: its proxy runs the same loads too")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run each load this many times, interleaved, and report the medians (a shared machine's load drifts)")
     parser.add_argument("--log-level", default="warning", help="the proxy's --log-level (info: an access line per request)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
@@ -312,15 +325,23 @@ def main() -> None:
         asyncio.run(load(upstream_url, work, 20, 2, direct=True, model=model))
         for c, total in zip(clients, totals):
             requests = max(1, total // c)
-            row: dict[str, Any] = {"clients": c, "requests_per_client": requests}
-            row["direct"] = run(upstream_url, work, c, requests, {"upstream": upstream.pid}, direct=True, model=model)
-            for name, (proc, url) in proxies.items():
-                via = run(url, work, c, requests, {"upstream": upstream.pid, "proxy": proc.pid}, direct=False, model=model)
-                direct = row["direct"]
+            runs: dict[str, list[dict[str, Any]]] = {"direct": [], **{name: [] for name in proxies}}
+            for rep in range(args.repeat):  # interleaved, the proxies' order alternating: drifting load hits all alike
+                runs["direct"].append(run(upstream_url, work, c, requests, {"upstream": upstream.pid}, direct=True, model=model))
+                for name in (list(proxies) if rep % 2 == 0 else list(proxies)[::-1]):
+                    proc, url = proxies[name]
+                    runs[name].append(run(url, work, c, requests, {"upstream": upstream.pid, "proxy": proc.pid},
+                                          direct=False, model=model))
+            row: dict[str, Any] = {"clients": c, "requests_per_client": requests, "repeats": args.repeat,
+                                   **{name: median(rs) for name, rs in runs.items()}}
+            direct = row["direct"]
+            for name in proxies:
+                via = row[name]
                 via["added_latency_ms"] = {k: round(via[k] - direct[k], 1) for k in ("p50_ms", "p99_ms", "mean_ms")
                                            if via[k] is not None and direct[k] is not None}
                 via["throughput_ratio"] = round(via["throughput_rps"] / direct["throughput_rps"], 3) if direct["throughput_rps"] else None
-                row[name] = via
+            if args.repeat > 1:
+                row["runs"] = runs
             results.append(row)
     finally:
         for p in reversed(procs):
@@ -328,7 +349,7 @@ def main() -> None:
     load_after = loadavg()
 
     what = "fake upstream (instant answers)" if args.upstream == "fake" else f"real vLLM server, embedded model, max_tokens {max_tokens}"
-    print(f"{what}; n={args.n}; pinned: {pinning or 'no'}; load average before {load_before}, after {load_after}")
+    print(f"{what}; n={args.n}; medians of {args.repeat} runs; pinned: {pinning or 'no'}; load average before {load_before}, after {load_after}")
     print(f"{'':31}{'':8}{'':16}{'':13}{'CPU ms per request':>27}")
     print(f"{'clients':>7} {'path':8}{'ok':>5}{'err':>4}{'req/s':>8}{'samples/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
           f"{'ratio':>7}{'acc':>6}{'proxy':>8}{'upstrm':>8}{'client':>8}")
@@ -348,7 +369,7 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         result = {"upstream": args.upstream, "n": args.n, "max_tokens": max_tokens, "pinned": pinning, "cpus": ncpu,
-                  "proxy_log_level": args.log_level, "before": str(args.before) if args.before else None,
+                  "proxy_log_level": args.log_level, "repeat": args.repeat, "before": str(args.before) if args.before else None,
                   "loadavg_before": load_before, "loadavg_after": load_after, "loads": results}
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
