@@ -200,7 +200,8 @@ def test_cli_hf_bank_has_stopped_traces(tmp_path: Path) -> None:
                            "--limit", "2", "-n", "4", "-q", "--json", "--early-stop-threshold", "1e6", "--early-stop-window", "5"],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["early_stop"]["threshold"] == 1e6
+    summary = json.loads(done.stdout)
+    assert summary["early_stop"]["threshold"] == 1e6 and summary["stopped"] == 8
     samples = [s for line in out.read_text().splitlines() for s in json.loads(line)["samples"]]
     assert len(samples) == 8
     assert all(s["finish"] == LOW_CONFIDENCE and s["tokens"] == 5 and s["answer"] is None for s in samples)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ttscale.early_stop.params import LOW_CONFIDENCE
 from ttscale.errors import BankFormatError, ConfigError
 from ttscale.records.bank import BankWriter, read_bank
 from ttscale.records.datasets import Problem
@@ -37,6 +38,8 @@ class RunStats:
     """Backend calls they took (HTTP requests, retries and fan-out included)."""
     samples: int = 0
     """Samples written in this run."""
+    stopped: int = 0
+    """Of those, traces the early stop ended (finish ``low_confidence``; their tokens are counted below)."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     elapsed: float = 0.0
@@ -142,6 +145,7 @@ def _run_locked(
             stats.requests += 1
             stats.calls += result.calls
             stats.samples += len(result.candidates)
+            stats.stopped += sum(c.finish == LOW_CONFIDENCE for c in result.candidates)
             stats.prompt_tokens += result.prompt_tokens or 0
             stats.completion_tokens += result.completion_tokens
             stats.elapsed = time.perf_counter() - start

@@ -145,7 +145,8 @@ def sample_command(
         return
     err.print(
         f"{out}: wrote {stats.samples} samples for {stats.requests} problems ({stats.complete} already complete) "
-        f"in {stats.elapsed:.1f}s, {stats.completion_tokens} tokens, {stats.tokens_per_s:,.0f} tok/s, {stats.calls} backend calls",
+        f"in {stats.elapsed:.1f}s, {stats.completion_tokens} tokens, {stats.tokens_per_s:,.0f} tok/s, {stats.calls} backend calls"
+        + (f", {stats.stopped} traces stopped early (low confidence)" if early_stop is not None else ""),
         soft_wrap=True,
     )
 
