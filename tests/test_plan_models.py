@@ -360,3 +360,19 @@ def test_margin_rule_for_targets() -> None:
     assert rec == 2 and "none does with 2" in reason
     with pytest.raises(EstimationError, match="the best is a: majority@4 at 0.950"):
         recommend_for_target(opts, 0.96, True, 1.0)
+
+
+def test_pilot_target_uses_the_shipped_margin(pair: tuple[Path, Path]) -> None:
+    """From a pilot, --target recommends by the held-out margin and says so; on the full banks, by the point value."""
+    from ttscale.planning.models import TARGET_MARGIN
+
+    weak, strong = pair
+    r = runner.invoke(app, ["plan", str(weak), str(strong), "--pilot", "4", "--target", "0.6", "--horizon", "4", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    reason, rec = data["recommended"]["reason"], data["options"][data["recommended"]["option"]]
+    assert f"{TARGET_MARGIN:g} x its lower half-interval" in reason
+    if "none does" not in reason:
+        assert rec["accuracy"] - TARGET_MARGIN * (rec["accuracy"] - rec["low"]) >= 0.6
+    exact = ttscale.plan_models([weak, strong], target=0.6, horizon=4)
+    assert exact.reason == "cheapest option predicted to reach 0.6"

@@ -60,10 +60,12 @@ without being asked: about 10 s (Llama-2-13B on GSM8K: 3,369 states at K=16, 213
 FRONTIER_STEP = 1e-4
 """Accuracy (a hundredth of a point) an option must add over every cheaper one to join the frontier:
 the default rule's strictest settings differ from majority@K by less, at a higher cost."""
-TARGET_MARGIN = 0.0
+TARGET_MARGIN = 2.0
 """With a pilot, ``--target`` asks the recommended option's predicted accuracy minus this many lower
 half-intervals (accuracy - low, at ``level``) to reach the target: chosen leave-one-corpus-out by
-``evals/plan_models_holdout.py`` (0 is the point prediction)."""
+``evals/plan_models_holdout.py`` (0 is the point prediction). Held out on four corpora it lifted
+the share of recommendations reaching the target on the full banks from 0.65 to 0.77 (never lower
+on any corpus) at 1.36x instead of 1.12x the truly cheapest option's cost."""
 ADAPTIVE_CONFIDENCES = (0.6, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
 """The ``default`` rule's confidences replayed (a subset of its grid: the tables are shared, each is a second)."""
 
