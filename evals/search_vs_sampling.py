@@ -204,7 +204,8 @@ def verdict(entry: dict[str, Any]) -> list[str]:
         if s is None or t is None:
             continue
         diff = 100 * (t[1] - s[1])
-        word = "beats" if diff > 0.5 else "trails" if diff < -0.5 else "ties"
+        one = 100 / entry["problems"]  # a difference of at most one problem is a tie
+        word = "beats" if diff > one + 1e-9 else "trails" if diff < -one - 1e-9 else "ties (within one problem)"
         lines.append(f"N={n}: best search ({t[0]}, {100 * t[1]:.1f}% at {t[2]:,.0f} tokens/problem) {word} the best sampling "
                      f"policy ({s[0]}, {100 * s[1]:.1f}% at {s[2]:,.0f} tokens/problem): {diff:+.1f} points at "
                      f"{t[2] / s[2]:.2f}x the tokens")
