@@ -236,12 +236,13 @@ def run(url: str, work: Workload, clients: int, requests: int, groups: dict[str,
 # -- main -------------------------------------------------------------------------------------------
 
 
-def start_upstream(kind: str, cpus: str | None) -> tuple[subprocess.Popen, str, str]:
+def start_upstream(kind: str, cpus: str | None, latency: float = 0.0) -> tuple[subprocess.Popen, str, str]:
     """The upstream process, its /v1 URL and the model name clients ask for."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     if kind == "fake":
-        return start([sys.executable, "tests/fake_upstream.py", "--port", str(port)], url + "/models", cpus), url, "fake-model"
+        cmd = [sys.executable, "tests/fake_upstream.py", "--port", str(port), "--latency", str(latency)]
+        return start(cmd, url + "/models", cpus), url, "fake-model"
     from vllm_server import vllm_server_command
 
     from ttscale.arith.paths import model_dir
@@ -278,6 +279,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--upstream", choices=("fake", "vllm"), default="fake",
                         help="fake: tests/fake_upstream.py (instant); vllm: the real vLLM server on the embedded model")
+    parser.add_argument("--fake-latency", type=float, default=0.0,
+                        help="seconds the fake upstream waits before each answer (a model's time, without its CPU)")
     parser.add_argument("--clients", default="1,200", help="client counts, comma-separated")
     parser.add_argument("--total", default=None,
                         help="requests per load, split among the clients: one number, or one per client count "
@@ -312,7 +315,7 @@ def main() -> None:
     results = []
     pinning: dict[str, str] = {}
     try:
-        upstream, upstream_url, model = start_upstream(args.upstream, other_cpus)
+        upstream, upstream_url, model = start_upstream(args.upstream, other_cpus, args.fake_latency)
         procs.append(upstream)
         proxies = {"proxy": start_proxy(ROOT, upstream_url, args.n, args.log_level, proxy_cpus)}
         if args.before is not None:
@@ -348,7 +351,7 @@ def main() -> None:
             stop(p)
     load_after = loadavg()
 
-    what = "fake upstream (instant answers)" if args.upstream == "fake" else f"real vLLM server, embedded model, max_tokens {max_tokens}"
+    what = f"fake upstream (answers after {args.fake_latency:g} s)" if args.upstream == "fake" else f"real vLLM server, embedded model, max_tokens {max_tokens}"
     print(f"{what}; n={args.n}; medians of {args.repeat} runs; pinned: {pinning or 'no'}; load average before {load_before}, after {load_after}")
     print(f"{'':31}{'':8}{'':16}{'':13}{'CPU ms per request':>27}")
     print(f"{'clients':>7} {'path':8}{'ok':>5}{'err':>4}{'req/s':>8}{'samples/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
@@ -368,7 +371,7 @@ def main() -> None:
                 print(f"{'':8}{name} adds p50 {a.get('p50_ms')} ms, p99 {a.get('p99_ms')} ms")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        result = {"upstream": args.upstream, "n": args.n, "max_tokens": max_tokens, "pinned": pinning, "cpus": ncpu,
+        result = {"upstream": args.upstream, "fake_latency": args.fake_latency, "n": args.n, "max_tokens": max_tokens, "pinned": pinning, "cpus": ncpu,
                   "proxy_log_level": args.log_level, "repeat": args.repeat, "before": str(args.before) if args.before else None,
                   "loadavg_before": load_before, "loadavg_after": load_after, "loads": results}
         args.json.write_text(json.dumps(result, indent=2) + "\n")
