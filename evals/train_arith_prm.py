@@ -1,60 +1,58 @@
-"""Train a tiny process reward model (PRM) for the embedded arithmetic task and measure best-of-8.
+"""Train the embedded tiny process reward model (PRM) for the arithmetic task and measure it held out.
 
-    python evals/train_arith_prm.py --out runs/arith-prm [--train-problems 600] [--steps 500] [--eval-problems 300]
+    python evals/train_arith_prm.py --out runs/arith-prm --install
 
-Stages (each a real code path; about 10-15 minutes on 2 CPU cores with the defaults):
+reproduces ``ttscale/models/arith-prm-tiny`` (defaults: 1,200 sampled training problems, 60,000 synthetic
+solutions, 1,200 optimizer steps of 64, lr 2e-3, auxiliary weight 1, seed 0, one torch thread; about
+45 minutes of wall time on the shared 2-core machine, roughly 25 minutes of CPU). A train run is not
+bit-reproducible across machines (threads, BLAS): the committed weights are the reference.
 
-1. sample: ``ttscale sample -b vllm`` draws ``--n`` solutions per problem from the packaged arith-tiny
-   model at its default temperature 1.3, for ``--train-problems`` freshly generated problems (seed
-   ``--seed``; problems that also occur in the fixed test set are dropped) and for the first
-   ``--eval-problems`` problems of the fixed default test set (held out: never trained on).
-2. label: every step (line) of every training solution is labelled automatically by
-   :func:`label_steps`: an ``Ordinal: a op b = c`` line is good when its ordinal, operation and
-   operand are the problem's step k, ``a`` is the value the previous line arrived at (the start
-   value for the first), and ``a op b = c`` is right; the ``#### N`` line is good when it follows
-   the last step and N is the value the lines arrived at. Any other line is bad. A solution's steps
-   are all good exactly when the solution is right.
+Stages (each a real code path):
+
+1. sample: ``ttscale sample -b hf`` (``--backend vllm`` works too, under ``flock /tmp/vllm.lock``; it is
+   not faster on this CPU) draws ``--n`` solutions per problem from the packaged arith-tiny model at its
+   default temperature 1.3, for ``--train-problems`` freshly generated problems (problems of either
+   fixed test set are dropped) and for the first ``--eval-problems`` problems of the fixed default test
+   set (held out: never trained on).
+2. label: every step (line) is labelled automatically by :func:`label_steps`: an ``Ordinal: a op b = c``
+   line is good when its ordinal, operation and operand are the problem's step k, ``a`` is the value the
+   previous line arrived at (the start value for the first), and ``a op b = c`` is right; the ``#### N``
+   line is good when it follows the last step and N is the value the lines arrived at. Any other line is
+   bad. Labels are local: a line after a slip is judged from the value the slip arrived at, so ``min``
+   (or ``product``) aggregation is the one that flags a chain with any wrong step.
+   Besides the sampled solutions and each problem's reference, ``--synthetic`` solutions are written from
+   the references of fresh problems (80% default preset, 20% hard; never a test problem) by
+   :func:`perturbed_solution`: each step is wrong with probability ``--p-error``, mostly a result off by
+   1-3 (the policy's own typical slip), sometimes a wrong carry, operand, operation or ordinal, a skipped
+   step or a wrong final line; later lines carry on from the wrong value, as the policy's do.
 3. train: a ``Qwen2ForProcessRewardModel`` in vLLM's layout (:mod:`ttscale.scoring.prm`), its backbone
-   warm-started from arith-tiny's Llama weights (same layer layout; Qwen2's q/k/v biases start at 0, so the
-   starting backbone computes what the policy computes), the vocabulary grown by the ``<extra_0>`` step tag, the
-   ``score`` head fresh. Loss: cross-entropy of the 2-label head at each tag position, on the unique
-   labelled solutions plus each problem's reference solution. AdamW, warmup + cosine, fixed step
-   count, seeded, one torch thread. Saved to ``OUT/model``.
-4. measure: ``ttscale score`` (PRM, min aggregation; and mean log-prob confidence as a baseline) and
-   ``ttscale eval`` on the held-out bank: single sample (k=1), majority@8, best-of-8 by PRM, best-of-8
-   by confidence, pass@8. Also the PRM's step-level accuracy on the held-out solutions' labels.
+   warm-started from arith-tiny's Llama weights (Qwen2's q/k/v biases start at 0, so the starting backbone
+   computes what the policy computes), the vocabulary grown by the ``<extra_0>`` step tag, the ``score``
+   head fresh. Loss: cross-entropy of the 2-label head at each tag, plus two auxiliary dense targets at
+   the same positions (:func:`train`): the step's arithmetic error ``(a op b) - c`` (11 classes, from the
+   score head's hidden layer) and the right result as a token (the tag's output read through the token
+   embeddings). Neither adds a saved weight. AdamW, warmup + cosine, fixed step count, seeded.
+4. measure on the held-out bank: ``ttscale score prm`` (min aggregation) and ``ttscale score confidence``
+   (mean log-prob), then ``ttscale eval`` (single sample, majority@8, best-of-8 and weighted majority@8
+   by each scorer, pass@8), and the PRM's step-level agreement with the labels (:func:`step_metrics`).
 
-Results go to ``OUT/summary.json``. A run is not bit-reproducible across machines (threads, BLAS).
+Results go to ``OUT/summary.json``; ``--install`` copies the model (and the summary as training_info.json)
+into ``ttscale/models/arith-prm-tiny``. ``--reuse-banks`` skips the sampling stage when OUT holds both banks.
 
-Measured here with the defaults (300 held-out problems x 8, temperature 1.3): single 48.8%, majority@8
-65.2%, best-of-8 by mean log-prob 83.3%, pass@8 96.3%, but best-of-8 by this PRM (min) only 36.9%
-(lr 1e-3) / 39.9% (``--lr 3e-4``). NEGATIVE: at this size and CPU budget the trained PRM is not useful.
+History. The first recipe (600 sampled problems only, binary labels, 500-1,000 steps) was NEGATIVE:
+best-of-8 by the PRM 36.9% against majority@8 65.2%; its loss sat at 0.49-0.50 (base rate 0.61) in every
+variant tried (learning rates, bad steps weighted, extra fresh layers). The information is in the
+policy's backbone (its probability of ``c`` at the ``=`` separates right and wrong steps with AUC 0.987),
+but a linear probe on the warm-started backbone's output at the tag finds none of it (held-out accuracy
+63-67% against a 70% base rate, at every layer): the PRM must learn to redo ``a op b`` at the tag and
+compare it with ``c``. One bit per step did not teach that in a CPU budget; the dense auxiliary targets
+and ~10x more labelled steps do (below).
 
-What was checked (diagnosis, not fixed by any recipe tried):
-
-- Plumbing is right. Training and scoring token ids are identical (``build_model``'s tokenizer vs
-  :func:`ttscale.scoring.prm.load_tokenizer` on the saved folder); the warm-started backbone reproduces the
-  policy's hidden states exactly (max difference 0.0); the tag follows each step, so under causal
-  attention its position sees the whole step; all parameters are trained (nothing frozen).
-- Labels are right (``--self-check``; by hand on examples). Of 3,865 bad training steps, 3,709 are pure
-  arithmetic slips (``a op b = c`` with the wrong ``c``, mostly off by 1-2); wrong carry, operand, operation
-  or final line together make up ~4%. So the PRM's job is almost only to check ``a op b = c``.
-- Recipe changes do not help (held-out step metrics on 100 problems; base rate 70% good): lr 3e-3 for
-  600 steps: loss 0.50, accuracy 70%, bad-step recall 0.40 at precision 0.49; head lr 1e-2 + bad steps
-  weighted 2x: recall 0.89 at precision 0.46 (flags nearly everything, accuracy 65%); two extra fresh
-  layers on top of the backbone (frozen or not): loss 0.49, recall 0.11-0.27 at precision ~0.5. The loss
-  sits at 0.49-0.50 against 0.61 for the base rate in every variant.
-- The information is in the backbone, in a form the PRM cannot easily read. The policy's own
-  probability of ``c`` at the ``=`` position separates the steps almost perfectly (AUC 0.987; p < 0.3
-  flags 88% of bad steps at 100% precision; best-of-8 by the smallest step probability: 82% on 100
-  held-out problems), but the raw logit of ``c`` does not (AUC 0.56): the signal is "is ``c`` near the
-  arg-max of a softmax over the whole vocabulary at the previous position". The PRM must recompute that
-  at the tag from the step's tokens with 4 layers of width 128, and it does not learn to do so in a few
-  hundred to a thousand steps on CPU. Sampled at 1.3, the policy's slips are low-probability tokens, so
-  a confidence scorer (``ttscale score confidence``) is the strong verifier for this model, not a PRM.
-
-The plumbing (sample, label, train, save, ``ttscale score prm``, ``ttscale eval``) works end
-to end; ``--reuse-banks`` skips the sampling stage when OUT already holds both banks.
+Measured with the defaults (evals/results/arith_prm_tiny.json; 300 held-out problems x 8 samples at 1.3):
+single 49.3%, majority@8 65.1%, weighted majority@8 by mean log-prob 69.0%, best-of-8 by mean log-prob
+85.0%, weighted majority@8 by the PRM (min) 80.3%, best-of-8 by the PRM (min) 86.6%, pass@8 97.0%. Step
+level: accuracy 98.5% (base rate 68.6% good), 95.4% of bad steps flagged at 99.7% precision. Label loss
+0.61 -> 0.28 (flat for the first ~300 steps, then falling).
 """
 
 from __future__ import annotations
@@ -92,6 +90,11 @@ TEMPLATE = "{problem}\n"
 """The PRM's prompt before the steps: PRMConfig's default, so ``ttscale score prm`` needs no option."""
 TRAIN_SEED_OFFSET = 7_000_000
 """Training problems come from generate_problems(seed + this): far from the test sets' seeds."""
+SYNTH_SEED_OFFSET = 8_000_000
+"""Problems of the synthetic (perturbed reference) solutions: generate_problems(seed + this [+ 1 for hard])."""
+
+Example = tuple[list[int], list[int], list[int], list[int]]
+"""(PRM input token ids, step labels 1 good / 0 bad, and the auxiliary targets of :func:`arith_targets`)."""
 
 _STEP = re.compile(r"(\w+): (-?\d+) ([+-]) (-?\d+) = (-?\d+)")
 _FINAL = re.compile(r"#### (-?\d+)")
@@ -134,6 +137,74 @@ def label_steps(solution: str, text: str) -> list[int]:
     return labels
 
 
+SLIP_SIZES = (1, 1, 1, 1, 2, 2, 2, 3, 3, 4, 5, 10)
+"""How far a synthetic arithmetic slip lands from the right result (mostly 1-2, as the policy's slips)."""
+ERROR_KINDS = (("result", 70), ("carry", 8), ("operand", 8), ("operation", 5), ("ordinal", 4), ("skip", 5))
+"""Kinds of synthetic step errors and their weights (the policy's own bad steps are ~96% wrong results)."""
+
+
+def _slip(rng: random.Random, value: int) -> int:
+    return value + rng.choice(SLIP_SIZES) * rng.choice((-1, 1))
+
+
+def perturbed_solution(rng: random.Random, solution: str, p_error: float) -> str:
+    """A solution text written from the reference, each step wrong with probability ``p_error``
+    (a kind from :data:`ERROR_KINDS`); later lines carry on from the value a wrong line arrived at,
+    as the policy's own solutions do. Its labels come from :func:`label_steps` like any sample's."""
+    ref = reference_steps(solution)
+    carry = ref[0][1]
+    lines = []
+    ordinals = [o for o, _, _, _ in ref]
+    for k, (ordinal, _, op, b) in enumerate(ref):
+        a = carry
+        kind = rng.choices([n for n, _ in ERROR_KINDS], [w for _, w in ERROR_KINDS])[0] if rng.random() < p_error else None
+        if kind == "skip":
+            continue
+        if kind == "carry":
+            a = _slip(rng, a)
+        elif kind == "operand":
+            others = [x for _, _, _, x in ref if x != b]
+            b = rng.choice(others) if others and rng.random() < 0.5 else max(0, _slip(rng, b))
+        elif kind == "operation":
+            op = "-" if op == "+" else "+"
+        elif kind == "ordinal":
+            ordinal = rng.choice([o for o in ordinals + ["Fifth", "Sixth"] if o != ordinal])
+        c = a + b if op == "+" else a - b
+        if kind == "result":
+            c = _slip(rng, c)
+        lines.append(f"{ordinal}: {a} {op} {b} = {c}")
+        carry = c
+    final = carry
+    if rng.random() < p_error * 0.15:
+        final = _slip(rng, final)
+    lines.append(f"#### {final}")
+    return "\n".join(lines)
+
+
+OFFSET_RANGE = 5
+"""An auxiliary head classifies a step line's arithmetic error ``(a op b) - c`` into -5..5 (clipped)."""
+
+
+def arith_targets(text: str, tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The auxiliary targets per step of ``text``: the class of its arithmetic error (``(a op b) - c``
+    clipped to +-OFFSET_RANGE, shifted to 0..2*OFFSET_RANGE) and the token id of the right result
+    ``" {a op b}"``; -100 (ignored) for a line that is not ``Ordinal: a op b = c`` or a result that is
+    not one token."""
+    offsets, results = [], []
+    for line in split_steps(text, "\n", TAG):
+        m = _STEP.fullmatch(line)
+        if m is None:
+            offsets.append(-100)
+            results.append(-100)
+            continue
+        a, op, b, c = int(m.group(2)), m.group(3), int(m.group(4)), int(m.group(5))
+        right = a + b if op == "+" else a - b
+        offsets.append(max(-OFFSET_RANGE, min(OFFSET_RANGE, right - c)) + OFFSET_RANGE)
+        ids = tokenizer(f" {right}", add_special_tokens=False)["input_ids"]
+        results.append(ids[0] if len(ids) == 1 else -100)
+    return offsets, results
+
+
 def _self_check() -> None:
     sol = "First: 45 + 12 = 57\nSecond: 57 - 7 = 50\n#### 50"
     assert label_steps(sol, sol) == [1, 1, 1]
@@ -168,14 +239,19 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def _sample(dataset: Path, out: Path, n: int, seed: int, env: dict[str, str]) -> None:
-    _run(_ttscale() + ["sample", "-m", "arith-tiny", "-d", str(dataset), "-b", "vllm", "--n", str(n),
-                       "--temperature", str(DEFAULT_TEMPERATURE), "--max-tokens", "96", "--seed", str(seed),
-                       "--dtype", "float32", "--max-model-len", "256", "--engine-arg", "max_num_batched_tokens=16384",
-                       "--engine-arg", "enforce_eager=true", "-o", str(out), "--json", "-q"], env)
+def _sample(dataset: Path, out: Path, n: int, seed: int, env: dict[str, str], backend: str = "hf") -> None:
+    cmd = _ttscale() + ["sample", "-m", "arith-tiny", "-d", str(dataset), "-b", backend, "--n", str(n),
+                        "--temperature", str(DEFAULT_TEMPERATURE), "--max-tokens", "96", "--seed", str(seed),
+                        "-o", str(out), "--json", "-q"]
+    if backend == "vllm":
+        cmd += ["--dtype", "float32", "--max-model-len", "256", "--engine-arg", "max_num_batched_tokens=16384",
+                "--engine-arg", "enforce_eager=true"]
+    else:
+        cmd += ["--batch-size", "64"]
+    _run(cmd, env)
 
 
-def _examples(bank: Path, solutions: dict[str, str], tokenizer: Any, tag_id: int) -> list[tuple[list[int], list[int]]]:
+def _examples(bank: Path, solutions: dict[str, str], tokenizer: Any, tag_id: int) -> list[Example]:
     """Unique (token ids, step labels) pairs from a bank's solutions plus each problem's reference."""
     seen: set[tuple[str, str]] = set()
     out = []
@@ -191,7 +267,7 @@ def _examples(bank: Path, solutions: dict[str, str], tokenizer: Any, tag_id: int
                 continue
             ids = prm_input_ids(tokenizer, rec["problem"], text, template=TEMPLATE, step_tag=TAG)
             assert sum(t == tag_id for t in ids) == len(labels)
-            out.append((ids, labels))
+            out.append((ids, labels, *arith_targets(text, tokenizer)))
     return out
 
 
@@ -228,14 +304,21 @@ def build_model(tag: str = TAG) -> tuple[Any, Any]:
     return model, tok
 
 
-def train(model: Any, examples: list[tuple[list[int], list[int]]], tag_id: int, pad_id: int, *, steps: int,
-          batch: int, lr: float, seed: int) -> list[float]:
-    """Cross-entropy of the step labels at the tag positions; returns the loss every 25 steps."""
+def train(model: Any, examples: list[Example], tag_id: int, pad_id: int, *, steps: int,
+          batch: int, lr: float, seed: int, aux_weight: float = 1.0) -> list[float]:
+    """Cross-entropy of the step labels at the tag positions, plus ``aux_weight`` x two auxiliary
+    cross-entropies at the same positions (:func:`arith_targets`): a head on the score head's hidden layer
+    names the step's arithmetic error, and the backbone's output at the tag, read through the token
+    embeddings as a language model would, names the right result. A right/wrong label is one bit per step;
+    these are dense targets that make the backbone redo the arithmetic at the tag. Neither head adds a
+    saved weight (the checkpoint keeps vLLM's layout). Returns the label loss every 25 steps."""
     import torch
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    aux = torch.nn.Linear(model.config.hidden_size, 2 * OFFSET_RANGE + 1)
+    params = list(model.parameters()) + (list(aux.parameters()) if aux_weight else [])
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
@@ -247,19 +330,27 @@ def train(model: Any, examples: list[tuple[list[int], list[int]]], tag_id: int, 
             order += rng.sample(range(len(examples)), len(examples))
         rows = [examples[i] for i in order[:batch]]
         del order[:batch]
-        width = max(len(ids) for ids, _ in rows)
+        width = max(len(r[0]) for r in rows)
         ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (r, _) in enumerate(rows):
+        for i, (r, *_) in enumerate(rows):
             ids[i, : len(r)] = torch.tensor(r)
             mask[i, : len(r)] = 1
-        target = torch.tensor([lab for _, labels in rows for lab in labels])
-        logits = model(input_ids=ids, attention_mask=mask)
+        target = torch.tensor([lab for _, labels, _, _ in rows for lab in labels])
+        offsets = torch.tensor([o for _, _, offs, _ in rows for o in offs])
+        results = torch.tensor([o for _, _, _, res in rows for o in res])
+        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
         at = ids == tag_id  # row-major order matches the labels' order
-        loss = torch.nn.functional.cross_entropy(logits[at], target)
+        feats = model.score[1](model.score[0](hidden[at]))
+        loss = torch.nn.functional.cross_entropy(model.score[2](feats), target)
+        total = loss
+        if aux_weight and (offsets >= 0).any():
+            ce = torch.nn.functional.cross_entropy
+            words = hidden[at] @ model.model.embed_tokens.weight.T
+            total = loss + aux_weight * (ce(aux(feats), offsets, ignore_index=-100) + ce(words, results, ignore_index=-100))
         opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         window.append(loss.item())
@@ -290,22 +381,67 @@ def step_metrics(model_path: Path, bank: Path, solutions: dict[str, str]) -> dic
                 else:
                     bad += 1
                     bad_hit += p < 0.5
-    return {"good_steps": good, "bad_steps": bad, "good_recall": good_hit / max(good, 1), "bad_recall": bad_hit / max(bad, 1),
+    return {"good_steps": good, "bad_steps": bad, "accuracy": (good_hit + bad_hit) / max(good + bad, 1),
+            "base_rate": good / max(good + bad, 1), "good_recall": good_hit / max(good, 1), "bad_recall": bad_hit / max(bad, 1),
             "bad_precision": bad_hit / max(flagged, 1)}
+
+
+def synthetic_examples(count: int, seed: int, p_error: float, tokenizer: Any, tag_id: int,
+                       banned: set[str]) -> list[Example]:
+    """``count`` perturbed reference solutions (:func:`perturbed_solution`) of fresh problems, 80%
+    from the default preset and 20% from the hard one, none of them a test-set problem."""
+    rng = random.Random(seed)
+    n_hard = count // 5
+    pool = (generate_problems(PRESETS["default"], count - n_hard, seed + SYNTH_SEED_OFFSET, id_prefix="prm-synth")
+            + generate_problems(PRESETS["hard"], n_hard, seed + SYNTH_SEED_OFFSET + 1, id_prefix="prm-synth-hard"))
+    out = []
+    for p in pool:
+        if p["problem"] in banned:
+            continue
+        text = perturbed_solution(rng, p["solution"], p_error)
+        ids = prm_input_ids(tokenizer, p["problem"], text, template=TEMPLATE, step_tag=TAG)
+        labels = label_steps(p["solution"], text)
+        assert sum(t == tag_id for t in ids) == len(labels)
+        out.append((ids, labels, *arith_targets(text, tokenizer)))
+    return out
+
+
+def install(model_path: Path, summary: dict[str, Any]) -> Path:
+    """Copy the trained folder's files into the package (ttscale/models/arith-prm-tiny) with training_info.json."""
+    import shutil
+
+    dest = Path(__file__).resolve().parent.parent / "ttscale" / "models" / "arith-prm-tiny"
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in model_path.iterdir():
+        if f.is_file():
+            shutil.copy2(f, dest / f.name)
+    cfg_path, positions = dest / "tokenizer_config.json", json.loads((dest / "config.json").read_text())["max_position_embeddings"]
+    cfg = json.loads(cfg_path.read_text())
+    cfg["model_max_length"] = positions  # the policy's 256 would warn on long partial solutions the PRM can read
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+    (dest / "training_info.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return dest
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, help="Output folder (model/, banks, summary.json); required unless --self-check.")
-    ap.add_argument("--train-problems", type=int, default=600)
+    ap.add_argument("--train-problems", type=int, default=1200, help="Problems whose sampled solutions are trained on.")
+    ap.add_argument("--synthetic", type=int, default=60000, help="Perturbed reference solutions trained on (0: none).")
+    ap.add_argument("--p-error", type=float, default=0.35, help="Chance that a synthetic step is wrong.")
     ap.add_argument("--eval-problems", type=int, default=300, help="First problems of the fixed default test set.")
     ap.add_argument("--n", type=int, default=8, help="Samples per problem (train and eval).")
-    ap.add_argument("--steps", type=int, default=500, help="Optimizer steps.")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--backend", choices=("hf", "vllm"), default="hf",
+                    help="Sampler of the policy's solutions (hf is as fast on CPU; wrap vllm in flock /tmp/vllm.lock).")
+    ap.add_argument("--steps", type=int, default=1200, help="Optimizer steps.")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--aux-weight", type=float, default=1.0, help="Weight of the arithmetic-error auxiliary loss (0: off).")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared).")
     ap.add_argument("--reuse-banks", action="store_true",
                     help="Keep OUT/train.bank.jsonl and OUT/eval.bank.jsonl when they exist (skip sampling).")
+    ap.add_argument("--install", action="store_true", help="Copy the trained model into ttscale/models/arith-prm-tiny.")
     ap.add_argument("--self-check", action="store_true", help="Only check the labeller and exit.")
     args = ap.parse_args()
     _self_check()
@@ -316,17 +452,17 @@ def main() -> None:
         ap.error("--out is required")
     import torch
 
-    torch.set_num_threads(1)  # shared 2-core machine: one thread trains as fast as two and leaves a core free
+    torch.set_num_threads(args.threads)  # shared 2-core machine
     started = time.perf_counter()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": str(args.threads)}
     timings: dict[str, float] = {}
 
     # 1. sample
     t = time.perf_counter()
-    every_test = [json.loads(line) for line in test_set_path("default").read_text().splitlines()]
+    every_test = [json.loads(line) for name in ("default", "hard") for line in test_set_path(name).read_text().splitlines()]
     test = every_test[: args.eval_problems]
     test_texts = {p["problem"] for p in every_test}
     pool = generate_problems(PRESETS["default"], args.train_problems, args.seed + TRAIN_SEED_OFFSET, id_prefix="prm-train")
@@ -335,53 +471,64 @@ def main() -> None:
     train_bank, eval_bank = out / "train.bank.jsonl", out / "eval.bank.jsonl"
     train_file, eval_file = _write_jsonl(out / "train.jsonl", train_set), _write_jsonl(out / "eval.jsonl", test)
     if not (args.reuse_banks and train_bank.is_file()):
-        _sample(train_file, train_bank, args.n, args.seed, env)
+        _sample(train_file, train_bank, args.n, args.seed, env, args.backend)
     if not (args.reuse_banks and eval_bank.is_file()):
-        _sample(eval_file, eval_bank, args.n, args.seed + 1, env)
+        _sample(eval_file, eval_bank, args.n, args.seed + 1, env, args.backend)
     timings["sample"] = time.perf_counter() - t
 
     # 2. label, 3. train
     t = time.perf_counter()
     model, tok = build_model()
     tag_id = tok.convert_tokens_to_ids(TAG)
-    examples = _examples(train_bank, solutions, tok, tag_id)
-    n_steps = sum(len(lab) for _, lab in examples)
-    n_bad = sum(lab.count(0) for _, lab in examples)
-    print(f"{len(examples)} unique labelled solutions, {n_steps} steps ({n_bad} bad)", flush=True)
-    losses = train(model, examples, tag_id, tok.pad_token_id, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+    sampled = _examples(train_bank, solutions, tok, tag_id) if args.train_problems else []
+    synthetic = synthetic_examples(args.synthetic, args.seed, args.p_error, tok, tag_id, test_texts) if args.synthetic else []
+    examples = sampled + synthetic
+    counts = {name: {"solutions": len(ex), "steps": sum(len(e[1]) for e in ex), "bad_steps": sum(e[1].count(0) for e in ex)}
+              for name, ex in (("sampled", sampled), ("synthetic", synthetic))}
+    print(f"labelled solutions: {counts}", flush=True)
+    losses = train(model, examples, tag_id, tok.pad_token_id, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                   aux_weight=args.aux_weight)
     model_path = out / "model"
     model.save_pretrained(model_path)
+    tok.model_max_length = model.config.max_position_embeddings
     save_tokenizer(tok, model_path)
     timings["train"] = time.perf_counter() - t
 
     # 4. measure on the held-out bank with the CLI
     t = time.perf_counter()
     _run(_ttscale() + ["score", "prm", str(eval_bank), "-m", str(model_path), "--aggregation", "min",
-                       "--batch-size", "32", "--json", "-q"], env)
+                       "--batch-size", "64", "--json", "-q"], env)
     _run(_ttscale() + ["score", "confidence", str(eval_bank), "--json", "-q"], env)
     evals = {}
     for scorer in ("prm", "confidence"):
         evals[scorer] = json.loads(_run(_ttscale() + ["eval", str(eval_bank), "--scorer", scorer, "-p", "best-of-n",
-                                                      "-p", "majority", "--k", f"1,{args.n}", "--json"], env))
+                                                      "-p", "weighted-majority", "-p", "majority", "--k", f"1,{args.n}",
+                                                      "--json"], env))
     steps = step_metrics(model_path, eval_bank, solutions)
     timings["measure"] = time.perf_counter() - t
 
-    e = evals["prm"]
+    e, c = evals["prm"]["policies"], evals["confidence"]["policies"]
     summary = {
-        "eval_problems": e["problems"], "n": args.n, "temperature": DEFAULT_TEMPERATURE,
-        "single": e["policies"]["majority"]["accuracy"][0],
-        f"majority@{args.n}": e["policies"]["majority"]["accuracy"][1],
-        f"best_of_{args.n}_prm_min": e["policies"]["best-of-n"]["accuracy"][1],
-        f"best_of_{args.n}_confidence": evals["confidence"]["policies"]["best-of-n"]["accuracy"][1],
-        f"pass@{args.n}": e["pass"][1],
+        "eval_problems": evals["prm"]["problems"], "eval_set": f"first {args.eval_problems} of the fixed default test set",
+        "n": args.n, "temperature": DEFAULT_TEMPERATURE,
+        "single": e["majority"]["accuracy"][0],
+        f"majority@{args.n}": e["majority"]["accuracy"][1],
+        f"best_of_{args.n}_prm_min": e["best-of-n"]["accuracy"][1],
+        f"weighted_majority@{args.n}_prm_min": e["weighted-majority"]["accuracy"][1],
+        f"best_of_{args.n}_mean_logprob": c["best-of-n"]["accuracy"][1],
+        f"weighted_majority@{args.n}_mean_logprob": c["weighted-majority"]["accuracy"][1],
+        f"pass@{args.n}": evals["prm"]["pass"][1],
         "prm_steps_on_eval": steps,
-        "train": {"problems": len(train_set), "solutions": len(examples), "steps_labelled": n_steps, "bad_steps": n_bad,
-                  "optimizer_steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed, "loss_every_25": losses},
+        "train": {"sampled_problems": len(train_set), **counts, "p_error": args.p_error, "optimizer_steps": args.steps, "aux_weight": args.aux_weight,
+                  "batch": args.batch, "lr": args.lr, "seed": args.seed, "threads": args.threads, "loss_every_25": losses},
         "seconds": {k: round(v, 1) for k, v in timings.items()} | {"total": round(time.perf_counter() - started, 1)},
-        "commands": [f"ttscale score prm {eval_bank} -m {model_path} --aggregation min",
-                     f"ttscale eval {eval_bank} --scorer prm -p best-of-n -p majority --k 1,{args.n}"],
+        "commands": [" ".join(["python evals/train_arith_prm.py", *sys.argv[1:]]),
+                     f"ttscale score prm {eval_bank} -m {model_path} --aggregation min",
+                     f"ttscale eval {eval_bank} --scorer prm -p best-of-n -p weighted-majority -p majority --k 1,{args.n}"],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if args.install:
+        print(f"installed into {install(model_path, summary)}")
     print(json.dumps({k: v for k, v in summary.items() if k not in ("train", "commands")}, indent=2))
 
 

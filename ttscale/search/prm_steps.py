@@ -14,6 +14,7 @@ Names (:func:`resolve_step_scorer`): ``oracle`` (the arithmetic task's exact che
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,7 +101,9 @@ def resolve_step_scorer(spec: str, *, batch_size: int = 64, engine_args: dict[st
         raise ConfigError("scorer", spec, f"a PRM model folder with config.json ({path} has none)")
     from ttscale.scoring.prm import PRMConfig, ProcessRewardScorer, VLLMProcessRewardScorer
 
-    if kind == "prm":
-        return PRMStepScorer(ProcessRewardScorer(PRMConfig(model=str(path), batch_size=batch_size)), name=kind, label=spec)
+    if kind == "prm":  # positions past the model's own are noise, not scores: the config caps the input
+        positions = json.loads((path / "config.json").read_text(encoding="utf-8")).get("max_position_embeddings") or 4096
+        config = PRMConfig(model=str(path), batch_size=batch_size, max_length=min(4096, int(positions)))
+        return PRMStepScorer(ProcessRewardScorer(config), name=kind, label=spec)
     config = PRMConfig(model=str(path), engine_args=dict(engine_args or {}))
     return PRMStepScorer(VLLMProcessRewardScorer(config), name=kind, label=spec)
