@@ -14,6 +14,12 @@ to the vote-only bound over the training corpora) and scored on the one left out
 figure reported for a corpus is always the held-out one. The shipped priors are the same choice
 made on every corpus.
 
+``workload``: ``WorkloadBayes`` (ttscale.adaptive.workload_prior) on an empirical-Bayes mixture of
+question types fitted by EM, without labels, on the pilot votes of one half of the corpus's
+questions and scored exactly on the other half, then the other way round (2-fold cross-fit, the two
+halves' figures weighted by their questions). Its settings (objective, pilot samples per question,
+type grid) are chosen leaving one corpus out like the priors; every setting's figure is printed too.
+
 Run (about 10 minutes; the vote tables are cached under runs/unseen-cache):
     .venv/bin/python evals/unseen_allocation.py
 Writes evals/results/unseen_allocation.json and .txt.
@@ -41,6 +47,7 @@ from ttscale.adaptive.exact_replay import VoteStates, bayes_frontier, samples_to
 from ttscale.adaptive.signals import available_signals, crossfit_weights, weighted_rule_points  # noqa: E402
 from ttscale.adaptive.simulate import replay_pool, run_rule  # noqa: E402
 from ttscale.adaptive.stopping import ASC, ESC, FirstToAhead, PPR1v1, SettledMajority  # noqa: E402
+from ttscale.adaptive.workload_prior import WorkloadBayes, WorkloadPrior, pilot_counts  # noqa: E402
 from ttscale.answers.grading import load_candidates  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data" / "banks"
@@ -57,6 +64,12 @@ ASC_GRID = np.concatenate([np.linspace(0.55, 0.95, 17), 1 - np.geomspace(0.04, 1
 PPR_GRID = np.geomspace(0.9, 1e-4, 30)
 SETTLED_GRID = np.concatenate([np.linspace(0.55, 0.95, 17), 1 - np.geomspace(0.04, 1e-5, 20)])
 PRIORS = [(a, r) for a in (0.3, 0.5, 1.0, 2.0, 4.0) for r in (0.03, 0.1, 0.3, 1.0)]
+WORKLOAD_SETTINGS = [("accuracy", m, g) for m in (4, 8, None) for g in (10, 20, 40)] + [("agreement", None, 20)]
+"""The workload rule's hyperparameters, chosen leaving one corpus out: what a stop is worth
+(``WorkloadBayes.objective``), pilot samples per question the prior is fitted on (None: all K of
+each training question) and steps of the type grid."""
+WORKLOAD_PRICES = np.concatenate([np.geomspace(0.3, 1e-8, 48)])
+SPLIT_SEED = 7
 PERMUTATIONS = 40
 ESC_PERMUTATIONS = 400
 """ESC reads the order of the votes, so it is scored on seeded orders, not exactly. Its curve is flat
@@ -75,6 +88,41 @@ def tables_for(name: str, cache: Path):
         states = VoteStates(problems, K)
         file.write_bytes(pickle.dumps(states))
     return problems, states
+
+
+def half_tables(name: str, problems, K: int, cache: Path):
+    """The two halves of a corpus's questions (seeded split) and the exact tables of each (cached)."""
+    kept = [p for p in problems if p.n >= K]
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(kept))
+    halves = [[kept[i] for i in np.sort(order[: len(kept) // 2])], [kept[i] for i in np.sort(order[len(kept) // 2:])]]
+    tables = []
+    for i, h in enumerate(halves):
+        file = cache / f"{name}-K{K}-half{i}-seed{SPLIT_SEED}.pkl"
+        if file.exists() and file.stat().st_mtime > CORPORA[name][0].stat().st_mtime:
+            tables.append(pickle.loads(file.read_bytes()))
+        else:
+            tables.append(VoteStates(h, K))
+            file.write_bytes(pickle.dumps(tables[-1]))
+    return halves, tables
+
+
+def workload_curve(halves, tables, K: int, objective: str, pilot: int | None, grid: int,
+                   prices=WORKLOAD_PRICES) -> tuple[list[tuple[float, float]], list]:
+    """2-fold cross-fit of the workload rule (``WorkloadBayes``): the prior fitted (no labels) on the
+    pilot votes of one half, the rule scored exactly on the other half at every price; the two
+    halves' (samples, accuracy) combined by their share of the questions. Also the fitted priors."""
+    share = [len(h) / sum(map(len, halves)) for h in halves]
+    samples, acc = np.zeros(len(prices)), np.zeros(len(prices))
+    priors = []
+    for train, test in ((0, 1), (1, 0)):
+        prior = WorkloadPrior(grid=grid).fit(pilot_counts(halves[train], pilot or K))
+        priors.append(prior)
+        comps = prior.components()
+        for i, price in enumerate(prices):
+            s_, a_ = tables[test].evaluate(WorkloadBayes(float(price), components=comps, objective=objective))
+            samples[i] += share[test] * s_
+            acc[i] += share[test] * a_
+    return list(zip(samples.tolist(), acc.tolist())), priors
 
 
 def hull(points) -> list[tuple[float, float]]:
@@ -135,6 +183,12 @@ def evaluate_corpus(name: str, cache: Path, say) -> dict:
         out["signals"] = model.to_json()
     out["bound"] = samples_to_reach(bayes_frontier(states), target)
     out["bound_any_answer"] = samples_to_reach(bayes_frontier(states, plurality=False), target)
+    halves, halftables = half_tables(name, problems, K, cache)
+    per_workload = {}
+    for objective, pilot, grid in WORKLOAD_SETTINGS:
+        curve, _ = workload_curve(halves, halftables, K, objective, pilot, grid)
+        per_workload[f"{objective},{pilot or 'K'},{grid}"] = samples_to_reach(curve, target)
+    out["per_workload"] = per_workload
     per_prior = {}
     for alpha, rest in PRIORS:
         per_prior[f"{alpha},{rest}"] = samples_to_reach(settled_curve(states, alpha, rest), target)
@@ -160,16 +214,20 @@ def main() -> None:
     names = [n for n in CORPORA if (args.only is None or n in args.only) and CORPORA[n][0].exists()]
     results = {n: evaluate_corpus(n, args.cache, say) for n in names}
 
-    def ratio(n: str, key: str) -> float:
-        s, b = results[n]["per_prior"][key], results[n]["bound"]
+    def ratio(n: str, key: str, table: str = "per_prior") -> float:
+        s, b = results[n][table][key], results[n]["bound"]
         return np.inf if s is None or b is None else s / b
+
+    def pick(table: str, train: list[str]) -> str:
+        return min(results[train[0]][table], key=lambda k: np.mean([ratio(n, k, table) for n in train]))
 
     report: dict = {"corpora": {}}
     say()
     say("Mean samples per question to reach majority@K - 0.1 point (exact over every order; ESC on 400 seeded orders);")
     say("default = the live rule with priors chosen on the other corpora (held out). Tokens per question in brackets.")
     header = (f"{'corpus':20s} {'K':>3s} {'maj@K':>6s} {'default':>15s} {'asc':>15s} {'esc':>15s} {'ppr-1v1':>15s} "
-              f"{'first-to-ahead':>15s} {'default+signals':>15s} {'bound':>6s} {'default/bound':>13s} {'priors':>8s}")
+              f"{'first-to-ahead':>15s} {'default+signals':>15s} {'bound':>6s} {'default/bound':>13s} {'priors':>8s} "
+              f"{'workload':>8s} {'workload/bound':>14s} {'workload setting':>20s}")
     say(header)
     for held in names:
         train = [n for n in names if n != held] or [held]
@@ -179,22 +237,36 @@ def main() -> None:
         default_s = r["per_prior"][key]
         rules = [SettledMajority(float(c), alpha=alpha, rest=rest) for c in SETTLED_GRID]
         default_t = replay_tokens(r["pool"], rules, default_s)
+        wkey = pick("per_workload", train)
+        workload_s = r["per_workload"][wkey]
         row = {"K": r["K"], "questions": r["questions"], "reference": r["reference"], "target": r["target"],
                "states": r["states"], "priors": {"alpha": alpha, "rest": rest},
                "samples": {"default": default_s, **r["samples"]}, "tokens": {"default": default_t, **r["tokens"]},
-               "bound": r["bound"], "bound_any_answer": r["bound_any_answer"], "signals": r.get("signals")}
+               "bound": r["bound"], "bound_any_answer": r["bound_any_answer"], "signals": r.get("signals"),
+               "workload": {"setting": wkey, "samples": workload_s, "per_setting": r["per_workload"]}}
         report["corpora"][held] = row
         fmt = lambda s, t: "    n/a        " if s is None else f"{s:6.2f} [{t:6.0f}]" if t is not None else f"{s:6.2f}         "  # noqa: E731
         best_baseline = min(v for k, v in r["samples"].items() if v is not None and k != "default+signals")
         row["default_vs_best_baseline"] = None if default_s is None else default_s / best_baseline
         row["default_vs_bound"] = None if default_s is None or r["bound"] is None else default_s / r["bound"]
+        row["workload_vs_bound"] = None if workload_s is None or r["bound"] is None else workload_s / r["bound"]
         say(f"{held:20s} {r['K']:3d} {100 * r['reference']:6.2f} {fmt(default_s, default_t)} "
             + " ".join(fmt(r["samples"].get(k), r["tokens"].get(k)) for k in ("asc", "esc", "ppr-1v1", "first-to-ahead", "default+signals"))
-            + f" {r['bound'] or float('nan'):6.2f} {row['default_vs_bound'] or float('nan'):13.3f} {alpha:g},{rest:g}")
-    shipped = min(results[names[0]]["per_prior"], key=lambda k: np.mean([ratio(n, k) for n in names]))
+            + f" {r['bound'] or float('nan'):6.2f} {row['default_vs_bound'] or float('nan'):13.3f} {f'{alpha:g},{rest:g}':>8s}"
+            + f" {workload_s or float('nan'):8.2f} {row['workload_vs_bound'] or float('nan'):14.3f} {wkey:>20s}")
+    shipped = pick("per_prior", names)
     report["shipped_priors"] = shipped
+    report["workload_setting_on_all"] = pick("per_workload", names)
     say()
     say(f"shipped priors (alpha, rest) chosen on every corpus: {shipped}")
+    say(f"workload rule setting (objective, pilot, grid) chosen on every corpus: {report['workload_setting_on_all']}")
+    say()
+    say("workload rule (WorkloadBayes on a WorkloadPrior fitted on the pilot votes of the other half of the corpus's")
+    say("questions, 2-fold cross-fit), mean samples per setting (objective, pilot samples, grid steps):")
+    keys = list(results[names[0]]["per_workload"])
+    say(f"{'setting':24s} " + " ".join(f"{n:>18s}" for n in names))
+    for k in keys:
+        say(f"{k:24s} " + " ".join(f"{results[n]['per_workload'][k] or float('nan'):18.3f}" for n in names))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     args.out.with_suffix(".txt").write_text("\n".join(lines) + "\n")

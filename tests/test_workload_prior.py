@@ -182,28 +182,3 @@ def test_samples_to_stop_never_passes_a_one_at_a_time_stop() -> None:
             have += max(1, rule.samples_to_stop(int(votes[0]), int(votes[1]), have, K))
         assert have == expected
 
-
-def test_live_budget_with_a_workload_prior_stops_by_it(upstream) -> None:
-    """Budget(adaptive=True, prior=...) runs WorkloadBayes live against a real local HTTP server: an
-    easy question stops after the fewest agreeing samples that settle it, a hard one spends more,
-    and no question stops later than the rule would after any earlier sample."""
-    from fake_upstream import MODEL
-
-    from ttscale import Budget, TTScale
-
-    prior = WorkloadPrior(grid=20).fit(synthetic_counts(2000, 8, seed=6))
-    budget = Budget(samples=16, adaptive=True, prior=prior, price=1e-3)
-    rule = WorkloadBayes(1e-3, components=prior.components())
-    prompts = ["[easy] one"] + [f"[hard] q{i}" for i in range(6)]
-    with TTScale(base_url=upstream.url, model=MODEL, max_retries=1, seed=7) as t:
-        sols = t.solve_many(prompts, budget=budget)
-    easy, hard = sols[0], sols[1:]
-    assert easy.stopped == "settled" and easy.samples == rule.samples_to_stop(0, 0, 0, 16) and easy.requests == 1
-    assert max(s.samples for s in hard) > easy.samples
-    for sol in sols:
-        answers = [c.answer for c in sol.candidates]
-        for n in range(1, sol.samples):  # no earlier prefix would have stopped
-            counts = sorted((answers[:n].count(a) for a in set(answers[:n]) if a is not None), reverse=True) + [0, 0]
-            assert not (counts[0] > 0 and rule.stops(counts[0], counts[1], n, 16))
-    with pytest.raises(ConfigError, match="budget.prior"):
-        Budget(adaptive=True, prior=((1.0, 0.5, 0.5, 0.5),))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ttscale.errors import ConfigError
 from ttscale.validation import Bool, CheckedModel, Float, Int, is_int
@@ -36,36 +36,12 @@ class Budget(CheckedModel):
     confidence: Float = Field(0.95, gt=0.5, lt=1)
     """Adaptive: the ``default`` rule's confidence in (0.5, 1); higher spends more to be surer.
     ``ttscale simulate BANK --exact`` says which value reaches a target on a pilot bank."""
-    prior: tuple[tuple[float, float, float, float], ...] | None = None
-    """Adaptive: a workload prior fitted on pilot votes of questions like these (a fitted
-    :class:`~ttscale.adaptive.workload_prior.WorkloadPrior`, or its ``components()``). Then the
-    stop is :class:`~ttscale.adaptive.workload_prior.WorkloadBayes` at ``price`` (held-out comparison
-    with the ``default`` rule: ``evals/unseen_allocation.py``); None: the ``default`` rule."""
-    price: Float = Field(1e-4, gt=0, lt=1)
-    """Adaptive with a ``prior``: the accuracy one more sample must buy, in (0, 1); lower spends more.
-    The default reached majority@K - 0.1 point on every corpus of ``evals/unseen_allocation.py``."""
     tokens: Int | None = Field(None, ge=1)
     """Cap on generated tokens per question: no round starts that would, at the mean tokens per
     sample so far, pass it (draws then go in rounds, as when adaptive). None: no cap. Not applied
     under a total budget (the allocator spends that in samples)."""
     dollars: Float | None = Field(None, gt=0)
     """Cap on dollars per question (needs prices), applied like ``tokens``. None: no cap."""
-
-    @field_validator("prior", mode="before")
-    @classmethod
-    def _components(cls, value: Any) -> Any:
-        """A fitted WorkloadPrior stands for its components (checked like the rule's)."""
-        from ttscale.adaptive.workload_prior import WorkloadPrior, WorkloadSettled
-
-        if isinstance(value, WorkloadPrior):
-            value = value.components()
-        if value is not None:
-            try:
-                WorkloadSettled(0.75, components=value)
-            except ConfigError:
-                raise ConfigError("prior", value, "a fitted WorkloadPrior or its components(): (weight, a, b, c) "
-                                  "tuples, every value > 0, a + b + c = 1") from None
-        return value
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         try:

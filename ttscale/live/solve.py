@@ -25,7 +25,6 @@ import numpy as np
 
 from ttscale.adaptive.allocate import OnlineAllocator
 from ttscale.adaptive.stopping import SettledMajority
-from ttscale.adaptive.workload_prior import WorkloadBayes
 from ttscale.answers import AnswerClassifier, EquivalenceConfig
 from ttscale.answers.candidates import NO_ANSWER, Candidates
 from ttscale.errors import ConfigError, TTScaleError
@@ -227,7 +226,6 @@ class Solver:
                     s.stopped = s.stopped or ("budget" if s.n >= budget.samples else "allocator")
             return plan
         rule = SettledMajority(budget.confidence) if budget.adaptive else None
-        workload = WorkloadBayes(budget.price, components=budget.prior) if budget.adaptive and budget.prior is not None else None
         for i, s in enumerate(states):
             if s.stopped is not None or s.error is not None:
                 continue
@@ -242,18 +240,14 @@ class Solver:
                     s.stopped = "budget"
                 continue
             top = self._top_votes(s) if rule is not None else (0, 0, 0)
-            if have and rule is not None and top[0] > 0 and (
-                    workload.stops(top[0], top[1], have, budget.samples) if workload is not None
-                    else rule.hold_probability(*top, left) >= rule.confidence):
+            if have and rule is not None and top[0] > 0 and rule.hold_probability(*top, left) >= rule.confidence:
                 s.stopped = "settled"
                 continue
             want = min(left, budget.pilot if have == 0 else budget.step)
             if rule is not None:
                 # The fewest samples after which the vote could settle: drawn at once, they stop
                 # exactly where checking after every sample would (in fewer round trips).
-                to_stop = (workload.samples_to_stop(top[0], top[1], have, budget.samples) if workload is not None
-                           else rule.samples_to_stop(*top, have, budget.samples))
-                want = min(left, max(want, to_stop))
+                want = min(left, max(want, rule.samples_to_stop(*top, have, budget.samples)))
             cap = self._cap(s, budget, want)
             if cap == 0:
                 s.stopped = "tokens" if budget.tokens is not None and self._over_tokens(s, budget, 1) else "dollars"
