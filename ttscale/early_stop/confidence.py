@@ -36,7 +36,7 @@ class GroupConfidenceTracker:
         if window < 1:
             raise ConfigError("window", window, "an integer >= 1 (tokens)")
         self.window = window
-        self._ring = np.zeros(window, dtype=np.float64)
+        self._ring = [0.0] * window  # a list: per-token pushes of Python floats are faster than on numpy
         self._sum = 0.0
         self.count = 0
         """Token confidences pushed so far."""
@@ -52,10 +52,10 @@ class GroupConfidenceTracker:
         else:
             self._sum += conf
             self._prefix_sum = self._sum
-        self._ring[slot] = conf
+        self._ring[slot] = float(conf)
         self.count += 1
         if slot == self.window - 1:
-            self._sum = float(self._ring.sum())  # resync once per window
+            self._sum = math.fsum(self._ring)  # resync once per window
         if self.count < self.window:
             return None
         group = float(self._sum / self.window)

@@ -101,14 +101,28 @@ class EarlyStopLogitsProcessor(LogitsProcessor):
             confs = (-top.mean(dim=-1)).tolist()
         else:
             confs = [-float(top[i, : s.top_k].mean()) for i, s in enumerate(states)]
+        live_rows, live_marks, stop_rows, stop_marks = [], [], [], []
         for row, state, conf in zip(rows, states, confs):
             # One push per generated position; a repeated call for the same position is ignored.
             if not state.stopped and len(state.output_ids) == state.tracker.count:
                 group = state.tracker.push(conf)
                 state.stopped = group is not None and group < state.threshold
             if state.stopped:
-                logits[row].fill_(float("-inf"))
-                logits[row, state.marker] = 0.0
+                stop_rows.append(row)
+                stop_marks.append(state.marker)
             else:
-                logits[row, state.marker] = float("-inf")
+                live_rows.append(row)
+                live_marks.append(state.marker)
+        # Batched writes (one indexing op each, not one per row): the marker masked for live rows,
+        # the marker alone left for stopped ones.
+        if live_rows:
+            logits[_index(live_rows, logits), _index(live_marks, logits)] = float("-inf")
+        if stop_rows:
+            at = _index(stop_rows, logits)
+            logits[at] = float("-inf")
+            logits[at, _index(stop_marks, logits)] = 0.0
         return logits
+
+
+def _index(values: list[int], like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.long, device=like.device)
