@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"adaptive"},  # stopping rules, allocators, replays
     {"planning"},  # plan and cost
     {"offline"},  # the public offline API (read_bank, evaluate, plan, simulate)
+    {"early_stop"},  # DeepConf online: group confidence, calibration, the engines' logits processors
     {"sampling"},  # sampler protocol, backends, driver
     {"scoring"},  # reward models, PRMs, judge
     {"search"},  # step-level search (beam, DVTS, particle filtering) over generated steps

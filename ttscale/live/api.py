@@ -78,7 +78,7 @@ def _search(search: Mapping[str, Any] | Any | None, prm: Any | None, seed: int |
         if prm is not None:
             raise ConfigError("prm", prm, "search=... too (prm scores the steps of a search; scorer=... scores whole samples)")
         return None
-    from ttscale.search.live import search_params, step_scorer
+    from ttscale.live.search import search_params, step_scorer
 
     params = search_params(search)
     if seed is not None and not (isinstance(search, Mapping) and "seed" in search):
@@ -150,7 +150,7 @@ class TTScale:
         self.solver = Solver(sampler, self.policy, equivalence=equivalence, scorer=scorer, prices=prices, seed=seed or 0)
         self.searcher = None
         if search_setup is not None:
-            from ttscale.search.live import SearchSolver, step_generator
+            from ttscale.live.search import SearchSolver, step_generator
 
             params, step_scorer = search_setup
             client = {"api_key": api_key, "concurrency": concurrency, "timeout": timeout, "max_retries": max_retries}
