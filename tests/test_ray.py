@@ -40,9 +40,11 @@ def one_thread():
     """The in-process reference runs with 1 torch thread, like each replica."""
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    # torch._C's setter: once an in-process vLLM engine has run, torch.set_num_threads is vLLM's
+    # no-op, and the restore would leave this thread at 1 (a later engine's calls then mismatch).
+    torch._C.set_num_threads(1)
     yield
-    torch.set_num_threads(before)
+    torch._C.set_num_threads(before)
 
 
 def test_split_by_load_balances_candidates_and_keeps_order() -> None:

