@@ -191,3 +191,12 @@ def test_renamed_preset_works_with_one_note_line(banks_dir: Path):
     notes = [line for line in old.stderr.splitlines() if "deprecated" in line]
     assert notes == ["note: policy preset 'pass-at-k-majority' is deprecated; use 'top-k-answers' (the same policy)"]
     assert "Warning" not in old.stderr and "deprecated" not in new.stderr
+
+
+def test_error_lines_print_brackets_as_text(tmp_path: Path) -> None:
+    # Rich markup would swallow "[1]" (and "[banks]" in the plan's cost message): errors are plain text.
+    bad = tmp_path / "bank[1].jsonl"
+    bad.write_text('{"id": "a", "problem": "q", "answer": "1", "samples": [{"text": "x", "answer": 3}]}\n{oops\n')
+    result = runner.invoke(app, ["eval", str(bad)])
+    assert result.exit_code == 2
+    assert "bank[1].jsonl" in result.output and "line 2" in result.output

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -44,13 +45,14 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except TTScaleError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # escape: a message quoting "[banks]" or a file named "a[1].jsonl" is text, not rich markup
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as exc:
             if exc.errno not in _WRITE_ERRNOS:
                 raise
             # A write the code did not wrap (a plot, a report): still one line, not a traceback.
-            where = f"{exc.filename}: " if exc.filename else ""
+            where = f"{escape(str(exc.filename))}: " if exc.filename else ""
             err.print(f"[bold red]error:[/] {where}cannot write: {exc.strerror} (errno {exc.errno}); free space and rerun",
                       highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
