@@ -194,9 +194,9 @@ def test_renamed_preset_works_with_one_note_line(banks_dir: Path):
 
 
 def test_error_lines_print_brackets_as_text(tmp_path: Path) -> None:
-    # Rich markup would swallow "[1]" (and "[banks]" in the plan's cost message): errors are plain text.
-    bad = tmp_path / "bank[1].jsonl"
+    # Rich markup would swallow "[draft]" (and "[banks]" in the plan's cost message): errors are plain text.
+    bad = tmp_path / "bank[draft].jsonl"
     bad.write_text('{"id": "a", "problem": "q", "answer": "1", "samples": [{"text": "x", "answer": 3}]}\n{oops\n')
     result = runner.invoke(app, ["eval", str(bad)])
     assert result.exit_code == 2
-    assert "bank[1].jsonl" in result.output and "line 2" in result.output
+    assert "bank[draft].jsonl" in result.output and "line 2" in result.output
