@@ -101,8 +101,8 @@ def test_backends_that_cannot_stop_early_say_so() -> None:
     from ttscale.sampling.backends.registry import make_sampler
 
     config = SamplingConfig(max_tokens=64, early_stop=EarlyStopParams(window=8))
-    for backend in ("openai", "replay"):
-        with pytest.raises(ConfigError, match="early_stop.*vllm, hf") as info:
+    for backend in ("replay", "ray"):
+        with pytest.raises(ConfigError, match="early_stop.*vllm, hf, openai") as info:
             make_sampler(backend, "x", config)
         assert info.value.value == backend
 
@@ -113,7 +113,7 @@ def test_cli_errors_name_the_options(tmp_path: Path) -> None:
                               capture_output=True, text=True, cwd=REPO, timeout=120)
 
     for flags, message in [
-        (("--backend", "openai", "--early-stop-eta", "10", "--early-stop-window", "8"), "--early-stop-* with --backend='openai'"),
+        (("--backend", "replay", "-m", "bank.jsonl", "--early-stop-eta", "10", "--early-stop-window", "8"), "--early-stop-* with --backend='replay'"),
         (("--backend", "hf", "-m", "arith-tiny", "--early-stop-eta", "0"), "--early-stop-eta=0.0: expected a number > 0"),
         (("--backend", "hf", "-m", "arith-tiny", "--early-stop-window", "500"), "--early-stop-window=500: expected at most max_tokens (160)"),
     ]:

@@ -2,8 +2,9 @@
 
 ``params`` holds the validated settings, ``confidence`` the pure-numpy core (token and group
 confidence, the incremental tracker, threshold calibration); ``vllm_processor`` and
-``hf_processor`` put the tracker inside the engines. Only the first two are imported here: the
-engine modules need vLLM or transformers.
+``hf_processor`` put the tracker inside the engines, and the OpenAI-compatible backend
+(``ttscale.sampling.backends.openai``) feeds it streamed top-k log-probs. Only the first two are
+imported here: the engine modules need vLLM or transformers.
 """
 
 from ttscale.early_stop.confidence import (
@@ -11,6 +12,8 @@ from ttscale.early_stop.confidence import (
     calibrate_threshold,
     lowest_group_confidence,
     token_confidence,
+    top_k_confidence,
+    tracked_threshold,
 )
 from ttscale.early_stop.params import LOW_CONFIDENCE, EarlyStopParams, phase_split
 
@@ -22,4 +25,6 @@ __all__ = [
     "lowest_group_confidence",
     "phase_split",
     "token_confidence",
+    "top_k_confidence",
+    "tracked_threshold",
 ]

@@ -8,11 +8,15 @@ the last ``window`` tokens; a trace's lowest group confidence is the minimum ove
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ttscale.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ttscale.early_stop.params import EarlyStopParams
 
 
 def token_confidence(top_logprobs: np.ndarray | Sequence[float]) -> float | np.ndarray:
@@ -20,6 +24,14 @@ def token_confidence(top_logprobs: np.ndarray | Sequence[float]) -> float | np.n
     arr = np.asarray(top_logprobs, dtype=np.float64)
     out = -arr.mean(axis=-1)
     return float(out) if out.ndim == 0 else out
+
+
+def top_k_confidence(logprobs: Iterable[float], k: int) -> float | None:
+    """Token confidence of one position from the log-probs a server returned for it: the ``-mean``
+    of its ``k`` largest (a server adds the sampled token when it is outside the top k; None when
+    there are none). Plain Python: called once per streamed token."""
+    top = sorted(logprobs, reverse=True)[:k]
+    return -math.fsum(top) / len(top) if top else None
 
 
 class GroupConfidenceTracker:
@@ -94,3 +106,13 @@ def calibrate_threshold(lowest_confs: Sequence[float], eta: float) -> float:
         raise ConfigError("warmup", 0, "at least one warm-up trace with tokens to calibrate the threshold on")
     keep = max(1, math.ceil(eta / 100.0 * values.size - 1e-9))
     return float(values[keep - 1])
+
+
+def tracked_threshold(params: EarlyStopParams, warmup_lowest: Sequence[float | None]) -> float | None:
+    """The threshold the tracked traces of a question stop below: the fixed ``threshold``, else the
+    one calibrated on its warm-up traces' lowest group confidences (None when none of them had a
+    token: the tracked traces then run untracked)."""
+    if not params.calibrated:
+        return params.threshold
+    known = [g for g in warmup_lowest if g is not None]
+    return calibrate_threshold(known, params.eta) if known else None

@@ -95,7 +95,7 @@ class SamplingConfig(CheckedModel):
     """How ``n`` candidates are requested (see :class:`FanOut`); only HTTP backends can lack native ``n``."""
     early_stop: EarlyStopParams | None = None
     """DeepConf online early stop of low-confidence traces (None: every trace runs to its end);
-    vllm and hf backends only. See :class:`~ttscale.early_stop.params.EarlyStopParams`."""
+    vllm, hf and openai backends only. See :class:`~ttscale.early_stop.params.EarlyStopParams`."""
 
     @field_validator("stop", mode="before")
     @classmethod

@@ -6,6 +6,13 @@ Uses the official ``openai`` async client. A request for ``n`` candidates is one
 429, 5xx, timeouts and dropped connections (exponential backoff from 0.5 s, honouring
 ``Retry-After``); then a :class:`ServerError` says what failed and why (:class:`Failure`).
 Raw prompts go to ``/v1/completions``, chat prompts to ``/v1/chat/completions``.
+
+With ``SamplingConfig.early_stop`` (DeepConf online) every trace is its own ``n=1`` call,
+streamed with ``logprobs=top_k`` and seeded ``seed + i`` like candidate ``i`` of an ``n`` call:
+the first ``warmup`` traces of a request run in full and calibrate its threshold, each later one
+feeds each streamed token's top-k log-probs into a :class:`GroupConfidenceTracker` and the stream
+is closed once the group confidence falls below the threshold (vLLM aborts a request whose client
+disconnects, so the server stops generating it). See :meth:`OpenAISampler._stream_trace`.
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from ttscale.early_stop import LOW_CONFIDENCE, GroupConfidenceTracker, phase_split, top_k_confidence, tracked_threshold
 from ttscale.errors import ConfigError, TTScaleError
 from ttscale.sampling.sampler import (
     MAX_SEED,
@@ -286,6 +295,8 @@ class OpenAISampler:
         return await _all(self._request(r) for r in requests)
 
     async def _request(self, req: SampleRequest) -> SampleResult:
+        if self.config.early_stop is not None:
+            return await self._request_early_stop(req)
         start = time.perf_counter()
         calls = 0
         if self.native_n is not False:
@@ -340,12 +351,16 @@ class OpenAISampler:
             latency=latency, calls=calls,
         ), calls
 
-    async def _call(self, req: SampleRequest, n: int, seed: int | None) -> tuple[Any, float, int]:
+    async def _call(self, req: SampleRequest, n: int, seed: int | None,
+                    send: Callable[[Any], Awaitable[Any]] | None = None) -> tuple[Any, float, int]:
         """One HTTP call, retried by the client: (response, seconds of the call, attempts).
 
-        A 400 about log-probs turns them off and sends again; a status the client does not retry
-        is a ``refused`` :class:`ServerError`, a failure that outlasts the retries names the
+        A 400 about log-probs turns them off and sends again (with the early stop, which needs
+        them, it is a :class:`ConfigError` naming ``early_stop``); a status the client does not
+        retry is a ``refused`` :class:`ServerError`, a failure that outlasts the retries names the
         attempts and the last failure. Other 400s are raised as they are (the caller reads them).
+        ``send(client)`` replaces the plain JSON call (a streamed trace, read to its end inside
+        the call's slot).
         """
         import openai
 
@@ -356,9 +371,11 @@ class OpenAISampler:
         try:
             async with self._gate:
                 start = time.perf_counter()
-                resp = await self._send(client, req, n, seed)
+                resp = await (send(client) if send is not None else self._send(client, req, n, seed))
                 return resp, time.perf_counter() - start, attempts[0]
         except openai.BadRequestError as exc:
+            if self.config.early_stop is not None and "logprob" in str(exc).lower():
+                raise self._no_logprobs(req, describe_failure(exc)) from None
             if not (self.logprobs_ok and self.config.logprobs and "logprob" in str(exc).lower()):
                 raise
             log.warning("%s rejects logprobs (%s): sampling without them", self.base_url, describe_failure(exc))
@@ -379,8 +396,11 @@ class OpenAISampler:
         message = f"{self.base_url}: request {req.id!r} failed {attempts} times, last: {describe_failure(exc)}; {self.resume_hint}"
         return ServerError.of(exc, message)
 
-    def payload(self, req: SampleRequest, n: int, seed: int | None) -> tuple[str, dict[str, Any]]:
-        """(endpoint path, JSON body) of one call: the config's fields, then the request's overrides."""
+    def payload(self, req: SampleRequest, n: int, seed: int | None, *, stream: bool = False) -> tuple[str, dict[str, Any]]:
+        """(endpoint path, JSON body) of one call: the config's fields, then the request's overrides.
+
+        ``stream``: a streamed call with the early stop's ``top_k`` log-probs per token (and the
+        usage in a last chunk)."""
         c = self.config
         body: dict[str, Any] = {"temperature": c.temperature, "top_p": c.top_p, "max_tokens": c.max_tokens}
         if c.stop:
@@ -397,6 +417,12 @@ class OpenAISampler:
         body.update(model=(req.overrides or {}).get("model") or self.model, n=n)
         if seed is not None:
             body["seed"] = seed
+        if stream:
+            body.update(stream=True, stream_options={"include_usage": True})
+            if self.config.early_stop is not None:
+                body["logprobs"] = self.config.early_stop.top_k if not chat else True
+                if chat:
+                    body["top_logprobs"] = self.config.early_stop.top_k
         lp = body.get("logprobs")
         if not self.logprobs_ok or lp in (False, None):
             body.pop("logprobs", None)
@@ -464,8 +490,225 @@ class OpenAISampler:
                                      latency=latency, seed=seed))
         return cands
 
+    # -- early stop: streamed traces ------------------------------------------------------------
+
+    def _no_logprobs(self, req: SampleRequest, why: str) -> ConfigError:
+        es = self.config.early_stop
+        top_k = es.top_k if es is not None else None
+        return ConfigError("early_stop", {"top_k": top_k, "backend": "openai"},
+                           f"a server that returns the top-{top_k} log-probs of each streamed token (request field "
+                           f"`logprobs`); {self.base_url} {why} for request {req.id!r}: use a server that returns "
+                           "logprobs (vLLM, SGLang), a smaller --early-stop-top-k, or sample without --early-stop-*")
+
+    async def _request_early_stop(self, req: SampleRequest) -> SampleResult:
+        """A request's traces with the early stop: the warm-up traces in full (streamed like the
+        others), the threshold from them (or the fixed one), then the tracked traces, each stream
+        closed when its group confidence falls below the threshold. Trace ``i`` is seeded
+        ``seed + i``, as candidate ``i`` of an ``n`` call (vLLM's seeding), so a tracked trace
+        draws what the same trace of a run without early stop draws, up to where it is stopped."""
+        es = self.config.early_stop
+        assert es is not None
+        start = time.perf_counter()
+        warm, _ = phase_split(req.n, es)
+        seeds = [None if req.seed is None else (req.seed + i) % (MAX_SEED + 1) for i in range(req.n)]
+        warm_runs = await _all(self._trace(req, s, None) for s in seeds[:warm])
+        limit = tracked_threshold(es, [t.lowest for t in warm_runs]) if warm else es.threshold
+        tracked_runs = await _all(self._trace(req, s, limit) for s in seeds[warm:])
+        cands: list[Sample] = []
+        for i, t in enumerate(warm_runs + tracked_runs):
+            extra: dict[str, Any] = {"lowest_group_confidence": t.lowest} if i < warm else {"early_stop_threshold": limit}
+            cands.append(make_sample(t.text, tokens=t.tokens, logprob=t.logprob if self.config.logprobs else None,
+                                     finish=t.finish, latency=t.latency, seed=seeds[i], **extra))
+        runs = warm_runs + tracked_runs
+        prompt_tokens = next((t.prompt_tokens for t in runs if t.prompt_tokens is not None), None)
+        return SampleResult(
+            request=req, candidates=cands, prompt_tokens=prompt_tokens,
+            completion_tokens=sum(t.tokens for t in runs), latency=time.perf_counter() - start,
+            calls=sum(t.attempts for t in runs),
+            extra={"stopped": sum(t.finish == LOW_CONFIDENCE for t in runs), "threshold": limit},
+        )
+
+    async def _trace(self, req: SampleRequest, seed: int | None, limit: float | None) -> _Trace:
+        """One streamed trace (see :meth:`_stream_trace`) in a call slot, with the client's retries
+        until its stream starts; ``limit`` None runs it in full."""
+
+        async def send(client: Any) -> _Trace:
+            return await self._stream_trace(client, req, seed, limit)
+
+        trace, latency, attempts = await self._call(req, 1, seed, send=send)
+        trace.latency, trace.attempts = latency, attempts
+        return trace
+
+    async def _stream_trace(self, client: Any, req: SampleRequest, seed: int | None, limit: float | None) -> _Trace:
+        """Stream one trace, tracking its group confidence; close the stream below ``limit``.
+
+        Bounded: more tokens than ``max_tokens``, or more chunks than ``2 * max_tokens + 16``,
+        is a malformed reply (a server that does not stop), as is a chunk that is not a completion
+        chunk (the error names the field). A token without top log-probs is a :class:`ConfigError`
+        naming ``early_stop`` and ``logprobs``. A stopped trace keeps the text and tokens of every
+        chunk received up to the one that dropped it (the server had generated them).
+        """
+        import openai
+
+        es = self.config.early_stop
+        assert es is not None
+        path, body = self.payload(req, 1, seed, stream=True)
+        chat = path == "/chat/completions"
+        stream = await client.post(path, cast_to=object, body=body, stream=True, stream_cls=openai.AsyncStream[object])
+        max_tokens = self.config.max_tokens
+        max_chunks = 2 * max_tokens + 16
+        tracker = GroupConfidenceTracker(es.window)
+        trace = _Trace()
+        pieces: list[str] = []
+        chunks = 0
+        try:
+            async for chunk in _guarded(stream, self, req):
+                chunks += 1
+                if chunks > max_chunks:
+                    raise self._malformed(req, "(stream)", f"at most {max_chunks} chunks for max_tokens={max_tokens}", f"chunk {chunks}")
+                text, confs, lps, finish, usage = self._chunk(chunk, req, chat, es.top_k)
+                if usage is not None:
+                    trace.prompt_tokens = usage_count(usage, "prompt_tokens")
+                if text:
+                    pieces.append(text)
+                if text and not confs:
+                    raise self._no_logprobs(req, "streamed text without top log-probs")
+                trace.tokens += len(confs)
+                if trace.tokens > max_tokens:
+                    raise self._malformed(req, "choices[0].logprobs", f"at most max_tokens={max_tokens} tokens in the stream",
+                                          f"{trace.tokens} tokens")
+                trace.logprob += sum(x for x in lps if x is not None)
+                for conf in confs:
+                    group = tracker.push(conf)
+                    if limit is not None and group is not None and group < limit:
+                        trace.finish = LOW_CONFIDENCE
+                if trace.finish == LOW_CONFIDENCE:
+                    break  # closes the stream: the server aborts the request
+                if finish is not None:
+                    trace.finish = finish
+        finally:
+            await stream.close()
+        if trace.finish is None:
+            raise self._malformed(req, "choices[0].finish_reason", "a finish reason before the stream ended", None)
+        trace.text = "".join(pieces)
+        trace.lowest = tracker.lowest_group()
+        return trace
+
+    def _chunk(self, chunk: Any, req: SampleRequest, chat: bool, top_k: int
+               ) -> tuple[str, list[float], list[float | None], str | None, Any]:
+        """One stream chunk: (text, token confidences, token log-probs, finish reason, usage or None)."""
+        if not isinstance(chunk, dict):
+            raise self._malformed(req, "(chunk)", "a completion chunk object", type(chunk).__name__)
+        choices = chunk.get("choices", _ABSENT)
+        if not isinstance(choices, list):
+            raise self._malformed(req, "choices", "a list of choices in each chunk", choices)
+        usage = chunk.get("usage")
+        if not choices:
+            if not isinstance(usage, dict):  # only the last chunk (the usage) has no choice
+                raise self._malformed(req, "choices", "a non-empty list of choices (or a usage chunk)", choices)
+            return "", [], [], None, usage
+        if len(choices) != 1 or not isinstance(choices[0], dict):
+            raise self._malformed(req, "choices", "one choice object per chunk (n=1)", choices)
+        choice = choices[0]
+        finish = choice.get("finish_reason")
+        if finish is not None and not isinstance(finish, str):
+            raise self._malformed(req, "choices[0].finish_reason", "a string or null", finish)
+        if chat:
+            delta = choice.get("delta") or {}
+            if not isinstance(delta, dict):
+                raise self._malformed(req, "choices[0].delta", "an object", delta)
+            text, where = delta.get("content") or "", "choices[0].delta.content"
+        else:
+            text, where = choice.get("text") or "", "choices[0].text"
+        if not isinstance(text, str):
+            raise self._malformed(req, where, "a string", text)
+        lp = choice.get("logprobs")
+        if lp is None:
+            return text, [], [], finish, usage
+        if not isinstance(lp, dict):
+            raise self._malformed(req, "choices[0].logprobs", "an object", lp)
+        confs: list[float] = []
+        lps: list[float | None] = []
+        if chat:
+            content = lp.get("content") or []
+            if not isinstance(content, list):
+                raise self._malformed(req, "choices[0].logprobs.content", "a list", content)
+            for j, entry in enumerate(content):
+                where = f"choices[0].logprobs.content[{j}]"
+                if not isinstance(entry, dict) or not isinstance(entry.get("top_logprobs"), list):
+                    raise self._malformed(req, f"{where}.top_logprobs", "a list of top log-probs", entry)
+                values = [t.get("logprob") if isinstance(t, dict) else t for t in entry["top_logprobs"]]
+                confs.append(self._confidence(req, values, top_k, f"{where}.top_logprobs"))
+                lps.append(_logprob(entry.get("logprob")))
+            return text, confs, lps, finish, usage
+        top = lp.get("top_logprobs")
+        if top is None:
+            if lp.get("tokens") or lp.get("token_logprobs"):
+                raise self._no_logprobs(req, "streamed log-probs without the top ones (`top_logprobs` null)")
+            return text, [], [], finish, usage
+        if not isinstance(top, list):
+            raise self._malformed(req, "choices[0].logprobs.top_logprobs", "a list (one object per token)", top)
+        sampled = lp.get("token_logprobs")
+        sampled = sampled if isinstance(sampled, list) and len(sampled) == len(top) else [None] * len(top)
+        for j, position in enumerate(top):
+            where = f"choices[0].logprobs.top_logprobs[{j}]"
+            if not isinstance(position, dict):
+                raise self._malformed(req, where, "an object of token: log-prob", position)
+            confs.append(self._confidence(req, list(position.values()), top_k, where))
+            lps.append(_logprob(sampled[j]))
+        return text, confs, lps, finish, usage
+
+    def _confidence(self, req: SampleRequest, values: list[Any], top_k: int, where: str) -> float:
+        if not values:
+            raise self._no_logprobs(req, f"sent an empty `{where}`")
+        for v in values:
+            if not (is_number(v) or v == float("-inf")):
+                raise self._malformed(req, where, "log-probs (numbers)", v)
+        conf = top_k_confidence((float(v) for v in values), top_k)
+        assert conf is not None
+        return conf
+
 
 _ABSENT = object()
+
+
+@dataclass
+class _Trace:
+    """One streamed trace of the early stop, as it was received."""
+
+    text: str = ""
+    tokens: int = 0
+    logprob: float = 0.0
+    finish: str | None = None
+    lowest: float | None = None
+    """Its lowest group confidence over the tokens received (None for no tokens)."""
+    prompt_tokens: int | None = None
+    latency: float = 0.0
+    attempts: int = 0
+
+
+async def _guarded(stream: Any, sampler: OpenAISampler, req: SampleRequest) -> Any:
+    """The stream's chunks; an error event or a chunk that is not JSON becomes a :class:`ServerError`."""
+    import openai
+
+    iterator = stream.__aiter__()
+    while True:
+        try:
+            chunk = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        except ValueError as exc:  # json.JSONDecodeError: a data line that is not JSON
+            raise sampler._malformed(req, "(chunk)", "JSON data in each server-sent event", str(exc)) from None
+        except (openai.APITimeoutError, openai.APIConnectionError):
+            raise  # _call names the failure
+        except openai.APIError as exc:  # an error event in the middle of the stream
+            raise ServerError(f"{sampler.base_url}: the stream of request {req.id!r} failed: {str(exc)[:200]}",
+                              kind=Failure.STATUS, status=200) from None
+        yield chunk
+
+
+def _logprob(value: Any) -> float | None:
+    return float(value) if is_number(value) or value == float("-inf") else None
 
 
 def _numbers(values: list[Any]) -> list[float | None] | None:

@@ -136,7 +136,7 @@ def _ray(model: str | None, config: SamplingConfig, **options: Any) -> Sampler:
     return RaySampler(model, config, build=make_sampler, **options)
 
 
-EARLY_STOP_BACKENDS = ("vllm", "hf")
+EARLY_STOP_BACKENDS = ("vllm", "hf", "openai")
 """Backends that can end a trace early (``SamplingConfig.early_stop``)."""
 
 BACKENDS: dict[str, Callable[..., Sampler]] = {"vllm": _vllm, "openai": _openai, "hf": _hf, "replay": _replay, "ray": _ray}
@@ -154,5 +154,5 @@ def make_sampler(backend: str, model: str | None, config: SamplingConfig | None 
         raise ConfigError("backend", backend, "one of " + ", ".join(BACKENDS)) from None
     if config is not None and config.early_stop is not None and backend not in EARLY_STOP_BACKENDS:
         raise ConfigError("early_stop", backend, "a backend that stops traces while generating: "
-                          + ", ".join(EARLY_STOP_BACKENDS) + " (not yet the openai, replay or ray backends)")
+                          + ", ".join(EARLY_STOP_BACKENDS) + " (not the replay or ray backends)")
     return factory(resolve_model(model), config or SamplingConfig(), **options)

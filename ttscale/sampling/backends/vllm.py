@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ttscale.early_stop import LOW_CONFIDENCE, calibrate_threshold, lowest_group_confidence, phase_split, token_confidence
+from ttscale.early_stop import LOW_CONFIDENCE, lowest_group_confidence, phase_split, token_confidence, tracked_threshold
 from ttscale.errors import ConfigError
 from ttscale.records.models import Sample
 from ttscale.sampling.model_defaults import engine_defaults
@@ -277,8 +277,7 @@ class VLLMSampler(SyncSamplerMixin):
             lowest = [self._lowest_group(o) for o in outs]
             cands[i] = [self._sample(o, lat, requests[i].seed, lowest_group_confidence=g) for o, g in zip(outs, lowest)]
             latency[i], prompt_len[i] = lat, plen
-            known = [g for g in lowest if g is not None]
-            thresholds[i] = calibrate_threshold(known, es.eta) if known else None  # no tokens to calibrate on: not tracked
+            thresholds[i] = tracked_threshold(es, lowest)  # None (no tokens to calibrate on): not tracked
         track_idx = [i for i, (_, t) in enumerate(splits) if t]
         track_reqs = [requests[i].model_copy(update={"n": splits[i][1], "seed": _shift(requests[i].seed, splits[i][0])}) for i in track_idx]
         limits = [es.threshold if es.threshold is not None else thresholds[i] for i in track_idx]
