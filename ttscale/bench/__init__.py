@@ -7,6 +7,7 @@ evaluate, fit, write ``report.md``, plots and ``results.json``).
 - ``fits``: the planner's fitted curves and each other policy's curve family;
 - ``analysis``: accuracy at every k per policy and bucket, cached in ``bench-cache.json``;
 - ``results``: the typed results model; ``results.json`` is its JSON dump;
+- ``search``: step-level searches beside sampling (``--search``), compared at matched total tokens;
 - ``assemble``: the results of a run from the analysis and the state;
 - ``report`` and ``plots``: report.md, the PNG plots and results.json;
 - ``pipeline``: the stages in order, each skipping what an earlier run already did.

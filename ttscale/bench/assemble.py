@@ -30,6 +30,7 @@ from ttscale.bench.results import (
     Saturation,
     Within,
 )
+from ttscale.bench.search import search_section
 from ttscale.bench.state import BenchState
 from ttscale.planning.cost import Prices, dollars
 
@@ -88,18 +89,22 @@ def assemble(config: BenchConfig, analysis: Analysis, state: BenchState) -> Benc
     settings = config.analysis
     policy_fits: dict[str, PolicyFit | FitError] = {label: f.fit for label, f in cached.items() if f.fit is not None}
     prices = None if config.prices is None else PricesSection(input=config.prices.input, output=config.prices.output)
+    evaluation = EvalSection(problems=base.problems, k=base.k, pass_at_k=base.pass_at_k, tokens=base.tokens,
+                             policies=curves, problems_at_k=base.problems_at_k)
+    search = (None if config.search is None else
+              search_section(config, evaluation, base.prompt_tokens_per_question, base.output_tokens_per_sample))
     return BenchResults(
         ttscale_bench=CACHE_VERSION,
         run=RunSection(**config.run_info.model_dump(), n=config.n, problems=base.problems, policies=list(curves),
                        scorers=config.scorers, draws=settings.draws, seed=settings.seed,
                        equivalence=settings.equivalence.value, grade=settings.grade.value),
         sampling=sampling_section(state, base),
-        evaluation=EvalSection(problems=base.problems, k=base.k, pass_at_k=base.pass_at_k, tokens=base.tokens,
-                               policies=curves, problems_at_k=base.problems_at_k),
+        evaluation=evaluation,
         difficulty=DifficultySection(source=base.difficulty.source, buckets=buckets),
         planner={name: _priced(fit, base, config.prices) for name, fit in base.planner.items()},
         policy_fits=policy_fits,
         cost=CostSection(prices=prices, table=cost_rows(base, config.prices)),
         analysis_seconds=base.seconds + sum(f.seconds for f in cached.values()),
         notes=notes,
+        search=search,
     )

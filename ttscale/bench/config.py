@@ -19,11 +19,58 @@ from ttscale.answers.grading import GradeSource
 from ttscale.bench.results import RunInfo
 from ttscale.planning.cost import Prices
 from ttscale.records.datasets import Problem
+from ttscale.search.params import Aggregation, SearchMethod, SearchParams
 from ttscale.selection.policy import Policy
 from ttscale.validation import Bool, Float, FrozenModel, Int
 
 BANK = "bank.jsonl"
 """The bench folder's bank, topped up to ``n`` samples per problem by each run."""
+SEARCH_DIR = "search"
+"""The bench folder's search banks, one per method and width (``search/beam-w4-oracle.jsonl``)."""
+
+
+class SearchSettings(FrozenModel):
+    """The step-level searches a bench runs beside sampling (``--search``), one bank per method and width.
+
+    Generation uses the bench's model, prompt template, temperature and seed; a branch is capped at
+    the bench's ``max_tokens`` like a sample. Beam search keeps ``width / expansion`` beams and
+    expands each ``expansion`` ways; DVTS runs subtrees of ``expansion`` (fewer when the width is
+    smaller); particle filtering runs ``width`` particles.
+    """
+
+    methods: Annotated[list[SearchMethod], Field(min_length=1)]
+    scorer: str = "oracle"
+    """The step scorer (``ttscale search --scorer``): oracle, prm, prm:FOLDER, vllm-prm[:FOLDER]."""
+    widths: Annotated[list[Annotated[Int, Field(ge=1)]], Field(min_length=1)]
+    """Final candidates per problem: the budgets compared with sampling at k."""
+    expansion: Annotated[Int, Field(ge=1)] = 4
+    max_steps: Annotated[Int, Field(ge=1, le=256)] = 16
+    max_step_tokens: Annotated[Int, Field(ge=1)] = 64
+    max_tokens: Annotated[Int, Field(ge=1)] | None = None
+    """Most generated tokens of one branch (the bench's --max-tokens)."""
+    separator: str = "\n"
+    aggregation: Aggregation = Aggregation.LAST
+    seed: Int | None = 0
+    in_flight: Annotated[Int, Field(ge=1)] = 64
+    """Problems searched together (one engine call per round for all of them)."""
+
+    def runs(self) -> list[tuple[SearchMethod, int]]:
+        """(method, width) of every search, widths ascending within a method."""
+        return [(m, w) for m in self.methods for w in sorted(set(self.widths))]
+
+    def params(self, method: SearchMethod, width: int) -> SearchParams:
+        keep = min(width, self.expansion) if method is SearchMethod.DVTS else max(1, width // self.expansion)
+        if method is SearchMethod.DVTS and width % keep:
+            keep = 1  # DVTS needs subtrees that divide the width: one beam per subtree
+        expand = None if method is not SearchMethod.BEAM or width % keep == 0 else self.expansion
+        return SearchParams(method=method, width=width, keep=keep, expand=expand, max_steps=self.max_steps,
+                            max_step_tokens=self.max_step_tokens, max_tokens=self.max_tokens, separator=self.separator,
+                            aggregation=self.aggregation, seed=self.seed)
+
+    def bank_name(self, method: SearchMethod, width: int) -> str:
+        """The search bank's file name inside :data:`SEARCH_DIR` (the scorer spelled file-safe)."""
+        scorer = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.scorer.replace(":", "-"))
+        return f"{method.value}-w{width}-{scorer}.jsonl"
 
 
 class AnalysisSettings(FrozenModel):
@@ -73,10 +120,16 @@ class BenchConfig(FrozenModel):
     analysis: AnalysisSettings = AnalysisSettings()
     prices: Prices | None = None
     """Dollars per million tokens, for the cost table."""
+    search: SearchSettings | None = None
+    """Step-level searches compared with sampling at matched tokens (None: sampling only)."""
 
     @property
     def bank(self) -> Path:
         return self.out_dir / BANK
+
+    def search_bank(self, method: SearchMethod, width: int) -> Path:
+        assert self.search is not None
+        return self.out_dir / SEARCH_DIR / self.search.bank_name(method, width)
 
 
 class Variant(FrozenModel):

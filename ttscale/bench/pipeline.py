@@ -8,6 +8,8 @@ repeated after a kill, with another policy or with a larger ``n``:
    the sampler (a model load, a vLLM start-up) is only built when samples are missing. The run is
    logged in :mod:`ttscale.bench.state`.
 2. **score**: :func:`ttscale.scoring.resumable.score_bank` runs only when a sample lacks the score.
+   **search** (``--search``): :mod:`ttscale.bench.search` fills one resumable bank per method and
+   width in ``search/``; the engine starts only when a problem is missing from one of them.
 3. **analyse**: :mod:`ttscale.bench.analysis` (accuracy at every k per policy and difficulty
    bucket, the planner's fits), cached per policy.
 4. **assemble**: :mod:`ttscale.bench.assemble` builds the typed :class:`~ttscale.bench.results.BenchResults`.
@@ -27,6 +29,7 @@ from ttscale.bench.analysis import PromptCounter, analyse
 from ttscale.bench.assemble import assemble
 from ttscale.bench.config import BenchConfig
 from ttscale.bench.results import BenchResults
+from ttscale.bench.search import SearchOutcome, search_stage
 from ttscale.bench.state import STATE, BenchState, read_json
 from ttscale.errors import ConfigError
 from ttscale.records.datasets import Problem
@@ -137,16 +140,20 @@ class BenchOutcome:
     report: str
     """``written`` or ``up to date``."""
     files: list[Path]
+    searched: SearchOutcome | None = None
 
     def summary(self) -> dict[str, Any]:
         """What ``ttscale bench --json`` prints: what each stage did this time."""
+        search = {} if self.searched is None else {"searched": {**self.searched.searched, "wall_seconds": self.searched.seconds}}
         return finite_json({"sampled": {**self.sampled.stats.to_json(), "wall_seconds": self.sampled.wall},
-                            "scored": self.scored, "evaluated": self.evaluated, "refitted": self.refitted,
+                            "scored": self.scored, **search, "evaluated": self.evaluated, "refitted": self.refitted,
                             "report": self.report, "files": [str(f) for f in self.files]})
 
 
 def run_bench(config: BenchConfig, *, make_sampler: Callable[[], Any], make_scorer: Callable[[str], Any] | None = None,
               prompt_counter: PromptCounter | None = None,
+              make_search_generator: Callable[[], Any] | None = None,
+              make_step_scorer: Callable[[], Any] | None = None,
               on_sample_start: Callable[[int, int], None] | None = None,
               on_sample_result: Callable[[Any, RunStats], None] | None = None,
               on_step: Callable[[str], None] | None = None) -> BenchOutcome:
@@ -161,13 +168,18 @@ def run_bench(config: BenchConfig, *, make_sampler: Callable[[], Any], make_scor
             raise ConfigError("scorer", config.scorers, "a scorer factory")
         scored = score_stage(config.bank, config.scorers, make_scorer,
                              on_start=None if on_step is None else (lambda k, total: on_step(f"scoring {total} samples ({k})")))
+    searched = None
+    if config.search is not None:
+        if make_search_generator is None or make_step_scorer is None:
+            raise ConfigError("search", config.search.methods, "a step generator and a step scorer factory")
+        searched = search_stage(config, make_search_generator, make_step_scorer, on_step=on_step)
     analysis = analyse(config, prompt_counter=prompt_counter, on_step=on_step)
     results = assemble(config, analysis, BenchState.load(config.out_dir / STATE))
-    files = report_files(config.out_dir)
+    files = report_files(config.out_dir, search=config.search is not None)
     # Compared as JSON: an older results.json with the same content counts as up to date.
     if read_json(config.out_dir / RESULTS) == results.to_json() and all(f.exists() for f in files):
-        return BenchOutcome(results, sampled, scored, analysis.evaluated, analysis.refitted, "up to date", files)
+        return BenchOutcome(results, sampled, scored, analysis.evaluated, analysis.refitted, "up to date", files, searched)
     if on_step:
         on_step("writing the report")
     files = write_report(results, config.out_dir)
-    return BenchOutcome(results, sampled, scored, analysis.evaluated, analysis.refitted, "written", files)
+    return BenchOutcome(results, sampled, scored, analysis.evaluated, analysis.refitted, "written", files, searched)

@@ -1,7 +1,8 @@
-"""The three PNG plots of a ``ttscale bench`` report, drawn from a :class:`~ttscale.bench.results.BenchResults`.
+"""The PNG plots of a ``ttscale bench`` report, drawn from a :class:`~ttscale.bench.results.BenchResults`.
 
 Accuracy against samples per problem (observed points and the fitted curves beyond), against
-generated tokens per question, and per difficulty bucket. Matplotlib is imported only to draw.
+generated tokens per question, per difficulty bucket, and (with ``--search``) search and sampling
+against total tokens per problem. Matplotlib is imported only to draw.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ttscale.bench.results import (
 PLOT_SAMPLES = "accuracy_vs_samples.png"
 PLOT_TOKENS = "accuracy_vs_tokens.png"
 PLOT_DIFFICULTY = "difficulty.png"
+PLOT_TOTAL_TOKENS = "accuracy_vs_total_tokens.png"
 
 
 def _pyplot():  # type: ignore[no-untyped-def]
@@ -199,5 +201,44 @@ def plot_difficulty(results: BenchResults, path: Path) -> Path:
     fig.suptitle(f"accuracy at k by difficulty ({results.difficulty.source})", fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.79, 0.97))
     fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_total_tokens(results: BenchResults, path: Path) -> Path:
+    """Accuracy against total tokens per problem (generated + read by the scorer): every sampling policy at
+    each k (dotted), pass@k (black dashed) and each search method at each width (solid, labelled N)."""
+    plt = _pyplot()
+    search = results.search
+    fig, ax = plt.subplots(figsize=(10, 5))
+    if search is None or not search.points:
+        ax.text(0.5, 0.5, "no search was run", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        return path
+    policies = list(dict.fromkeys(p.policy for p in search.sampling))
+    methods = list(dict.fromkeys(p.method for p in search.points))
+    colors = _colors([*policies, *methods])
+    markers = _markers(policies)
+    for name in policies:
+        pts = [p for p in search.sampling if p.policy == name and p.accuracy is not None and p.total_tokens_per_problem > 0]
+        ax.plot([p.total_tokens_per_problem for p in pts], [100 * p.accuracy for p in pts], ls=":", marker=markers[name],  # type: ignore[operator]
+                ms=5, mfc="none", color=colors[name], lw=1.2, label=f"{name} (sampling, k)")
+    passes = [p for p in search.pass_at_k if p.accuracy is not None and p.total_tokens_per_problem > 0]
+    if passes:
+        ax.plot([p.total_tokens_per_problem for p in passes], [100 * p.accuracy for p in passes], "--x", color="black",  # type: ignore[operator]
+                lw=1, ms=5, label="pass@k (oracle ceiling)")
+    for method in methods:
+        pts = sorted((p for p in search.points if p.method == method), key=lambda p: p.width)
+        xs = [max(p.total_tokens_per_problem, 1e-9) for p in pts]
+        ys = [100 * p.accuracy for p in pts]
+        ax.plot(xs, ys, "-o", color=colors[method], lw=1.8, ms=6, zorder=4, label=f"{method} search (width N)")
+        for p, x, y in zip(pts, xs, ys):
+            ax.annotate(f"N={p.width}", (x, y), textcoords="offset points", xytext=(4, -11), fontsize=7, color=colors[method])
+    _plain_log_axis(ax)
+    ax.set_xlabel("total tokens per problem (generated, pruned search steps included, + read by the scorer)")
+    ax.set_ylabel("accuracy (%)")
+    _finish(fig, ax, path, f"search (step scorer {search.scorer}) vs sampling at matched tokens, {results.evaluation.problems} problems")
     plt.close(fig)
     return path

@@ -1,4 +1,5 @@
-"""The report folder of ``ttscale bench``: report.md, three PNG plots (:mod:`ttscale.bench.plots`) and results.json.
+"""The report folder of ``ttscale bench``: report.md, three PNG plots (:mod:`ttscale.bench.plots`; a fourth,
+accuracy against total tokens, when the bench ran searches) and results.json.
 
 Everything here reads a :class:`~ttscale.bench.results.BenchResults` (the content of results.json)
 and nothing else, so a report can be redrawn from results.json alone
@@ -15,9 +16,11 @@ from ttscale.bench.plots import (
     PLOT_DIFFICULTY,
     PLOT_SAMPLES,
     PLOT_TOKENS,
+    PLOT_TOTAL_TOKENS,
     plot_difficulty,
     plot_samples,
     plot_tokens,
+    plot_total_tokens,
 )
 from ttscale.bench.results import BenchResults, FitError
 from ttscale.records.files import atomic_write, write_json
@@ -26,9 +29,10 @@ MARKDOWN = "report.md"
 RESULTS = "results.json"
 
 
-def report_files(out_dir: Path) -> list[Path]:
-    """The files a complete report consists of (results.json last)."""
-    return [out_dir / name for name in (MARKDOWN, PLOT_SAMPLES, PLOT_TOKENS, PLOT_DIFFICULTY, RESULTS)]
+def report_files(out_dir: Path, *, search: bool = False) -> list[Path]:
+    """The files a complete report consists of (results.json last); ``search``: with the searches' plot."""
+    names = (MARKDOWN, PLOT_SAMPLES, PLOT_TOKENS, PLOT_DIFFICULTY, *((PLOT_TOTAL_TOKENS,) if search else ()), RESULTS)
+    return [out_dir / name for name in names]
 
 
 def write_report(results: BenchResults, out_dir: Path) -> list[Path]:
@@ -37,9 +41,11 @@ def write_report(results: BenchResults, out_dir: Path) -> list[Path]:
     plot_samples(results, out_dir / PLOT_SAMPLES)
     plot_tokens(results, out_dir / PLOT_TOKENS)
     plot_difficulty(results, out_dir / PLOT_DIFFICULTY)
+    if results.search is not None:
+        plot_total_tokens(results, out_dir / PLOT_TOTAL_TOKENS)
     atomic_write(out_dir / MARKDOWN, markdown(results), fsync=False)
     write_json(out_dir / RESULTS, results.to_json())
-    return report_files(out_dir)
+    return report_files(out_dir, search=results.search is not None)
 
 
 # --- markdown --------------------------------------------------------------------------------
@@ -83,6 +89,11 @@ def _run_section(results: BenchResults) -> str:
         ("prompt tokens per question", f"{sampling.prompt_tokens_per_question:.1f} ({sampling.prompt_tokens_source})"),
         ("analysis time", f"{results.analysis_seconds:.1f} s (evaluation, difficulty buckets, curve fits)"),
     ]
+    if results.search is not None:
+        s = results.search
+        methods = ", ".join(dict.fromkeys(p.method for p in s.points))
+        widths = ", ".join(str(w) for w in sorted({p.width for p in s.points}))
+        rows.insert(8, ("searches", f"{methods} at widths {widths}, step scorer {s.scorer}"))
     text = "## What was run\n\n" + md_table(["", ""], rows, "ll")
     if runs:
         table = [(r.finished_at, r.backend or "-", str(r.n), f"{r.samples:,}", str(r.requests), f"{r.completion_tokens:,}",
@@ -199,6 +210,35 @@ def _cost_section(results: BenchResults) -> str:
             + prices + "\n\n" + md_table(header, rows))
 
 
+def _search_section(results: BenchResults) -> str:
+    """Search against sampling at matched total tokens per problem (``--search``)."""
+    search = results.search
+    if search is None:
+        return ""
+    rows = []
+    for p in search.points:
+        rows.append([p.method, f"width {p.width}" + ("" if p.method == "particle" else f" (keep {p.keep})"), _pct(p.accuracy), _pct(p.pass_at_n), _num(p.generated_tokens_per_problem),
+                     _num(p.scored_tokens_per_problem), _num(p.total_tokens_per_problem), _num(p.requests_per_problem, ",.1f"),
+                     _num(p.seconds_per_problem, ",.3f")])
+    for p in [*search.sampling, *search.pass_at_k]:
+        rows.append([p.policy, f"k = {p.k}", _pct(p.accuracy), "-", _num(p.generated_tokens_per_problem),
+                     _num(p.scored_tokens_per_problem), _num(p.total_tokens_per_problem), "1.0", "-"])
+    head = ["method / policy", "budget", "accuracy", "some candidate right", "generated tok / q", "scorer tok / q",
+            "total tok / q", "requests / q", "search s / q"]
+    verdicts = "\n".join(f"- {v.text}." for v in search.verdicts) or "- No sampling point to compare with."
+    settings = search.settings
+    text = (f"## Search vs sampling at matched tokens\n\nStep-level search (step scorer `{search.scorer}`, steps end at "
+            f"{settings.get('separator')!r}, at most {settings.get('max_steps')} steps) over the same problems, one bank per "
+            "method and width in `search/`. A search's answer is its best-scored final candidate; its tokens are every "
+            "generated step (pruned ones included) plus the tokens its step scorer read. Sampling policies are priced the "
+            "same way from this bank. Accuracy in %; a difference of at most "
+            f"{search.tie_points:.1f} points (one problem) is a tie.\n\n" + md_table(head, rows)
+            + "\n\nDoes the best search beat the best sampling policy at the same tokens?\n\n" + verdicts)
+    if search.notes:
+        text += "\n\n" + "\n".join(f"- {n}" for n in search.notes)
+    return text + f"\n\n![accuracy against total tokens per problem]({PLOT_TOTAL_TOKENS})"
+
+
 def markdown(results: BenchResults) -> str:
     """The whole report.md text."""
     run = results.run
@@ -208,6 +248,8 @@ def markdown(results: BenchResults) -> str:
         _run_section(results), _accuracy_section(results), _planner_section(results), _difficulty_section(results),
         _cost_section(results),
     ]
+    if results.search is not None:
+        parts.append(_search_section(results))
     if results.notes:
         parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in results.notes))
     return "\n\n".join(parts) + "\n"

@@ -241,6 +241,83 @@ class CostSection(Section):
     """Empty when the bank has no token counts."""
 
 
+class SearchPoint(Section):
+    """One search (a method at a width) over the bench's problems, read from its bank."""
+
+    method: str
+    width: int
+    keep: int
+    bank: str
+    """The search bank, relative to the bench folder."""
+    problems: int
+    accuracy: float
+    """The best-scored final candidate's answer (ties credited by the share right among them)."""
+    pass_at_n: float = Field(alias="pass")
+    """Some final candidate right: the ceiling of any pick among them."""
+    generated_tokens_per_problem: float
+    """Every generated step, pruned ones included."""
+    scored_tokens_per_problem: float
+    """Tokens the step scorer read (0 for the oracle)."""
+    total_tokens_per_problem: float
+    requests_per_problem: float
+    """Step requests (one per live branch per round)."""
+    seconds_per_problem: float
+    """The problem's share of the search's wall time, scoring included."""
+
+
+class SamplingPoint(Section):
+    """A sampling policy at k samples, priced like a search: generated tokens plus tokens its scorer read."""
+
+    policy: str
+    k: int
+    accuracy: float | None
+    generated_tokens_per_problem: float
+    scored_tokens_per_problem: float
+    """A model scorer reads the prompt and each sample (estimated as prompt + sample tokens); 0 otherwise."""
+    total_tokens_per_problem: float
+
+
+class SamplingAt(Section):
+    """The best sampling policy at one k, for a matched-compute verdict."""
+
+    policy: str
+    k: int
+    accuracy: float
+    total_tokens_per_problem: float
+
+
+class MatchedVerdict(Section):
+    """At one width: the best search against the best sampling policy at the tokens it used."""
+
+    width: int
+    method: str
+    accuracy: float
+    total_tokens_per_problem: float
+    below: SamplingAt | None
+    """The best policy at the largest k that used no more tokens than the search (None: even k = 1 used more)."""
+    above: SamplingAt | None
+    """The best policy at the smallest k that used at least as many tokens (None: even k = n used fewer)."""
+    verdict: str
+    """``beats`` (better than sampling with at least as many tokens), ``trails`` (worse than sampling with
+    no more tokens), ``between`` (neither) or ``undecided`` (outside the sampled token range)."""
+    text: str
+
+
+class SearchSection(Section):
+    """Step-level search against the sampling policies at matched total tokens per problem."""
+
+    scorer: str
+    settings: dict[str, Any]
+    points: list[SearchPoint]
+    sampling: list[SamplingPoint]
+    pass_at_k: list[SamplingPoint] = Field(alias="pass")
+    """pass@k of the samples (a ceiling, not a policy), priced by generated tokens."""
+    verdicts: list[MatchedVerdict]
+    tie_points: float
+    """A difference of at most this many accuracy points (one problem) is a tie."""
+    notes: list[str]
+
+
 class BenchResults(Section):
     """Everything ``ttscale bench`` reports; ``results.json`` is its JSON dump."""
 
@@ -257,6 +334,8 @@ class BenchResults(Section):
     cost: CostSection
     analysis_seconds: Num
     notes: list[str]
+    search: SearchSection | None = Field(**_OMIT)
+    """Present when the bench ran step-level searches (``--search``)."""
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``results.json``."""

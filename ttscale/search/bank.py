@@ -100,3 +100,42 @@ def run_search(
             finally:
                 stats.elapsed = time.perf_counter() - start
     return stats
+
+
+@dataclass(frozen=True)
+class SearchBankInfo:
+    """What a search bank's ``search`` fields say, for commands that read it as a pool of candidates."""
+
+    problems: int
+    """Lines with a ``search`` field."""
+    methods: tuple[str, ...]
+    widths: tuple[int, ...]
+    scorers: tuple[str, ...]
+    generated_tokens_per_problem: float
+    """Every generated step, pruned ones included (the candidates' own tokens are less)."""
+    scored_tokens_per_problem: float
+    """Tokens the step scorer read."""
+
+    def describe(self) -> str:
+        width = "/".join(str(w) for w in self.widths)
+        return f"{'/'.join(self.methods)} search, width {width}, step scorer {'/'.join(self.scorers)}"
+
+
+def search_bank_info(records: Sequence[Record]) -> SearchBankInfo | None:
+    """The search fields of a bank's records; None when no line has one (a bank of samples)."""
+    found = [s for s in ((r.model_extra or {}).get("search") for r in records) if isinstance(s, dict)]
+    if not found:
+        return None
+
+    def cost(s: dict[str, Any], key: str) -> float:
+        value = (s.get("cost") or {}).get(key, 0)
+        return float(value) if isinstance(value, (int, float)) else 0.0
+
+    return SearchBankInfo(
+        problems=len(found),
+        methods=tuple(sorted({str(s.get("method")) for s in found})),
+        widths=tuple(sorted({int(w) for s in found if isinstance(w := (s.get("params") or {}).get("width"), int)})),
+        scorers=tuple(sorted({str(s.get("scorer")) for s in found})),
+        generated_tokens_per_problem=sum(cost(s, "generated_tokens") for s in found) / len(found),
+        scored_tokens_per_problem=sum(cost(s, "scored_tokens") for s in found) / len(found),
+    )

@@ -96,6 +96,76 @@ def _scorer_factory(model_dir: str | None, scorer_model: str | None, template: s
     return build
 
 
+SEARCH_BACKENDS = ("vllm", "openai")
+
+
+def _search_settings(methods: str | None, scorer: str, widths: str | None, expansion: int, max_steps: int, *, n: int,
+                     max_tokens: int, seed: int, backend: str, dataset: str, problems: Sequence[Any]) -> Any:
+    """The --search options as :class:`~ttscale.bench.config.SearchSettings` (None without --search), checked
+    before any sampling: a typo should not cost a sampling run."""
+    from ttscale.bench.config import SearchSettings
+    from ttscale.cli.commands.eval import parse_k_list
+    from ttscale.estimate.evaluate import default_k_grid
+    from ttscale.search.params import SearchMethod
+    from ttscale.search.prm_steps import SCORER_NAMES
+
+    if methods is None:
+        return None
+    names = list(dict.fromkeys(m.strip() for m in methods.split(",") if m.strip()))
+    choices = ", ".join(m.value for m in SearchMethod)
+    if not names or any(m not in {c.value for c in SearchMethod} for m in names):
+        raise ConfigError("--search", methods, f"a comma list of {choices}")
+    if backend not in SEARCH_BACKENDS:
+        raise ConfigError("--backend", backend, f"{' or '.join(SEARCH_BACKENDS)} with --search (the searches generate steps through an engine)")
+    if scorer.partition(":")[0] not in ("oracle", "prm", "vllm-prm") or (":" in scorer and not scorer.partition(":")[2]) \
+            or scorer.startswith("oracle:"):
+        raise ConfigError("--search-scorer", scorer, "one of " + ", ".join(SCORER_NAMES))
+    if scorer == "oracle":  # a clear error now, not after sampling
+        from ttscale.search.oracle import reference_chain
+
+        for p in problems:
+            try:
+                reference_chain(p.problem)
+            except ConfigError:
+                raise ConfigError("--search-scorer", "oracle",
+                                  f"problems of the arithmetic task ({dataset}, id {p.id!r} is not one)") from None
+    grid = parse_k_list(widths) if widths is not None else [k for k in default_k_grid([n]) if k >= 2] or [1]
+    try:
+        built = SearchSettings(methods=names, scorer=scorer, widths=grid, expansion=expansion, max_steps=max_steps,
+                               max_tokens=max_tokens, seed=seed)
+        for method, width in built.runs():
+            built.params(method, width)
+    except ConfigError as exc:
+        raise ConfigError("--search-" + exc.parameter.replace("_", "-"), exc.value, exc.expected) from None
+    except ValueError as exc:  # pydantic's, from a bound of SearchSettings
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            from ttscale.validation import config_error
+
+            raise config_error(exc, SearchSettings, prefix="--search-") from None
+        raise
+    return built
+
+
+def _step_generator(backend: str, model: str | None, config: Any, settings: Any, llm: Any, options: dict[str, Any]) -> Any:
+    """Steps from the bench's model: the vllm engine sampling started (or a new one), or the completions endpoint."""
+    from ttscale.sampling.sampler import SamplingConfig
+
+    steps = SamplingConfig(temperature=config.temperature, top_p=config.top_p, seed=config.seed, template=config.template,
+                           prompt_format=config.prompt_format, logprobs=False)
+    if backend == "openai":
+        from ttscale.search.openai_steps import OpenAIStepGenerator
+
+        return OpenAIStepGenerator(model, steps, separator=settings.separator, base_url=options.get("base_url"),
+                                   api_key=options.get("api_key"), concurrency=options.get("concurrency", 32),
+                                   timeout=options.get("timeout", 120.0), max_retries=options.get("max_retries", 5))
+    from ttscale.search.vllm_steps import VLLMStepGenerator
+
+    return VLLMStepGenerator(None if llm is not None else model, steps, separator=settings.separator,
+                             engine_args=options.get("engine_args"), llm=llm)
+
+
 @handle_errors
 def bench_command(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Report folder (bank.jsonl, report.md, plots, results.json); rerunning resumes.")] = Path("runs/bench"),
@@ -127,6 +197,11 @@ def bench_command(
     base_url: Annotated[str, typer.Option("--base-url", help="openai: server URL.")] = "http://127.0.0.1:8000/v1",
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="OPENAI_API_KEY", help="openai: API key.")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", help="openai: HTTP requests in flight.")] = 32,
+    search: Annotated[str | None, typer.Option("--search", help="Also run step-level searches (comma list: beam, dvts, particle) at each width, one resumable bank per method and width in OUT/search/, and compare them with sampling at matched total tokens (vllm and openai backends).")] = None,
+    search_scorer: Annotated[str, typer.Option("--search-scorer", help="Step scorer of the searches: oracle (the arithmetic task's exact checker), prm (the embedded arith-prm-tiny), prm:FOLDER, vllm-prm[:FOLDER].")] = "oracle",
+    search_widths: Annotated[str | None, typer.Option("--search-widths", help="Comma list of search widths (final candidates per problem); default the k grid from 2 up to --n.")] = None,
+    search_expansion: Annotated[int, typer.Option("--search-expansion", help="beam keeps width/E beams expanded E ways; DVTS runs subtrees of E.")] = 4,
+    search_max_steps: Annotated[int, typer.Option("--search-max-steps", help="Most steps per search branch.")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print what each stage did as one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -191,12 +266,15 @@ def bench_command(
         # threads wait on each other: 0.2 s against 12 s per request measured on 2 busy cores.
         options["threads"] = threads if threads is not None else (1 if embedded else None)
     display = MODEL_NAME if embedded else str(model or backend_name)
+    search_settings = _search_settings(search, search_scorer, search_widths, search_expansion, search_max_steps, n=n,
+                                       max_tokens=config.max_tokens, seed=seed, backend=backend_name, dataset=dataset,
+                                       problems=problems)
     bench = BenchConfig(
         out_dir=out_dir, problems=problems, dataset=dataset, n=n,
         sampling={"model": str(resolved or display), "dataset": dataset, **{k: v for k, v in config.to_dict().items()
                   if k not in ("logprobs", "fan_out")}},
         meta={"model": display, "backend": backend_name}, seed=seed, policies=loaded, explicit_policies=explicit,
-        scorers=scorers, prices=prices,
+        scorers=scorers, prices=prices, search=search_settings,
         analysis=settings,
         run_info=RunInfo(model=display, backend=backend_name, dataset=dataset, limit=limit, command="ttscale bench"),
     )
@@ -218,9 +296,27 @@ def bench_command(
         def on_step(text: str) -> None:
             bar.update(task, total=None, completed=0, description=text)
 
-        with bank_lock(bench.bank):  # one bench per folder: sampling, scoring and the report under one lock
-            outcome = run_bench(bench, make_sampler=lambda: make_sampler(backend_name, resolved, config, **options),
-                                make_scorer=make_scorer, prompt_counter=counter,
+        engine: dict[str, Any] = {}  # the vllm engine sampling built, reused by the searches (one start-up)
+
+        def sampler() -> Any:
+            built = make_sampler(backend_name, resolved, config, **options)
+            if backend_name == "vllm":
+                engine["llm"] = built.llm
+            return built
+
+        def step_generator() -> Any:
+            return _step_generator(backend_name, resolved if backend_name == "vllm" else model, config, search_settings,
+                                   engine.get("llm"), options)
+
+        def step_scorer() -> Any:
+            from ttscale.search.prm_steps import resolve_step_scorer
+
+            return resolve_step_scorer(search_scorer)
+
+        with bank_lock(bench.bank):  # one bench per folder: sampling, scoring, searches and the report under one lock
+            outcome = run_bench(bench, make_sampler=sampler, make_scorer=make_scorer, prompt_counter=counter,
+                                make_search_generator=step_generator if search_settings else None,
+                                make_step_scorer=step_scorer if search_settings else None,
                                 on_sample_start=on_start, on_sample_result=on_result, on_step=on_step)
     if as_json:
         print(json.dumps({"out": str(out_dir), **outcome.summary(), "seconds": time.perf_counter() - started}, allow_nan=False))

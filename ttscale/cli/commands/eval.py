@@ -43,6 +43,20 @@ def check_plot_path(plot: Path | None) -> None:
         raise ConfigError("--plot", str(plot), "a path to a regular file (this is a directory or device)")
 
 
+def _note_search_bank(bank: Path, records: list) -> None:  # type: ignore[type-arg]
+    """A search bank is evaluated as a pool of its final candidates: say what that means (stderr only)."""
+    from ttscale.cli.console import err
+    from ttscale.search.bank import search_bank_info
+
+    info = search_bank_info(records)
+    if info is None:
+        return
+    err.print(f"note: {bank} holds {info.describe()}: each problem's final candidates are evaluated as one pool "
+              "(k below the width is a subset of one search, not a smaller search); tokens are the candidates' own, "
+              f"while the search generated {info.generated_tokens_per_problem:,.0f} per problem (pruned steps included) "
+              f"and its scorer read {info.scored_tokens_per_problem:,.0f}", highlight=False, markup=False, soft_wrap=True)
+
+
 @handle_errors
 def eval_command(
     bank: Annotated[Path, typer.Argument(help="Bank file (JSONL, one problem per line).")],
@@ -67,6 +81,7 @@ def eval_command(
     check_plot_path(plot)
     policies = [load_policy(name) for name in dict.fromkeys(["majority", *(policy or [])])]
     data = read_graded_bank(bank, equivalence, grade, scorer)
+    _note_search_bank(bank, data.bank.records)
     sizes = [c.n for c in data.candidates]
     if sizes and any(exact_form(p) is None for p in policies):  # only resampled policies use --draws
         check_draws(draws, len(ks) if ks is not None else len(default_k_grid(sizes)))
