@@ -376,3 +376,54 @@ def test_pilot_target_uses_the_shipped_margin(pair: tuple[Path, Path]) -> None:
         assert rec["accuracy"] - TARGET_MARGIN * (rec["accuracy"] - rec["low"]) >= 0.6
     exact = ttscale.plan_models([weak, strong], target=0.6, horizon=4)
     assert exact.reason == "cheapest option predicted to reach 0.6"
+
+
+def test_asc_and_first_to_ahead_options_equal_a_brute_force_replay(tmp_path: Path) -> None:
+    """Each bank's ASC and first-to-ahead options (beside `default`) against every ordered draw of
+    K samples from its pool: stop at the first n where the rule fires (or at K), answer the plurality
+    of the n votes (ties credited by the share right)."""
+    from itertools import permutations
+
+    from scipy.special import betainc
+
+    def pools(seed: int, n: int) -> list[list[str | None]]:
+        rng = np.random.default_rng(seed)
+        return [[str(a) for a in rng.choice(["1", "2", "3"], size=n, p=rng.dirichlet([2, 1, 1]))] for _ in range(12)]
+
+    weak = write_bank(tmp_path / "a.jsonl", [(f"q{i}", p, 50) for i, p in enumerate(pools(3, 6))])
+    strong = write_bank(tmp_path / "b.jsonl", [(f"q{i}", p, 500) for i, p in enumerate(pools(4, 6))])
+    plan = ttscale.plan_models([weak, strong], horizon=4, cascade_max_n=2)
+    answers = [[s.answer for s in rec.samples] for rec in ttscale.read_bank(weak).bank.records]
+    K = 4
+
+    def replay(stop) -> tuple[float, float]:  # (mean samples, accuracy) over every ordered K-draw
+        samples, acc = [], []
+        for pool in answers:
+            s = a = 0.0
+            draws = list(permutations(range(len(pool)), K))
+            for order in draws:
+                votes: dict[str, int] = {}
+                for n, i in enumerate(order, 1):
+                    votes[pool[i]] = votes.get(pool[i], 0) + 1
+                    top = sorted(votes.values(), reverse=True) + [0]
+                    if n == K or stop(top[0], top[1]):
+                        break
+                best = max(votes.values())
+                leaders = [c for c, v in votes.items() if v == best]
+                s += n
+                a += sum(c == "1" for c in leaders) / len(leaders)
+            samples.append(s / len(draws))
+            acc.append(a / len(draws))
+        return float(np.mean(samples)), float(np.mean(acc))
+
+    rules = {"asc": lambda t: (lambda v1, v2: betainc(v2 + 1, v1 + 1, 0.5) >= t),
+             "first-to-ahead": lambda m: (lambda v1, v2: v1 - v2 >= m)}
+    seen = 0
+    for o in plan.options:
+        name = o.policy.split("@")[0]
+        if o.kind == "adaptive" and o.bank == str(weak) and o.n == K and name in rules:
+            samples, acc = replay(rules[name](o.param))
+            assert o.accuracy == pytest.approx(acc, abs=1e-9)
+            assert o.tokens_per_question == pytest.approx(10 + samples * 50, rel=1e-9)  # prompt once + samples x 50
+            seen += 1
+    assert seen == 6  # 3 ASC thresholds, 3 first-to-ahead margins

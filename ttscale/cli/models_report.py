@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ttscale.planning.models import ModelPlan, PlanOption
+from ttscale.planning.models import ModelPlan, PlanOption, setting_letter
 
 __all__ = ["frontier_rows", "plot_models", "print_models"]
 
@@ -30,7 +30,7 @@ def describe(option: PlanOption, names: dict[str, str]) -> str:
         parts = [f"{names[b]} {p.replace('majority', 'maj')}" for b, p in zip(banks, stages)]
         return " > ".join(parts[:-1]) + f" {letter}={option.param:g} > " + parts[-1]
     policy = option.policy.replace("majority", "maj")
-    return f"{names[str(option.bank)]} {policy}" + ("" if option.param is None else f" c={option.param:g}")
+    return f"{names[str(option.bank)]} {policy}" + ("" if option.param is None else f" {setting_letter(option.policy)}={option.param:g}")
 
 
 def frontier_rows(plan: ModelPlan) -> list[dict]:

@@ -6,8 +6,8 @@ joined by question ``id``. Every option is scored exactly on the joined banks:
 * ``fixed``: majority@N of one bank, N = 1, 2, 4, ... up to its smallest pool (exact over every
   N-subset of each question's samples, ``ttscale.estimate.exact.majority_at_k``);
 * ``adaptive``: the live ``default`` rule (:class:`~ttscale.adaptive.stopping.SettledMajority`) at
-  several confidences and horizons K (powers of two), over every sample order (the exact vote-state tables of
-  ``ttscale simulate --exact``);
+  several confidences, ASC and first-to-ahead at a few settings (:data:`BASELINE_RULES`), at horizons
+  K (powers of two), over every sample order (the exact vote-state tables of ``ttscale simulate --exact``);
 * ``cascade``: banks cheapest first (any two or more of them, in that order); each stage but the
   last settles a question or passes it on, the last bank's majority@N' decides the rest. A stage
   is the bank's majority@N settled when ASC's posterior P(leader beats runner-up | v1, v2) >= t,
@@ -35,6 +35,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.special import betainc
@@ -68,6 +69,16 @@ the share of recommendations reaching the target on the full banks from 0.65 to 
 on any corpus) at 1.36x instead of 1.12x the truly cheapest option's cost."""
 ADAPTIVE_CONFIDENCES = (0.6, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
 """The ``default`` rule's confidences replayed (a subset of its grid: the tables are shared, each is a second)."""
+BASELINE_RULES: dict[str, tuple[float, ...]] = {"asc": (0.9, 0.95, 0.99), "first-to-ahead": (2, 3, 4)}
+"""The published stopping rules replayed per bank beside ``default`` on the same exact tables (ASC's
+posterior threshold, first-to-ahead's margin), so the frontier shows when one of them is cheaper."""
+SETTING_LETTER = {"asc": "t", "first-to-ahead": "m"}
+"""How a rule's setting is printed: t (ASC's threshold), m (first-to-ahead's margin), else c (a confidence)."""
+
+
+def setting_letter(policy: str) -> str:
+    """``t``, ``m`` or ``c`` for a policy like ``asc@8``, ``first-to-ahead@16``, ``default@4``."""
+    return SETTING_LETTER.get(policy.split("@")[0], "c")
 
 
 @dataclass(frozen=True)
@@ -159,7 +170,7 @@ class PlanOption:
     @property
     def label(self) -> str:
         banks = " > ".join(self.bank) if isinstance(self.bank, tuple) else self.bank
-        setting = "" if self.param is None else f" ({'t' if self.policy.startswith('asc') else 'c'}={self.param:g})"
+        setting = "" if self.param is None else f" ({setting_letter(self.policy)}={self.param:g})"
         return f"{banks}: {self.policy}{setting}"
 
     def cost(self, basis: bool | str) -> float:
@@ -565,7 +576,12 @@ def _score_options(banks: list[ModelBank], cands: list[list[Candidates]], level:
     """Every option scored exactly on ``cands`` (one candidate list per bank, joined order), with its
     per-question accuracy where there is one (None for the pooled adaptive tables)."""
     from ttscale.adaptive.exact_replay import VoteStates
-    from ttscale.adaptive.stopping import SettledMajority
+    from ttscale.adaptive.stopping import ASC, FirstToAhead, SettledMajority
+
+    def rules() -> list[tuple[str, float, Any]]:
+        found: list[tuple[str, float, Any]] = [("default", c, SettledMajority(confidence=c)) for c in ADAPTIVE_CONFIDENCES]
+        found += [("asc", t, ASC(threshold=t)) for t in BASELINE_RULES["asc"]]
+        return found + [("first-to-ahead", m, FirstToAhead(margin=int(m))) for m in BASELINE_RULES["first-to-ahead"]]
 
     out: list[tuple[PlanOption, np.ndarray | None]] = []
     per_bank_fixed = []
@@ -586,12 +602,12 @@ def _score_options(banks: list[ModelBank], cands: list[list[Candidates]], level:
                 states = VoteStates(cs, K)
                 sd = acc[:, ns.index(K)].std(ddof=1) if len(cs) > 1 else 0.0  # majority@K's spread as the interval's
                 z = float(norm.ppf(0.5 + level / 2)) * sd / math.sqrt(len(cs))
-                for conf in ADAPTIVE_CONFIDENCES:
-                    samples, a = states.evaluate(SettledMajority(confidence=conf))
+                for name, conf, rule in rules():
+                    samples, a = states.evaluate(rule)
                     out_tokens = samples * float(b.out.mean())
                     d = b.dollars(float(b.prompt.mean()), out_tokens)
                     f = b.eflops(samples, float(b.prompt.mean()), float(b.out.mean()))  # one request's worth: rounds share the prompt
-                    out.append((PlanOption(b.path, "adaptive", f"default@{K}", K, conf, a, max(0.0, a - z), min(1.0, a + z),
+                    out.append((PlanOption(b.path, "adaptive", f"{name}@{K}", K, float(conf), a, max(0.0, a - z), min(1.0, a + z),
                                            float(b.prompt.mean()) + out_tokens, None if d is None else float(d),
                                            eflops_per_question=None if f is None else float(f)), None))
     order = sorted(range(len(banks)), key=lambda i: banks[i].per_sample)
