@@ -16,7 +16,7 @@ A recommendation *hits* when its exact accuracy on the full banks reaches T; its
 exact cost over that of the truly cheapest option reaching T (exact). For each held-out corpus, z is
 chosen on the other three: the smallest z whose mean hit rate over them (each corpus weighted
 equally) is at least GOAL, else the z with the highest. The shipped z is chosen the same way on all
-four. Options per corpus: majority@N, the default rule at horizons 2-16 and two-bank cascades.
+four. Options per corpus: majority@N, the default rule, ASC and first-to-ahead at horizons 2-16, and two-bank cascades.
 
 Run: .venv/bin/python evals/plan_models_holdout.py   (predictions cached in runs/plan_models_holdout/;
 about 1-3 min per corpus and pilot draw on 2 cores)
