@@ -154,11 +154,13 @@ def test_verdicts_bracket_the_search_tokens() -> None:
     from ttscale.bench.results import SamplingPoint, SearchPoint
     from ttscale.bench.search import verdicts
 
-    def sp(k: int, acc: float) -> SamplingPoint:
-        return SamplingPoint(policy="majority", k=k, accuracy=acc, generated_tokens_per_problem=100.0 * k,
-                             scored_tokens_per_problem=0.0, total_tokens_per_problem=100.0 * k)
+    def sp(k: int, acc: float, single: bool = True) -> SamplingPoint:
+        return SamplingPoint(policy="majority" if single else "top-k-answers", k=k, accuracy=acc,
+                             generated_tokens_per_problem=100.0 * k, scored_tokens_per_problem=0.0,
+                             total_tokens_per_problem=100.0 * k, single_answer=single)
 
-    sampling = [sp(1, 0.5), sp(2, 0.6), sp(4, 0.7)]
+    # top-k-answers submits several answers: shown, never the policy a search is judged against
+    sampling = [sp(1, 0.5), sp(2, 0.6), sp(4, 0.7), sp(2, 0.99, single=False), sp(4, 0.99, single=False)]
 
     def search(acc: float, tokens: float) -> SearchPoint:
         return SearchPoint(method="beam", width=2, keep=1, bank="b", problems=100, accuracy=acc, pass_at_n=1.0,
@@ -172,6 +174,9 @@ def test_verdicts_bracket_the_search_tokens() -> None:
     assert word(0.55, 210) == "trails"  # worse than majority@2, which used fewer
     assert word(0.65, 300) == "between"  # between @2 (0.6) and @4 (0.7)
     assert word(0.605, 200) == "between"  # a tie at equal tokens
+    assert word(0.62, 203) == "beats"  # token counts within 2% are the same budget
+    same = verdicts([search(0.62, 203)], sampling, tie=1.0)[0]
+    assert same.above is not None and same.above.k == same.below.k == 2 and "at the same tokens" in same.text  # type: ignore[union-attr]
     assert word(0.9, 500) == "undecided"  # more tokens than k = n used
     assert word(0.6, 500) == "trails"
 

@@ -229,11 +229,13 @@ def plot_total_tokens(results: BenchResults, path: Path) -> Path:
     if passes:
         ax.plot([p.total_tokens_per_problem for p in passes], [100 * p.accuracy for p in passes], "--x", color="black",  # type: ignore[operator]
                 lw=1, ms=5, label="pass@k (oracle ceiling)")
-    for method in methods:
+    for i, method in enumerate(methods):
         pts = sorted((p for p in search.points if p.method == method), key=lambda p: p.width)
         xs = [max(p.total_tokens_per_problem, 1e-9) for p in pts]
         ys = [100 * p.accuracy for p in pts]
-        ax.plot(xs, ys, "-o", color=colors[method], lw=1.8, ms=6, zorder=4, label=f"{method} search (width N)")
+        # Shrinking markers and lines: methods that agree (on top of each other) stay visible.
+        ax.plot(xs, ys, "-", marker=("o", "D", "^")[i % 3], color=colors[method], lw=max(0.8, 2.4 - 0.6 * i),
+                ms=max(4, 9 - 2 * i), zorder=4 + i, label=f"{method} search (width N)")
         for p, x, y in zip(pts, xs, ys):
             ax.annotate(f"N={p.width}", (x, y), textcoords="offset points", xytext=(4, -11), fontsize=7, color=colors[method])
     _plain_log_axis(ax)

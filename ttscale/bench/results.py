@@ -275,6 +275,8 @@ class SamplingPoint(Section):
     scored_tokens_per_problem: float
     """A model scorer reads the prompt and each sample (estimated as prompt + sample tokens); 0 otherwise."""
     total_tokens_per_problem: float
+    single_answer: bool = True
+    """Submits one answer without reading the reference: it competes in the verdicts (top-k-answers does not)."""
 
 
 class SamplingAt(Section):
@@ -294,12 +296,15 @@ class MatchedVerdict(Section):
     accuracy: float
     total_tokens_per_problem: float
     below: SamplingAt | None
-    """The best policy at the largest k that used no more tokens than the search (None: even k = 1 used more)."""
+    """The best single-answer policy at the largest k that used no more tokens than the search (within 2%;
+    None: even k = 1 used more)."""
     above: SamplingAt | None
-    """The best policy at the smallest k that used at least as many tokens (None: even k = n used fewer)."""
+    """The best single-answer policy at the smallest k that used at least as many tokens (within 2%; None: even
+    k = n used fewer). Both are the same k when sampling at that k used the search's tokens."""
     verdict: str
-    """``beats`` (better than sampling with at least as many tokens), ``trails`` (worse than sampling with
-    no more tokens), ``between`` (neither) or ``undecided`` (outside the sampled token range)."""
+    """``beats`` (more accurate, by more than one problem, than sampling with at least as many tokens),
+    ``trails`` (less accurate than sampling with no more tokens), ``between`` (neither: a tie when both are
+    the same k) or ``undecided`` (outside the sampled token range)."""
     text: str
 
 

@@ -11,9 +11,10 @@ The figures are read back from the banks: a search's answer is its best-scored f
 plus the tokens its step scorer read. Sampling policies are priced the same way: the bank's
 generated tokens at k, plus, for a policy ranking by a model scorer's rewards, the tokens that
 scorer read (the prompt and each sample). At each width the best search is set against the best
-sampling policy at the tokens it used: it ``beats`` sampling when it is more accurate than every
-policy at the smallest k that used at least as many tokens, ``trails`` when it is less accurate
-than the best policy at the largest k that used no more.
+single-answer sampling policy (not the oracle, not top-k-answers) at the tokens it used: it
+``beats`` sampling when it is more accurate, by more than one problem, than the best policy at the
+smallest k that used at least as many tokens, and ``trails`` when it is less accurate than the best
+policy at the largest k that used no more (token counts within 2% count as equal).
 """
 
 from __future__ import annotations
@@ -162,68 +163,88 @@ def search_point(config: BenchConfig, method: Any, width: int) -> SearchPoint:
                        requests_per_problem=mean["requests"], seconds_per_problem=mean["seconds"])
 
 
+def single_answer(policy: Any) -> bool:
+    """A policy that submits one answer without reading the reference (the oracle and top-k-answers do not)."""
+    answers = getattr(policy.params, "answers", 1)
+    return policy.selector != "oracle" and (not isinstance(answers, int) or answers <= 1)
+
+
 def sampling_points(config: BenchConfig, ev: EvalSection, prompt_tokens: float,
                     output_per_sample: float | None) -> tuple[list[SamplingPoint], list[SamplingPoint]]:
     """Every sampling policy at each k, and pass@k, priced in total tokens per problem."""
     if ev.tokens is None:
         return [], []
-    scorer_of = {v.label: v.scorer for v in policy_variants(config.policies, config.scorers)}
+    variants = {v.label: v for v in policy_variants(config.policies, config.scorers)}
     per_read = prompt_tokens + (output_per_sample or 0.0)
     points = []
     for name, curve in ev.policies.items():
-        model = scorer_of.get(name) in MODEL_SCORERS
+        variant = variants.get(name)
+        model = variant is not None and variant.scorer in MODEL_SCORERS
+        single = variant is not None and single_answer(variant.policy)
         for k, acc, gen in zip(ev.k, curve.accuracy, ev.tokens):
             read = k * per_read if model else 0.0
             points.append(SamplingPoint(policy=name, k=k, accuracy=acc, generated_tokens_per_problem=float(gen),
-                                        scored_tokens_per_problem=read, total_tokens_per_problem=float(gen) + read))
+                                        scored_tokens_per_problem=read, total_tokens_per_problem=float(gen) + read,
+                                        single_answer=single))
     passes = [SamplingPoint(policy="pass@k", k=k, accuracy=acc, generated_tokens_per_problem=float(gen),
-                            scored_tokens_per_problem=0.0, total_tokens_per_problem=float(gen))
+                            scored_tokens_per_problem=0.0, total_tokens_per_problem=float(gen), single_answer=False)
               for k, acc, gen in zip(ev.k, ev.pass_at_k, ev.tokens)]
     return points, passes
 
 
 def _best_at(points: Sequence[SamplingPoint], k: int) -> SamplingAt | None:
-    at = [p for p in points if p.k == k and p.accuracy is not None]
+    """The most accurate single-answer policy at ``k`` (multi-answer submissions and the oracle do not compete)."""
+    at = [p for p in points if p.k == k and p.accuracy is not None and p.single_answer]
     if not at:
         return None
     best = max(at, key=lambda p: p.accuracy)  # type: ignore[arg-type,return-value]
     return SamplingAt(policy=best.policy, k=k, accuracy=best.accuracy, total_tokens_per_problem=best.total_tokens_per_problem)  # type: ignore[arg-type]
 
 
+MATCH = 0.02
+"""Token counts within this fraction of each other count as equal (means over problems are not exact)."""
+
+
 def verdicts(points: Sequence[SearchPoint], sampling: Sequence[SamplingPoint], tie: float) -> list[MatchedVerdict]:
     """Per width: the best search against the best sampling policy bracketing its tokens (see the module doc)."""
-    ks = sorted({p.k for p in sampling})
-    best_k = [b for b in (_best_at(sampling, k) for k in ks) if b is not None]
+    best_k = [b for b in (_best_at(sampling, k) for k in sorted({p.k for p in sampling})) if b is not None]
+    eps = tie / 100 + 1e-9
     out = []
     for width in sorted({p.width for p in points}):
         s = max((p for p in points if p.width == width), key=lambda p: p.accuracy)
         tokens = s.total_tokens_per_problem
-        below = max((b for b in best_k if b.total_tokens_per_problem <= tokens), key=lambda b: b.k, default=None)
-        above = min((b for b in best_k if b.total_tokens_per_problem >= tokens), key=lambda b: b.k, default=None)
-        eps = tie / 100 + 1e-9
-        head = f"width {width}: best search {s.method} {100 * s.accuracy:.1f}% at {tokens:,.0f} tokens/problem"
+        below = max((b for b in best_k if b.total_tokens_per_problem <= tokens * (1 + MATCH)), key=lambda b: b.k, default=None)
+        above = min((b for b in best_k if b.total_tokens_per_problem >= tokens * (1 - MATCH)), key=lambda b: b.k, default=None)
+        head = f"width {width}: the best search, {s.method} ({100 * s.accuracy:.1f}% at {tokens:,.0f} tokens/problem),"
 
         def said(b: SamplingAt) -> str:
-            return (f"{b.policy}@{b.k} ({100 * b.accuracy:.1f}% at {b.total_tokens_per_problem:,.0f} tokens, "
-                    f"the search used {tokens / b.total_tokens_per_problem:.2f}x its tokens)" if b.total_tokens_per_problem else f"{b.policy}@{b.k}")
+            ratio = f", {b.total_tokens_per_problem / tokens:.2f}x the search's" if tokens else ""
+            return f"{b.policy}@{b.k} ({100 * b.accuracy:.1f}% at {b.total_tokens_per_problem:,.0f} tokens{ratio})"
+
+        def points_vs(b: SamplingAt) -> str:
+            return f"{100 * (s.accuracy - b.accuracy):+.1f} points"
 
         if above is not None and s.accuracy > above.accuracy + eps:
-            word, text = "beats", f"beats the best sampling policy with at least as many tokens, {said(above)}: " \
-                                  f"{100 * (s.accuracy - above.accuracy):+.1f} points"
+            word = "beats"
+            text = (f"beats the best sampling policy at the same tokens, {said(above)}: {points_vs(above)}" if above is below
+                    else f"beats the best sampling policy with at least as many tokens, {said(above)}: {points_vs(above)}")
         elif below is not None and s.accuracy < below.accuracy - eps:
-            word, text = "trails", f"trails the best sampling policy with no more tokens, {said(below)}: " \
-                                   f"{100 * (s.accuracy - below.accuracy):+.1f} points"
+            word = "trails"
+            text = (f"trails the best sampling policy at the same tokens, {said(below)}: {points_vs(below)}" if above is below
+                    else f"trails the best sampling policy with no more tokens, {said(below)}: {points_vs(below)}")
         elif above is not None and below is not None:
-            word, text = "between", (f"ties: neither better than {said(above)} nor worse than {said(below)} "
-                                     f"(within {tie:.1f} points, one problem)" if above.k == below.k else
-                                     f"between sampling at k = {below.k} ({said(below)}) and k = {above.k} ({said(above)})")
+            word = "between"
+            text = (f"ties with the best sampling policy at the same tokens, {said(below)}: {points_vs(below)}, "
+                    f"within one problem" if above is below else
+                    f"lies between the best sampling policies with fewer and with more tokens, {said(below)} and {said(above)}")
         elif below is not None:
-            word, text = "undecided", (f"is at least as good as {said(below)}, which used fewer tokens; the bank holds no k "
-                                       "with as many tokens as the search (a larger --n would settle it)")
+            word = "undecided"
+            text = (f"is at least as good as {said(below)}, which used fewer tokens; no k of the bank used as many "
+                    "tokens as the search (a larger --n would settle it)")
         elif above is not None:
             word, text = "undecided", f"used fewer tokens than one sample and is not better than {said(above)}"
         else:
-            word, text = "undecided", "no sampling point to compare with"
+            word, text = "undecided", "has no single-answer sampling policy to compare with"
         out.append(MatchedVerdict(width=width, method=s.method, accuracy=s.accuracy, total_tokens_per_problem=tokens,
                                   below=below, above=above, verdict=word, text=f"{head} {text}"))
     return out
@@ -245,11 +266,21 @@ def search_section(config: BenchConfig, ev: EvalSection, prompt_tokens: float, o
                      "tokens that scorer read (an estimate: the bank does not log them).")
     if ev.tokens is None:
         notes.append("The bank has no token counts: no matched-compute comparison.")
+    left_out = list(dict.fromkeys(p.policy for p in sampling if not p.single_answer))
+    if left_out:
+        verb = "submits" if len(left_out) == 1 else "submit"
+        notes.append(f"{', '.join(left_out)} {verb} several answers or read the reference: shown, but not the best sampling "
+                     "policy a search is judged against (a search submits one answer).")
+    judged = verdicts(points, sampling, tie) if sampling else []
+    if settings.scorer == "oracle":  # the oracle's search is a ceiling: say where pass@k stands at the same tokens
+        ceiling = {p.k: p for p in passes if p.accuracy is not None}
+        judged = [v.model_copy(update={"text": v.text + f"; pass@{ref.k}, sampling's oracle ceiling there, is {100 * ceiling[ref.k].accuracy:.1f}%"})  # type: ignore[operator]
+                  if (ref := v.above or v.below) is not None and ref.k in ceiling else v for v in judged]
     return SearchSection.model_validate(finite_json({
         "scorer": settings.scorer, "settings": settings.model_dump(mode="json"),
         "points": [p.model_dump(mode="json") for p in points],
         "sampling": [p.model_dump(mode="json") for p in sampling],
         "pass": [p.model_dump(mode="json") for p in passes],
-        "verdicts": [v.model_dump(mode="json") for v in verdicts(points, sampling, tie)] if sampling else [],
+        "verdicts": [v.model_dump(mode="json") for v in judged],
         "tie_points": tie, "notes": notes,
     }))
