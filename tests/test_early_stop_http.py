@@ -311,3 +311,13 @@ def test_vllm_server_stops_generating_closed_streams(vllm_url: str) -> None:
         for a, b in zip(f.candidates[4:], c.candidates[4:]):
             assert (a.text or "").startswith(b.text or "")
             assert (b.tokens or 0) <= (a.tokens or 0)
+
+
+def test_a_trace_tied_with_the_threshold_is_not_stopped() -> None:
+    from ttscale.early_stop import below_threshold
+
+    limit = 14.806750401845878  # a warm-up trace's lowest group confidence
+    assert not below_threshold(limit, limit)
+    assert not below_threshold(limit * (1 - 1e-7), limit)  # the same trace, rounded in float32 by an engine
+    assert below_threshold(limit - 0.01, limit)
+    assert not below_threshold(None, limit) and not below_threshold(1.0, None)

@@ -9,6 +9,7 @@ imported here: the engine modules need vLLM or transformers.
 
 from ttscale.early_stop.confidence import (
     GroupConfidenceTracker,
+    below_threshold,
     calibrate_threshold,
     lowest_group_confidence,
     token_confidence,
@@ -21,6 +22,7 @@ __all__ = [
     "LOW_CONFIDENCE",
     "EarlyStopParams",
     "GroupConfidenceTracker",
+    "below_threshold",
     "calibrate_threshold",
     "lowest_group_confidence",
     "phase_split",

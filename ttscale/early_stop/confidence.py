@@ -34,6 +34,21 @@ def top_k_confidence(logprobs: Iterable[float], k: int) -> float | None:
     return -math.fsum(top) / len(top) if top else None
 
 
+TIE_TOLERANCE = 1e-5
+"""Relative margin below a threshold a group confidence must reach to stop a trace. The threshold is
+some warm-up trace's own lowest group confidence, and a tracked trace identical to it up to that
+point has the same value up to rounding (float32 in the engines, float64 from a server's numbers):
+without the margin the rounding, not the trace, decides whether it stops."""
+
+
+def below_threshold(group: float | None, threshold: float | None) -> bool:
+    """Whether a group confidence (None: no full window yet) stops a trace tracked against
+    ``threshold`` (None: untracked): below it by more than rounding (``TIE_TOLERANCE``)."""
+    if group is None or threshold is None:
+        return False
+    return group < threshold - TIE_TOLERANCE * max(1.0, abs(threshold))
+
+
 class GroupConfidenceTracker:
     """The sliding-window mean of token confidences, updated in O(1) per token.
 

@@ -17,7 +17,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-from ttscale.early_stop.confidence import GroupConfidenceTracker
+from ttscale.early_stop.confidence import GroupConfidenceTracker, below_threshold
 
 
 class ConfidenceMonitor(LogitsProcessor):
@@ -38,7 +38,7 @@ class ConfidenceMonitor(LogitsProcessor):
             if limit is None or self.stop_step[row] is not None:
                 continue
             group = self.trackers[row].push(conf)
-            if group is not None and group < limit:
+            if below_threshold(group, limit):
                 self.stop_step[row] = self.step
         self.step += 1
         return scores

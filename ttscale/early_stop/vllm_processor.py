@@ -24,7 +24,7 @@ from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 from vllm.v1.sample.logits_processor.builtin import process_dict_updates
 
-from ttscale.early_stop.confidence import GroupConfidenceTracker
+from ttscale.early_stop.confidence import GroupConfidenceTracker, below_threshold
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
@@ -106,7 +106,7 @@ class EarlyStopLogitsProcessor(LogitsProcessor):
             # One push per generated position; a repeated call for the same position is ignored.
             if not state.stopped and len(state.output_ids) == state.tracker.count:
                 group = state.tracker.push(conf)
-                state.stopped = group is not None and group < state.threshold
+                state.stopped = below_threshold(group, state.threshold)
             if state.stopped:
                 stop_rows.append(row)
                 stop_marks.append(state.marker)

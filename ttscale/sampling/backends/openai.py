@@ -28,7 +28,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from ttscale.early_stop import LOW_CONFIDENCE, GroupConfidenceTracker, phase_split, top_k_confidence, tracked_threshold
+from ttscale.early_stop import (
+    LOW_CONFIDENCE,
+    GroupConfidenceTracker,
+    below_threshold,
+    phase_split,
+    top_k_confidence,
+    tracked_threshold,
+)
 from ttscale.errors import ConfigError, TTScaleError
 from ttscale.sampling.sampler import (
     MAX_SEED,
@@ -580,7 +587,7 @@ class OpenAISampler:
                 trace.logprob += sum(x for x in lps if x is not None)
                 for conf in confs:
                     group = tracker.push(conf)
-                    if limit is not None and group is not None and group < limit:
+                    if below_threshold(group, limit):
                         trace.finish = LOW_CONFIDENCE
                 if trace.finish == LOW_CONFIDENCE:
                     break  # closes the stream: the server aborts the request
