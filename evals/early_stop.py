@@ -21,16 +21,31 @@ stopped traces included. Wall time is the engine's ``generate`` calls (engine st
     flock /tmp/vllm.lock .venv/bin/python evals/early_stop.py --limit 200 --n 16 --warmup 4 --window 8 --eta 10 50 90
 
 Writes evals/results/early_stop.json and .md.
+
+``--backend http`` runs the same comparison through vLLM's OpenAI-compatible server (started here
+on the embedded model, ``python -m vllm.entrypoints.openai.api_server``) and ttscale's ``openai``
+backend: ``full`` is one non-streamed call with ``n`` per problem; the early-stop runs stream
+every trace (``n=1``, ``logprobs=top_k``) and close the streams of traces that fall below the
+threshold. An extra run, ``streamed, no stop`` (threshold 0, which no group confidence is below),
+streams every trace in full: the wall-time baseline of the streamed runs. Each run also records
+the server's own generated-token count (the difference of ``vllm:generation_tokens_total`` on
+its ``/metrics``), which shows the server stopped generating the closed streams.
+
+    flock /tmp/vllm.lock .venv/bin/python evals/early_stop.py --backend http --sets default --limit 200 --eta 10 90 \
+        --out evals/results/early_stop_http
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +60,7 @@ from ttscale.early_stop import LOW_CONFIDENCE, EarlyStopParams  # noqa: E402
 from ttscale.records.datasets import load_dataset  # noqa: E402
 from ttscale.records.models import Sample  # noqa: E402
 from ttscale.sampling.driver import plan_requests  # noqa: E402
+from ttscale.sampling.backends.openai import OpenAISampler  # noqa: E402
 from ttscale.sampling.model_defaults import sampling_defaults  # noqa: E402
 from ttscale.sampling.sampler import SamplingConfig  # noqa: E402
 
@@ -77,16 +93,17 @@ def run(sampler: Any, requests: list[Any]) -> tuple[list[Any], float]:
     return results, time.perf_counter() - start
 
 
-def evaluate_set(name: str, llm: Any, model: str, args: argparse.Namespace) -> dict[str, Any]:
-    from ttscale.sampling.backends.vllm import VLLMSampler
-
+def evaluate_set(name: str, make: Any, model: str, args: argparse.Namespace, server_tokens: Any = None) -> dict[str, Any]:
+    """The rows and timings of one set; ``make(config)`` builds a sampler, ``server_tokens()`` (HTTP
+    only) reads the server's generated-token counter."""
     problems = load_dataset(SETS[name], limit=args.limit)
     refs = {p.id: p.answer for p in problems}
     own = sampling_defaults(model)
     base = dict(template=own["template"], temperature=own["temperature"], max_tokens=own["max_tokens"], seed=0)
     requests = plan_requests(problems, {}, args.n, 0)
-    full_sampler = VLLMSampler(model, SamplingConfig(**base), llm=llm)
+    full_sampler = make(SamplingConfig(**base))
     run(full_sampler, requests[:8])  # warm the engine up first, so the first timed run is not charged for it
+    counted = server_tokens() if server_tokens else None
     full, full_s = run(full_sampler, requests)
     full_by_id = {r.request.id: r.candidates for r in full}
     full_tokens = sum(r.completion_tokens for r in full)
@@ -98,8 +115,12 @@ def evaluate_set(name: str, llm: Any, model: str, args: argparse.Namespace) -> d
     acc = sum(vote_accuracy(full_by_id[i], refs[i], [weight(c) for c in full_by_id[i]]) for i in refs) / len(refs)
     rows.append({"method": f"confidence-weighted@{args.n}", "accuracy": acc, "tokens": full_tokens})
     timing = [{"run": "full", "wall_s": full_s, "tokens": full_tokens, "tokens_per_s": full_tokens / full_s}]
+    if server_tokens:
+        timing[0]["server_tokens"] = server_tokens() - counted
     runs: list[tuple[str, EarlyStopParams]] = [
         (f"eta={eta:g}", EarlyStopParams(eta=eta, window=args.window, warmup=args.warmup, top_k=args.top_k)) for eta in args.eta]
+    if args.backend == "http":  # every trace streamed (with top-k log-probs) and none stopped: the streamed runs' baseline
+        runs.insert(0, ("streamed, no stop", EarlyStopParams(threshold=0.0, window=args.window, top_k=args.top_k)))
     fixed = None
     for label, es in runs + [("fixed", None)]:  # type: ignore[list-item]
         if es is None:
@@ -108,7 +129,8 @@ def evaluate_set(name: str, llm: Any, model: str, args: argparse.Namespace) -> d
             # One pass, no warm-up and no top-k log-probs: wall time then follows the tokens alone.
             es = EarlyStopParams(threshold=fixed, window=args.window, top_k=args.top_k)
             label = f"fixed threshold {fixed:.3f}"
-        sampler = VLLMSampler(model, SamplingConfig(**base, early_stop=es), llm=llm)
+        sampler = make(SamplingConfig(**base, early_stop=es))
+        counted = server_tokens() if server_tokens else None
         results, wall = run(sampler, requests)
         tokens = sum(r.completion_tokens for r in results)
         stopped = prefix_ok = kept_tokens = full_len = 0
@@ -123,11 +145,13 @@ def evaluate_set(name: str, llm: Any, model: str, args: argparse.Namespace) -> d
                     prefix_ok += int((twin.text or "").startswith(c.text or ""))
                     kept_tokens += c.tokens or 0
                     full_len += twin.tokens or 0
-        rows.append({"method": f"early-stop {label}", "accuracy": acc / len(refs), "tokens": tokens,
+        rows.append({"method": f"early-stop {label}" if es.threshold != 0.0 else label, "accuracy": acc / len(refs), "tokens": tokens,
                      "stopped_traces": stopped, "stopped_prefix_of_full": prefix_ok,
                      "stopped_tokens": kept_tokens, "stopped_tokens_if_full": full_len})
         timing.append({"run": label, "wall_s": wall, "tokens": tokens, "tokens_per_s": tokens / wall})
-        if fixed is None and es.calibrated:
+        if server_tokens:
+            timing[-1]["server_tokens"] = server_tokens() - counted
+        if fixed is None and es.calibrated and label.startswith("eta="):
             limits = [c.model_extra["early_stop_threshold"] for r in results for c in r.candidates
                       if c.model_extra and "early_stop_threshold" in c.model_extra]
             fixed = float(sorted(limits)[len(limits) // 2]) if limits else None
@@ -141,12 +165,15 @@ def evaluate_set(name: str, llm: Any, model: str, args: argparse.Namespace) -> d
 
 def markdown(out: dict[str, Any]) -> str:
     a = out["args"]
+    http = a.get("backend") == "http"
     lines = [
-        "# Online early stop (DeepConf) on the embedded model, real vLLM engine",
+        "# Online early stop (DeepConf) on the embedded model, "
+        + ("vLLM's OpenAI-compatible server (streamed traces)" if http else "real vLLM engine"),
         "",
         f"{a['limit']} problems per set, {a['n']} traces each, seed 0 (request seeds of `ttscale sample`), "
         f"warm-up W={a['warmup']}, window {a['window']} tokens, top-k {a['top_k']}. Engine: vLLM {out['vllm']} on CPU "
-        f"(2 shared cores). Command: `{out['command']}`",
+        f"(2 shared cores)" + (f", behind its OpenAI-compatible server, ttscale's `openai` backend with concurrency {a['concurrency']}"
+                               if http else "") + f". Command: `{out['command']}`",
         "",
     ]
     for s in out["sets"]:
@@ -156,10 +183,20 @@ def markdown(out: dict[str, Any]) -> str:
             lines.append(f"| {r['method']} | {100 * r['accuracy']:.2f}% | {r['tokens']:,} | {100 * r['tokens_saved_vs_majority_at_n']:.1f}% | "
                          f"{100 * r['accuracy_minus_majority_at_n']:+.2f} | {r.get('stopped_traces', '')} | "
                          + (f"{r['stopped_tokens']:,} ({r['stopped_tokens_if_full']:,}) |" if "stopped_tokens" in r else " |"))
-        lines += ["", "| run | wall s | tokens | tokens/s | wall vs full |", "|---|---:|---:|---:|---:|"]
+        if http:
+            lines += ["", "| run | wall s | tokens (client) | tokens (server) | tokens/s | wall vs full | wall vs streamed, no stop |",
+                      "|---|---:|---:|---:|---:|---:|---:|"]
+        else:
+            lines += ["", "| run | wall s | tokens | tokens/s | wall vs full |", "|---|---:|---:|---:|---:|"]
         full = s["timing"][0]["wall_s"]
+        streamed = next((t["wall_s"] for t in s["timing"] if t["run"] == "streamed, no stop"), None)
         for t in s["timing"]:
-            lines.append(f"| {t['run']} | {t['wall_s']:.1f} | {t['tokens']:,} | {t['tokens_per_s']:,.0f} | {t['wall_s'] / full:.2f}x |")
+            if http:
+                vs = f"{t['wall_s'] / streamed:.2f}x" if streamed and t["run"] != "full" else ""
+                lines.append(f"| {t['run']} | {t['wall_s']:.1f} | {t['tokens']:,} | {t.get('server_tokens', 0):,.0f} | "
+                             f"{t['tokens_per_s']:,.0f} | {t['wall_s'] / full:.2f}x | {vs} |")
+            else:
+                lines.append(f"| {t['run']} | {t['wall_s']:.1f} | {t['tokens']:,} | {t['tokens_per_s']:,.0f} | {t['wall_s'] / full:.2f}x |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -173,31 +210,75 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--eta", type=float, nargs="+", default=[10.0, 50.0, 90.0])
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
-    parser.add_argument("--out", type=Path, default=ROOT / "evals/results/early_stop")
+    parser.add_argument("--backend", choices=["offline", "http"], default="offline",
+                        help="offline: vllm.LLM in this process; http: vLLM's OpenAI-compatible server and the openai backend")
+    parser.add_argument("--concurrency", type=int, default=128, help="HTTP calls in flight (--backend http)")
+    parser.add_argument("--out", type=Path, default=None, help="default evals/results/early_stop (offline) or early_stop_http")
     args = parser.parse_args()
+    args.out = args.out or ROOT / ("evals/results/early_stop_http" if args.backend == "http" else "evals/results/early_stop")
 
     import vllm
 
-    from ttscale.early_stop.vllm_processor import EarlyStopLogitsProcessor
-    from ttscale.sampling.backends.vllm import in_process
-
-    in_process()
     model = resolve_model("arith-tiny")
-    llm = vllm.LLM(model=model, **cpu_engine_defaults(), logits_processors=[EarlyStopLogitsProcessor])
-    sets = []
-    for name in args.sets:
-        result = evaluate_set(name, llm, model, args)
-        sets.append(result)
-        for r in result["rows"]:
-            print(f"{name:8s} {r['method']:26s} acc {100 * r['accuracy']:6.2f}%  tokens {r['tokens']:>8,}  "
-                  f"saved {100 * r['tokens_saved_vs_majority_at_n']:5.1f}%")
-        for t in result["timing"]:
-            print(f"{name:8s} {t['run']:10s} wall {t['wall_s']:6.1f}s  {t['tokens_per_s']:8,.0f} tok/s")
+    if args.backend == "http":
+        with vllm_server(model) as url:
+            sets = evaluate_sets(args, model, lambda cfg: OpenAISampler(None, cfg, base_url=url, concurrency=args.concurrency),
+                                 lambda: generation_tokens(url))
+    else:
+        from ttscale.early_stop.vllm_processor import EarlyStopLogitsProcessor
+        from ttscale.sampling.backends.vllm import VLLMSampler, in_process
+
+        in_process()
+        llm = vllm.LLM(model=model, **cpu_engine_defaults(), logits_processors=[EarlyStopLogitsProcessor])
+        sets = evaluate_sets(args, model, lambda cfg: VLLMSampler(model, cfg, llm=llm))
     out = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "vllm": vllm.__version__,
            "command": "flock /tmp/vllm.lock .venv/bin/python evals/early_stop.py " + " ".join(sys.argv[1:]), "sets": sets}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(markdown(out))
+
+
+def evaluate_sets(args: argparse.Namespace, model: str, make: Any, server_tokens: Any = None) -> list[dict[str, Any]]:
+    sets = []
+    for name in args.sets:
+        result = evaluate_set(name, make, model, args, server_tokens)
+        sets.append(result)
+        for r in result["rows"]:
+            print(f"{name:8s} {r['method']:26s} acc {100 * r['accuracy']:6.2f}%  tokens {r['tokens']:>8,}  "
+                  f"saved {100 * r['tokens_saved_vs_majority_at_n']:5.1f}%")
+        for t in result["timing"]:
+            server = f"  server tokens {t['server_tokens']:,.0f}" if "server_tokens" in t else ""
+            print(f"{name:8s} {t['run']:18s} wall {t['wall_s']:6.1f}s  {t['tokens_per_s']:8,.0f} tok/s{server}", flush=True)
+    return sets
+
+
+@contextlib.contextmanager
+def vllm_server(model: str) -> Iterator[str]:
+    """vLLM's OpenAI-compatible server on the embedded model (tests/vllm_server.py's command), its base URL."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fake_upstream import free_port
+    from vllm_server import SERVER_ENV, start, stop, vllm_server_command, wait_healthy
+
+    port = free_port()
+    log = Path(tempfile.mkdtemp()) / "vllm-server.log"
+    env = {**os.environ, **SERVER_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = start(vllm_server_command(Path(model), port), log, env)
+    try:
+        wait_healthy(proc, f"http://127.0.0.1:{port}", log)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop(proc, graceful=True)
+
+
+def generation_tokens(url: str) -> float:
+    """The server's generated tokens so far (``vllm:generation_tokens_total`` on its ``/metrics``)."""
+    import re
+
+    import httpx
+
+    text = httpx.get(url.removesuffix("/v1") + "/metrics", timeout=10).text
+    return sum(float(m.group(1)) for m in re.finditer(r"^vllm:generation_tokens_total\{[^}]*\} (\S+)$", text, re.M))
 
 
 if __name__ == "__main__":
