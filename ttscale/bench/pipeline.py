@@ -144,7 +144,7 @@ class BenchOutcome:
 
     def summary(self) -> dict[str, Any]:
         """What ``ttscale bench --json`` prints: what each stage did this time."""
-        search = {} if self.searched is None else {"searched": {**self.searched.searched, "wall_seconds": self.searched.seconds}}
+        search = {} if self.searched is None else {"searched": {"problems": self.searched.searched, "wall_seconds": self.searched.seconds}}
         return finite_json({"sampled": {**self.sampled.stats.to_json(), "wall_seconds": self.sampled.wall},
                             "scored": self.scored, **search, "evaluated": self.evaluated, "refitted": self.refitted,
                             "report": self.report, "files": [str(f) for f in self.files]})

@@ -349,6 +349,10 @@ def _print_summary(outcome: BenchOutcome, out_dir: Path, seconds: float, table: 
                f"({stats.completion_tokens} tokens, {stats.tokens_per_s:,.0f} tok/s)" if stats.requests
                else f"bank complete ({stats.problems} problems x {results.run.n}): nothing sampled")
     scored = "".join(f"; scored {v} samples ({k})" for k, v in outcome.scored.items() if v)
+    if outcome.searched is not None:
+        done = {name: count for name, count in outcome.searched.searched.items() if count}
+        scored += (f"; searched {sum(done.values())} problems in {len(done)} search bank(s) in {outcome.searched.seconds:.1f}s"
+                   if done else "; search banks complete: nothing searched")
     evaluated = f"; evaluated {', '.join(outcome.evaluated)}" if outcome.evaluated else "; evaluation cached"
     err.print(f"{sampled}{scored}{evaluated}; report {outcome.report}; {seconds:.1f}s in all", soft_wrap=True)
     out.print(f"report: {out_dir / 'report.md'}\nresults: {out_dir / 'results.json'}")
