@@ -5,10 +5,11 @@
     ...  (dvts, particle; then --set hard)                  one engine per call, figures merged
     python evals/search_vs_sampling.py --report             table and plot from the saved figures
     ... --scorer prm:FOLDER                                 a PRM instead of the oracle step checker
+    ... --scorer prm --aggregation min                      branch and sample scores: the weakest step
 
 Sampling: 16 samples per problem in one seeded request (vLLM, temperature 1.3, the model's
 measured setting, max 160 tokens); each sample is cut into steps at the separator and scored by
-the step scorer (aggregation ``last``), and its first N samples give majority@N, Best-of-N by
+the step scorer (aggregation ``--aggregation``, ``last`` by default, the same for search), and its first N samples give majority@N, Best-of-N by
 the scorer, weighted majority by the scorer (answers' summed scores) and pass@N. Search: beam
 (N/4 beams kept, each expanded 4 ways), DVTS (N/4 subtrees expanded 4 ways), particle filtering
 (N particles, resampling temperature 1), each returning N candidates; its answer is the
@@ -22,6 +23,7 @@ Figures: evals/results/search_vs_sampling.{json,md,png}, keyed by scorer, set an
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -87,7 +89,7 @@ def bon_credit(answers: list[str | None], scores: list[float], reference: str) -
     return sum(a == reference for a in tied) / len(tied)
 
 
-def sampling_figures(llm: Any, problems: list[Any], ns: list[int], scorer: Any) -> dict[str, Any]:
+def sampling_figures(llm: Any, problems: list[Any], ns: list[int], scorer: Any, aggregation: str = "last") -> dict[str, Any]:
     from ttscale.sampling.backends.vllm import VLLMSampler
     from ttscale.sampling.sampler import SampleRequest, SamplingConfig, request_seed
     from ttscale.search.params import Aggregation
@@ -102,7 +104,7 @@ def sampling_figures(llm: Any, problems: list[Any], ns: list[int], scorer: Any) 
     items = [(p.problem, split_steps(c.text or "")) for r, p in zip(results, problems) for c in r.candidates]
     scored = scorer.score_steps(items)
     read = scored.tokens or [0] * len(items)
-    flat = [(Aggregation.LAST(s), t) for s, t in zip(scored.scores, read)]
+    flat = [(Aggregation(aggregation)(s), t) for s, t in zip(scored.scores, read)]
     out: dict[str, Any] = {"seconds": round(seconds, 2), "tokens_per_s": round(generated / seconds, 1), "tokens": generated, "by_n": {}}
     at = 0
     per: list[list[tuple[Any, float, int]]] = []
@@ -127,13 +129,13 @@ def sampling_figures(llm: Any, problems: list[Any], ns: list[int], scorer: Any) 
     return out
 
 
-def search_figures(llm: Any, problems: list[Any], n: int, method: str, scorer: Any) -> dict[str, Any]:
+def search_figures(llm: Any, problems: list[Any], n: int, method: str, scorer: Any, aggregation: str = "last") -> dict[str, Any]:
     from ttscale.sampling.sampler import SamplingConfig
     from ttscale.search import SearchCost, SearchParams, search_problems
     from ttscale.search.vllm_steps import VLLMStepGenerator
 
     keep = min(n, EXPANSION) if method == "dvts" else max(1, n // EXPANSION)
-    params = SearchParams(method=method, width=n, keep=keep, seed=0, separator=SEPARATOR)
+    params = SearchParams(method=method, width=n, keep=keep, seed=0, separator=SEPARATOR, aggregation=aggregation)
     gen = VLLMStepGenerator(None, SamplingConfig(temperature=TEMPERATURE, template="arith", seed=0), separator=SEPARATOR, llm=llm)
     timed = TimedScorer(scorer)
     start = time.perf_counter()
@@ -209,6 +211,17 @@ def verdict(entry: dict[str, Any]) -> list[str]:
         lines.append(f"N={n}: best search ({t[0]}, {100 * t[1]:.1f}% at {t[2]:,.0f} tokens/problem) {word} the best sampling "
                      f"policy ({s[0]}, {100 * s[1]:.1f}% at {s[2]:,.0f} tokens/problem): {diff:+.1f} points at "
                      f"{t[2] / s[2]:.2f}x the tokens")
+        # At equal total compute: the best sampling point (any policy, any N) costing no more than the search.
+        within = [(f"{label}@{m}", acc, gen + sc) for label in (lab for _, lab in SAMPLING_POLICIES)
+                  for m, acc, gen, sc, _ in pts.get(label, []) if gen + sc <= t[2] * 1.0001]
+        if within:
+            e = max(within, key=lambda c: c[1])
+            d2 = 100 * (t[1] - e[1])
+            w2 = "beats" if d2 > one + 1e-9 else "trails" if d2 < -one - 1e-9 else "ties (within one problem)"
+            lines.append(f"  at equal total tokens: {w2} the best sampling point costing no more ({e[0]}, {100 * e[1]:.1f}% at "
+                         f"{e[2]:,.0f} tokens/problem): {d2:+.1f} points")
+        else:
+            lines.append("  at equal total tokens: no sampling point costs as little as this search (sampling needs more tokens)")
     return lines
 
 
@@ -245,11 +258,16 @@ def plot(data: dict[str, Any]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(scorer, name, entry) for scorer, sets in sorted(data.items()) for name, entry in sorted(sets.items())]
-    if not panels:
+    scorers = sorted(data)
+    names = sorted({name for sets in data.values() for name in sets})
+    if not names:
         return
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
-    for ax, (scorer, name, entry) in zip(axes[0], panels):
+    fig, axes = plt.subplots(len(scorers), len(names), figsize=(6.5 * len(names), 4.5 * len(scorers)), squeeze=False)
+    for (r, scorer), (c, name) in itertools.product(enumerate(scorers), enumerate(names)):
+        ax, entry = axes[r][c], data[scorer].get(name)
+        if entry is None:
+            ax.set_axis_off()
+            continue
         for label, rows in points(entry).items():
             style = "--" if label.startswith("pass@N") else "-" if label in SEARCHES else ":"
             marker = "o" if label in SEARCHES else "s"
@@ -280,6 +298,8 @@ def main() -> None:
     ap.add_argument("--ns", default="4,8,16")
     ap.add_argument("--methods", default="sampling,beam,dvts,particle", help="sampling and/or beam, dvts, particle")
     ap.add_argument("--scorer", default="oracle", help="oracle, prm, prm:FOLDER, vllm-prm[:FOLDER] (ttscale search --scorer)")
+    ap.add_argument("--aggregation", default="last", choices=["last", "min", "product"],
+                    help="branch score from step scores (search) and sample score (sampling); results kept per scorer and aggregation")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     if args.report:
@@ -295,17 +315,18 @@ def main() -> None:
     ns = [int(x) for x in args.ns.split(",")]
     llm = build_engine()
     data = load()
-    entry = data.setdefault(args.scorer, {}).get(args.set) or {}
+    key = args.scorer if args.aggregation == "last" else f"{args.scorer} ({args.aggregation})"
+    entry = data.setdefault(key, {}).get(args.set) or {}
     if entry.get("problems") != len(problems):
         entry = {"problems": len(problems), "search": {}}
-    data[args.scorer][args.set] = entry
+    data[key][args.set] = entry
     for method in args.methods.split(","):
         if method == "sampling":
-            entry["sampling"] = sampling_figures(llm, problems, sorted(set(ns) | {SAMPLE_N}), scorer)
+            entry["sampling"] = sampling_figures(llm, problems, sorted(set(ns) | {SAMPLE_N}), scorer, args.aggregation)
             print(json.dumps(entry["sampling"]), flush=True)
         else:
             for n in ns:
-                fig = search_figures(llm, problems, n, method, scorer)
+                fig = search_figures(llm, problems, n, method, scorer, args.aggregation)
                 entry["search"][f"{method}:{n}"] = fig
                 write(data)
                 print(json.dumps(fig), flush=True)
