@@ -29,9 +29,9 @@ from typing import Any
 from ttscale.early_stop import (
     LOW_CONFIDENCE,
     EarlyStopParams,
-    calibrate_threshold,
     lowest_group_confidence,
     phase_split,
+    tracked_threshold,
 )
 from ttscale.errors import ConfigError
 from ttscale.validation import is_int, is_number
@@ -161,8 +161,7 @@ class HFSampler:
         if warm:
             for i, row in enumerate(self._rows(chunk, warm, batch_seed, settings, conf_top_k=es.top_k, window=es.window)):
                 out[i] = row
-                known = [g.lowest_group_confidence for g in row if g.lowest_group_confidence is not None]
-                limits[i] = calibrate_threshold(known, es.eta) if known else None
+                limits[i] = tracked_threshold(es, [g.lowest_group_confidence for g in row])
         if tracked:
             rows = self._rows(chunk, tracked, batch_seed + warm, settings, track=(es, [t for t in limits for _ in range(tracked)]))
             for i, row in enumerate(rows):
