@@ -176,11 +176,15 @@ def test_errors_are_one_line(tmp_path: Path, replay_source: tuple[Path, Path]) -
     base = ["bench", "--out", str(tmp_path / "run"), "--backend", "replay", "--model", str(source), "--dataset", str(dataset),
             "--json"]
     for extra, needle in ((["-p", "no-such-policy"], "policy='no-such-policy'"), (["--n", "0"], "--n=0"),
-                          (["--n", "9"], "at most 8 samples")):
+                          (["--n", "9"], "at most 8 samples"),
+                          # A scorer model that is no folder and no hub id fails before sampling, not after.
+                          (["--scorer", "prm", "--scorer-model", "arith-prm-tin"], "--scorer-model='arith-prm-tin'"),
+                          (["--scorer", "prm", "--scorer-model", str(tmp_path / "nowhere")], "a model folder, a hub id")):
         result = runner.invoke(app, [*base, *extra])
         assert result.exit_code == 2, result.output
         assert needle in result.output and "Traceback" not in result.output
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert all(f.stat().st_size == 0 for f in (tmp_path / "run").glob("*.jsonl"))  # nothing sampled
     # Fixed choices are typed options: the command line parser names the option and the choices.
     for option, value in (("--backend", "nope"), ("--equivalence", "fuzzy"), ("--grade", "oracle")):
         result = runner.invoke(app, [*base, option, value])
@@ -305,3 +309,12 @@ def test_difficulty_buckets() -> None:
     rate = difficulty_from_pass_rate(pools)
     assert rate.labels == ["solved 0%", "solved 50-99%", "solved <50%", "solved 100%"]
     assert rate.order == ["solved 0%", "solved <50%", "solved 50-99%", "solved 100%"]
+
+
+def test_packaged_model_names_resolve_to_their_folders() -> None:
+    from ttscale.arith.paths import model_dir, prm_dir, require_model_source, resolve_model
+
+    assert resolve_model("arith-tiny") == str(model_dir()) and resolve_model("arith-prm-tiny") == str(prm_dir())
+    assert (prm_dir() / "config.json").is_file()
+    assert require_model_source("--scorer-model", "arith-prm-tiny") == str(prm_dir())
+    assert require_model_source("--scorer-model", "Qwen/Qwen2.5-Math-PRM-7B") == "Qwen/Qwen2.5-Math-PRM-7B"  # a hub id is kept

@@ -222,13 +222,20 @@ def test_eval_reads_a_search_bank_as_a_pool_of_candidates(search_bank: Path) -> 
     assert search_bank_info(read_bank(plain).records) is None
 
 
-def test_plan_refuses_a_search_bank_in_one_line(search_bank: Path) -> None:
+def test_plan_and_simulate_refuse_a_search_bank_in_one_line(search_bank: Path) -> None:
     for args in ([str(search_bank)], [str(search_bank), "--json"], [str(search_bank), str(search_bank)]):
         result = runner.invoke(app, ["plan", *args])
         assert result.exit_code == 2, result.output
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.output
         assert "not a sample pool" in lines[0] and "ttscale bench --search" in lines[0]
+    # Stopping-rule replays assume exchangeable samples too: simulate (and plan --simulate) refuse it.
+    for args in (["simulate", str(search_bank)], ["simulate", str(search_bank), "--exact", "--json"], ["plan", str(search_bank), "--simulate"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "replay stopping rules over" in errors[0] and "not a sample pool" in errors[0], result.output
+        assert "Traceback" not in result.output
 
 
 # --- the real engine --------------------------------------------------------------------------

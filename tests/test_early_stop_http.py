@@ -294,14 +294,19 @@ def test_vllm_server_stops_generating_closed_streams(vllm_url: str) -> None:
         for a, b in zip(f.candidates, c.candidates):
             assert a.seed == b.seed
             if (a.tokens or 0) > 8:
-                assert b.finish == LOW_CONFIDENCE and b.tokens == 8 and b.answer is None
+                # Stopped in the chunk that filled the first window: under load the server packs
+                # several tokens into one chunk (15 seen), and the trace keeps every token it received.
+                assert b.finish == LOW_CONFIDENCE and b.answer is None
+                assert 8 <= (b.tokens or 0) <= (a.tokens or 0)
                 assert (a.text or "").startswith(b.text or "")  # same seed: the stopped trace is a prefix of the full one
             else:
                 assert b.finish == a.finish  # ended before its first window
     assert cut_tokens < 0.5 * full_tokens
     # The server really stopped: it generated about what the client received, not the full traces.
     assert cut_server < 0.5 * full_server
-    assert cut_server <= cut_tokens + len(requests) * 8 * 4
+    # The server runs a few steps ahead of the client before it sees the closed stream; on a loaded
+    # 2-core machine that lag reached ~7 tokens per trace, so the bound allows 16 (traces run to ~50).
+    assert cut_server <= cut_tokens + len(requests) * 8 * 16
 
     # Calibrated: the warm-up traces match the full run's same-seed traces token for token.
     es = EarlyStopParams(eta=10, window=8, warmup=4)

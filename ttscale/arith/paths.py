@@ -41,9 +41,33 @@ def is_embedded_model(model: str | Path | None) -> bool:
     return str(model) in EMBEDDED_NAMES or Path(str(model)).name == MODEL_NAME
 
 
+PRM_NAME = "arith-prm-tiny"
+"""The packaged tiny arithmetic process reward model (scores each step of a solution)."""
+
+
+def prm_dir() -> Path:
+    """The committed folder of the tiny arithmetic PRM (a ``Qwen2ForProcessRewardModel``)."""
+    return _PACKAGE / "models" / PRM_NAME
+
+
 def resolve_model(model: str | None) -> str | None:
-    """``arith-tiny`` (or ``arith``) names the packaged tiny arithmetic model's folder; anything else is kept."""
-    return str(model_dir()) if model in EMBEDDED_NAMES else model
+    """``arith-tiny`` (or ``arith``) names the packaged tiny arithmetic model's folder, ``arith-prm-tiny``
+    the packaged PRM's; anything else is kept."""
+    if model in EMBEDDED_NAMES:
+        return str(model_dir())
+    return str(prm_dir()) if model == PRM_NAME else model
+
+
+def require_model_source(option: str, model: str) -> str:
+    """``model`` resolved to a folder, or kept as a hub id (``org/name``): a name that is neither (a
+    typo, a missing folder) is a :class:`ConfigError` now, before any sampling it would follow."""
+    resolved = resolve_model(model) or model
+    path = Path(resolved)
+    if path.is_dir():
+        return resolved
+    if path.exists() or path.is_absolute() or resolved.startswith((".", "~")) or resolved.count("/") != 1:
+        raise ConfigError(option, model, f"a model folder, a hub id (org/name) or {PRM_NAME} (the packaged PRM)")
+    return resolved
 
 
 def auto_template(model: str | Path | None, dataset: str | None = None) -> str:

@@ -197,7 +197,10 @@ def run_simulation(bank: Path, *, max_k: int | None, permutations: int, seed: in
     from ttscale.cli.console import progress_bar, read_graded_bank
     from ttscale.offline import simulate
 
+    from ttscale.search.bank import refuse_search_bank
+
     data = read_graded_bank(bank, equivalence, grade, quiet=as_json)
+    refuse_search_bank(bank, data.bank.records, "replay stopping rules over")
     with progress_bar(disable=as_json) as bar:
         task = bar.add_task("simulating", total=None)
         report = simulate(data, exact=exact, target=target, max_k=max_k, permutations=permutations, seed=seed,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ttscale.answers import extract_answer
+from ttscale.errors import ConfigError
 from ttscale.records.bank import BankWriter
 from ttscale.records.datasets import Problem
 from ttscale.records.lock import bank_lock
@@ -139,3 +140,13 @@ def search_bank_info(records: Sequence[Record]) -> SearchBankInfo | None:
         generated_tokens_per_problem=sum(cost(s, "generated_tokens") for s in found) / len(found),
         scored_tokens_per_problem=sum(cost(s, "scored_tokens") for s in found) / len(found),
     )
+
+
+def refuse_search_bank(path: Path, records: Sequence[Record], purpose: str) -> None:
+    """Refuse a search bank where independent samples are needed (curve fits over N, stopping-rule
+    replays): a search's candidates are one search's survivors, not a sample pool."""
+    info = search_bank_info(records)
+    if info is not None:
+        raise ConfigError("BANK", str(path), f"a bank of independent samples to {purpose} (this one holds {info.describe()}: "
+                          "its candidates are one search's survivors, not a sample pool; `ttscale eval` reads it as a pool, "
+                          "`ttscale bench --search` compares search with sampling at matched tokens)")

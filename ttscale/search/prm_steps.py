@@ -20,18 +20,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ttscale.arith.paths import PRM_NAME, prm_dir
 from ttscale.errors import ConfigError
 from ttscale.search.branch import SearchError
 from ttscale.search.steps import StepScorer, StepScores
 
-PRM_MODEL_NAME = "arith-prm-tiny"
+PRM_MODEL_NAME = PRM_NAME
 SCORER_NAMES = ("oracle", "prm", "prm:FOLDER", "vllm-prm", "vllm-prm:FOLDER")
 """What :func:`resolve_step_scorer` accepts (FOLDER: a Qwen2ForProcessRewardModel folder)."""
 
 
 def prm_model_dir() -> Path:
     """The committed folder of the tiny arithmetic PRM (a ``Qwen2ForProcessRewardModel``)."""
-    return Path(__file__).resolve().parent.parent / "models" / PRM_MODEL_NAME
+    return prm_dir()
 
 
 class PRMStepScorer:

@@ -19,7 +19,7 @@ import typer
 
 from ttscale.answers.equivalence import EquivalenceMode
 from ttscale.answers.grading import GradeSource
-from ttscale.arith.paths import EMBEDDED_NAMES, MODEL_NAME, auto_template
+from ttscale.arith.paths import EMBEDDED_NAMES, MODEL_NAME, auto_template, require_model_source
 from ttscale.cli.console import deprecated, err, handle_errors, out, progress_bar
 from ttscale.errors import ConfigError
 from ttscale.sampling.model_defaults import sampling_defaults
@@ -248,6 +248,8 @@ def bench_command(
             raise ConfigError("--scorer", kind, "one of " + ", ".join(SCORERS))
         if kind in ("reward-model", "vllm-reward", "prm", "vllm-prm", "judge") and scorer_model is None:
             raise ConfigError("--scorer-model", None, f"a model folder for scorer {kind!r}")
+    if scorer_model is not None and scorers:
+        require_model_source("--scorer-model", scorer_model)
     prices = None if price_in is None and price_out is None else Prices(input=price_in or 0.0, output=price_out or 0.0)
     own = sampling_defaults(resolved)  # the model folder's (ttscale.json); none for a bank file (replay)
     config = SamplingConfig(

@@ -20,17 +20,6 @@ from ttscale.cli.console import (
 from ttscale.errors import ConfigError
 
 
-def refuse_search_bank(bank: Path, records: list) -> None:  # type: ignore[type-arg]
-    """The planner fits accuracy against N independent samples; a search bank's candidates are not that."""
-    from ttscale.search.bank import search_bank_info
-
-    info = search_bank_info(records)
-    if info is not None:
-        raise ConfigError("BANK", str(bank), f"a bank of independent samples to fit curves over N (this one holds {info.describe()}: "
-                          "its candidates are one search's survivors, not a sample pool; `ttscale eval` reads it as a pool, "
-                          "`ttscale bench --search` compares search with sampling at matched tokens)")
-
-
 @handle_errors
 def plan_command(
     banks: Annotated[list[Path], typer.Argument(help="Bank file (JSONL): a pilot of a few samples per question. Several banks of the same questions (models, temperatures): plan across them.", metavar="BANK...")],
@@ -101,8 +90,10 @@ def plan_command(
         if active_params is None or kv_bytes is None:
             raise ConfigError("--active-params/--kv-bytes", active_params if active_params is not None else kv_bytes, "both, for eFLOPs")
         spec = ModelCostSpec(active_params=active_params, kv_bytes_per_token=kv_bytes, gqa_ratio=gqa, arithmetic_intensity=intensity)
+    from ttscale.search.bank import refuse_search_bank
+
     data = read_graded_bank(bank, equivalence, grade, quiet=True)
-    refuse_search_bank(bank, data.bank.records)
+    refuse_search_bank(bank, data.bank.records, "fit curves over N")
     with progress_bar(disable=as_json) as bar:
         bar.add_task(f"fitting {policy}", total=None)
         result = plan(data, policy=policy, target=target, budget_samples=budget_samples, budget_tokens=budget_tokens,
@@ -189,9 +180,11 @@ def _plan_models(banks: list[Path], *, target: float | None, budget_samples: flo
         bank, price = parse_cost(text)
         prices[bank] = price
     tokens.update(_per_bank_tokens(output_tokens, paths))
+    from ttscale.search.bank import refuse_search_bank
+
     graded = [read_graded_bank(b, equivalence, grade, quiet=as_json) for b in banks]
     for b, g in zip(banks, graded):
-        refuse_search_bank(b, g.bank.records)
+        refuse_search_bank(b, g.bank.records, "fit curves over N")
     with progress_bar(disable=as_json) as bar:
         bar.add_task("options", total=None)
         result = plan_models(graded, labels=paths, prices=prices, output_tokens=tokens, prompt_tokens=prompts, specs=specs, pilot=pilot,
