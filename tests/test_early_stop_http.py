@@ -280,12 +280,15 @@ def test_vllm_server_stops_generating_closed_streams(vllm_url: str) -> None:
     # A threshold no group confidence reaches (it is >= 0): every trace is streamed in full.
     never = EarlyStopParams(threshold=0.0, window=8)
     before = generation_tokens(vllm_url)
-    full = OpenAISampler(None, SamplingConfig(**base, early_stop=never), base_url=vllm_url).generate(requests)
+    # Two streams at a time: the tiny model writes a 50-token trace in well under a second, so with
+    # 32 streams in flight on 2 busy cores the server finished traces before the client could read
+    # a chunk and close them (measured: 1,652 of 1,696 tokens generated anyway).
+    full = OpenAISampler(None, SamplingConfig(**base, early_stop=never), base_url=vllm_url, concurrency=2).generate(requests)
     full_server = generation_tokens(vllm_url) - before
     # A threshold above every group confidence: each trace stops at its first full window.
     always = EarlyStopParams(threshold=1e9, window=8)
     before = generation_tokens(vllm_url)
-    cut = OpenAISampler(None, SamplingConfig(**base, early_stop=always), base_url=vllm_url).generate(requests)
+    cut = OpenAISampler(None, SamplingConfig(**base, early_stop=always), base_url=vllm_url, concurrency=2).generate(requests)
     cut_server = generation_tokens(vllm_url) - before
     full_tokens = sum(r.completion_tokens for r in full)
     cut_tokens = sum(r.completion_tokens for r in cut)
