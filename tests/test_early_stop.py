@@ -270,3 +270,31 @@ def test_vllm_calibrated_run_into_a_bank(vllm_engine, tmp_path: Path) -> None:  
         stopped += sum(s.finish == LOW_CONFIDENCE for s in tracked)
         assert all(s.answer is None for s in tracked if s.finish == LOW_CONFIDENCE)
     assert stopped > 0  # DeepConf-low stops most traces below the best warm-up trace
+
+
+@pytest.mark.vllm
+def test_replay_on_stored_token_confidences_stops_what_the_engine_stopped(vllm_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A bank sampled in full with ``token_confidence`` and replayed offline stops the same traces, at
+    the same token, as the online run with the same seeds (the engine's own stops)."""
+    from ttscale.early_stop.trajectory import Trace, decode_confidences, replay_early_stop
+    from ttscale.records.bank import read_bank
+    from ttscale.sampling.backends.vllm import VLLMSampler
+    from ttscale.sampling.driver import run_sampling
+    from test_samplers import arith_problems
+
+    base = dict(template="arith", temperature=1.3, max_tokens=160, seed=0)
+    es = EarlyStopParams(window=8, warmup=4, eta=10)
+    full = VLLMSampler(str(MODEL), SamplingConfig(**base, token_confidence=20), llm=vllm_engine)
+    run_sampling(full, arith_problems(6), tmp_path / "full.jsonl", 12)
+    online = VLLMSampler(str(MODEL), SamplingConfig(**base, early_stop=es), llm=vllm_engine)
+    run_sampling(online, arith_problems(6), tmp_path / "online.jsonl", 12)
+    stopped = 0
+    for f, o in zip(read_bank(tmp_path / "full.jsonl").records, read_bank(tmp_path / "online.jsonl").records):
+        traces = [decode_confidences(s.token_confidence or "") for s in f.samples]
+        assert [t.size for t in traces] == [s.tokens for s in f.samples]
+        replay = replay_early_stop([Trace.of(t, es.window) for t in traces], eta=es.eta, warmup=es.warmup)
+        assert replay.threshold == pytest.approx(o.samples[4].model_extra["early_stop_threshold"], rel=1e-5)
+        assert replay.stopped.tolist() == [s.finish == LOW_CONFIDENCE for s in o.samples]
+        assert replay.tokens.tolist() == [s.tokens for s in o.samples]
+        stopped += int(replay.stopped.sum())
+    assert stopped > 0

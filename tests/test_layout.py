@@ -22,10 +22,10 @@ LAYERS: list[set[str]] = [
     {"selection"},  # tie-breaking, selectors, their registry, policy presets
     {"estimate"},  # accuracy at k: exact forms, resampling, evaluate
     {"curves"},  # accuracy-vs-samples models
+    {"early_stop"},  # DeepConf online: group confidence, calibration, its offline replay, the engines' logits processors
     {"adaptive"},  # stopping rules, allocators, replays
     {"planning"},  # plan and cost
     {"offline"},  # the public offline API (read_bank, evaluate, plan, simulate)
-    {"early_stop"},  # DeepConf online: group confidence, calibration, the engines' logits processors
     {"sampling"},  # sampler protocol, backends, driver
     {"scoring"},  # reward models, PRMs, judge
     {"search"},  # step-level search (beam, DVTS, particle filtering) over generated steps

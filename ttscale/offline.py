@@ -25,6 +25,7 @@ from typing import Union
 from ttscale.answers.candidates import Candidates
 from ttscale.answers.equivalence import EquivalenceMode
 from ttscale.answers.grading import GradeSource, load_candidates
+from ttscale.early_stop.params import EarlyStopParams
 from ttscale.errors import ConfigError
 from ttscale.estimate.evaluate import EvalResult
 from ttscale.planning.cost import ModelCostSpec, Prices
@@ -222,6 +223,7 @@ def simulate(
     seed: int = 0,
     equivalence: EquivalenceMode | str | None = None,
     grade: GradeSource | str | None = None,
+    early_stop: EarlyStopParams | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> SimulationReport:
     """Replay the adaptive stopping rules and allocators on the bank (``permutations`` seeded orders
@@ -231,9 +233,12 @@ def simulate(
     ``exact``: also score the count-reading rules over every order (no permutation noise), the
     cheapest live adaptive ``Budget`` and the best any vote-only rule can do (seconds on banks with
     a few answers per question, minutes on scattered ones).
+
+    ``early_stop``: the window and warm-up of the online early stop replayed (over eta) on banks
+    whose samples store per-token confidences (``ttscale sample --token-confidence``).
     """
     from ttscale.planning.simulation import simulate_problems
 
     data = _graded(bank, equivalence, grade)
     return simulate_problems(data.candidates, max_k=max_k, permutations=permutations, seed=seed, target=target,
-                             exact=exact, on_step=on_step)
+                             exact=exact, early_stop=early_stop, on_step=on_step)

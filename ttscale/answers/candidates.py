@@ -34,6 +34,9 @@ class Candidates:
     """int64 (n,): generated tokens per sample, or None when unknown."""
     answers: tuple[str, ...] = field(default=())
     """Representative answer string per class (for display only; len C)."""
+    token_confidence: tuple[np.ndarray, ...] | None = None
+    """Per sample, float64 (tokens,) token confidences (``-mean`` top-k log-prob at each generated
+    token), or None: what the offline replay of online early stop reads."""
 
     @property
     def n(self) -> int:
@@ -66,6 +69,7 @@ class Candidates:
             logprobs=pick(self.logprobs),
             tokens=pick(self.tokens),
             answers=self.answers,
+            token_confidence=None if self.token_confidence is None else tuple(self.token_confidence[i] for i in np.asarray(index).tolist()),
         )
 
 

@@ -86,7 +86,23 @@ def record_candidates(
         logprobs=_optional_array([s.confidence() for s in record.samples], float, path=path, record=record, field="mean_logprob"),
         tokens=_optional_array([s.tokens for s in record.samples], np.int64, path=path, record=record, field="tokens"),
         answers=tuple(representatives),
+        token_confidence=_trajectories(record, path),
     )
+
+
+def _trajectories(record: Record, path: Path | None) -> tuple[np.ndarray, ...] | None:
+    """The samples' decoded ``token_confidence`` arrays: on every sample or on none."""
+    texts = [getattr(s, "token_confidence", None) for s in record.samples]
+    if all(t is None for t in texts):
+        return None
+    if any(t is None for t in texts):
+        missing = next(i for i, t in enumerate(texts) if t is None)
+        raise BankFormatError(path or "<bank>", None, f"samples.{missing}.token_confidence",
+                              f"'token_confidence' on every sample of problem {record.id!r} or on none",
+                              f"{sum(t is not None for t in texts)} of {len(texts)} samples have it")
+    from ttscale.records.confidences import decode_confidences
+
+    return tuple(decode_confidences(t) for t in texts)  # type: ignore[arg-type]
 
 
 def bank_candidates(

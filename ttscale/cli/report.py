@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -189,14 +189,14 @@ def _print_cheapest(cheapest: dict[str, RulePoint], k: int, stderr: bool) -> Non
 
 
 def run_simulation(bank: Path, *, max_k: int | None, permutations: int, seed: int, target: float | None, exact: bool,
-                   as_json: bool, equivalence: EquivalenceMode, grade: GradeSource) -> None:
+                   as_json: bool, equivalence: EquivalenceMode, grade: GradeSource, early_stop: Any = None) -> None:
     """Read and grade ``bank``, run :func:`ttscale.offline.simulate` under a progress bar, print the
-    JSON or the tables (``ttscale simulate`` and its ``plan --simulate`` alias)."""
+    JSON or the tables (``ttscale simulate`` and its ``plan --simulate`` alias). ``early_stop``: the
+    window and warm-up of the replayed online early stop (an ``EarlyStopParams``, None: defaults)."""
     import json
 
     from ttscale.cli.console import progress_bar, read_graded_bank
     from ttscale.offline import simulate
-
     from ttscale.search.bank import refuse_search_bank
 
     data = read_graded_bank(bank, equivalence, grade, quiet=as_json)
@@ -204,7 +204,7 @@ def run_simulation(bank: Path, *, max_k: int | None, permutations: int, seed: in
     with progress_bar(disable=as_json) as bar:
         task = bar.add_task("simulating", total=None)
         report = simulate(data, exact=exact, target=target, max_k=max_k, permutations=permutations, seed=seed,
-                          on_step=lambda name: bar.update(task, description=name))
+                          early_stop=early_stop, on_step=lambda name: bar.update(task, description=name))
     if as_json:
         print(json.dumps(report.to_json(), allow_nan=False))
         return

@@ -112,4 +112,6 @@ def early_stop_option_error(exc: ConfigError) -> ConfigError:
         return ConfigError("--early-stop-window", exc.value, exc.expected + " (--max-tokens)")
     if exc.parameter == "early_stop":
         return ConfigError("--early-stop-* with --backend", exc.value, exc.expected)
+    if exc.parameter == "token_confidence":
+        return ConfigError("--token-confidence", exc.value, exc.expected)
     return exc

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ttscale.adaptive.early_stop import EARLY_STOP_RULE, early_stop_rule
 from ttscale.adaptive.exact_replay import (
     VoteStates,
     bayes_frontier,
@@ -37,6 +38,7 @@ from ttscale.adaptive.signals import SIGNAL_RULE, fits_weighted_votes, signal_ru
 from ttscale.adaptive.workload_prior import WORKLOAD_RULE, workload_rules
 from ttscale.adaptive.stopping import DEFAULT_RULE, StoppingRule, default_rules
 from ttscale.answers.candidates import Candidates
+from ttscale.early_stop.params import EarlyStopParams
 from ttscale.errors import ConfigError
 from ttscale.limits import check_permutations
 from ttscale.validation import check_count
@@ -182,12 +184,15 @@ def simulate_problems(
     seed: int = 0,
     target: float | None = None,
     exact: bool = False,
+    early_stop: EarlyStopParams | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> SimulationReport:
     """Replay every stopping rule and allocator on ``permutations`` seeded orders of each question's
     first ``max_k`` samples (default: the pool size 90% of questions have), then find each rule's
     cheapest setting reaching ``target`` (default: majority@K - 0.1 point); ``exact`` adds
-    :func:`exact_simulation`. ``on_step`` is called with the name of each step as it starts."""
+    :func:`exact_simulation`. A bank whose samples store per-token confidences also gets the online
+    early stop (``deepconf-online``, one point per eta) with ``early_stop``'s window and warm-up.
+    ``on_step`` is called with the name of each step as it starts."""
     if max_k is not None:
         check_count("max_k", max_k, 1)
     if target is not None and not (math.isfinite(target) and 0.0 < target <= 1.0):
@@ -208,6 +213,9 @@ def simulate_problems(
     weighted = signal_rule(problems, seed=seed)
     if weighted is not None and fits_weighted_votes(pool):  # too many distinct answers: votes only
         allocators[SIGNAL_RULE] = weighted
+    replayed = early_stop_rule(problems, early_stop)
+    if replayed is not None:
+        allocators[EARLY_STOP_RULE] = replayed
     result = simulate(pool, rules, allocators=allocators, seed=seed, on_rule=step)
     goal = max(result.reference - TOLERANCE, 0.0) if target is None else target
     exact_result = None

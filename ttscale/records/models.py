@@ -10,7 +10,7 @@ bank sample from the start, with ``text``, ``latency`` and ``seed`` always set.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_SAMPLE_TOKENS = 10**9
 """The largest token count one sample may claim: far above any real completion, low enough that
@@ -44,6 +44,19 @@ class Sample(BaseModel):
     """Seconds from request to this sample's completion."""
     seed: int | None = None
     """Sampling seed of the request that produced this sample."""
+    token_confidence: str | None = None
+    """Per-token confidence (``-mean`` of the top-k log-probs at each generated token) as base64 of
+    little-endian float32: what ``ttscale simulate`` replays online early stop on
+    (:mod:`ttscale.early_stop.trajectory`). Written by ``ttscale sample --token-confidence K``."""
+
+    @field_validator("token_confidence")
+    @classmethod
+    def _token_confidence(cls, value: str | None) -> str | None:
+        if value is not None:
+            from ttscale.records.confidences import decode_confidences
+
+            decode_confidences(value)  # ValueError: the bank reader names line and field
+        return value
 
     def confidence(self) -> float | None:
         """Mean token log-probability, derived from ``logprob / tokens`` when not stored."""

@@ -96,6 +96,10 @@ class SamplingConfig(CheckedModel):
     early_stop: EarlyStopParams | None = None
     """DeepConf online early stop of low-confidence traces (None: every trace runs to its end);
     vllm, hf and openai backends only. See :class:`~ttscale.early_stop.params.EarlyStopParams`."""
+    token_confidence: Annotated[Int, Field(ge=1, le=20)] | None = None
+    """Store each sample's per-token confidence from this many top log-probs per token (1-20) as
+    ``token_confidence``, so ``ttscale simulate`` can replay online early stop on the bank (None:
+    not stored); vllm backend only, and not together with ``early_stop``."""
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -122,6 +126,9 @@ class SamplingConfig(CheckedModel):
         if self.early_stop is not None and self.early_stop.window > self.max_tokens:
             raise ConfigError("early_stop.window", self.early_stop.window,
                               f"at most max_tokens ({self.max_tokens}): a trace never fills a longer window, so it could never stop")
+        if self.early_stop is not None and self.token_confidence is not None:
+            raise ConfigError("token_confidence", self.token_confidence,
+                              "no early_stop with it (it stores full traces' confidences to replay the early stop offline)")
         return self
 
     @classmethod

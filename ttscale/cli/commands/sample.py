@@ -63,6 +63,7 @@ def sample_command(
     early_stop_warmup: Annotated[int | None, typer.Option("--early-stop-warmup", help="Early stop: traces per problem run in full to calibrate the threshold (default 16); the rest stop once below it.")] = None,
     early_stop_threshold: Annotated[float | None, typer.Option("--early-stop-threshold", help="Early stop: a fixed group-confidence threshold instead of warm-up calibration.")] = None,
     early_stop_top_k: Annotated[int | None, typer.Option("--early-stop-top-k", help="Early stop: top log-probs per token of the token confidence (1-20, default 20).")] = None,
+    token_confidence: Annotated[int | None, typer.Option("--token-confidence", help="vllm: store each sample's per-token confidence from this many top log-probs (1-20), so `ttscale simulate` replays the early stop on the bank.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -89,7 +90,7 @@ def sample_command(
             temperature=own.get("temperature", 0.7) if temperature is None else temperature, top_p=top_p, top_k=top_k,
             max_tokens=own.get("max_tokens", 256) if max_tokens is None else max_tokens, stop=tuple(stop or ()), seed=base_seed,
             logprobs=logprobs, prompt_format="chat" if chat else "raw", template=template, system=system, fan_out=fan_out,
-            early_stop=early_stop,
+            early_stop=early_stop, token_confidence=token_confidence,
         )
     except ConfigError as exc:
         raise early_stop_option_error(exc) from None

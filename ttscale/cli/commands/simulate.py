@@ -31,9 +31,13 @@ def simulate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     equivalence: Annotated[EquivalenceMode, typer.Option("--equivalence", help="Answer equivalence: math or string.")] = EquivalenceMode.MATH,
     grade: Annotated[GradeSource, typer.Option("--grade", help="Correctness from: auto, reference, field.")] = GradeSource.AUTO,
+    early_stop_window: Annotated[int | None, typer.Option("--early-stop-window", help="Replayed early stop (banks sampled with --token-confidence): sliding window of the group confidence, in tokens (default 2048).")] = None,
+    early_stop_warmup: Annotated[int | None, typer.Option("--early-stop-warmup", help="Replayed early stop: traces per question run in full to calibrate the threshold (default 16).")] = None,
 ) -> None:
     """Replay stopping rules and allocators on a bank: accuracy against mean samples per rule setting."""
     from ttscale.cli.report import run_simulation
+    from ttscale.cli.sampling_options import early_stop_params
 
+    early_stop = early_stop_params(window=early_stop_window, warmup=early_stop_warmup)
     run_simulation(bank, max_k=renamed_option("--max-k", max_k, "--k", k), permutations=permutations, seed=seed, target=target,
-                   exact=exact, as_json=as_json, equivalence=equivalence, grade=grade)
+                   exact=exact, as_json=as_json, equivalence=equivalence, grade=grade, early_stop=early_stop)

@@ -138,6 +138,8 @@ def _ray(model: str | None, config: SamplingConfig, **options: Any) -> Sampler:
 
 EARLY_STOP_BACKENDS = ("vllm", "hf", "openai")
 """Backends that can end a trace early (``SamplingConfig.early_stop``)."""
+TOKEN_CONFIDENCE_BACKENDS = ("vllm",)
+"""Backends that store per-token confidences (``SamplingConfig.token_confidence``)."""
 
 BACKENDS: dict[str, Callable[..., Sampler]] = {"vllm": _vllm, "openai": _openai, "hf": _hf, "replay": _replay, "ray": _ray}
 
@@ -155,4 +157,7 @@ def make_sampler(backend: str, model: str | None, config: SamplingConfig | None 
     if config is not None and config.early_stop is not None and backend not in EARLY_STOP_BACKENDS:
         raise ConfigError("early_stop", backend, "a backend that stops traces while generating: "
                           + ", ".join(EARLY_STOP_BACKENDS) + " (not the replay or ray backends)")
+    if config is not None and config.token_confidence is not None and backend not in TOKEN_CONFIDENCE_BACKENDS:
+        raise ConfigError("token_confidence", backend, "a backend that stores per-token confidences: "
+                          + ", ".join(TOKEN_CONFIDENCE_BACKENDS))
     return factory(resolve_model(model), config or SamplingConfig(), **options)

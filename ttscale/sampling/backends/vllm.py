@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ttscale.early_stop import LOW_CONFIDENCE, lowest_group_confidence, phase_split, token_confidence, tracked_threshold
+from ttscale.records.confidences import encode_confidences
 from ttscale.errors import ConfigError
 from ttscale.records.models import Sample
 from ttscale.sampling.model_defaults import engine_defaults
@@ -233,8 +234,11 @@ class VLLMSampler(SyncSamplerMixin):
         if self.config.early_stop is not None:
             return self._generate_early_stop(requests, ids)
         results: list[SampleResult] = []
-        for req, (outs, prompt_len, latency) in zip(requests, self._run(requests, ids, [self.sampling_params(r) for r in requests])):
-            cands = [self._sample(o, latency, req.seed) for o in outs]
+        k = self.config.token_confidence
+        params = [self.sampling_params(r, logprobs=k) for r in requests]
+        for req, (outs, prompt_len, latency) in zip(requests, self._run(requests, ids, params)):
+            cands = [self._sample(o, latency, req.seed, token_confidence=None if k is None else
+                                  encode_confidences(self._token_confidences(o, k))) for o in outs]
             results.append(SampleResult(
                 request=req, candidates=cands, prompt_tokens=prompt_len,
                 completion_tokens=sum(c.tokens or 0 for c in cands), latency=latency,
@@ -295,13 +299,19 @@ class VLLMSampler(SyncSamplerMixin):
         """A warm-up trace's lowest group confidence from its per-token top-k log-probs."""
         es = self.config.early_stop
         assert es is not None
+        confs = self._token_confidences(out, es.top_k)
+        return lowest_group_confidence(confs, es.window) if confs else None
+
+    @staticmethod
+    def _token_confidences(out: Any, top_k: int) -> list[float]:
+        """A trace's token confidences from its per-token top-k log-probs."""
         confs = []
         for position in out.logprobs or ():
             # vLLM adds the sampled token when it is outside the top k (its rank is then > k).
-            top = sorted((lp.logprob for lp in position.values() if lp.rank is not None and lp.rank <= es.top_k), reverse=True)
+            top = sorted((lp.logprob for lp in position.values() if lp.rank is not None and lp.rank <= top_k), reverse=True)
             if top:
-                confs.append(token_confidence(top[: es.top_k]))
-        return lowest_group_confidence(confs, es.window) if confs else None
+                confs.append(float(token_confidence(top[:top_k])))
+        return confs
 
     def _sample(self, out: Any, latency: float, seed: int | None, **extra: Any) -> Sample:
         logprob = out.cumulative_logprob if self.config.logprobs else None
