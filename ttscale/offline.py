@@ -26,7 +26,7 @@ from ttscale.answers.candidates import Candidates
 from ttscale.answers.equivalence import EquivalenceMode
 from ttscale.answers.grading import GradeSource, load_candidates
 from ttscale.early_stop.params import EarlyStopParams
-from ttscale.errors import ConfigError
+from ttscale.errors import BankFormatError, ConfigError
 from ttscale.estimate.evaluate import EvalResult
 from ttscale.planning.cost import ModelCostSpec, Prices
 from ttscale.planning.models import ModelPlan
@@ -36,7 +36,7 @@ from ttscale.records.bank import Bank
 from ttscale.selection.policy import Policy
 from ttscale.validation import check_count
 
-__all__ = ["GradedBank", "evaluate", "plan", "plan_models", "read_bank", "simulate"]
+__all__ = ["GradedBank", "evaluate", "plan", "plan_models", "read_bank", "read_bank_for_plan", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,7 @@ def plan_models(
     seed: int = 0,
     equivalence: EquivalenceMode | str | None = None,
     grade: GradeSource | str | None = None,
+    scorer: str | None = None,
 ) -> "ModelPlan":
     """Plan across banks of the same questions (models, temperatures; one bank: no cascades): every bank's
     majority@N and ``default`` rule setting and every cascade through two or more banks, cheapest
@@ -197,10 +198,18 @@ def plan_models(
     ``prices``, ``output_tokens`` (mean generated tokens per sample, for banks without ``tokens``)
     and ``prompt_tokens`` and ``specs`` (Kinetics eFLOPs, every bank or none) are keyed by the bank's label:
     ``labels`` (default: its path as given, ``str(path)``).
+
+    A bank whose samples all carry rewards (``reward``, or ``rewards[scorer]``) also gets Best-of-N and
+    reward-weighted majority at each N; a bank file with rewards on only some samples is read without
+    them on those questions (a note says how many) and gets none.
     """
     from ttscale.planning.models import join_banks, plan_options
 
-    graded = [_graded(b, equivalence, grade) for b in banks]
+    graded, read_notes = [], []
+    for b in banks:
+        data, note = read_bank_for_plan(b, equivalence, grade, scorer)
+        graded.append(data)
+        read_notes += [note] if note else []
     if labels is None:
         labels = [str(b.path) if isinstance(b, GradedBank) else str(b) for b in banks]
     elif len(labels) != len(banks):
@@ -210,7 +219,47 @@ def plan_models(
                                prices=prices, output_tokens=output_tokens, prompt_tokens=prompt_tokens, specs=specs)
     return plan_options(joined, pilot=pilot, target=target, budget_dollars=budget_dollars, budget_tokens=budget_tokens,
                         per_question=per_question, level=level, horizon=horizon, cascade_max_n=cascade_max_n,
-                        adaptive=adaptive, seed=seed, notes=notes)
+                        adaptive=adaptive, seed=seed, notes=read_notes + notes)
+
+
+def _reward_field(exc: BankFormatError) -> bool:
+    """Whether a bank was refused for rewards on only some samples of a problem."""
+    field = exc.field or ""
+    return field.endswith(".reward") or ".rewards." in field
+
+
+def read_bank_for_plan(bank: BankLike, equivalence: EquivalenceMode | str | None, grade: GradeSource | str | None,
+                       scorer: str | None = None, progress: Callable[[int], None] | None = None) -> tuple[GradedBank, str | None]:
+    """``bank`` read as :func:`read_bank` does, except that a file whose problems carry rewards on only
+    some of their samples is not refused: those problems are read without rewards (a planner needs them
+    only for its reward options) and the note returned names the file and how many samples lack them."""
+    from ttscale.answers import AnswerClassifier, EquivalenceConfig
+    from ttscale.answers.grading import bank_candidates
+    from ttscale.records.bank import read_bank as read_records
+
+    try:
+        return _graded(bank, equivalence, grade, scorer), None
+    except BankFormatError as exc:
+        if isinstance(bank, GradedBank) or not _reward_field(exc):
+            raise
+    data = read_records(Path(bank))
+    lacking = total = partial = 0
+    kept = []
+    for r in data.records:
+        have = [s.score(scorer) is not None for s in r.samples]
+        lacking += have.count(False)
+        total += len(have)
+        if any(have) and not all(have):
+            partial += 1
+            r = r.model_copy(update={"samples": [s.model_copy(update={"reward": None, "rewards": None}) for s in r.samples]})
+        kept.append(r)
+    eq, gr = EquivalenceMode(equivalence or EquivalenceMode.MATH), GradeSource(grade or GradeSource.AUTO)
+    cands = bank_candidates(kept, AnswerClassifier(EquivalenceConfig(mode=eq)), grade=gr, scorer=scorer, path=data.path,
+                            progress=progress)
+    field = f"rewards.{scorer}" if scorer else "reward"
+    note = (f"{bank}: {lacking} of {total} samples carry no '{field}' (on {partial} of {len(kept)} questions only some samples "
+            "have it): those questions are read without rewards")
+    return GradedBank(data, cands, eq, gr, scorer), note
 
 
 def simulate(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ttscale.planning.models import ModelPlan, PlanOption, setting_letter
 
-__all__ = ["frontier_rows", "plot_models", "print_models"]
+__all__ = ["frontier_rows", "plot_models", "print_models", "short_policy"]
 
 
 def _banks(option: PlanOption, names: dict[str, str]) -> str:
@@ -29,8 +29,18 @@ def describe(option: PlanOption, names: dict[str, str]) -> str:
         letter = "t" if stages[0].startswith("asc") else "c"
         parts = [f"{names[b]} {p.replace('majority', 'maj')}" for b, p in zip(banks, stages)]
         return " > ".join(parts[:-1]) + f" {letter}={option.param:g} > " + parts[-1]
-    policy = option.policy.replace("majority", "maj")
+    policy = short_policy(option.policy)
     return f"{names[str(option.bank)]} {policy}" + ("" if option.param is None else f" {setting_letter(option.policy)}={option.param:g}")
+
+
+SHORT_POLICIES = {"best-of-n": "BoN", "weighted-majority": "wmaj", "majority": "maj"}
+"""Table and plot labels of the fixed policies: ``A BoN@8``, ``A wmaj@8`` (reward-read), ``A maj@8``."""
+
+
+def short_policy(policy: str) -> str:
+    """``best-of-n@8`` -> ``BoN@8``, ``weighted-majority@8`` -> ``wmaj@8``, ``majority@8`` -> ``maj@8``."""
+    name, at, rest = policy.partition("@")
+    return SHORT_POLICIES.get(name, name.replace("majority", "maj")) + at + rest
 
 
 def frontier_rows(plan: ModelPlan) -> list[dict]:
@@ -101,7 +111,9 @@ def plot_models(plan: ModelPlan, path: Path, title: str = "") -> None:
     fig, ax = plt.subplots(figsize=(8, 5))
     families: dict[str, list[PlanOption]] = {}
     for o in plan.options:
-        test = f" ({o.policy.split('@')[0]})" if o.kind == "cascade" else ""  # ASC- or default-rule-settled
+        rule = o.policy.split("@")[0]
+        test = f" ({rule})" if o.kind == "cascade" else ""  # ASC- or default-rule-settled
+        test = f" {SHORT_POLICIES.get(rule, rule)}" if o.kind == "fixed" else test  # maj, BoN, wmaj: one family each
         families.setdefault(f"{_banks(o, names)} {o.kind}{test}", []).append(o)
     markers = {"fixed": "o", "adaptive": "^", "cascade": "s"}
     layer = {"cascade": 1, "adaptive": 2, "fixed": 3}  # single-bank points over the many cascades

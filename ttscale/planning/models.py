@@ -4,7 +4,9 @@ Several banks of the same questions (different models, temperatures or reasoning
 joined by question ``id``. Every option is scored exactly on the joined banks:
 
 * ``fixed``: majority@N of one bank, N = 1, 2, 4, ... up to its smallest pool (exact over every
-  N-subset of each question's samples, ``ttscale.estimate.exact.majority_at_k``);
+  N-subset of each question's samples, ``ttscale.estimate.exact.majority_at_k``); on a bank whose
+  samples all carry rewards also the reward-reading presets of :data:`REWARD_POLICIES` at the same
+  N (Best-of-N exact, reward-weighted majority by ``ttscale eval``'s seeded resampling);
 * ``adaptive``: the live ``default`` rule (:class:`~ttscale.adaptive.stopping.SettledMajority`) at
   several confidences, ASC and first-to-ahead at a few settings (:data:`BASELINE_RULES`), at horizons
   K (powers of two), over every sample order (the exact vote-state tables of ``ttscale simulate --exact``);
@@ -20,6 +22,9 @@ joined by question ``id``. Every option is scored exactly on the joined banks:
 With ``pilot=m`` the same options are predicted from the first m samples per question of each bank:
 majority@N by the Dirichlet majority curve model (with its bootstrap interval), adaptive rules and
 cascades exactly on pilots completed to the banks' sizes from that model's posterior-predictive urn.
+Reward options: at N <= m on the pilots themselves, beyond on the completed pilots, whose drawn
+samples carry rewards drawn from the pilot (a seen class: one of its rewards; a new answer: the
+question's mean pilot reward plus a pilot residual of samples as right or wrong).
 Costs per question: the prompt once per request plus N x the question's mean generated tokens.
 
 ``target`` from a pilot asks the predicted accuracy minus ``margin`` x the lower half-interval to
@@ -41,13 +46,14 @@ import numpy as np
 from scipy.special import betainc
 from scipy.stats import norm
 
-from ttscale.answers.candidates import Candidates
+from ttscale.answers.candidates import NO_ANSWER, Candidates
 from ttscale.errors import ConfigError, EstimationError
 from ttscale.estimate import exact as estimate
 from ttscale.planning.cost import ModelCostSpec, Prices, kinetics_eflops
 
 __all__ = ["BankCost", "ModelBank", "ModelPlan", "PlanOption", "cascade_settle", "join_banks", "load_costs",
-           "default_settle", "plan_options", "predict_options", "recommend_for_target", "simulate_cascade", "simulate_chain"]
+           "default_settle", "plan_options", "predict_options", "recommend_for_target", "reward_accuracy", "rewarded_banks",
+           "simulate_cascade", "simulate_chain"]
 
 CASCADE_THRESHOLDS = (0.8, 0.9, 0.95, 0.99)
 """ASC posteriors at which a cheaper bank's votes count as settled."""
@@ -72,6 +78,12 @@ ADAPTIVE_CONFIDENCES = (0.6, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
 BASELINE_RULES: dict[str, tuple[float, ...]] = {"asc": (0.9, 0.95, 0.99), "first-to-ahead": (2, 3, 4)}
 """The published stopping rules replayed per bank beside ``default`` on the same exact tables (ASC's
 posterior threshold, first-to-ahead's margin), so the frontier shows when one of them is cheaper."""
+REWARD_POLICIES = ("best-of-n", "weighted-majority")
+"""Policy presets that read the samples' rewards, offered as fixed options at every N on banks whose
+samples all carry rewards (the presets ``ttscale eval -p`` loads, with the same estimators)."""
+REWARD_DRAWS = 1000
+"""Resampling draws per question and N for a reward policy without a closed form (``ttscale eval``'s
+default, so the planner's weighted-majority equals eval's at the same seed)."""
 SETTING_LETTER = {"asc": "t", "first-to-ahead": "m"}
 """How a rule's setting is printed: t (ASC's threshold), m (first-to-ahead's margin), else c (a confidence)."""
 
@@ -149,7 +161,8 @@ class ModelBank:
 
 @dataclass(frozen=True)
 class PlanOption:
-    """One way to spend: a bank's majority@N, its adaptive rule at a setting, or a cascade."""
+    """One way to spend: a bank's majority@N (or a reward policy's, ``best-of-n@N``), its adaptive
+    rule at a setting, or a cascade."""
 
     bank: str | tuple[str, ...]
     kind: str
@@ -364,6 +377,34 @@ def fixed_exact(cands: Sequence[Candidates], ns: Sequence[int]) -> np.ndarray:
     return np.asarray(estimate.majority_at_k(counts, correct, n, list(ns)), dtype=float)
 
 
+def reward_accuracy(cands: Sequence[Candidates], ns: Sequence[int], policy: str, seed: int = 0) -> np.ndarray:
+    """(Q, len(ns)) accuracy of a reward policy preset per question, by the estimator ``ttscale eval``
+    uses for it: the registered exact form (Best-of-N), else seeded resampling (:data:`REWARD_DRAWS`)."""
+    from ttscale.estimate.evaluate import exact_form
+    from ttscale.estimate.resample import resampled_accuracy
+    from ttscale.selection.policy import load_policy
+
+    pol = load_policy(policy)
+    form = exact_form(pol)
+    if form is not None:
+        return np.asarray(form(list(cands), list(ns)), dtype=float)
+    return resampled_accuracy(list(cands), pol.selector_fn(), list(ns), draws=REWARD_DRAWS, seed=seed)[0]
+
+
+def rewarded_banks(banks: Sequence[ModelBank]) -> tuple[list[str], list[str]]:
+    """The banks whose joined questions all carry rewards (they get :data:`REWARD_POLICIES` options), and
+    a note for each bank where only some do (no reward options: a policy cannot rank unscored samples)."""
+    paths, notes = [], []
+    for b in banks:
+        lacking = sum(c.rewards is None for c in b.candidates)
+        if lacking == 0:
+            paths.append(b.path)
+        elif lacking < len(b.candidates):
+            notes.append(f"{b.path}: {lacking} of {len(b.candidates)} joined questions carry no rewards on their samples: "
+                         f"no {', '.join(REWARD_POLICIES)} options for this bank (score every sample to get them)")
+    return paths, notes
+
+
 def cascade_settle(cands: Sequence[Candidates], ns: Sequence[int], thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Per question, over every N-subset of its samples: P(ASC posterior >= t) and P(that and the
     plurality correct, ties credited); each (Q, len(ns), len(thresholds))."""
@@ -524,6 +565,9 @@ def complete_from_pilot(cands: Sequence[Candidates], pilot: int, sizes: Sequence
     model = DirichletMajorityModel(n_bootstrap=400, random_state=seed).fit(counts, correct, n)
     alpha, cor, none, unseen_c, new_w, d = posterior_urn(model.prior_, model._data)
     rng = np.random.default_rng(seed)
+    rewarded = bool(pil) and all(p.rewards is not None for p in pil)
+    residuals = _reward_residuals(pil) if rewarded else {}
+    r_rng = np.random.default_rng([seed, 1])  # rewards draw apart: the classes drawn stay as without rewards
     out = []
     for q, p in enumerate(pil):
         C = p.num_classes
@@ -555,8 +599,65 @@ def complete_from_pilot(cands: Sequence[Candidates], pilot: int, sizes: Sequence
                 w_new += d
                 seq.append(len(w) - 1)
         tok = None if p.tokens is None else np.full(len(seq), float(np.mean(p.tokens)) if p.n else 0.0)
-        out.append(Candidates(classes=np.array(seq, dtype=np.int64), class_correct=np.array(ok, dtype=bool), tokens=tok))
+        classes, correct = np.array(seq, dtype=np.int64), np.array(ok, dtype=bool)
+        rewards = _complete_rewards(p, classes, correct, residuals, r_rng) if rewarded else None
+        out.append(Candidates(classes=classes, class_correct=correct, rewards=rewards, tokens=tok))
     return out, model
+
+
+def _sample_kind(classes: np.ndarray, class_correct: np.ndarray) -> np.ndarray:
+    """Per sample: 0 no answer, 1 a wrong answer, 2 the correct one."""
+    kind = np.zeros(classes.size, dtype=np.int64)
+    answered = classes != NO_ANSWER
+    kind[answered] = 1 + class_correct[classes[answered]].astype(np.int64)
+    return kind
+
+
+def _reward_residuals(pilots: Sequence[Candidates]) -> dict[tuple[int, int], np.ndarray]:
+    """Pooled over the pilots, (kind k, kind j) -> the rewards of kind-k samples minus their question's
+    mean kind-j reward, from questions whose pilot holds both (:func:`_sample_kind`; j = -1: the
+    question's mean over all samples): how a new kind of answer scores against what a pilot saw."""
+    pooled: dict[tuple[int, int], list[np.ndarray]] = defaultdict(list)
+    for p in pilots:
+        if p.n == 0:
+            continue
+        r = np.asarray(p.rewards, dtype=float)
+        kind = _sample_kind(p.classes, p.class_correct)
+        means = {j: r[kind == j].mean() for j in range(3) if (kind == j).any()} | {-1: r.mean()}
+        for k in range(3):
+            for j, m in means.items():
+                if j != k and (kind == k).any():
+                    pooled[(k, j)].append(r[kind == k] - m)
+    return {key: np.concatenate(v) for key, v in pooled.items()}
+
+
+def _complete_rewards(pilot: Candidates, classes: np.ndarray, correct: np.ndarray,
+                      residuals: dict[tuple[int, int], np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Rewards of a completed pilot: the pilot's own, then per drawn sample one of its class's rewards
+    so far (no answer counts as a class), for a new class one of the question's pilot rewards of its
+    kind, and for a kind the pilot lacks the question's mean reward of a kind it holds (right answers
+    first, then wrong, no answer, all) plus a pooled residual against that kind (0 without one)."""
+    rewards = list(np.asarray(pilot.rewards, dtype=float))
+    kinds = _sample_kind(classes, correct)
+    by_class: dict[int, list[float]] = defaultdict(list)
+    by_kind: dict[int, list[float]] = defaultdict(list)
+    for c, k, r in zip(pilot.classes.tolist(), kinds[:pilot.n].tolist(), rewards):
+        by_class[c].append(r)
+        by_kind[k].append(r)
+    # BoN reads the ranking within a question: a new kind is placed against what this pilot holds.
+    means = {j: float(np.mean(v)) for j, v in by_kind.items()} | ({-1: float(np.mean(rewards))} if rewards else {})
+    for i in range(pilot.n, classes.size):
+        c, k = int(classes[i]), int(kinds[i])
+        seen = by_class[c] or by_kind[k]
+        if seen:
+            r = seen[int(rng.integers(len(seen)))]
+        else:
+            ref = next((j for j in (2, 1, 0, -1) if j in means and residuals.get((k, j), np.zeros(0)).size), None)
+            pool = residuals[(k, ref)] if ref is not None else np.zeros(0)
+            r = (means[ref] if ref is not None else means.get(-1, 0.0)) + (float(pool[int(rng.integers(pool.size))]) if pool.size else 0.0)
+        by_class[c].append(r)
+        rewards.append(r)
+    return np.asarray(rewards, dtype=float)
 
 
 # ------------------------------------------------------------------------------------ options
@@ -572,9 +673,10 @@ def adaptive_horizons(bank: ModelBank, horizon: int | None) -> list[int]:
 
 
 def _score_options(banks: list[ModelBank], cands: list[list[Candidates]], level: float, horizons: dict[str, list[int]],
-                   cascade_max_n: int) -> list[tuple[PlanOption, np.ndarray | None]]:
+                   cascade_max_n: int, rewarded: Sequence[str] = (), seed: int = 0) -> list[tuple[PlanOption, np.ndarray | None]]:
     """Every option scored exactly on ``cands`` (one candidate list per bank, joined order), with its
-    per-question accuracy where there is one (None for the pooled adaptive tables)."""
+    per-question accuracy where there is one (None for the pooled adaptive tables). The banks in
+    ``rewarded`` also get the :data:`REWARD_POLICIES` at each N (``seed``: a resampled one's draws)."""
     from ttscale.adaptive.exact_replay import VoteStates
     from ttscale.adaptive.stopping import ASC, FirstToAhead, SettledMajority
 
@@ -597,6 +699,8 @@ def _score_options(banks: list[ModelBank], cands: list[list[Candidates]], level:
             out.append((PlanOption(b.path, "fixed", f"majority@{n}", n, None, m, lo, hi, float(tok.mean()),
                                    None if d is None else float(np.mean(d)),
                                    eflops_per_question=None if f is None else float(np.mean(f))), acc[:, j]))
+        if b.path in rewarded:
+            out += _reward_options(b, cs, ns, level, seed)
         if horizons.get(b.path):
             for K in horizons[b.path]:
                 states = VoteStates(cs, K)
@@ -622,6 +726,23 @@ def _score_options(banks: list[ModelBank], cands: list[list[Candidates]], level:
                         stages = [(banks[i], gates[i][kind][0][g], *(x[:, g, p_i] for x in gates[i][kind][1:]))
                                   for i, g in zip(firsts, picks)]
                         out.append(_chain_option(stages, banks[last], nb, acc_b[:, j], kind, float(param), level))
+    return out
+
+
+def _reward_options(bank: ModelBank, cands: Sequence[Candidates], ns: Sequence[int], level: float, seed: int
+                    ) -> list[tuple[PlanOption, np.ndarray | None]]:
+    """The :data:`REWARD_POLICIES` at each N on one bank: exact (or eval's resampling) per question, costed
+    as majority@N (the same N samples; scoring them is the user's, outside the bank's prices)."""
+    out: list[tuple[PlanOption, np.ndarray | None]] = []
+    for name in REWARD_POLICIES:
+        acc = reward_accuracy(cands, ns, name, seed)
+        for j, n in enumerate(ns):
+            m, lo, hi = _interval(acc[:, j], level)
+            d = bank.dollars(bank.prompt, n * bank.out)
+            f = bank.eflops(n)
+            out.append((PlanOption(bank.path, "fixed", f"{name}@{n}", n, None, m, lo, hi, float((bank.prompt + n * bank.out).mean()),
+                                   None if d is None else float(np.mean(d)),
+                                   eflops_per_question=None if f is None else float(np.mean(f))), acc[:, j]))
     return out
 
 
@@ -689,24 +810,54 @@ def pilot_horizons(banks: list[ModelBank], pilot: int, horizon: int | None, seed
 
 
 def predict_options(banks: list[ModelBank], pilot: int, *, level: float, horizons: dict[str, list[int]], cascade_max_n: int,
-                    seed: int) -> list[PlanOption]:
+                    seed: int, rewarded: Sequence[str] = ()) -> list[PlanOption]:
     """Every option predicted from each question's first ``pilot`` samples per bank, in the order
     :func:`_score_options` lists them: majority@N from the Dirichlet curve model (bootstrap interval),
-    the rest exactly on the pilots completed from that model's posterior-predictive urn."""
-    models, completed = {}, []
+    reward policies at N <= ``pilot`` on the pilots themselves, the rest exactly on the pilots
+    completed from that model's posterior-predictive urn (drawn samples carry drawn rewards)."""
+    models, completed, pilots, ceilings = {}, [], {}, {}
     for i, b in enumerate(banks):
         done, model = complete_from_pilot(b.candidates, pilot, [c.n for c in b.candidates], seed + i)
         completed.append(done)
         models[b.path] = model
+        if b.path in rewarded:
+            pilots[b.path] = _pilot_reward_options(b, pilot, level, seed)
+            ceilings[b.path] = _pass_ceiling(done, b.ns(), level)
     out = []
-    for p, _ in _score_options(banks, completed, level, horizons, cascade_max_n):
-        if p.kind == "fixed":
+    for p, _ in _score_options(banks, completed, level, horizons, cascade_max_n, rewarded, seed):
+        if p.kind == "fixed" and p.policy.startswith("majority@"):
             model = models[str(p.bank)]
             lo, hi = model.predict_interval(p.n, level)
             p = PlanOption(p.bank, p.kind, p.policy, p.n, p.param, float(model.predict(p.n)), float(lo), float(hi),
                            p.tokens_per_question, p.dollars_per_question, eflops_per_question=p.eflops_per_question)
+        elif p.kind == "fixed" and p.policy in pilots[str(p.bank)]:
+            p = pilots[str(p.bank)][p.policy]
+        elif p.kind == "fixed":
+            # Beyond the pilot a reward policy hinges on how the reward ranks answers the pilot never
+            # saw: the interval reaches the completed pilots' pass@N (no selector exceeds it) and as
+            # far below the point (evals/plan_models_rewards.py: the point missed by up to 13 points).
+            top = max(p.high, ceilings[str(p.bank)][p.n])
+            p = PlanOption(p.bank, p.kind, p.policy, p.n, p.param, p.accuracy, max(0.0, min(p.low, 2 * p.accuracy - top)),
+                           min(1.0, top), p.tokens_per_question, p.dollars_per_question, eflops_per_question=p.eflops_per_question)
         out.append(p)
     return out
+
+
+def _pass_ceiling(cands: Sequence[Candidates], ns: Sequence[int], level: float) -> dict[int, float]:
+    """The upper end of pass@N's interval over questions on (completed) pools, per N: a ceiling on
+    any selector's accuracy at N."""
+    n = np.array([c.n for c in cands])
+    c = np.array([int(x.correct.sum()) for x in cands])
+    table = estimate.pass_at_k(n, c, list(ns))
+    return {k: _interval(table[:, j], level)[2] for j, k in enumerate(ns)}
+
+
+def _pilot_reward_options(bank: ModelBank, pilot: int, level: float, seed: int) -> dict[str, PlanOption]:
+    """The reward options at N <= ``pilot`` scored on the pilots themselves (every N-subset of a
+    question's first ``pilot`` samples: unbiased for the full bank's), by policy name."""
+    pil = [c.subset(np.arange(min(pilot, c.n))) for c in bank.candidates]
+    ns = [n for n in bank.ns() if n <= min(c.n for c in pil)]
+    return {o.policy: o for o, _ in _reward_options(bank, pil, ns, level, seed)}
 
 
 def recommend_for_target(options: Sequence[PlanOption], target: float, dollars: bool | str, margin: float) -> tuple[int, str, list[str]]:
@@ -774,15 +925,18 @@ def plan_options(banks: list[ModelBank], *, pilot: int | None = None, target: fl
     for b in banks:
         if min(c.n for c in b.candidates) < 1:
             raise EstimationError(f"{b.path}: a joined question has no samples")
+    rewarded, reward_notes = rewarded_banks(banks)
+    notes += reward_notes
     if pilot is None:
         horizons = {b.path: adaptive_horizons(b, horizon) for b in banks} if adaptive else {}
-        options = [o for o, _ in _score_options(banks, full, level, horizons, cascade_max_n)]
+        options = [o for o, _ in _score_options(banks, full, level, horizons, cascade_max_n, rewarded, seed)]
     else:
         if pilot < 2:
             raise ConfigError("--pilot", pilot, "at least 2 samples per question")
         horizons = pilot_horizons(banks, pilot, horizon, seed) if adaptive else {}
-        exact = _score_options(banks, full, level, horizons, cascade_max_n)
-        predicted = predict_options(banks, pilot, level=level, horizons=horizons, cascade_max_n=cascade_max_n, seed=seed)
+        exact = _score_options(banks, full, level, horizons, cascade_max_n, rewarded, seed)
+        predicted = predict_options(banks, pilot, level=level, horizons=horizons, cascade_max_n=cascade_max_n, seed=seed,
+                                    rewarded=rewarded)
         options = [PlanOption(p.bank, p.kind, p.policy, p.n, p.param, p.accuracy, p.low, p.high, p.tokens_per_question,
                               p.dollars_per_question, exact=o.accuracy, eflops_per_question=p.eflops_per_question)
                    for (o, _), p in zip(exact, predicted)]

@@ -55,6 +55,7 @@ def plan_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     equivalence: Annotated[EquivalenceMode, typer.Option("--equivalence", help="Answer equivalence: math or string.")] = EquivalenceMode.MATH,
     grade: Annotated[GradeSource, typer.Option("--grade", help="Correctness from: auto, reference, field.")] = GradeSource.AUTO,
+    scorer: Annotated[str | None, typer.Option("--scorer", help="Named reward (samples' rewards.NAME) instead of 'reward': reward policies, and with several banks their Best-of-N and weighted-majority options.")] = None,
 ) -> None:
     """Plan sample budgets: N for a target, accuracy for a budget, the saturation point."""
     if len(banks) > 1:
@@ -62,7 +63,7 @@ def plan_command(
                      per_question=per_question, price_in=price_in, price_out=price_out, prompt_tokens=prompt_tokens,
                      output_tokens=output_tokens, spec_given=active_params is not None or kv_bytes is not None, policy=policy,
                      level=level, plot=plot, simulate=simulate, cost=cost, costs=costs, pilot=pilot, horizon=horizon,
-                     cascade_max_n=cascade_max_n, seed=seed, as_json=as_json, equivalence=equivalence, grade=grade)
+                     cascade_max_n=cascade_max_n, seed=seed, as_json=as_json, equivalence=equivalence, grade=grade, scorer=scorer)
         return
     bank = banks[0]
     if cost or costs is not None or pilot is not None:
@@ -92,7 +93,7 @@ def plan_command(
         spec = ModelCostSpec(active_params=active_params, kv_bytes_per_token=kv_bytes, gqa_ratio=gqa, arithmetic_intensity=intensity)
     from ttscale.search.bank import refuse_search_bank
 
-    data = read_graded_bank(bank, equivalence, grade, quiet=True)
+    data = read_graded_bank(bank, equivalence, grade, scorer, quiet=True)
     refuse_search_bank(bank, data.bank.records, "fit curves over N")
     with progress_bar(disable=as_json) as bar:
         bar.add_task(f"fitting {policy}", total=None)
@@ -140,7 +141,8 @@ def _plan_models(banks: list[Path], *, target: float | None, budget_samples: flo
                  budget_dollars: float | None, per_question: bool, price_in: float | None, price_out: float | None,
                  prompt_tokens: float | None, output_tokens: list[str] | None, spec_given: bool, policy: str, level: float,
                  plot: Path | None, simulate: bool, cost: list[str] | None, costs: Path | None, pilot: int | None, horizon: int | None,
-                 cascade_max_n: int, seed: int, as_json: bool, equivalence: EquivalenceMode, grade: GradeSource) -> None:
+                 cascade_max_n: int, seed: int, as_json: bool, equivalence: EquivalenceMode, grade: GradeSource,
+                 scorer: str | None = None) -> None:
     """``ttscale plan A B ...``: options across banks of the same questions, their frontier, the answer."""
     from ttscale.cli.commands.eval import check_plot_path
     from ttscale.cli.console import err
@@ -182,14 +184,18 @@ def _plan_models(banks: list[Path], *, target: float | None, budget_samples: flo
     tokens.update(_per_bank_tokens(output_tokens, paths))
     from ttscale.search.bank import refuse_search_bank
 
-    graded = [read_graded_bank(b, equivalence, grade, quiet=as_json) for b in banks]
-    for b, g in zip(banks, graded):
+    graded, read_notes = [], []
+    for b in banks:
+        g, note = _read_plan_bank(b, equivalence, grade, scorer, as_json)
         refuse_search_bank(b, g.bank.records, "fit curves over N")
+        graded.append(g)
+        read_notes += [note] if note else []
     with progress_bar(disable=as_json) as bar:
         bar.add_task("options", total=None)
         result = plan_models(graded, labels=paths, prices=prices, output_tokens=tokens, prompt_tokens=prompts, specs=specs, pilot=pilot,
                              target=target, budget_dollars=budget_dollars, budget_tokens=budget_tokens,
                              per_question=per_question, level=level, horizon=horizon, cascade_max_n=cascade_max_n, seed=seed)
+    result.notes[:0] = read_notes + _named_reward_hints(graded, paths, scorer)
     if plot is not None:
         plot_models(result, plot)
     if as_json:
@@ -198,3 +204,37 @@ def _plan_models(banks: list[Path], *, target: float | None, budget_samples: flo
         print(json.dumps(result.to_json(), allow_nan=False))
         return
     print_models(result, plot)
+
+
+def _read_plan_bank(bank: Path, equivalence: EquivalenceMode, grade: GradeSource, scorer: str | None,
+                    quiet: bool) -> tuple[object, str | None]:
+    """A bank read for planning: a file with rewards on only some samples of a question is read
+    without them there (and a note says so) rather than refused, since only reward options need them."""
+    from ttscale.errors import BankFormatError
+    from ttscale.offline import read_bank_for_plan
+
+    try:
+        return read_graded_bank(bank, equivalence, grade, scorer, quiet=quiet), None
+    except BankFormatError as exc:
+        field = exc.field or ""
+        if not (field.endswith(".reward") or ".rewards." in field):
+            raise
+    return read_bank_for_plan(bank, equivalence, grade, scorer)
+
+
+def _named_reward_hints(graded: list, paths: list[str], scorer: str | None) -> list[str]:
+    """Banks with no rewards under the name read but every sample scored under another: name it."""
+    notes = []
+    for path, g in zip(paths, graded):
+        if any(c.rewards is not None for c in g.candidates):
+            continue
+        names = None
+        for r in g.bank.records:
+            for s in r.samples:
+                have = set(s.rewards or {})
+                names = have if names is None else names & have
+        if names:
+            name = min(names)
+            notes.append(f"{path}: no '{'rewards.' + scorer if scorer else 'reward'}' on its samples, but every sample has "
+                         f"rewards.{name}: --scorer {name} for Best-of-N and weighted-majority options")
+    return notes
