@@ -413,6 +413,23 @@ WORKLOAD_RULE = "workload"
 """Name of :class:`WorkloadBayes` on a prior fitted on the bank's own votes, in simulation reports."""
 
 
+LIVE_GRID = 40
+"""Share-grid steps of the prior the live solver fits on a pilot (``Budget.from_pilot``): the setting
+chosen held out across corpora (``evals/unseen_allocation.py``, objective accuracy, pilot K, grid 40)."""
+
+
+def fit_workload_prior(problems: Sequence[Candidates], horizon: int, grid: int = LIVE_GRID) -> WorkloadPrior:
+    """A :class:`WorkloadPrior` on the first ``min(horizon, pool)`` votes of each pilot question that
+    has them (the pool size 90% of questions have); a :class:`ConfigError` when fewer than two
+    votes per question are there to fit on."""
+    from ttscale.adaptive.simulate import default_max_samples
+
+    m = min(int(horizon), default_max_samples([p.n for p in problems]))
+    if m < 2:
+        raise ConfigError("pilot", m, "a pilot with at least 2 samples per question to fit a workload prior on")
+    return WorkloadPrior(grid=grid).fit(pilot_counts(problems, m))
+
+
 def workload_rules(problems: Sequence[Candidates], horizon: int, grid: int = 20) -> list[WorkloadBayes] | None:
     """:class:`WorkloadBayes` at every price of its grid, on a :class:`WorkloadPrior` fitted on the
     first ``horizon`` votes of each question that has them (no labels read): what a user gets from

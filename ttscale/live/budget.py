@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+import numpy as np
+from pydantic import Field, model_validator
+
+from ttscale.answers.candidates import Candidates
 
 from ttscale.errors import ConfigError
 from ttscale.validation import Bool, CheckedModel, Float, Int, is_int
@@ -42,12 +46,45 @@ class Budget(CheckedModel):
     under a total budget (the allocator spends that in samples)."""
     dollars: Float | None = Field(None, gt=0)
     """Cap on dollars per question (needs prices), applied like ``tokens``. None: no cap."""
+    workload: tuple[tuple[Float, Float, Float, Float], ...] | None = None
+    """Adaptive: a workload prior's mixture, (weight, top share, second share, rest) per question
+    type, fitted on a pilot bank of the same workload (:meth:`from_pilot`). The stop is then the
+    Bayes-optimal one under it (``workload`` in ``ttscale simulate``, :class:`~ttscale.adaptive.
+    workload_prior.WorkloadBayes` at ``price``) instead of the ``default`` rule; ``confidence`` is
+    not read. None: the ``default`` rule."""
+    price: Float = Field(0.01, gt=0, lt=1)
+    """Adaptive with ``workload``: the accuracy one more sample must buy, in (0, 1); lower spends more."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         try:
             super().__init__(*args, **kwargs)
         except ConfigError as exc:  # name the parameter as a caller passes it: budget.samples, ...
             raise ConfigError(f"budget.{exc.parameter}", exc.value, exc.expected) from None
+
+    @model_validator(mode="after")
+    def _workload(self) -> Budget:
+        if self.workload is not None:
+            if not self.adaptive:
+                raise ConfigError("workload", "a prior", "adaptive=True as well (the prior decides when a question stops)")
+            from ttscale.adaptive.workload_prior import WorkloadBayes
+
+            WorkloadBayes(self.price, components=self.workload)  # weights and shares checked once, here
+        return self
+
+    @classmethod
+    def from_pilot(cls, bank: str | Path, *, samples: int | None = None, price: float = 0.01, **fields: Any) -> Budget:
+        """An adaptive budget whose stop reads a workload prior fitted on ``bank`` (a pilot of the
+        same kind of questions: their vote counts, no labels): ``samples`` per question at most
+        (default: the pool size 90% of the bank's questions have), ``price`` as in :attr:`price`,
+        other ``fields`` as the constructor's. ``ttscale simulate PILOT --exact`` shows which price
+        reaches a target (rule ``workload``)."""
+        from ttscale.adaptive.simulate import default_max_samples
+        from ttscale.adaptive.workload_prior import fit_workload_prior
+
+        problems = _pilot_votes(Path(bank))
+        horizon = default_max_samples([p.n for p in problems]) if samples is None else int(samples)
+        prior = fit_workload_prior(problems, horizon)
+        return cls(samples=horizon, adaptive=True, workload=prior.components(), price=price, **fields)
 
     @classmethod
     def of(cls, value: int | Budget | Mapping[str, Any] | None, default: Budget | None = None) -> Budget:
@@ -67,3 +104,19 @@ class Budget(CheckedModel):
     def in_rounds(self) -> bool:
         """Whether samples are drawn in rounds (adaptive, or a token or dollar cap to check)."""
         return self.adaptive or self.tokens is not None or self.dollars is not None
+
+
+def _pilot_votes(bank: Path) -> list[Candidates]:
+    """Each question's answer classes in ``bank`` (math equivalence), without grading: a pilot for a
+    workload prior needs no reference answers."""
+    from ttscale.answers import AnswerClassifier, EquivalenceConfig
+    from ttscale.records.bank import read_bank
+
+    classifier = AnswerClassifier(EquivalenceConfig())
+    out = []
+    for record in read_bank(bank).records:
+        classes, representatives = classifier.classify([s.answer for s in record.samples])
+        out.append(Candidates(classes=np.asarray(classes, dtype=np.int64), class_correct=np.zeros(len(representatives), dtype=bool)))
+    if not out:
+        raise ConfigError("bank", str(bank), "a pilot bank with at least one question")
+    return out

@@ -25,6 +25,7 @@ import numpy as np
 
 from ttscale.adaptive.allocate import OnlineAllocator
 from ttscale.adaptive.stopping import SettledMajority
+from ttscale.adaptive.workload_prior import WorkloadBayes
 from ttscale.answers import AnswerClassifier, EquivalenceConfig
 from ttscale.answers.candidates import NO_ANSWER, Candidates
 from ttscale.errors import ConfigError, TTScaleError
@@ -225,7 +226,7 @@ class Solver:
                 for s in states:
                     s.stopped = s.stopped or ("budget" if s.n >= budget.samples else "allocator")
             return plan
-        rule = SettledMajority(budget.confidence) if budget.adaptive else None
+        rule = live_rule(budget)
         for i, s in enumerate(states):
             if s.stopped is not None or s.error is not None:
                 continue
@@ -240,14 +241,14 @@ class Solver:
                     s.stopped = "budget"
                 continue
             top = self._top_votes(s) if rule is not None else (0, 0, 0)
-            if have and rule is not None and top[0] > 0 and rule.hold_probability(*top, left) >= rule.confidence:
+            if have and rule is not None and top[0] > 0 and _settled(rule, top, have, budget.samples):
                 s.stopped = "settled"
                 continue
             want = min(left, budget.pilot if have == 0 else budget.step)
             if rule is not None:
                 # The fewest samples after which the vote could settle: drawn at once, they stop
                 # exactly where checking after every sample would (in fewer round trips).
-                want = min(left, max(want, rule.samples_to_stop(*top, have, budget.samples)))
+                want = min(left, max(want, _samples_to_stop(rule, top, have, budget.samples)))
             cap = self._cap(s, budget, want)
             if cap == 0:
                 s.stopped = "tokens" if budget.tokens is not None and self._over_tokens(s, budget, 1) else "dollars"
@@ -453,3 +454,28 @@ class Solver:
             failed_samples=s.failed, errors=s.errors,
             candidate_answers=[reps[c] if c >= 0 else None for c in ids], notes=list(s.notes),
         )
+
+
+def live_rule(budget: Budget) -> SettledMajority | WorkloadBayes | None:
+    """The stop an adaptive budget runs: the Bayes-optimal one under its workload prior, else the
+    ``default`` rule at its confidence (None: not adaptive)."""
+    if not budget.adaptive:
+        return None
+    if budget.workload is not None:
+        return WorkloadBayes(budget.price, components=budget.workload)
+    return SettledMajority(budget.confidence)
+
+
+def _settled(rule: SettledMajority | WorkloadBayes, top: tuple[int, int, int], have: int, horizon: int) -> bool:
+    """Whether a question with (leader, runner-up, other) votes after ``have`` samples stops now."""
+    if isinstance(rule, WorkloadBayes):
+        return rule.stops(top[0], top[1], have, horizon)
+    return bool(rule.hold_probability(*top, horizon - have) >= rule.confidence)
+
+
+def _samples_to_stop(rule: SettledMajority | WorkloadBayes, top: tuple[int, int, int], have: int, horizon: int) -> int:
+    """The fewest further samples after which ``rule`` could stop (drawn at once: the same stop as
+    checking after every sample, in fewer round trips)."""
+    if isinstance(rule, WorkloadBayes):
+        return rule.samples_to_stop(top[0], top[1], have, horizon)
+    return rule.samples_to_stop(*top, have, horizon)

@@ -1,0 +1,68 @@
+"""The live solver on a workload prior fitted on a pilot bank (``Budget.from_pilot``): it stops
+where the simulator's ``workload`` rule (:class:`WorkloadBayes`) does, one sample at a time, in
+fewer requests. The upstream is ``tests/fake_upstream.py`` (a real HTTP server on 127.0.0.1)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_upstream import MODEL, FakeUpstream
+
+from ttscale import Budget, TTScale
+from ttscale.adaptive.stopping import vote_trajectories
+from ttscale.adaptive.workload_prior import WorkloadBayes
+from ttscale.errors import ConfigError
+from ttscale.records.bank import BankWriter
+from ttscale.records.models import Record, Sample
+
+
+def _pilot(path: Path, questions: int = 60, n: int = 8, seed: int = 0) -> Path:
+    """A pilot of unlabelled questions: a third unanimous, the rest split between two or more answers."""
+    rng = np.random.default_rng(seed)
+    with BankWriter(path) as writer:
+        for q in range(questions):
+            shares = [(1.0, 0.0, 0.0), (0.6, 0.3, 0.1), (0.45, 0.35, 0.2)][q % 3]
+            answers = rng.choice(["a", "b", "c"], size=n, p=shares)
+            writer.append(Record(id=f"q{q}", problem="p", samples=[Sample(answer=str(a)) for a in answers]))
+    return path
+
+
+def test_from_pilot_fits_the_prior_and_validates(tmp_path: Path) -> None:
+    budget = Budget.from_pilot(_pilot(tmp_path / "pilot.jsonl"), samples=16, price=0.005, pilot=2)
+    assert budget.adaptive and budget.samples == 16 and budget.price == 0.005 and budget.pilot == 2
+    assert budget.workload is not None and abs(sum(w for w, *_ in budget.workload) - 1) < 1e-9
+    default = Budget.from_pilot(tmp_path / "pilot.jsonl")
+    assert default.samples == 8  # the pilot's pool
+    with pytest.raises(ConfigError, match="budget.workload"):
+        Budget(samples=8, workload=budget.workload)  # a prior without adaptive stops nothing
+    with pytest.raises(ConfigError, match="budget.price"):
+        Budget(samples=8, adaptive=True, workload=budget.workload, price=1.0)
+    one = tmp_path / "one.jsonl"
+    with BankWriter(one) as writer:
+        writer.append(Record(id="q", samples=[Sample(answer="a")]))
+    with pytest.raises(ConfigError, match="pilot"):
+        Budget.from_pilot(one)
+
+
+def test_live_workload_budget_stops_where_the_workload_rule_does(upstream: FakeUpstream, tmp_path: Path) -> None:
+    K = 24
+    budget = Budget.from_pilot(_pilot(tmp_path / "pilot.jsonl"), samples=K, price=1e-3)
+    rule = WorkloadBayes(budget.price, components=budget.workload)
+    prompts = [f"[hard] q{i}" for i in range(6)] + ["[easy] e"]
+    with TTScale(base_url=upstream.url, model=MODEL, max_retries=1, seed=7) as t:
+        sols = t.solve_many(prompts, budget=budget)
+    for sol in sols:
+        ids: dict[str | None, int] = {}
+        seq = np.array([-1 if a is None else ids.setdefault(a, len(ids)) for a in sol.candidate_answers])
+        traj = replace(vote_trajectories(seq[None, :]), horizon=K)
+        mask = rule.stop_mask(traj)[0] & (traj.v1[0] > 0)
+        expect = int(mask.argmax()) + 1 if mask.any() else K
+        assert sol.samples == expect
+        if expect < K:
+            assert sol.stopped == "settled"
+    easy, hard = sols[-1], sols[:-1]
+    assert easy.samples < np.mean([s.samples for s in hard])
+    assert all(s.requests < s.samples for s in hard if s.samples > 3)  # drawn in rounds, not one by one
