@@ -430,7 +430,7 @@ def fit_workload_prior(problems: Sequence[Candidates], horizon: int, grid: int =
     return WorkloadPrior(grid=grid).fit(pilot_counts(problems, m))
 
 
-def workload_rules(problems: Sequence[Candidates], horizon: int, grid: int = 20) -> list[WorkloadBayes] | None:
+def workload_rules(problems: Sequence[Candidates], horizon: int, grid: int = LIVE_GRID) -> list[WorkloadBayes] | None:
     """:class:`WorkloadBayes` at every price of its grid, on a :class:`WorkloadPrior` fitted on the
     first ``horizon`` votes of each question that has them (no labels read): what a user gets from
     fitting the prior on a pilot bank. None when no question has 2 such votes to fit on."""
