@@ -298,3 +298,25 @@ def test_replay_on_stored_token_confidences_stops_what_the_engine_stopped(vllm_e
         assert replay.tokens.tolist() == [s.tokens for s in o.samples]
         stopped += int(replay.stopped.sum())
     assert stopped > 0
+
+
+@pytest.mark.vllm
+def test_api_on_the_vllm_engine_calibrates_once_per_question(vllm_engine) -> None:  # type: ignore[no-untyped-def]
+    """``TTScale(engine=..., early_stop=...)`` drawing in rounds of 2: the first 3 traces of each
+    question are its warm-up (over two rounds), every later trace is held to their threshold."""
+    from ttscale import TTScale
+
+    es = {"eta": 10, "window": 8, "warmup": 3}
+    budget = {"samples": 6, "pilot": 2, "step": 2, "tokens": 10**6}  # a token cap: drawn in rounds, not adaptive
+    with TTScale(engine=vllm_engine, early_stop=es, budget=budget, seed=2,
+                 sampling={"template": "arith", "temperature": 1.3, "max_tokens": 160}) as tts:
+        sols = tts.solve_many([PROMPT_PROBLEM, "Start with 88. Subtract 9. What is the result?"])
+    for sol in sols:
+        assert sol.samples == 6 and sol.requests == 3
+        lowest = [(c.model_extra or {}).get("lowest_group_confidence") for c in sol.candidates[:3]]
+        assert all(v is not None for v in lowest)
+        limit = calibrate_threshold(lowest, 10)
+        assert {(c.model_extra or {}).get("early_stop_threshold") for c in sol.candidates[3:]} == {limit}
+        assert sol.early_stop is not None and sol.early_stop["warmup"] == 3 and sol.early_stop["threshold"] == limit
+        assert sol.early_stop["stopped"] == sum(c.finish == LOW_CONFIDENCE for c in sol.candidates[3:])
+        assert sum(sol.vote.values()) <= 6 - sol.early_stop["stopped"]

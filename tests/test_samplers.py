@@ -156,8 +156,8 @@ def test_request_takes_fields_by_position() -> None:
     assert req == SampleRequest(id="p", problem="x", n=2, seed=7, round=3, messages=({"role": "user", "content": "hi"},))
     with pytest.raises(TypeError, match="multiple values"):
         SampleRequest("p", "x", 2, n=3)
-    with pytest.raises(TypeError, match="at most 7"):
-        SampleRequest("p", "x", 2, 7, 3, None, None, "extra")
+    with pytest.raises(TypeError, match="at most 8"):
+        SampleRequest("p", "x", 2, 7, 3, None, None, (), "extra")
 
 
 def test_a_generated_sample_is_the_bank_sample() -> None:

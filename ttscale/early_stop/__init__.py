@@ -16,7 +16,12 @@ from ttscale.early_stop.confidence import (
     top_k_confidence,
     tracked_threshold,
 )
-from ttscale.early_stop.params import LOW_CONFIDENCE, EarlyStopParams, phase_split
+from ttscale.early_stop.params import (
+    LOW_CONFIDENCE,
+    EarlyStopParams,
+    parse_early_stop,
+    phase_split,
+)
 
 __all__ = [
     "LOW_CONFIDENCE",
@@ -25,6 +30,7 @@ __all__ = [
     "below_threshold",
     "calibrate_threshold",
     "lowest_group_confidence",
+    "parse_early_stop",
     "phase_split",
     "token_confidence",
     "top_k_confidence",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from ttscale.validation import CheckedModel, Float, Int
+from ttscale.errors import ConfigError
+from ttscale.validation import CheckedModel, Float, Int, validate
 
 LOW_CONFIDENCE = "low_confidence"
 """The finish reason of a trace the early stop ended (a bank sample's ``finish``)."""
@@ -44,11 +46,30 @@ class EarlyStopParams(CheckedModel):
         return self.threshold is None
 
 
-def phase_split(n: int, params: EarlyStopParams) -> tuple[int, int]:
-    """``(warm-up traces, tracked traces)`` of a request for ``n`` traces.
+FIELDS = ", ".join(EarlyStopParams.model_fields)
+"""The early-stop fields, as error messages list them."""
 
-    A request for at most ``warmup`` traces runs them all in full (nothing left to stop); a
-    topped-up bank calibrates again on the first traces of the new request.
+
+def parse_early_stop(value: EarlyStopParams | Mapping[str, Any] | None, parameter: str = "early_stop") -> EarlyStopParams | None:
+    """The early stop a caller asked for: None (off), :class:`EarlyStopParams`, or a mapping of its
+    fields (a Python API argument, a JSON object). A bad value is a :class:`ConfigError` naming
+    ``<parameter>.<field>`` (an unknown field included)."""
+    if value is None or isinstance(value, EarlyStopParams):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(parameter, value, f"an object of early-stop fields ({FIELDS}) or null")
+    unknown = next((k for k in value if k not in EarlyStopParams.model_fields), None)
+    if unknown is not None:
+        raise ConfigError(f"{parameter}.{unknown}", value[unknown], f"one of the early-stop fields {FIELDS}")
+    return validate(EarlyStopParams, value, prefix=f"{parameter}.")
+
+
+def phase_split(n: int, params: EarlyStopParams, done: int = 0) -> tuple[int, int]:
+    """``(warm-up traces, tracked traces)`` of a request for ``n`` traces of a question that
+    already has ``done`` warm-up traces (from earlier requests: the live solver's earlier rounds).
+
+    Only the warm-up traces still missing run in full (all ``n`` when the request is smaller);
+    a topped-up bank (``done`` 0) calibrates again on the first traces of the new request.
     """
-    warm = 0 if not params.calibrated else min(n, params.warmup)
+    warm = 0 if not params.calibrated else min(n, max(0, params.warmup - done))
     return warm, n - warm

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
+from ttscale.early_stop.params import EarlyStopParams, parse_early_stop
 from ttscale.errors import ConfigError
 from ttscale.live.budget import Budget
 from ttscale.live.samplers import build_sampler
@@ -62,12 +63,19 @@ class _LoopThread:
             self.loop.close()
 
 
-def _sampling(value: SamplingConfig | Mapping[str, Any] | None, model: str | None) -> SamplingConfig:
+def _sampling(value: SamplingConfig | Mapping[str, Any] | None, model: str | None,
+              early_stop: EarlyStopParams | None = None) -> SamplingConfig:
     """The sampling config: the caller's fields over the model folder's ``ttscale.json`` (its prompt
-    template, temperature, ...; see :mod:`ttscale.sampling.model_defaults`); log-probs stay on by default."""
+    template, temperature, ...; see :mod:`ttscale.sampling.model_defaults`); log-probs stay on by default.
+    ``early_stop`` (``TTScale(early_stop=...)``) goes in as the config's own (checked against its
+    ``max_tokens`` there); given in ``sampling`` as well, it is refused rather than one silently winning."""
     given = value.model_dump(include=value.model_fields_set) if isinstance(value, SamplingConfig) else dict(value or {})
+    if early_stop is not None:
+        if given.get("early_stop") is not None:
+            raise ConfigError("early_stop", early_stop.model_dump(), "one early stop: early_stop=... or sampling's early_stop, not both")
+        given["early_stop"] = early_stop
     merged = with_model_defaults(model, given)
-    if isinstance(value, SamplingConfig) and merged == given:
+    if isinstance(value, SamplingConfig) and early_stop is None and merged == given:
         return value
     return SamplingConfig.from_dict(merged, source="sampling")
 
@@ -84,6 +92,18 @@ def _search(search: Mapping[str, Any] | Any | None, prm: Any | None, seed: int |
     if seed is not None and not (isinstance(search, Mapping) and "seed" in search):
         params = params.model_copy(update={"seed": seed})
     return params, step_scorer(prm)
+
+
+def _check_early_stop(params: EarlyStopParams | None, sampler: Sampler | None, search: bool) -> None:
+    """Refuse an early stop that would not apply: with a search (its steps are scored, not
+    tracked), or beside a ``sampler`` built with another (its own config is what it uses)."""
+    if params is None:
+        return
+    if search:
+        raise ConfigError("early_stop", params.model_dump(), "None with search=... (a search prunes by step scores instead)")
+    if sampler is not None and getattr(sampler.config, "early_stop", None) != params:
+        raise ConfigError("early_stop", params.model_dump(),
+                          "None with sampler=... (set it in that sampler's own SamplingConfig: it samples with its config)")
 
 
 class TTScale:
@@ -104,6 +124,13 @@ class TTScale:
     :class:`~ttscale.search.steps.StepScorer`, or ``"oracle"``, ``"prm"``, ``"prm:FOLDER"``,
     ``"vllm-prm[:FOLDER]"``). The answer is the best-scored final candidate's; ``Solution.search``
     holds the search's cost.
+
+    ``early_stop`` (an :class:`~ttscale.early_stop.params.EarlyStopParams` or a mapping of its
+    fields, e.g. ``{"eta": 10, "window": 512, "warmup": 8}``) ends low-confidence traces while they
+    are generated (DeepConf online; ``base_url``, vLLM and hf backends). Per question the first
+    ``warmup`` traces run in full and calibrate the threshold, over as many rounds as it takes,
+    and every later trace of the question is held to it; stopped traces do not vote, and
+    ``Solution.early_stop`` says how many there were and what they generated.
     """
 
     def __init__(
@@ -128,6 +155,7 @@ class TTScale:
         seed: int | None = None,
         search: Mapping[str, Any] | Any | None = None,
         prm: Any | None = None,
+        early_stop: EarlyStopParams | Mapping[str, Any] | None = None,
     ) -> None:
         ways = [name for name, v in (("base_url", base_url), ("engine", engine), ("backend", backend), ("sampler", sampler)) if v is not None]
         if len(ways) != 1:
@@ -141,7 +169,9 @@ class TTScale:
             raise ConfigError("seed", seed, "an integer >= 0 or None (unseeded)")
         self.seed = seed
         search_setup = _search(search, prm, seed)  # checked before an engine is built
-        config = _sampling(sampling, model if sampler is None and engine is None else None)
+        stop_params = parse_early_stop(early_stop)
+        config = _sampling(sampling, model if sampler is None and engine is None else None, stop_params)
+        _check_early_stop(config.early_stop, sampler, search_setup is not None)
         if sampler is None:
             sampler = build_sampler(base_url=base_url, model=model, engine=engine, backend=backend, config=config,
                                     api_key=api_key, concurrency=concurrency, timeout=timeout, max_retries=max_retries,

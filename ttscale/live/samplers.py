@@ -16,7 +16,14 @@ from typing import Any
 
 from ttscale.errors import ConfigError
 from ttscale.records.models import Sample
-from ttscale.sampling.backends.openai import _ATTEMPTS, _MENTIONS_N, Failure, OpenAISampler, ServerError
+from ttscale.sampling.backends.openai import (
+    _ATTEMPTS,
+    _MENTIONS_N,
+    Failure,
+    OpenAISampler,
+    ServerError,
+    sent_max_tokens,
+)
 from ttscale.sampling.sampler import Sampler, SampleRequest, SamplingConfig
 from ttscale.validation import is_int
 
@@ -51,6 +58,10 @@ def build_sampler(*, base_url: str | None, model: str | None, engine: Any, backe
         raise ConfigError("backend", backend, "'vllm' or 'hf' (an in-process engine built from model=...)")
     options: dict[str, Any] = {"engine_args": dict(engine_args or {})} if backend == "vllm" else {}
     return make_sampler(backend, resolve_model(model), config, **options)
+
+
+UNBOUNDED_TOKENS = 10_000_000
+"""The token bound of a streamed trace whose request sets no ``max_tokens`` (above any context)."""
 
 
 class UpstreamRefused(ServerError):
@@ -90,18 +101,30 @@ class ProxySampler(OpenAISampler):
     async def check(self) -> None:
         self.client()  # every request names its model: nothing to resolve, no listing call
 
-    def payload(self, req: SampleRequest, n: int, seed: int | None) -> tuple[str, dict[str, Any]]:
+    def payload(self, req: SampleRequest, n: int, seed: int | None, *, stream: bool = False) -> tuple[str, dict[str, Any]]:
         body = dict(req.overrides or {})
         prompt = body.pop("prompt", req.problem)
         body["n"] = n
         body.setdefault("model", self.model)
         if seed is not None:
             body["seed"] = seed
+        es = self.config.early_stop
+        if stream and es is not None:  # an early-stopped trace: streamed with its top-k log-probs
+            body.update(stream=True, stream_options={"include_usage": True})
+            if req.messages is not None:
+                body.update(logprobs=True, top_logprobs=es.top_k)
+            else:
+                body["logprobs"] = es.top_k
         if req.messages is not None:
             body["messages"] = list(req.messages)
             return "/chat/completions", body
         body["prompt"] = prompt
         return "/completions", body
+
+    def token_limit(self, req: SampleRequest) -> int:
+        """The client's ``max_tokens``; without one the upstream's default applies, which only the
+        upstream knows (the request's timeout bounds a stream that does not end)."""
+        return sent_max_tokens(req.overrides) or UNBOUNDED_TOKENS
 
     use_aiohttp: bool = importlib.util.find_spec("aiohttp") is not None
     """Send upstream with aiohttp when it is installed (its C parser costs about 0.35 ms of CPU

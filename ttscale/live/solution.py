@@ -75,6 +75,16 @@ class Solution:
     search: dict[str, Any] | None = None
     """Step-level search (``TTScale(search=...)``): method, scorer, parameters and cost (tokens
     generated, pruned included; prompt and scored tokens; requests; rounds); None for sampling."""
+    early_stop: dict[str, Any] | None = None
+    """Online early stop (DeepConf): ``stopped`` traces (drawn, counted in ``samples``, never
+    voting), the ``stopped_tokens`` they generated (counted in ``completion_tokens``, which is
+    every generated token), ``warmup`` traces run in full, the ``threshold`` the others were held
+    to (None: not calibrated, no trace tracked) and the ``params``; None when it was off."""
+
+    @property
+    def stopped_traces(self) -> int:
+        """Traces the early stop ended (0 when it was off)."""
+        return int(self.early_stop["stopped"]) if self.early_stop else 0
 
     @property
     def total_tokens(self) -> int:
@@ -101,6 +111,8 @@ class Solution:
             out["notes"] = self.notes
         if self.search is not None:
             out["search"] = self.search
+        if self.early_stop is not None:
+            out["early_stop"] = self.early_stop
         if candidates:
             out["candidates"] = [
                 {"text": c.text, "answer": c.answer, "tokens": c.tokens, "mean_logprob": c.mean_logprob, "finish": c.finish,

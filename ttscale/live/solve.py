@@ -28,6 +28,7 @@ from ttscale.adaptive.stopping import SettledMajority
 from ttscale.adaptive.workload_prior import WorkloadBayes
 from ttscale.answers import AnswerClassifier, EquivalenceConfig
 from ttscale.answers.candidates import NO_ANSWER, Candidates
+from ttscale.early_stop.params import LOW_CONFIDENCE, EarlyStopParams
 from ttscale.errors import ConfigError, TTScaleError
 from ttscale.live.budget import Budget
 from ttscale.live.solution import Question, Solution, last_user_text
@@ -87,6 +88,11 @@ class _State:
     errors: list[str] = field(default_factory=list)
     stopped: str | None = None
     error: BaseException | None = None
+    early_stop: EarlyStopParams | None = None
+    """The early stop of the sampler drawing this question's traces (None: off)."""
+    warmup_lowest: list[float | None] = field(default_factory=list)
+    """Early stop: the lowest group confidences of the question's warm-up traces so far, in draw
+    order (sent with every later request, so the threshold is calibrated once per question)."""
 
     @property
     def n(self) -> int:
@@ -98,6 +104,29 @@ class _State:
         self.prompt_tokens += int(billed)
         self.completion_tokens += int(result.completion_tokens or 0)
         self.requests += max(1, int(result.extra.get("requests", 1)))
+        if self.early_stop is not None and self.early_stop.calibrated:
+            # A warm-up trace ran in full untracked: it has no threshold and was not stopped (one
+            # without tokens has no lowest group confidence either: it counts, as None).
+            self.warmup_lowest += [(c.model_extra or {}).get("lowest_group_confidence") for c in result.candidates
+                                   if c.finish != LOW_CONFIDENCE and "early_stop_threshold" not in (c.model_extra or {})]
+
+    def prior_warmup(self) -> tuple[float | None, ...]:
+        """The ``early_stop_warmup`` of the question's next request (see SampleRequest)."""
+        if self.early_stop is None or not self.early_stop.calibrated:
+            return ()
+        return tuple(self.warmup_lowest[: self.early_stop.warmup])
+
+    def early_stop_report(self) -> dict[str, Any] | None:
+        """What the early stop did to this question (None when it was off): traces stopped, the
+        tokens they generated (counted in ``completion_tokens`` too), warm-up traces, threshold."""
+        if self.early_stop is None:
+            return None
+        stopped = [c for c in self.candidates if c.finish == LOW_CONFIDENCE]
+        limits = [(c.model_extra or {}).get("early_stop_threshold") for c in self.candidates]
+        known = [x for x in limits if x is not None]
+        return {"stopped": len(stopped), "stopped_tokens": sum(c.tokens or 0 for c in stopped),
+                "warmup": len(self.warmup_lowest) if self.early_stop.calibrated else 0,
+                "threshold": known[-1] if known else None, "params": self.early_stop.model_dump()}
 
 
 def _vote_counts(classes: np.ndarray) -> np.ndarray:
@@ -170,18 +199,22 @@ class Solver:
     # ------------------------------------------------------------------------------ public
 
     async def solve(self, questions: Sequence[Question], budget: Budget, *, total: int | None = None,
-                    policy: Policy | None = None, return_exceptions: bool = False) -> list[Solution | BaseException]:
+                    policy: Policy | None = None, return_exceptions: bool = False,
+                    sampler: Sampler | None = None) -> list[Solution | BaseException]:
         """Solve every question; ``total`` caps the samples of all questions together (adaptive only).
 
         With ``return_exceptions`` a question whose every request failed gets its exception in
         its place; otherwise the first such failure is raised (after the round it happened in).
+        ``sampler`` draws instead of the solver's own for this call (a proxy request's early stop).
         """
+        sampler = sampler or self.sampler
+        early_stop = getattr(sampler.config, "early_stop", None)
         policy = policy or self.policy
         if policy is not self.policy:
             self.check_policy(policy)
         if total is not None and (not is_int(total) or total < 1):
             raise ConfigError("total_budget", total, "an integer number of samples >= 1")
-        states = [_State(q) for q in questions]
+        states = [_State(q, early_stop=early_stop) for q in questions]
         if not states:
             return []
         allocator = None
@@ -194,7 +227,7 @@ class Solver:
             if not plan.any():
                 break
             before = [st.n for st in states]
-            await self._draw(states, plan)
+            await self._draw(states, plan, sampler)
             if allocator is not None:
                 self._observe(allocator, states, plan, before)
             failed = [s for s in states if s.error is not None]
@@ -305,7 +338,7 @@ class Solver:
             want -= 1
         return want
 
-    async def _draw(self, states: list[_State], plan: np.ndarray) -> None:
+    async def _draw(self, states: list[_State], plan: np.ndarray, sampler: Sampler) -> None:
         chosen = [int(q) for q in np.flatnonzero(plan > 0)]
         reqs = []
         for q in chosen:
@@ -314,13 +347,13 @@ class Solver:
             drawn = s.n + s.failed
             seed = None if qn.seed is None else qn.seed if drawn == 0 else request_seed(qn.seed, qn.id, drawn)
             reqs.append(SampleRequest(id=qn.id, problem=qn.problem, n=int(plan[q]), seed=seed, round=drawn,
-                                      messages=qn.messages, overrides=qn.overrides))
-        batch = max(1, int(getattr(self.sampler, "batch_size", 1) or 1))
+                                      messages=qn.messages, overrides=qn.overrides, early_stop_warmup=s.prior_warmup()))
+        batch = max(1, int(getattr(sampler, "batch_size", 1) or 1))
         if batch > 1:  # an offline engine: one generate call per batch of requests, no partial failures
             for lo in range(0, len(reqs), batch):
                 part = reqs[lo : lo + batch]
                 try:
-                    results = await self.sampler.agenerate(part)
+                    results = await sampler.agenerate(part)
                 except Exception as exc:  # noqa: BLE001 - the engine failed: every question of the batch fails
                     for q in chosen[lo : lo + batch]:
                         states[q].error = SolveError(f"question {states[q].question.id!r}: {exc}", exc)
@@ -332,13 +365,13 @@ class Solver:
             return
         if len(reqs) == 1:  # one question (a proxied request): no task to gather
             try:
-                outcomes: list[Any] = [await self._one(reqs[0])]
+                outcomes: list[Any] = [await self._one(reqs[0], sampler)]
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - as gather(return_exceptions=True) would give it
                 outcomes = [exc]
         else:
-            outcomes = await asyncio.gather(*(self._one(r) for r in reqs), return_exceptions=True)
+            outcomes = await asyncio.gather(*(self._one(r, sampler) for r in reqs), return_exceptions=True)
         for q, req, out in zip(chosen, reqs, outcomes):
             s = states[q]
             if isinstance(out, BaseException):
@@ -378,12 +411,12 @@ class Solver:
         else:
             s.stopped = "degraded"
 
-    async def _one(self, req: SampleRequest) -> tuple[SampleResult | None, int, list[str]]:
+    async def _one(self, req: SampleRequest, sampler: Sampler) -> tuple[SampleResult | None, int, list[str]]:
         """One request; on a lasting server error with n > 1, degrade to n single requests."""
         from ttscale.sampling.backends.openai import Failure, ServerError
 
         try:
-            results = await self.sampler.agenerate([req])
+            results = await sampler.agenerate([req])
             return results[0], 0, []
         except ServerError as exc:
             if not self.degrade or req.n == 1 or exc.kind is not Failure.STATUS:
@@ -393,10 +426,10 @@ class Solver:
         singles = [
             SampleRequest(id=req.id, problem=req.problem, n=1, round=req.round + i,
                           seed=None if req.seed is None else (req.seed + i) % (MAX_SEED + 1),
-                          messages=req.messages, overrides=req.overrides)
+                          messages=req.messages, overrides=req.overrides, early_stop_warmup=req.early_stop_warmup)
             for i in range(req.n)
         ]
-        outs = await asyncio.gather(*(self.sampler.agenerate([r]) for r in singles), return_exceptions=True)
+        outs = await asyncio.gather(*(sampler.agenerate([r]) for r in singles), return_exceptions=True)
         got = [o[0] for o in outs if not isinstance(o, BaseException)]
         errors = [first] + [str(o) for o in outs if isinstance(o, BaseException)]
         failed = req.n - len(got)
@@ -453,6 +486,7 @@ class Solver:
             stopped=s.stopped or "budget", candidates=list(s.candidates), chosen_index=index,
             failed_samples=s.failed, errors=s.errors,
             candidate_answers=[reps[c] if c >= 0 else None for c in ids], notes=list(s.notes),
+            early_stop=s.early_stop_report(),
         )
 
 

@@ -181,6 +181,12 @@ class SampleRequest(CheckedModel):
     overrides: Mapping[str, Any] | None = None
     """Backend request fields sent as they are over the config's (``temperature``, ``max_tokens``,
     ``stop``...): a proxy forwards its client's settings. ``n``, ``seed`` and ``model`` stay the caller's."""
+    early_stop_warmup: tuple[Float | None, ...] = ()
+    """With a calibrated early stop: the lowest group confidences of the problem's warm-up traces
+    drawn by earlier requests (the live solver's earlier rounds; None for a trace without
+    tokens). They count toward ``warmup``: this request runs only the warm-up traces still missing
+    and calibrates on all of them, so a question's threshold carries across rounds instead of
+    being calibrated again on each round's first traces. Ignored without early stop."""
 
     @field_validator("messages", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ import typer
 
 from ttscale.answers.equivalence import EquivalenceMode
 from ttscale.cli.console import err, handle_errors
+from ttscale.cli.sampling_options import early_stop_option_error, early_stop_params
 from ttscale.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -33,6 +34,9 @@ def banner(config: ServeConfig, host: str, port: int) -> list[str]:
     settings = [f"policy {config.policy}", f"n={config.n}"]
     settings += ["adaptive"] * config.adaptive + ["key required"] * (config.api_key is not None)
     settings += [f"scorer {config.scorer}"] if config.scorer else []
+    es = config.early_stop
+    if es is not None:
+        settings.append(f"early stop {'threshold ' + format(es.threshold, 'g') if es.threshold is not None else f'eta {es.eta:g}'}, window {es.window}")
     return [f"ttscale proxy  http://{host}:{port}/v1", f"  upstream     {config.upstream}", "  " + ", ".join(settings)]
 
 
@@ -72,6 +76,11 @@ def serve_command(
     keep_alive: Annotated[float, typer.Option("--keep-alive", help="Seconds an idle client connection stays open (uvicorn closes idle ones after 5 s by default; a client reusing one as it closes sees a reset).")] = 75.0,
     scorer: Annotated[str | None, typer.Option("--scorer", help="Score candidates for reward policies (best-of-n, weighted-majority): reward-model, vllm-reward, prm, vllm-prm, confidence, lowest-group-confidence or judge.")] = None,
     scorer_model: Annotated[str | None, typer.Option("--scorer-model", help="Local model folder of the scorer (reward model or PRM).")] = None,
+    early_stop_eta: Annotated[float | None, typer.Option("--early-stop-eta", help="Default early stop (DeepConf online) of requests without ttscale.early_stop: keep-top percentage of the warm-up traces whose lowest group confidence is the threshold, in (0, 100] (default 10 once any --early-stop-* is given).")] = None,
+    early_stop_window: Annotated[int | None, typer.Option("--early-stop-window", help="Default early stop: sliding window of the group confidence, in tokens (default 2048).")] = None,
+    early_stop_warmup: Annotated[int | None, typer.Option("--early-stop-warmup", help="Default early stop: traces per request run in full to calibrate the threshold (default 16).")] = None,
+    early_stop_threshold: Annotated[float | None, typer.Option("--early-stop-threshold", help="Default early stop: a fixed group-confidence threshold instead of warm-up calibration.")] = None,
+    early_stop_top_k: Annotated[int | None, typer.Option("--early-stop-top-k", help="Default early stop: top log-probs per token of the token confidence (1-20, default 20).")] = None,
     log_level: Annotated[LogLevel, typer.Option("--log-level", metavar="LEVEL", help="critical, error, warning, info, debug or trace. info: one line per proxied request (status, latency, upstream requests, samples, stop reason); warning: problems only.")] = LogLevel.INFO,
 ) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics in front of UPSTREAM."""
@@ -83,14 +92,19 @@ def serve_command(
     from ttscale.live.serve.config import ServeConfig
     from ttscale.live.serve.protocol import timed_protocol
 
-    config = ServeConfig(
-        upstream=upstream.rstrip("/"), policy=policy, n=n, max_n=max_n, max_request_samples=max_request_samples, adaptive=adaptive,
-        api_key=api_key or os.environ.get("TTSCALE_API_KEY") or None,
-        upstream_api_key=upstream_api_key or os.environ.get("TTSCALE_UPSTREAM_API_KEY") or os.environ.get("OPENAI_API_KEY") or None,
-        timeout=timeout, max_retries=max_retries, concurrency=concurrency, max_request_bytes=max_request_bytes, read_seconds=read_seconds,
-        temperature=temperature, max_tokens=max_tokens, price_in=price_in, price_out=price_out, equivalence=equivalence, answer_seconds=answer_seconds,
-        scorer=scorer, scorer_model=scorer_model,
-    )
+    early_stop = early_stop_params(eta=early_stop_eta, window=early_stop_window, warmup=early_stop_warmup,
+                                   threshold=early_stop_threshold, top_k=early_stop_top_k)
+    try:
+        config = ServeConfig(
+            upstream=upstream.rstrip("/"), policy=policy, n=n, max_n=max_n, max_request_samples=max_request_samples, adaptive=adaptive,
+            api_key=api_key or os.environ.get("TTSCALE_API_KEY") or None,
+            upstream_api_key=upstream_api_key or os.environ.get("TTSCALE_UPSTREAM_API_KEY") or os.environ.get("OPENAI_API_KEY") or None,
+            timeout=timeout, max_retries=max_retries, concurrency=concurrency, max_request_bytes=max_request_bytes, read_seconds=read_seconds,
+            temperature=temperature, max_tokens=max_tokens, price_in=price_in, price_out=price_out, equivalence=equivalence, answer_seconds=answer_seconds,
+            scorer=scorer, scorer_model=scorer_model, early_stop=early_stop,
+        )
+    except ConfigError as exc:  # the window against --max-tokens, in the options' names
+        raise early_stop_option_error(exc) from None
     if host not in ("127.0.0.1", "localhost", "::1") and config.api_key is None:
         err.print(f"[yellow]warning:[/] listening on {host} without --api-key:\n"
                   "  anyone who can reach it can spend your upstream budget", soft_wrap=True)

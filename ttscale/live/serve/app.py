@@ -57,7 +57,7 @@ from ttscale.live.serve.requests import ChatRequest, CompletionRequest, Prompt, 
 from ttscale.live.serve.responses import Endpoint, completion_response
 from ttscale.live.solution import Question, Solution, last_user_text
 from ttscale.live.solve import Solver
-from ttscale.sampling.backends.openai import ServerError
+from ttscale.sampling.backends.openai import ServerError, sent_max_tokens
 from ttscale.selection.fields import LOGPROBS, REWARDS
 from ttscale.selection.policy import Policy, load_policy, preset_names
 
@@ -268,13 +268,14 @@ class Proxy:
             raise HTTPError(400, f"{len(questions)} prompts x n={n} = {len(questions) * n} samples: expected at most "
                                  f"{c.max_request_samples} per request (the server's --max-request-samples)", param=param)
         greedy = questions[0].overrides is not None and questions[0].overrides.get("temperature") == 0
+        sampler = self._sampler(options, questions[0])
         try:
             samples = 1 if greedy else n
             budget = _budget(samples, c.adaptive if options.adaptive is None else options.adaptive,
                              min(samples, options.pilot or _DEFAULT_BUDGET.pilot), options.step or _DEFAULT_BUDGET.step,
                              options.confidence or _DEFAULT_BUDGET.confidence)
             async with asyncio.timeout(c.timeout):  # no task of its own, unlike wait_for
-                sols = await self.solver.solve(questions, budget, policy=policy)
+                sols = await self.solver.solve(questions, budget, policy=policy, sampler=sampler)
         except TimeoutError:
             raise HTTPError(504, f"upstream {c.upstream} did not answer within {c.timeout:g} s",
                             type_="upstream_error", code="upstream_timeout") from None
@@ -289,6 +290,16 @@ class Proxy:
                                  "(every sample would be the same)")
         access(request, sols)  # type: ignore[arg-type]
         return sols  # type: ignore[return-value]
+
+    def _sampler(self, options: RequestOptions, question: Question) -> Any:
+        """The request's sampler: the solver's, or a twin with the request's early stop (or the
+        server's default), whose window the traces' ``max_tokens`` must be able to fill."""
+        es = options.early_stop_or(self.config.early_stop)
+        limit = sent_max_tokens(question.overrides)
+        if es is not None and limit is not None and es.window > limit:
+            raise HTTPError(400, f"ttscale.early_stop.window={es.window}: expected at most max_tokens ({limit}): "
+                                 "a trace never fills a longer window, so it could never stop", param="ttscale.early_stop.window")
+        return self.solver.sampler.with_early_stop(es)  # type: ignore[attr-defined]
 
     def _respond(self, endpoint: Endpoint, body: ChatRequest | CompletionRequest, routed: Routed,
                  sols: list[Solution]) -> Response:

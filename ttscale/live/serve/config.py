@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field, StrictStr, field_validator, model_validator
 
 from ttscale.answers import EquivalenceMode
+from ttscale.early_stop.params import EarlyStopParams
 from ttscale.errors import ConfigError
 from ttscale.live.solve import check_policy_needs
 from ttscale.planning.cost import Prices
@@ -97,6 +98,8 @@ class ServeConfig(CheckedModel):
     None: requests for reward policies get a 400."""
     scorer_model: StrictStr | None = None
     """Local model folder of the scorer (reward model or PRM)."""
+    early_stop: EarlyStopParams | None = None
+    """Default online early stop of requests that send no ``ttscale.early_stop`` (None: off)."""
 
     @field_validator("upstream")
     @classmethod
@@ -130,6 +133,8 @@ class ServeConfig(CheckedModel):
                        max_tokens=self.max_tokens or 1)  # the sampler's own checks
         if (self.price_in is None) != (self.price_out is None):
             raise ConfigError("price_out" if self.price_out is None else "price_in", None, "both prices or neither")
+        if self.early_stop is not None and self.max_tokens is not None and self.early_stop.window > self.max_tokens:
+            raise ConfigError("early_stop.window", self.early_stop.window, f"at most max_tokens ({self.max_tokens})")
         if self.scorer is None and self.scorer_model is not None:
             raise ConfigError("scorer_model", self.scorer_model, "no model without a scorer kind (--scorer)")
         # The solver's check, here at start-up (the solver is built on the first request).

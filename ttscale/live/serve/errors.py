@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ttscale.early_stop.params import EarlyStopParams
 from ttscale.errors import ConfigError
 from ttscale.live.samplers import UpstreamRefused
 from ttscale.live.serve.options import UnknownField
@@ -93,6 +94,12 @@ def invalid_body(exc: RequestValidationError) -> HTTPError:
     if not param:
         return HTTPError(400, "request body must be a JSON object", code="invalid_json")
     _, value, expected = describe_error(exc)  # type: ignore[arg-type]  (the same errors() as pydantic's)
+    inner = (err.get("ctx") or {}).get("error")
+    if isinstance(inner, ConfigError) and "." in inner.parameter:
+        # A field's own validator names what inside it is wrong (ttscale.early_stop -> ttscale.early_stop.eta).
+        param = ".".join([*param.split(".")[:-1], inner.parameter])
+        if param.startswith("ttscale.early_stop.") and param.rsplit(".", 1)[1] not in EarlyStopParams.model_fields:
+            return HTTPError(400, str(UnknownField(param, value)), param=param)
     if err["type"] == "extra_forbidden":
         return HTTPError(400, str(UnknownField(param, value)) if param.startswith("ttscale.") else f"unknown field {param}",
                          param=param)

@@ -4,6 +4,10 @@ Body field (extra fields are refused, with their name)::
 
     {"model": "m", "messages": [...], "ttscale": {"policy": "best-of-majority", "n": 16, "adaptive": true}}
 
+``"early_stop": {"eta": 10, "window": 512, "warmup": 8}`` (the fields of
+:class:`~ttscale.early_stop.params.EarlyStopParams`) ends low-confidence traces while the upstream
+generates them; ``null`` turns a server default (``ttscale serve --early-stop-*``) off.
+
 Model-name prefix, for clients that cannot add body fields: ``ttscale/<policy>[@<n>[+adaptive]]/<model>``,
 e.g. ``ttscale/majority@16/Qwen/Qwen2.5-Math-7B`` or ``ttscale/confidence-vote@8+adaptive/m``
 (no commas: lm-eval splits its ``model_args`` on them; the older ``@8,adaptive`` still works).
@@ -14,10 +18,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
+from ttscale.early_stop.params import FIELDS as EARLY_STOP_FIELDS
+from ttscale.early_stop.params import EarlyStopParams, parse_early_stop
 from ttscale.errors import ConfigError
 from ttscale.validation import Bool, Float, FrozenModel, Int, validate
 
@@ -42,19 +48,29 @@ class RequestOptions(FrozenModel):
     """Adaptive: the ``default`` rule's confidence in (0.5, 1)."""
     candidates: Bool = False
     """Include every candidate's text and answer in the response's ``ttscale`` field."""
+    early_stop: Annotated[EarlyStopParams | None, BeforeValidator(parse_early_stop)] = None
+    """Online early stop (DeepConf): each trace is streamed from the upstream with its top-k
+    log-probs and closed once its group confidence falls below the threshold (calibrated on the
+    request's first ``warmup`` traces, or the fixed ``threshold``); stopped traces do not vote.
+    Unset: the server's default (``--early-stop-*``); null: off."""
+
+    def early_stop_or(self, default: EarlyStopParams | None) -> EarlyStopParams | None:
+        """The request's early stop: its own when it sent the field (null: off), else ``default``."""
+        return self.early_stop if "early_stop" in self.model_fields_set else default
 
 
 FIELDS = ", ".join(RequestOptions.model_fields)
 
 
 class UnknownField(ConfigError):
-    """A ``ttscale`` field that does not exist, said in the client's words."""
+    """A ``ttscale`` field (or ``ttscale.early_stop`` field) that does not exist, said in the client's words."""
 
     def __init__(self, parameter: str, value: Any) -> None:
-        super().__init__(parameter, value, f"one of the fields {FIELDS}")
+        self.block, self.fields = ("early_stop", EARLY_STOP_FIELDS) if parameter.startswith("ttscale.early_stop.") else ("ttscale", FIELDS)
+        super().__init__(parameter, value, f"one of the fields {self.fields}")
 
     def __str__(self) -> str:
-        return f"unknown field {self.parameter} (the ttscale fields are {FIELDS})"
+        return f"unknown field {self.parameter} (the {self.block} fields are {self.fields})"
 
 
 @dataclass(frozen=True)
@@ -81,6 +97,10 @@ def parse_options(raw: Any) -> RequestOptions:
     unknown = next((k for k in raw if k not in RequestOptions.model_fields), None)
     if unknown is not None:
         raise UnknownField(f"ttscale.{unknown}", raw[unknown])
+    early_stop = raw.get("early_stop")
+    unknown = next((k for k in early_stop if k not in EarlyStopParams.model_fields), None) if isinstance(early_stop, dict) else None
+    if unknown is not None:
+        raise UnknownField(f"ttscale.early_stop.{unknown}", early_stop[unknown])
     return validate(RequestOptions, raw, prefix="ttscale.")
 
 

@@ -114,13 +114,16 @@ class HFSampler:
         stop: list[str] | None = None,
         on_batch: ProgressCallback | None = None,
         early_stop: EarlyStopParams | None = None,
+        warmup_done: Sequence[Sequence[float | None]] | None = None,
     ) -> list[list[Generation]]:
         """``n`` generations for each prompt, in prompt order.
 
         ``temperature`` 0 means greedy decoding (all ``n`` generations are then equal).
         ``early_stop``: per prompt, the first ``warmup`` generations run in full and calibrate a
         threshold; the others end (finish ``low_confidence``) once their group confidence drops
-        below it (see :mod:`ttscale.early_stop`).
+        below it (see :mod:`ttscale.early_stop`). ``warmup_done``: per prompt, the lowest group
+        confidences of its warm-up traces drawn before (as many for every prompt); they count
+        toward ``warmup`` and calibrate the threshold with the new ones.
         """
         if isinstance(prompts, str):
             raise ConfigError("prompts", prompts, "a list of prompt strings, not one string")
@@ -135,6 +138,9 @@ class HFSampler:
         stop = [s for s in (stop or []) if s]
         if early_stop is not None and early_stop.window > max_new_tokens:
             raise ConfigError("early_stop.window", early_stop.window, f"at most max_new_tokens ({max_new_tokens})")
+        prior = [list(w) for w in warmup_done] if warmup_done is not None else [[] for _ in prompts]
+        if len(prior) != len(prompts) or len({len(w) for w in prior}) > 1:
+            raise ConfigError("warmup_done", warmup_done, "one list per prompt, all of the same length")
         settings = (temperature, top_p, max_new_tokens, stop)
         per_batch = max(1, self.batch_size // n)
         results: list[list[Generation]] = []
@@ -144,7 +150,7 @@ class HFSampler:
             if early_stop is None:
                 gens = self._rows(chunk, n, seed + first, settings)
             else:
-                gens = self._early_stop_rows(chunk, n, seed + first, settings, early_stop)
+                gens = self._early_stop_rows(chunk, n, seed + first, settings, early_stop, prior[first : first + per_batch])
             total_tokens += sum(g.tokens for row in gens for g in row)
             results.extend(gens)
             if on_batch is not None:
@@ -152,16 +158,17 @@ class HFSampler:
         return results
 
     def _early_stop_rows(self, chunk: list[str], n: int, batch_seed: int, settings: tuple[Any, ...],
-                         es: EarlyStopParams) -> list[list[Generation]]:
-        """Warm-up traces in full (calibrating each prompt's threshold), then the tracked ones
-        (seeded ``batch_seed + warm-up count``), per prompt warm-up first."""
-        warm, tracked = phase_split(n, es)
+                         es: EarlyStopParams, prior: list[list[float | None]]) -> list[list[Generation]]:
+        """Warm-up traces in full (calibrating each prompt's threshold with its ``prior`` ones),
+        then the tracked ones (seeded ``batch_seed + warm-up count``), per prompt warm-up first."""
+        warm, tracked = phase_split(n, es, len(prior[0]) if prior else 0)
         out: list[list[Generation]] = [[] for _ in chunk]
-        limits: list[float | None] = [es.threshold] * len(chunk)
+        lowest = [list(p) for p in prior]
         if warm:
             for i, row in enumerate(self._rows(chunk, warm, batch_seed, settings, conf_top_k=es.top_k, window=es.window)):
                 out[i] = row
-                limits[i] = tracked_threshold(es, [g.lowest_group_confidence for g in row])
+                lowest[i] += [g.lowest_group_confidence for g in row]
+        limits = [tracked_threshold(es, w) for w in lowest]
         if tracked:
             rows = self._rows(chunk, tracked, batch_seed + warm, settings, track=(es, [t for t in limits for _ in range(tracked)]))
             for i, row in enumerate(rows):

@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from ttscale.early_stop import (
     LOW_CONFIDENCE,
+    EarlyStopParams,
     GroupConfidenceTracker,
     below_threshold,
     phase_split,
@@ -155,6 +157,15 @@ _OWN_FIELDS = frozenset({"model", "n", "seed", "stream", "stream_options", "mess
 """Request fields the sampler sets itself; a request's ``overrides`` cannot change them."""
 
 
+def sent_max_tokens(overrides: Mapping[str, Any] | None) -> int | None:
+    """The ``max_tokens`` (or ``max_completion_tokens``) a request's overrides send, if any."""
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = (overrides or {}).get(key)
+        if is_int(value) and value > 0:
+            return int(value)
+    return None
+
+
 async def _all(coros: Iterable[Awaitable[T]]) -> list[T]:
     """Await all; on the first failure cancel the rest (unlike gather) and raise that failure itself."""
     try:
@@ -251,6 +262,23 @@ class OpenAISampler:
 
     def close(self) -> None:
         self._client = self._loop = None  # an async client can only be closed inside its loop: see aclose
+
+    def with_early_stop(self, params: EarlyStopParams | None) -> OpenAISampler:
+        """This sampler with another early stop (a proxy's requests each choose theirs), sharing its
+        client and call slots (``concurrency`` still bounds all calls). Call it inside the event loop
+        the sampler runs on. The config is copied, not validated again: the caller checks the
+        window against the ``max_tokens`` its requests send."""
+        if params == self.config.early_stop:
+            return self
+        self.client()  # made now, so the twin shares it (and aclose closes it once)
+        twin = copy.copy(self)
+        # Traces keep their log-probs with the early stop: the stream brings them anyway.
+        twin.config = self.config.model_copy(update={"early_stop": params, "logprobs": self.config.logprobs or params is not None})
+        return twin
+
+    def token_limit(self, req: SampleRequest) -> int:
+        """Most tokens a trace of ``req`` may bring: the ``max_tokens`` the call sends."""
+        return sent_max_tokens(req.overrides) or self.config.max_tokens
 
     async def list_models(self) -> list[Any]:
         """The server's ``/models`` entries (``id``, ``created``, ``owned_by``), asked once without
@@ -516,10 +544,11 @@ class OpenAISampler:
         es = self.config.early_stop
         assert es is not None
         start = time.perf_counter()
-        warm, _ = phase_split(req.n, es)
+        # The question's warm-up traces from earlier requests (the live solver's rounds) count toward warmup.
+        warm, tracked = phase_split(req.n, es, len(req.early_stop_warmup))
         seeds = [None if req.seed is None else (req.seed + i) % (MAX_SEED + 1) for i in range(req.n)]
         warm_runs = await _all(self._trace(req, s, None) for s in seeds[:warm])
-        limit = tracked_threshold(es, [t.lowest for t in warm_runs]) if warm else es.threshold
+        limit = tracked_threshold(es, [*req.early_stop_warmup, *(t.lowest for t in warm_runs)]) if tracked else None
         tracked_runs = await _all(self._trace(req, s, limit) for s in seeds[warm:])
         cands: list[Sample] = []
         for i, t in enumerate(warm_runs + tracked_runs):
@@ -562,7 +591,7 @@ class OpenAISampler:
         path, body = self.payload(req, 1, seed, stream=True)
         chat = path == "/chat/completions"
         stream = await client.post(path, cast_to=object, body=body, stream=True, stream_cls=openai.AsyncStream[object])
-        max_tokens = self.config.max_tokens
+        max_tokens = self.token_limit(req)
         max_chunks = 2 * max_tokens + 16
         tracker = GroupConfidenceTracker(es.window)
         trace = _Trace()

@@ -65,10 +65,11 @@ class HFAdapter(SyncSamplerMixin):
         results: dict[int, SampleResult] = {}
         unseeded = [i for i, r in enumerate(requests) if r.seed is None]
         groups = [[i] for i, r in enumerate(requests) if r.seed is not None]
-        # Unseeded prompts share calls only when they want the same n (num_return_sequences is per call).
-        by_n: dict[int, list[int]] = {}
+        # Unseeded prompts share calls only when they want the same n (num_return_sequences is per call)
+        # and have as many earlier warm-up traces (the warm-up/tracked split is per call too).
+        by_n: dict[tuple[int, int], list[int]] = {}
         for i in unseeded:
-            by_n.setdefault(requests[i].n, []).append(i)
+            by_n.setdefault((requests[i].n, len(requests[i].early_stop_warmup)), []).append(i)
         groups += list(by_n.values())
         c = self.config
         for group in groups:
@@ -80,7 +81,7 @@ class HFAdapter(SyncSamplerMixin):
                 max_new_tokens=c.max_tokens, stop=list(c.stop) or None,
                 # HFSampler needs an int seed; an unseeded group gets a fresh one (recorded on its samples).
                 seed=reqs[0].seed if reqs[0].seed is not None else random.randrange(MAX_SEED + 1),
-                early_stop=c.early_stop,
+                early_stop=c.early_stop, warmup_done=[r.early_stop_warmup for r in reqs],
             )
             elapsed = time.perf_counter() - start
             for i, req, prompt, outs in zip(group, reqs, prompts, gens):

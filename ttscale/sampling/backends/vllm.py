@@ -269,22 +269,24 @@ class VLLMSampler(SyncSamplerMixin):
         """
         es = self.config.early_stop
         assert es is not None
-        splits = [phase_split(r.n, es) for r in requests]
+        # A request's earlier warm-up traces (the live solver's earlier rounds) count toward warmup.
+        splits = [phase_split(r.n, es, len(r.early_stop_warmup)) for r in requests]
         warm_idx = [i for i, (w, _) in enumerate(splits) if w]
         warm_reqs = [requests[i].model_copy(update={"n": splits[i][0]}) for i in warm_idx]
         warm_runs = self._run(warm_reqs, [ids[i] for i in warm_idx], [self.sampling_params(r, logprobs=es.top_k) for r in warm_reqs])
         cands: dict[int, list[Sample]] = {i: [] for i in range(len(requests))}
         latency = [0.0] * len(requests)
         prompt_len = [0] * len(requests)
-        thresholds: dict[int, float | None] = {}
+        lowest: dict[int, list[float | None]] = {i: list(r.early_stop_warmup) for i, r in enumerate(requests)}
         for i, (outs, plen, lat) in zip(warm_idx, warm_runs):
-            lowest = [self._lowest_group(o) for o in outs]
-            cands[i] = [self._sample(o, lat, requests[i].seed, lowest_group_confidence=g) for o, g in zip(outs, lowest)]
+            new = [self._lowest_group(o) for o in outs]
+            cands[i] = [self._sample(o, lat, requests[i].seed, lowest_group_confidence=g) for o, g in zip(outs, new)]
             latency[i], prompt_len[i] = lat, plen
-            thresholds[i] = tracked_threshold(es, lowest)  # None (no tokens to calibrate on): not tracked
+            lowest[i] += new
         track_idx = [i for i, (_, t) in enumerate(splits) if t]
         track_reqs = [requests[i].model_copy(update={"n": splits[i][1], "seed": _shift(requests[i].seed, splits[i][0])}) for i in track_idx]
-        limits = [es.threshold if es.threshold is not None else thresholds[i] for i in track_idx]
+        # None (no tokens to calibrate on): not tracked
+        limits = [tracked_threshold(es, lowest[i]) for i in track_idx]
         track_runs = self._run(track_reqs, [ids[i] for i in track_idx],
                                [self.sampling_params(r, threshold=t) for r, t in zip(track_reqs, limits)])
         for i, req, limit, (outs, plen, lat) in zip(track_idx, track_reqs, limits, track_runs):
