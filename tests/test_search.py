@@ -342,3 +342,28 @@ def test_search_command_through_the_completions_endpoint(server_url: str, tmp_pa
     assert {r.id: [s.text for s in r.samples] for r in bank.records} == direct
     again = CliRunner().invoke(app, args)
     assert json.loads(again.stdout.strip().splitlines()[-1])["complete"] == 3  # resumable: nothing redone
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_bench_search_through_the_completions_endpoint_by_the_packaged_models_name(server_url: str, tmp_path: Path) -> None:
+    """``ttscale bench --backend openai --model arith-tiny --search beam`` against a server that loaded
+    the packaged model by its folder path: the name resolves to the server's id, sampling and search
+    both go through the endpoint."""
+    from ttscale.cli.app import app
+
+    out = tmp_path / "bench"
+    args = ["bench", "--out", str(out), "--backend", "openai", "--base-url", server_url, "--model", "arith-tiny",
+            "--dataset", "arith-hard", "--limit", "4", "--n", "4", "--search", "beam", "-p", "majority", "--json", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["sampled"]["samples"] == 16
+    assert summary["searched"]["problems"] == {"beam-w2-oracle.jsonl": 4, "beam-w4-oracle.jsonl": 4}
+    results = json.loads((out / "results.json").read_text())
+    assert [(p["method"], p["width"]) for p in results["search"]["points"]] == [("beam", 2), ("beam", 4)]
+    # A name the server does not serve is still refused, naming what it serves.
+    bad_args = ["bench", "--out", str(tmp_path / "bad"), "--backend", "openai", "--base-url", server_url, "--model", "no-such-model",
+                "--dataset", "arith-hard", "--limit", "4", "--n", "4", "-p", "majority"]
+    bad = CliRunner().invoke(app, bad_args)
+    assert bad.exit_code == 2 and "a model the server" in bad.output and "Traceback" not in bad.output

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from ttscale.arith.paths import is_embedded_model
 from ttscale.early_stop import (
     LOW_CONFIDENCE,
     EarlyStopParams,
@@ -311,7 +312,12 @@ class OpenAISampler:
                     raise ConfigError("model", None, f"a model name (the server at {self.base_url} lists none)")
                 self.model = models[0]
             elif models and self.model not in models:
-                raise ConfigError("model", self.model, f"a model the server at {self.base_url} serves: {', '.join(models)}")
+                # The packaged model by another of its names (``arith-tiny`` against a server that
+                # loaded its folder by path, or the reverse): the same weights, so the server's name.
+                same = [m for m in models if is_embedded_model(m)] if is_embedded_model(self.model) else []
+                if not same:
+                    raise ConfigError("model", self.model, f"a model the server at {self.base_url} serves: {', '.join(models)}")
+                self.model = same[0]
             self._checked = True
 
     # -- generation ------------------------------------------------------------------------------
