@@ -21,6 +21,12 @@ A request goes upstream as the client sent it, so a client gets what it would ge
   ``logprobs`` when asked for (``logprobs``; chat ``logprobs``/``top_logprobs``);
 - a request the upstream refuses (4xx) comes back with the upstream's status and error body.
 
+With an early stop (``"ttscale": {"early_stop": {...}}`` or ``--early-stop-*``) each sample is
+its own streamed upstream call with top-k log-probs, closed once its group confidence falls below
+the threshold (see :mod:`ttscale.early_stop`); the client's ``max_tokens`` bounds the window, the
+choices' ``logprobs`` are null (the stream's are read for the confidence, not kept) and
+``ttscale.early_stop`` says how many samples were stopped and what they generated.
+
 The parts: :mod:`~ttscale.live.serve.config` (settings), :mod:`~ttscale.live.serve.requests`
 (request bodies), :mod:`~ttscale.live.serve.options` (the request's policy and budget),
 :mod:`~ttscale.live.serve.responses`, :mod:`~ttscale.live.serve.errors` (OpenAI-style error
