@@ -82,6 +82,11 @@ def test_no_max_tokens_uses_the_upstreams_defaults(proxy: str, vllm_server: str,
     direct = sdk(vllm_server).completions.create(model=model, prompt=PROMPT, seed=7, n=8)
     assert resp.choices[0].text in [c.text for c in direct.choices]
     assert resp.usage.completion_tokens == direct.usage.completion_tokens
+    # vLLM's /v1/completions stops at 16 tokens by default: every candidate is cut, and the proxy says so.
+    if all(c.finish_reason == "length" for c in direct.choices):
+        assert any("stopped at max_tokens" in note for note in tts.get("notes", [])), tts
+    roomy = sdk(proxy).completions.create(model=model, prompt=PROMPT, seed=7, max_tokens=160).model_extra["ttscale"]
+    assert not any("max_tokens" in note for note in roomy.get("notes", []))
 
 
 def test_greedy_draws_one_sample_and_returns_n_choices(proxy: str, vllm_server: str, model: str) -> None:
@@ -148,3 +153,7 @@ def test_errors_in_the_clients_words(proxy: str, model: str) -> None:
         sdk(proxy).completions.create(model=model, prompt=PROMPT, max_tokens=100_000)
     message = err.value.body["message"]
     assert "max_tokens" in message and "256" in message and not message.startswith(("request=", "upstream"))
+    # a reward policy on a server without a scorer: the way to get one is the server's flag
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk(proxy).completions.create(model=model, prompt=PROMPT, extra_body={"ttscale": {"policy": "best-of-n"}})
+    assert "ttscale serve --scorer" in err.value.body["message"] and "scorer=..." not in err.value.body["message"]

@@ -161,6 +161,8 @@ class Solver:
     """
 
     answer_seconds: float | None = None
+    scorer_option: str = "scorer=..."
+    """How errors name the way to give this solver a scorer (the proxy: ``ttscale serve --scorer``)."""
 
     def __init__(
         self,
@@ -194,7 +196,7 @@ class Solver:
 
     def check_policy(self, policy: Policy) -> None:
         """Raise ConfigError when ``policy`` needs what this solver cannot give (a reference, rewards)."""
-        check_policy_needs(policy, scorer=self.scorer is not None, logprobs=self.logprobs)
+        check_policy_needs(policy, scorer=self.scorer is not None, logprobs=self.logprobs, scorer_option=self.scorer_option)
 
     # ------------------------------------------------------------------------------ public
 
@@ -479,13 +481,19 @@ class Solver:
         index = selection.sample
         text = s.candidates[index].text if index is not None else None
         cost = dollars(s.prompt_tokens, s.completion_tokens, self.prices) if self.prices is not None else None
+        notes = list(s.notes)
+        if s.candidates and all(c.finish == "length" for c in s.candidates):
+            # A server's default max_tokens can be tiny (vLLM's /v1/completions: 16): a unanimous
+            # vote of cut-off texts looks as sure as a right one.
+            notes.append(f"all {len(s.candidates)} candidates stopped at max_tokens (finish 'length'): their answers may be "
+                         "cut short; send a larger max_tokens")
         return Solution(
             answer=chosen[0] if chosen else None, answers=chosen, support=[float(x) for x in selection.support],
             text=text, vote=vote, samples=s.n, requests=s.requests, prompt_tokens=s.prompt_tokens,
             completion_tokens=s.completion_tokens, cost=cost, policy=policy.name,
             stopped=s.stopped or "budget", candidates=list(s.candidates), chosen_index=index,
             failed_samples=s.failed, errors=s.errors,
-            candidate_answers=[reps[c] if c >= 0 else None for c in ids], notes=list(s.notes),
+            candidate_answers=[reps[c] if c >= 0 else None for c in ids], notes=notes,
             early_stop=s.early_stop_report(),
         )
 

@@ -119,6 +119,7 @@ class Proxy:
                 scorer = _SerializedScorer(make_scorer(c.scorer, c.scorer_model))
             self._solver = Solver(sampler, preset(c.policy, "policy"), equivalence=c.equivalence, prices=c.prices,
                                   logprobs=True, scorer=scorer, answer_seconds=c.answer_seconds)
+            self._solver.scorer_option = "a server started with ttscale serve --scorer"
         return self._solver
 
     async def aclose(self) -> None:
