@@ -66,3 +66,42 @@ def test_live_workload_budget_stops_where_the_workload_rule_does(upstream: FakeU
     easy, hard = sols[-1], sols[:-1]
     assert easy.samples < np.mean([s.samples for s in hard])
     assert all(s.requests < s.samples for s in hard if s.samples > 3)  # drawn in rounds, not one by one
+
+
+def test_proxy_adaptive_requests_stop_on_the_servers_workload_prior(upstream: FakeUpstream, tmp_path: Path) -> None:
+    """``ttscale serve --workload-pilot BANK``: adaptive requests stop where WorkloadBayes on the
+    prior fitted on the pilot does; the flag's errors name it."""
+    import openai
+    from fake_upstream import ThreadServer
+    from typer.testing import CliRunner
+
+    from ttscale.cli.app import app
+    from ttscale.live.serve.app import create_app
+    from ttscale.live.serve.config import ServeConfig
+
+    K = 16
+    budget = Budget.from_pilot(_pilot(tmp_path / "pilot.jsonl"), samples=K, price=1e-3)
+    server = ThreadServer(create_app(ServeConfig(upstream=upstream.url, max_retries=1, timeout=10.0, n=K, adaptive=True,
+                                                 workload=budget.workload, workload_price=1e-3))).start()
+    rule = WorkloadBayes(1e-3, components=budget.workload)
+    try:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=30)
+        used = []
+        for i, prompt in enumerate([f"[hard] q{i}" for i in range(4)] + ["[easy] e"]):
+            resp = client.completions.create(model=MODEL, prompt=prompt, seed=i, extra_body={"ttscale": {"candidates": True}})
+            tts = resp.model_extra["ttscale"]
+            answers = [c["answer"] for c in tts["candidates"]]
+            ids: dict[str | None, int] = {}
+            seq = np.array([-1 if a is None else ids.setdefault(a, len(ids)) for a in answers])
+            traj = replace(vote_trajectories(seq[None, :]), horizon=K)
+            mask = rule.stop_mask(traj)[0] & (traj.v1[0] > 0)
+            assert tts["samples"] == (int(mask.argmax()) + 1 if mask.any() else K)
+            used.append(tts["samples"])
+        assert used[-1] < max(used[:-1])  # the easy one stops sooner
+    finally:
+        server.stop()
+    runner = CliRunner()
+    for args, needle in ((["--workload-pilot", str(tmp_path / "missing.jsonl")], "missing.jsonl"),
+                         (["--workload-pilot", str(tmp_path / "pilot.jsonl"), "--workload-price", "2"], "--workload-price")):
+        result = runner.invoke(app, ["serve", "--upstream", upstream.url, *args])
+        assert result.exit_code == 2 and needle in result.output and "Traceback" not in result.output, result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
@@ -33,6 +34,7 @@ def banner(config: ServeConfig, host: str, port: int) -> list[str]:
     """The start-up lines, each short enough for an 80-column terminal (URLs on lines of their own)."""
     settings = [f"policy {config.policy}", f"n={config.n}"]
     settings += ["adaptive"] * config.adaptive + ["key required"] * (config.api_key is not None)
+    settings += [f"workload prior (price {config.workload_price:g})"] if config.workload is not None else []
     settings += [f"scorer {config.scorer}"] if config.scorer else []
     es = config.early_stop
     if es is not None:
@@ -81,6 +83,8 @@ def serve_command(
     early_stop_warmup: Annotated[int | None, typer.Option("--early-stop-warmup", help="Default early stop: traces per request run in full to calibrate the threshold (default 16).")] = None,
     early_stop_threshold: Annotated[float | None, typer.Option("--early-stop-threshold", help="Default early stop: a fixed group-confidence threshold instead of warm-up calibration.")] = None,
     early_stop_top_k: Annotated[int | None, typer.Option("--early-stop-top-k", help="Default early stop: top log-probs per token of the token confidence (1-20, default 20).")] = None,
+    workload_pilot: Annotated[Path | None, typer.Option("--workload-pilot", help="A pilot bank of this workload's questions (votes only): adaptive requests stop by the Bayes-optimal rule under the workload prior fitted on it (`workload` in `ttscale simulate`) instead of the default rule.")] = None,
+    workload_price: Annotated[float, typer.Option("--workload-price", help="With --workload-pilot: the accuracy one more sample must buy, in (0, 1); lower spends more.")] = 0.01,
     log_level: Annotated[LogLevel, typer.Option("--log-level", metavar="LEVEL", help="critical, error, warning, info, debug or trace. info: one line per proxied request (status, latency, upstream requests, samples, stop reason); warning: problems only.")] = LogLevel.INFO,
 ) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics in front of UPSTREAM."""
@@ -94,6 +98,15 @@ def serve_command(
 
     early_stop = early_stop_params(eta=early_stop_eta, window=early_stop_window, warmup=early_stop_warmup,
                                    threshold=early_stop_threshold, top_k=early_stop_top_k)
+    workload = None
+    if workload_pilot is not None:
+        from ttscale.live.budget import Budget
+
+        try:
+            workload = Budget.from_pilot(workload_pilot, samples=max_n, price=workload_price).workload
+        except ConfigError as exc:
+            raise ConfigError("--workload-pilot" if exc.parameter != "budget.price" else "--workload-price",
+                              exc.value, exc.expected) from None
     try:
         config = ServeConfig(
             upstream=upstream.rstrip("/"), policy=policy, n=n, max_n=max_n, max_request_samples=max_request_samples, adaptive=adaptive,
@@ -101,7 +114,7 @@ def serve_command(
             upstream_api_key=upstream_api_key or os.environ.get("TTSCALE_UPSTREAM_API_KEY") or os.environ.get("OPENAI_API_KEY") or None,
             timeout=timeout, max_retries=max_retries, concurrency=concurrency, max_request_bytes=max_request_bytes, read_seconds=read_seconds,
             temperature=temperature, max_tokens=max_tokens, price_in=price_in, price_out=price_out, equivalence=equivalence, answer_seconds=answer_seconds,
-            scorer=scorer, scorer_model=scorer_model, early_stop=early_stop,
+            scorer=scorer, scorer_model=scorer_model, early_stop=early_stop, workload=workload, workload_price=workload_price,
         )
     except ConfigError as exc:  # the window against --max-tokens, in the options' names
         raise early_stop_option_error(exc) from None

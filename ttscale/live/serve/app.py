@@ -105,6 +105,8 @@ class Proxy:
         # Presets /v1/models lists: not evaluation-only, and reward policies only with a scorer.
         have = {LOGPROBS, REWARDS} if config.scorer else {LOGPROBS}
         self.served = [name for name in preset_names() if not load_policy(name).missing(have)]
+        self._budget = functools.lru_cache(maxsize=256)(functools.partial(_budget, workload=config.workload, price=config.workload_price))
+        """A request's budget (frozen, so shared: validating one per request cost 0.1 ms)."""
 
     @property
     def solver(self) -> Solver:
@@ -278,7 +280,7 @@ class Proxy:
         sampler = self._sampler(options, questions[0])
         try:
             samples = 1 if greedy else n
-            budget = _budget(samples, c.adaptive if options.adaptive is None else options.adaptive,
+            budget = self._budget(samples, c.adaptive if options.adaptive is None else options.adaptive,
                              min(samples, options.pilot or _DEFAULT_BUDGET.pilot), options.step or _DEFAULT_BUDGET.step,
                              options.confidence or _DEFAULT_BUDGET.confidence)
             async with asyncio.timeout(c.timeout):  # no task of its own, unlike wait_for
@@ -318,10 +320,11 @@ class Proxy:
 _DEFAULT_BUDGET = Budget()
 
 
-@functools.lru_cache(maxsize=256)
-def _budget(samples: int, adaptive: bool, pilot: int, step: int, confidence: float) -> Budget:
-    """A request's budget (frozen, so shared: validating one per request cost 0.1 ms)."""
-    return Budget(samples=samples, adaptive=adaptive, pilot=pilot, step=step, confidence=confidence)
+def _budget(samples: int, adaptive: bool, pilot: int, step: int, confidence: float, *,
+            workload: tuple[tuple[float, float, float, float], ...] | None = None, price: float = 0.01) -> Budget:
+    """A request's budget; adaptive ones stop on the server's workload prior when it has one."""
+    return Budget(samples=samples, adaptive=adaptive, pilot=pilot, step=step, confidence=confidence,
+                  workload=workload if adaptive else None, price=price)
 
 
 def _ask_logprobs(overrides: dict[str, Any], body: ChatRequest | CompletionRequest, policy: Policy) -> None:

@@ -66,6 +66,12 @@ class ServeConfig(CheckedModel):
     must not turn one client request into 16,000 upstream samples."""
     adaptive: Bool = False
     """Default: stop early when the vote is settled."""
+    workload: tuple[tuple[Float, Float, Float, Float], ...] | None = Field(None, repr=False)
+    """Adaptive requests stop by the Bayes-optimal rule under this workload prior (``Budget.workload``,
+    fitted on a pilot bank by ``ttscale serve --workload-pilot BANK``) instead of the ``default``
+    rule; None: the ``default`` rule."""
+    workload_price: Float = Field(0.01, gt=0, lt=1)
+    """With ``workload``: the accuracy one more sample must buy (``Budget.price``); lower spends more."""
     timeout: Float = Field(120.0, gt=0)
     """Seconds a client request may wait for the upstream before a 504."""
     max_retries: Int = Field(2, ge=0)
