@@ -199,7 +199,8 @@ def run_cases(p: Probe, dead_proxy: str) -> None:
             f"{len(r.choices)} choice, {t['samples']} samples, vote {t['vote']}, answer {t['answer']!r} (right: {RIGHT}), "
             f"finish_reason {r.choices[0].finish_reason}, {r.usage.completion_tokens / t['samples']:g} completion tokens per "
             f"sample; vLLM direct, same request with n={t['samples']}: {d.usage.completion_tokens / len(d.choices):g} per "
-            f"sample, finish_reason {'/'.join(map(str, finishes))} (vLLM's /v1/completions default max_tokens is 16)"), {
+            f"sample, finish_reason {'/'.join(map(str, finishes))} (vLLM's /v1/completions default max_tokens is 16); "
+            f"notes: {'; '.join(t.get('notes', [])) or 'none'}"), {
             "ttscale": t, "direct_completion_tokens": d.usage.completion_tokens}
 
     def c2() -> tuple[int, str, dict[str, Any]]:

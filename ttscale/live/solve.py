@@ -485,8 +485,8 @@ class Solver:
         if s.candidates and all(c.finish == "length" for c in s.candidates):
             # A server's default max_tokens can be tiny (vLLM's /v1/completions: 16): a unanimous
             # vote of cut-off texts looks as sure as a right one.
-            notes.append(f"all {len(s.candidates)} candidates stopped at max_tokens (finish 'length'): their answers may be "
-                         "cut short; send a larger max_tokens")
+            which = "the only candidate" if len(s.candidates) == 1 else f"all {len(s.candidates)} candidates"
+            notes.append(f"{which} stopped at max_tokens (finish 'length'): answers may be cut short; send a larger max_tokens")
         return Solution(
             answer=chosen[0] if chosen else None, answers=chosen, support=[float(x) for x in selection.support],
             text=text, vote=vote, samples=s.n, requests=s.requests, prompt_tokens=s.prompt_tokens,
