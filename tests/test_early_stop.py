@@ -158,6 +158,22 @@ def test_stopped_traces_do_not_vote(tmp_path: Path) -> None:
     assert result["tokens"] == [42.0]  # their tokens are still paid
 
 
+def test_stopped_traces_vote_with_their_partial_answers_when_asked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ttscale import evaluate, read_bank
+    from ttscale.cli.app import app
+
+    path = _stopped_bank(tmp_path / "bank.jsonl")
+    counted = read_bank(path, count_stopped=True)
+    assert counted.count_stopped and counted.candidates[0].counts().tolist() == [2, 3]  # "5" twice, partial "7" thrice
+    assert evaluate(counted, ["majority"], k=[5]).to_json()["policies"]["majority"]["accuracy"] == [0.0]
+    runner = CliRunner()
+    default = json.loads(runner.invoke(app, ["eval", str(path), "--json"]).stdout)
+    asked = json.loads(runner.invoke(app, ["eval", str(path), "--json", "--count-stopped"]).stdout)
+    assert default["policies"]["majority"]["accuracy"][-1] == 1.0 and asked["policies"]["majority"]["accuracy"][-1] == 0.0
+
+
 # -- transformers -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -54,6 +54,8 @@ class GradedBank:
     """Where correctness came from."""
     scorer: str | None
     """The samples' ``rewards[NAME]`` used as their reward (None: ``reward``)."""
+    count_stopped: bool = False
+    """Whether early-stopped traces vote with their partial answers (default: they do not vote)."""
 
     @property
     def path(self) -> Path:
@@ -75,15 +77,17 @@ def read_bank(
     grade: GradeSource | str = GradeSource.AUTO,
     scorer: str | None = None,
     progress: Callable[[int], None] | None = None,
+    count_stopped: bool = False,
 ) -> GradedBank:
     """Read a bank file (JSONL, one problem per line) and grade every problem's samples.
 
     ``equivalence``: ``math`` (math-verify) or ``string``; ``grade``: correctness from ``auto`` (the
     reference when there is one), ``reference`` or ``field`` (the samples' ``correct``); ``scorer``:
-    reward name. ``progress`` is called with 1 after each problem.
+    reward name. ``count_stopped``: traces the online early stop ended vote with the answer their
+    partial text reached (by default they do not vote). ``progress`` is called with 1 after each problem.
     """
-    bank, candidates = load_candidates(Path(path), equivalence, grade, scorer, progress=progress)
-    return GradedBank(bank, candidates, EquivalenceMode(equivalence), GradeSource(grade), scorer)
+    bank, candidates = load_candidates(Path(path), equivalence, grade, scorer, progress=progress, count_stopped=count_stopped)
+    return GradedBank(bank, candidates, EquivalenceMode(equivalence), GradeSource(grade), scorer, count_stopped)
 
 
 def _graded(bank: BankLike, equivalence: EquivalenceMode | str | None, grade: GradeSource | str | None,

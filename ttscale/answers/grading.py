@@ -17,9 +17,11 @@ from ttscale.answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode
 from ttscale.answers.candidates import Candidates
 from ttscale.errors import BankFormatError, ConfigError
 
+from ttscale.records.finish import LOW_CONFIDENCE
+
 if TYPE_CHECKING:  # the records layer (pydantic models) loads only when a bank is read
     from ttscale.records.bank import Bank
-    from ttscale.records.models import Record
+    from ttscale.records.models import Record, Sample
 
 
 class GradeSource(str, Enum):
@@ -54,9 +56,12 @@ def record_candidates(
     grade: GradeSource = GradeSource.AUTO,
     scorer: str | None = None,
     path: Path | None = None,
+    count_stopped: bool = False,
 ) -> Candidates:
-    """One record's :class:`Candidates` (class ids, class correctness, rewards, confidences, tokens)."""
-    answers = [s.answer for s in record.samples]
+    """One record's :class:`Candidates` (class ids, class correctness, rewards, confidences, tokens).
+    ``count_stopped``: traces the online early stop ended vote with the answer their partial text
+    had reached (``partial_answer``) instead of none."""
+    answers = [_answer(s, count_stopped) for s in record.samples]
     classes, representatives = classifier.classify(answers)
     classes = np.asarray(classes, dtype=np.int64)
     use_reference = grade is GradeSource.REFERENCE or (grade is GradeSource.AUTO and record.reference is not None)
@@ -90,6 +95,13 @@ def record_candidates(
     )
 
 
+def _answer(sample: Sample, count_stopped: bool) -> str | None:
+    if count_stopped and sample.answer is None and sample.finish == LOW_CONFIDENCE:
+        partial = (sample.model_extra or {}).get("partial_answer")
+        return partial if isinstance(partial, str) else None
+    return sample.answer
+
+
 def _trajectories(record: Record, path: Path | None) -> tuple[np.ndarray, ...] | None:
     """The samples' decoded ``token_confidence`` arrays: on every sample or on none."""
     texts = [getattr(s, "token_confidence", None) for s in record.samples]
@@ -113,11 +125,12 @@ def bank_candidates(
     scorer: str | None = None,
     path: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    count_stopped: bool = False,
 ) -> list[Candidates]:
     """:func:`record_candidates` for every record of a bank."""
     out = []
     for record in records:
-        out.append(record_candidates(record, classifier, grade=grade, scorer=scorer, path=path))
+        out.append(record_candidates(record, classifier, grade=grade, scorer=scorer, path=path, count_stopped=count_stopped))
         if progress is not None:
             progress(1)
     return out
@@ -129,11 +142,13 @@ def load_candidates(
     grade: GradeSource | str = GradeSource.AUTO,
     scorer: str | None = None,
     progress: Callable[[int], None] | None = None,
+    count_stopped: bool = False,
 ) -> tuple[Bank, list[Candidates]]:
     """Read a bank file and grade it: (the bank's records, one :class:`Candidates` per problem).
 
     ``equivalence`` decides which answers are one class; ``grade`` where correctness comes from;
-    ``scorer`` names the samples' ``rewards[NAME]`` used as their reward (None: ``reward``).
+    ``scorer`` names the samples' ``rewards[NAME]`` used as their reward (None: ``reward``);
+    ``count_stopped`` lets early-stopped traces vote with their partial answers.
     A skipped truncated last line is logged by :func:`~ttscale.records.bank.read_bank` and left in
     ``Bank.truncated_line`` for callers that report it.
     """
@@ -143,7 +158,8 @@ def load_candidates(
     source = _choice("grade", grade, GradeSource)
     data = read_bank(path)
     classifier = AnswerClassifier(EquivalenceConfig(mode=mode))
-    problems = bank_candidates(data.records, classifier, grade=source, scorer=scorer, path=data.path, progress=progress)
+    problems = bank_candidates(data.records, classifier, grade=source, scorer=scorer, path=data.path, progress=progress,
+                               count_stopped=count_stopped)
     return data, problems
 
 

@@ -82,6 +82,7 @@ def read_graded_bank(
     scorer: str | None = None,
     *,
     quiet: bool = False,
+    count_stopped: bool = False,
 ) -> GradedBank:
     """:func:`ttscale.offline.read_bank` with a progress bar on stderr, and a skipped truncated last
     line reported there."""
@@ -89,7 +90,8 @@ def read_graded_bank(
 
     with progress_bar(disable=quiet) as bar:
         task = bar.add_task("answer classes", total=None)
-        data = read_bank(bank, equivalence=equivalence, grade=grade, scorer=scorer, progress=lambda step: bar.advance(task, step))
+        data = read_bank(bank, equivalence=equivalence, grade=grade, scorer=scorer, count_stopped=count_stopped,
+                         progress=lambda step: bar.advance(task, step))
     if data.bank.truncated_line is not None:
         err.print(f"[yellow]warning:[/] {bank}, line {data.bank.truncated_line}: truncated last line skipped")
     return data

@@ -8,10 +8,8 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from ttscale.errors import ConfigError
+from ttscale.records.finish import LOW_CONFIDENCE
 from ttscale.validation import CheckedModel, Float, Int, validate
-
-LOW_CONFIDENCE = "low_confidence"
-"""The finish reason of a trace the early stop ended (a bank sample's ``finish``)."""
 
 
 class EarlyStopParams(CheckedModel):

@@ -67,6 +67,7 @@ def eval_command(
     equivalence: Annotated[EquivalenceMode, typer.Option("--equivalence", help="Answer equivalence: math (math-verify) or string.")] = EquivalenceMode.MATH,
     grade: Annotated[GradeSource, typer.Option("--grade", help="Correctness from: auto, reference, field (the samples' 'correct').")] = GradeSource.AUTO,
     scorer: Annotated[str | None, typer.Option("--scorer", help="Named reward (samples' rewards.NAME) instead of 'reward'.")] = None,
+    count_stopped: Annotated[bool, typer.Option("--count-stopped", help="Traces the online early stop ended vote with the answer their partial text reached (by default they do not vote).")] = False,
     draws: Annotated[int, typer.Option("--draws", min=1, help="Resampling draws per problem and k for policies without a closed form.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of resampling estimates.")] = 0,
 ) -> None:
@@ -80,7 +81,7 @@ def eval_command(
     ks = parse_k_list(k)
     check_plot_path(plot)
     policies = [load_policy(name) for name in dict.fromkeys(["majority", *(policy or [])])]
-    data = read_graded_bank(bank, equivalence, grade, scorer)
+    data = read_graded_bank(bank, equivalence, grade, scorer, count_stopped=count_stopped)
     _note_search_bank(bank, data.bank.records)
     sizes = [c.n for c in data.candidates]
     if sizes and any(exact_form(p) is None for p in policies):  # only resampled policies use --draws
