@@ -17,6 +17,7 @@ from ttscale.adaptive.simulate import ReplayPool, RulePoint, summarize
 from ttscale.answers.candidates import Candidates
 from ttscale.early_stop.params import EarlyStopParams
 from ttscale.early_stop.trajectory import Trace, replay_early_stop
+from ttscale.records.confidences import decode_confidences
 
 EARLY_STOP_RULE = "deepconf-online"
 """The replayed rule's name in ``simulate``'s output; its ``param`` is ``eta``."""
@@ -46,7 +47,7 @@ def early_stop_rule(problems: Sequence[Candidates], params: EarlyStopParams | No
     def run(pool: ReplayPool) -> list[RulePoint]:
         assert pool.orders is not None
         kept = [p for p in problems if p.n >= pool.k]  # the questions the pool kept, in order
-        traces = [[Trace.of(c, es.window) for c in p.token_confidence or ()] for p in kept]
+        traces = [[Trace.of(decode_confidences(c), es.window) for c in p.token_confidence or ()] for p in kept]
         Q, R, K = pool.sequences.shape
         points = []
         for eta in etas:

@@ -34,9 +34,11 @@ class Candidates:
     """int64 (n,): generated tokens per sample, or None when unknown."""
     answers: tuple[str, ...] = field(default=())
     """Representative answer string per class (for display only; len C)."""
-    token_confidence: tuple[np.ndarray, ...] | None = None
-    """Per sample, float64 (tokens,) token confidences (``-mean`` top-k log-prob at each generated
-    token), or None: what the offline replay of online early stop reads."""
+    token_confidence: tuple[str, ...] | None = None
+    """Per sample, its token confidences (``-mean`` top-k log-prob at each generated token) as the
+    bank stores them (:func:`~ttscale.records.confidences.decode_confidences` reads one), or None:
+    what the offline replay of online early stop reads. Kept encoded: 4 bytes a token instead of 8,
+    and decoded only by the replay."""
 
     @property
     def n(self) -> int:

@@ -102,8 +102,8 @@ def _answer(sample: Sample, count_stopped: bool) -> str | None:
     return sample.answer
 
 
-def _trajectories(record: Record, path: Path | None) -> tuple[np.ndarray, ...] | None:
-    """The samples' decoded ``token_confidence`` arrays: on every sample or on none."""
+def _trajectories(record: Record, path: Path | None) -> tuple[str, ...] | None:
+    """The samples' ``token_confidence`` fields (validated when read): on every sample or on none."""
     texts = [getattr(s, "token_confidence", None) for s in record.samples]
     if all(t is None for t in texts):
         return None
@@ -112,9 +112,7 @@ def _trajectories(record: Record, path: Path | None) -> tuple[np.ndarray, ...] |
         raise BankFormatError(path or "<bank>", None, f"samples.{missing}.token_confidence",
                               f"'token_confidence' on every sample of problem {record.id!r} or on none",
                               f"{sum(t is not None for t in texts)} of {len(texts)} samples have it")
-    from ttscale.records.confidences import decode_confidences
-
-    return tuple(decode_confidences(t) for t in texts)  # type: ignore[arg-type]
+    return tuple(texts)  # type: ignore[arg-type]
 
 
 def bank_candidates(
