@@ -329,3 +329,48 @@ def test_a_trace_tied_with_the_threshold_is_not_stopped() -> None:
     assert not below_threshold(limit * (1 - 1e-7), limit)  # the same trace, rounded in float32 by an engine
     assert below_threshold(limit - 0.01, limit)
     assert not below_threshold(None, limit) and not below_threshold(1.0, None)
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_token_confidences_over_http_replay_what_the_streamed_early_stop_does(vllm_url: str) -> None:
+    """``token_confidence`` through the server (one call with n and top log-probs per token), replayed
+    offline, stops the traces the streamed early stop with the same seeds stops, at the same token
+    or a few later (a stream is closed at the chunk that crossed the threshold)."""
+    from ttscale.arith.paths import resolve_model
+    from ttscale.early_stop.trajectory import Trace, decode_confidences, replay_early_stop
+    from ttscale.records.datasets import load_dataset
+    from ttscale.sampling.model_defaults import sampling_defaults
+
+    own = sampling_defaults(resolve_model("arith-tiny"))
+    base = dict(template=own["template"], temperature=own["temperature"], max_tokens=own["max_tokens"])
+    problems = load_dataset("arith-hard", limit=3)
+    requests = [SampleRequest(id=p.id, problem=p.problem, n=8, seed=100 * i) for i, p in enumerate(problems)]
+    stored = OpenAISampler(None, SamplingConfig(**base, token_confidence=20), base_url=vllm_url).generate(requests)
+    es = EarlyStopParams(eta=10, window=8, warmup=4)
+    online = OpenAISampler(None, SamplingConfig(**base, early_stop=es), base_url=vllm_url, concurrency=2).generate(requests)
+    stopped = 0
+    for s, o in zip(stored, online):
+        traces = [decode_confidences(c.token_confidence or "") for c in s.candidates]
+        assert [t.size for t in traces] == [c.tokens for c in s.candidates]
+        replay = replay_early_stop([Trace.of(t, es.window) for t in traces], eta=es.eta, warmup=es.warmup)
+        assert [c.text for c in s.candidates[:4]] == [c.text for c in o.candidates[:4]]  # same seeds, same warm-up traces
+        assert replay.threshold == pytest.approx(o.candidates[4].early_stop_threshold, rel=1e-5)  # type: ignore[attr-defined]
+        assert replay.stopped.tolist() == [c.finish == LOW_CONFIDENCE for c in o.candidates]
+        for at, c in zip(replay.tokens.tolist(), o.candidates):
+            assert at <= (c.tokens or 0)  # the client saw the drop at this token or in a later chunk
+        stopped += int(replay.stopped.sum())
+    assert stopped > 0
+
+
+def test_token_confidences_need_top_logprobs_from_the_server() -> None:
+    """A server that returns log-probs but not the top ones (completions: null; chat: empty lists):
+    a ConfigError naming ``token_confidence``, not samples without it."""
+    from fake_upstream import MODEL, FakeUpstream
+
+    with FakeUpstream() as up:
+        for chat in (False, True):
+            config = SamplingConfig(token_confidence=5, prompt_format="chat" if chat else "raw", max_tokens=32)
+            with pytest.raises(ConfigError, match="token_confidence") as err:
+                OpenAISampler(MODEL, config, base_url=up.url, max_retries=0).generate([SampleRequest("q", "What is 2+2?", 2, 1)])
+            assert "top-5 log-probs" in str(err.value)

@@ -99,7 +99,7 @@ class SamplingConfig(CheckedModel):
     token_confidence: Annotated[Int, Field(ge=1, le=20)] | None = None
     """Store each sample's per-token confidence from this many top log-probs per token (1-20) as
     ``token_confidence``, so ``ttscale simulate`` can replay online early stop on the bank (None:
-    not stored); vllm backend only, and not together with ``early_stop``."""
+    not stored); vllm and openai backends, not together with ``early_stop``."""
 
     @field_validator("stop", mode="before")
     @classmethod

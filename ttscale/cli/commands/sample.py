@@ -63,7 +63,7 @@ def sample_command(
     early_stop_warmup: Annotated[int | None, typer.Option("--early-stop-warmup", help="Early stop: traces per problem run in full to calibrate the threshold (default 16); the rest stop once below it.")] = None,
     early_stop_threshold: Annotated[float | None, typer.Option("--early-stop-threshold", help="Early stop: a fixed group-confidence threshold instead of warm-up calibration.")] = None,
     early_stop_top_k: Annotated[int | None, typer.Option("--early-stop-top-k", help="Early stop: top log-probs per token of the token confidence (1-20, default 20).")] = None,
-    token_confidence: Annotated[int | None, typer.Option("--token-confidence", help="vllm: store each sample's per-token confidence from this many top log-probs (1-20), so `ttscale simulate` replays the early stop on the bank.")] = None,
+    token_confidence: Annotated[int | None, typer.Option("--token-confidence", help="vllm, openai: store each sample's per-token confidence from this many top log-probs (1-20), so `ttscale simulate` replays the early stop on the bank.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:

@@ -30,6 +30,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from ttscale.arith.paths import is_embedded_model
+from ttscale.records.confidences import encode_confidences
 from ttscale.early_stop import (
     LOW_CONFIDENCE,
     EarlyStopParams,
@@ -417,6 +418,8 @@ class OpenAISampler:
         except openai.BadRequestError as exc:
             if self.config.early_stop is not None and "logprob" in str(exc).lower():
                 raise self._no_logprobs(req, describe_failure(exc)) from None
+            if self.config.token_confidence is not None and "logprob" in str(exc).lower():
+                raise self._no_top_logprobs(req, describe_failure(exc)) from None
             if not (self.logprobs_ok and self.config.logprobs and "logprob" in str(exc).lower()):
                 raise
             log.warning("%s rejects logprobs (%s): sampling without them", self.base_url, describe_failure(exc))
@@ -458,6 +461,10 @@ class OpenAISampler:
         body.update(model=(req.overrides or {}).get("model") or self.model, n=n)
         if seed is not None:
             body["seed"] = seed
+        if c.token_confidence is not None and not stream:
+            body["logprobs"] = c.token_confidence if not chat else True
+            if chat:
+                body["top_logprobs"] = c.token_confidence
         if stream:
             body.update(stream=True, stream_options={"include_usage": True})
             if self.config.early_stop is not None:
@@ -527,9 +534,46 @@ class OpenAISampler:
                 tokens = usage_count(usage, "completion_tokens") if n1 else None
                 logprob = None
             finish = choice.get("finish_reason")
+            confs = None
+            if self.config.token_confidence is not None:
+                confs = encode_confidences(self._choice_confidences(lp, "message" in choice, req, i))
             cands.append(make_sample(text, tokens=tokens, logprob=logprob, finish=finish if isinstance(finish, str) else None,
-                                     latency=latency, seed=seed))
+                                     latency=latency, seed=seed, token_confidence=confs))
         return cands
+
+    def _choice_confidences(self, lp: Any, chat: bool, req: SampleRequest, i: int) -> list[float]:
+        """One choice's token confidences from its top log-probs (``token_confidence``)."""
+        k = self.config.token_confidence
+        assert k is not None
+        if not isinstance(lp, dict):
+            raise self._no_top_logprobs(req, f"sent no log-probs for choice {i}")
+        if chat:
+            content = lp.get("content")
+            if not isinstance(content, list):
+                raise self._malformed(req, f"choices[{i}].logprobs.content", "a list", content)
+            rows = []
+            for j, entry in enumerate(content):
+                if not isinstance(entry, dict) or not isinstance(entry.get("top_logprobs"), list) or not entry["top_logprobs"]:
+                    raise self._no_top_logprobs(req, f"sent no `choices[{i}].logprobs.content[{j}].top_logprobs`")
+                rows.append(([t.get("logprob") if isinstance(t, dict) else t for t in entry["top_logprobs"]],
+                             f"choices[{i}].logprobs.content[{j}].top_logprobs"))
+        else:
+            top = lp.get("top_logprobs")
+            if not isinstance(top, list):
+                raise self._no_top_logprobs(req, f"sent no `choices[{i}].logprobs.top_logprobs`")
+            rows = []
+            for j, position in enumerate(top):
+                if not isinstance(position, dict) or not position:
+                    raise self._malformed(req, f"choices[{i}].logprobs.top_logprobs[{j}]", "an object of token: log-prob", position)
+                rows.append((list(position.values()), f"choices[{i}].logprobs.top_logprobs[{j}]"))
+        return [self._confidence(req, values, k, where) for values, where in rows]
+
+    def _no_top_logprobs(self, req: SampleRequest, why: str) -> ConfigError:
+        k = self.config.token_confidence
+        return ConfigError("token_confidence", {"top_k": k, "backend": "openai"},
+                           f"a server that returns the top-{k} log-probs of each token (request field `logprobs`); "
+                           f"{self.base_url} {why} for request {req.id!r}: use a server that returns logprobs (vLLM, "
+                           "SGLang) or sample without --token-confidence")
 
     # -- early stop: streamed traces ------------------------------------------------------------
 

@@ -139,7 +139,7 @@ def _ray(model: str | None, config: SamplingConfig, **options: Any) -> Sampler:
 
 EARLY_STOP_BACKENDS = ("vllm", "hf", "openai")
 """Backends that can end a trace early (``SamplingConfig.early_stop``)."""
-TOKEN_CONFIDENCE_BACKENDS = ("vllm",)
+TOKEN_CONFIDENCE_BACKENDS = ("vllm", "openai")
 """Backends that store per-token confidences (``SamplingConfig.token_confidence``)."""
 
 BACKENDS: dict[str, Callable[..., Sampler]] = {"vllm": _vllm, "openai": _openai, "hf": _hf, "replay": _replay, "ray": _ray}
