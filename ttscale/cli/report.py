@@ -157,7 +157,7 @@ def print_simulation(report: SimulationReport, bank: Path) -> None:
         out.print(f"No rule setting reaches {what} on this bank.")
     else:
         out.print(f"Fewest mean samples per question reaching {what}, per rule")
-        out.print(f"(saving: majority@{result.k}'s samples / the rule's):")
+        out.print(f"(saving: majority@{result.k}'s samples / the rule's; mean tokens per question where the bank has them):")
         _print_cheapest(cheapest, result.k, stderr=True)
         missing = [n for n in result.rules if n not in cheapest]
         if missing:
@@ -185,7 +185,8 @@ def _print_cheapest(cheapest: dict[str, RulePoint], k: int, stderr: bool) -> Non
     """One line per rule's cheapest setting, fewest samples first, with the saving vs majority@k."""
     for name, p in sorted(cheapest.items(), key=lambda kv: kv[1].mean_samples):
         se = f" +- {100 * p.stderr:.2f}" if stderr else ""
-        out.print(f"  {name:<15} {p.param:<7.4g} {p.mean_samples:6.2f} samples  {100 * p.accuracy:6.2f}%{se}  {k / p.mean_samples:4.1f}x")
+        tokens = f"  {p.mean_tokens:,.0f} tokens" if p.mean_tokens is not None else ""
+        out.print(f"  {name:<15} {p.param:<7.4g} {p.mean_samples:6.2f} samples  {100 * p.accuracy:6.2f}%{se}  {k / p.mean_samples:4.1f}x{tokens}")
 
 
 def run_simulation(bank: Path, *, max_k: int | None, permutations: int, seed: int, target: float | None, exact: bool,
