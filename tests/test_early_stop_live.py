@@ -10,7 +10,6 @@ proxy and the API in front of vLLM's OpenAI server on the embedded model.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from fake_upstream import ThreadServer
-from test_early_stop_http import HIGH, LOW, MODEL, StreamServer
+from test_early_stop_http import HIGH, LOW, MODEL, StreamServer, vllm_url  # noqa: F401  (the real vLLM server fixture)
 
 from ttscale import TTScale
 from ttscale.early_stop import (
@@ -32,7 +31,6 @@ from ttscale.errors import ConfigError
 from ttscale.live.serve.app import ServeConfig, create_app
 from ttscale.live.serve.options import parse_options, route
 
-REPO = Path(__file__).resolve().parents[1]
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
 ROUNDS = {"samples": 8, "pilot": 2, "step": 2, "tokens": 10**6}
 """A budget drawn in rounds of 2 (a token cap makes the solver draw in rounds without adaptive stopping)."""
@@ -231,29 +229,9 @@ def test_api_on_transformers_carries_the_threshold_across_rounds() -> None:
 
 # -- the real vLLM server ------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def vllm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pytest.importorskip("vllm")
-    from fake_upstream import free_port
-    from vllm_server import SERVER_ENV, start, stop, vllm_server_command, wait_healthy
-
-    from ttscale.arith.paths import resolve_model
-
-    port = free_port()
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
-    env = {**os.environ, **SERVER_ENV}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    proc = start(vllm_server_command(Path(resolve_model("arith-tiny")), port), log, env)
-    try:
-        wait_healthy(proc, f"http://127.0.0.1:{port}", log)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        stop(proc)
-
-
 @pytest.mark.vllm
 @pytest.mark.slow
-def test_proxy_and_api_stop_traces_on_the_vllm_server(vllm_url: str) -> None:
+def test_proxy_and_api_stop_traces_on_the_vllm_server(vllm_url: str) -> None:  # noqa: F811
     from test_early_stop_http import generation_tokens
 
     from ttscale.arith.paths import resolve_model

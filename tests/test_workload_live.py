@@ -4,15 +4,14 @@ fewer requests. The upstream is ``tests/fake_upstream.py`` (a real HTTP server o
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fake_upstream import MODEL, FakeUpstream
+from test_api import rule_stop
 
 from ttscale import Budget, TTScale
-from ttscale.adaptive.stopping import vote_trajectories
 from ttscale.adaptive.workload_prior import WorkloadBayes
 from ttscale.errors import ConfigError
 from ttscale.records.bank import BankWriter
@@ -55,11 +54,7 @@ def test_live_workload_budget_stops_where_the_workload_rule_does(upstream: FakeU
     with TTScale(base_url=upstream.url, model=MODEL, max_retries=1, seed=7) as t:
         sols = t.solve_many(prompts, budget=budget)
     for sol in sols:
-        ids: dict[str | None, int] = {}
-        seq = np.array([-1 if a is None else ids.setdefault(a, len(ids)) for a in sol.candidate_answers])
-        traj = replace(vote_trajectories(seq[None, :]), horizon=K)
-        mask = rule.stop_mask(traj)[0] & (traj.v1[0] > 0)
-        expect = int(mask.argmax()) + 1 if mask.any() else K
+        expect = rule_stop(rule, sol.candidate_answers, K)
         assert sol.samples == expect
         if expect < K:
             assert sol.stopped == "settled"
@@ -90,12 +85,7 @@ def test_proxy_adaptive_requests_stop_on_the_servers_workload_prior(upstream: Fa
         for i, prompt in enumerate([f"[hard] q{i}" for i in range(4)] + ["[easy] e"]):
             resp = client.completions.create(model=MODEL, prompt=prompt, seed=i, extra_body={"ttscale": {"candidates": True}})
             tts = resp.model_extra["ttscale"]
-            answers = [c["answer"] for c in tts["candidates"]]
-            ids: dict[str | None, int] = {}
-            seq = np.array([-1 if a is None else ids.setdefault(a, len(ids)) for a in answers])
-            traj = replace(vote_trajectories(seq[None, :]), horizon=K)
-            mask = rule.stop_mask(traj)[0] & (traj.v1[0] > 0)
-            assert tts["samples"] == (int(mask.argmax()) + 1 if mask.any() else K)
+            assert tts["samples"] == rule_stop(rule, [c["answer"] for c in tts["candidates"]], K)
             used.append(tts["samples"])
         assert used[-1] < max(used[:-1])  # the easy one stops sooner
     finally:

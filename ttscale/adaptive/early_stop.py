@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ttscale.adaptive.simulate import ReplayPool, RulePoint, summarize
-from ttscale.answers.candidates import Candidates
+from ttscale.adaptive.stopping import vote_trajectories
+from ttscale.answers.candidates import NO_ANSWER, Candidates
 from ttscale.early_stop.params import EarlyStopParams
 from ttscale.early_stop.trajectory import Trace, replay_early_stop
 from ttscale.records.confidences import decode_confidences
@@ -23,16 +24,6 @@ EARLY_STOP_RULE = "deepconf-online"
 """The replayed rule's name in ``simulate``'s output; its ``param`` is ``eta``."""
 ETA_GRID = (10.0, 25.0, 50.0, 75.0, 90.0)
 """Keep-top percentages replayed: 10 is DeepConf-low, 90 DeepConf-high."""
-
-
-def majority_credit(classes: np.ndarray, class_correct: np.ndarray) -> float:
-    """Tie-credited majority correctness of these votes (0 when none has an answer)."""
-    answered = classes[classes >= 0]
-    if answered.size == 0:
-        return 0.0
-    counts = np.bincount(answered, minlength=class_correct.size)
-    tied = counts == counts.max()
-    return float(class_correct[tied].mean())
 
 
 def early_stop_rule(problems: Sequence[Candidates], params: EarlyStopParams | None = None,
@@ -52,13 +43,14 @@ def early_stop_rule(problems: Sequence[Candidates], params: EarlyStopParams | No
         points = []
         for eta in etas:
             credit, tokens, stopped = np.zeros((Q, R)), np.zeros((Q, R)), 0
-            for q, p in enumerate(kept):
+            for q in range(Q):
+                votes = pool.sequences[q].copy()  # (R, K) class ids in arrival order
                 for r in range(R):
-                    order = pool.orders[q, r]
-                    replay = replay_early_stop([traces[q][j] for j in order], eta=eta, warmup=es.warmup)
-                    credit[q, r] = majority_credit(p.classes[order][~replay.stopped], p.class_correct)
+                    replay = replay_early_stop([traces[q][j] for j in pool.orders[q, r]], eta=eta, warmup=es.warmup)
+                    votes[r, replay.stopped] = NO_ANSWER  # a stopped trace does not vote
                     tokens[q, r] = replay.tokens.sum()
                     stopped += int(replay.stopped.sum())
+                credit[q] = vote_trajectories(votes, pool.class_correct[q]).credit[:, -1]
             points.append(summarize(pool, np.full((Q, R), K), credit, eta, tokens=tokens, window=es.window,
                                     warmup=es.warmup, stopped=stopped / (Q * R * K)))
         return points

@@ -16,7 +16,6 @@ import numpy as np
 from ttscale.answers import AnswerClassifier, EquivalenceConfig, EquivalenceMode
 from ttscale.answers.candidates import Candidates
 from ttscale.errors import BankFormatError, ConfigError
-
 from ttscale.records.finish import LOW_CONFIDENCE
 
 if TYPE_CHECKING:  # the records layer (pydantic models) loads only when a bank is read
@@ -91,8 +90,14 @@ def record_candidates(
         logprobs=_optional_array([s.confidence() for s in record.samples], float, path=path, record=record, field="mean_logprob"),
         tokens=_optional_array([s.tokens for s in record.samples], np.int64, path=path, record=record, field="tokens"),
         answers=tuple(representatives),
-        token_confidence=_trajectories(record, path),
+        token_confidence=_encoded(_optional_array([getattr(s, "token_confidence", None) for s in record.samples], object,
+                                                  path=path, record=record, field="token_confidence")),
     )
+
+
+def _encoded(fields: np.ndarray | None) -> tuple[str, ...] | None:
+    """The samples' ``token_confidence`` fields as they are (validated when read; decoded only by the replay)."""
+    return None if fields is None else tuple(fields.tolist())
 
 
 def _answer(sample: Sample, count_stopped: bool) -> str | None:
@@ -100,19 +105,6 @@ def _answer(sample: Sample, count_stopped: bool) -> str | None:
         partial = (sample.model_extra or {}).get("partial_answer")
         return partial if isinstance(partial, str) else None
     return sample.answer
-
-
-def _trajectories(record: Record, path: Path | None) -> tuple[str, ...] | None:
-    """The samples' ``token_confidence`` fields (validated when read): on every sample or on none."""
-    texts = [getattr(s, "token_confidence", None) for s in record.samples]
-    if all(t is None for t in texts):
-        return None
-    if any(t is None for t in texts):
-        missing = next(i for i, t in enumerate(texts) if t is None)
-        raise BankFormatError(path or "<bank>", None, f"samples.{missing}.token_confidence",
-                              f"'token_confidence' on every sample of problem {record.id!r} or on none",
-                              f"{sum(t is not None for t in texts)} of {len(texts)} samples have it")
-    return tuple(texts)  # type: ignore[arg-type]
 
 
 def bank_candidates(

@@ -41,12 +41,18 @@ point has the same value up to rounding (float32 in the engines, float64 from a 
 without the margin the rounding, not the trace, decides whether it stops."""
 
 
+def stop_limit(threshold: float) -> float:
+    """The group confidence a tracked trace must fall below to stop: ``threshold`` less rounding
+    (``TIE_TOLERANCE``)."""
+    return threshold - TIE_TOLERANCE * max(1.0, abs(threshold))
+
+
 def below_threshold(group: float | None, threshold: float | None) -> bool:
     """Whether a group confidence (None: no full window yet) stops a trace tracked against
     ``threshold`` (None: untracked): below it by more than rounding (``TIE_TOLERANCE``)."""
     if group is None or threshold is None:
         return False
-    return group < threshold - TIE_TOLERANCE * max(1.0, abs(threshold))
+    return group < stop_limit(threshold)
 
 
 class GroupConfidenceTracker:

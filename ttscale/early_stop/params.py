@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from ttscale.errors import ConfigError
-from ttscale.records.finish import LOW_CONFIDENCE
+from ttscale.records.finish import LOW_CONFIDENCE  # noqa: F401  (re-exported as ttscale.early_stop.LOW_CONFIDENCE)
 from ttscale.validation import CheckedModel, Float, Int, validate
 
 

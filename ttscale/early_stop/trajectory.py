@@ -15,11 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ttscale.early_stop.confidence import TIE_TOLERANCE, calibrate_threshold
+from ttscale.early_stop.confidence import calibrate_threshold, stop_limit
 from ttscale.records.confidences import decode_confidences, encode_confidences
 
-__all__ = ["ReplayedTraces", "Trace", "decode_confidences", "encode_confidences", "group_confidences", "lowest_group",
-           "replay_early_stop", "stop_position"]
+__all__ = ["ReplayedTraces", "Trace", "decode_confidences", "encode_confidences", "group_confidences", "replay_early_stop"]
 
 
 def group_confidences(token_confs: np.ndarray, window: int) -> np.ndarray:
@@ -29,16 +28,6 @@ def group_confidences(token_confs: np.ndarray, window: int) -> np.ndarray:
         return np.empty(0)
     sums = np.cumsum(np.concatenate(([0.0], token_confs)))
     return (sums[window:] - sums[:-window]) / window
-
-
-def lowest_group(token_confs: np.ndarray, window: int) -> float | None:
-    """A whole trace's lowest group confidence, as the online tracker computes it (the mean of all
-    tokens when shorter than a window; None for no tokens)."""
-    if token_confs.size == 0:
-        return None
-    if token_confs.size < window:
-        return float(token_confs.mean())
-    return float(group_confidences(token_confs, window).min())
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,22 +44,18 @@ class Trace:
 
     @classmethod
     def of(cls, token_confs: np.ndarray, window: int) -> Trace:
-        groups = group_confidences(token_confs, window)
-        return cls(int(token_confs.size), lowest_group(token_confs, window), window, np.minimum.accumulate(groups))
+        running_min = np.minimum.accumulate(group_confidences(token_confs, window))
+        # As the online tracker: the lowest full window, or the mean of all tokens when shorter than one.
+        lowest = float(running_min[-1]) if running_min.size else float(token_confs.mean()) if token_confs.size else None
+        return cls(int(token_confs.size), lowest, window, running_min)
 
     def stop_at(self, threshold: float | None) -> int | None:
         """Tokens it generates before a tracked run stops it (None: it runs to its end): the first
         full window below ``threshold`` by more than rounding (as :func:`below_threshold`)."""
         if threshold is None or not self.running_min.size:
             return None
-        limit = threshold - TIE_TOLERANCE * max(1.0, abs(threshold))
-        first = int(np.searchsorted(-self.running_min, -limit, side="right"))  # first window < limit
+        first = int(np.searchsorted(-self.running_min, -stop_limit(threshold), side="right"))  # first window below
         return None if first >= self.running_min.size else first + self.window
-
-
-def stop_position(token_confs: np.ndarray, window: int, threshold: float | None) -> int | None:
-    """Tokens a tracked trace generates before it is stopped (None: it runs to its end)."""
-    return Trace.of(token_confs, window).stop_at(threshold)
 
 
 @dataclass(frozen=True)
