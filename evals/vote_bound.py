@@ -43,7 +43,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ttscale.adaptive.exact_replay import VoteStates, bayes_frontier, samples_to_reach  # noqa: E402
+from ttscale.adaptive.exact_replay import VoteStates, bayes_frontier, crossfit_bayes_frontier, samples_to_reach  # noqa: E402
 from ttscale.adaptive.simulate import replay_pool, run_rule  # noqa: E402
 from ttscale.adaptive.stopping import ASC, PPR1v1  # noqa: E402
 from ttscale.answers.grading import load_candidates  # noqa: E402
@@ -128,8 +128,10 @@ def crossfit(problems, K: int, target: float, seed: int = 7) -> dict:
             samples += share[test] * s
             acc += share[test] * a
         points.append((samples, acc))
+    bayes = crossfit_bayes_frontier(tables)
     return {"samples": samples_to_reach(points, target), "best_accuracy": max(a for _, a in points),
-            "points": points}
+            "points": points, "bayes_samples": samples_to_reach(bayes, target),
+            "bayes_best_accuracy": max(a for _, a in bayes), "bayes_points": bayes}
 
 
 def run_bank(name: str, K: int, tolerance: float, check_permutations: int, with_crossfit: bool = False) -> dict:
@@ -187,6 +189,9 @@ def main() -> None:
         if r["crossfit"] is not None:
             c = r["crossfit"]
             print(f"    cell policy learned on the other half   {fmt(c['samples'])}   (best accuracy {100 * c['best_accuracy']:.2f}%)")
+            x = c["bayes_samples"]
+            ratio = "" if x is None or r["bayes_plurality_samples"] is None else f"   ({x / r['bayes_plurality_samples']:.2f}x the in-sample bound)"
+            print(f"    Bayes rule, the other half as its prior {fmt(x)}{ratio}   (best accuracy {100 * c['bayes_best_accuracy']:.2f}%)")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 

@@ -8,6 +8,7 @@ import pytest
 from ttscale.adaptive.exact_replay import (
     VoteStates,
     bayes_frontier,
+    crossfit_bayes_frontier,
     exact_rule_points,
     samples_to_reach,
 )
@@ -128,6 +129,33 @@ def test_no_rule_passes_the_bayes_frontier(states: VoteStates) -> None:
     assert states.bayes(0.0)[1] >= states.evaluate(FirstToAhead(100))[1] - 1e-12
     # a high enough price stops everything after the first sample
     assert states.bayes(1.0)[0] == pytest.approx(1.0)
+
+
+def test_bayes_decisions_are_the_policy_bayes_scores(states: VoteStates) -> None:
+    for price in (0.0, 0.01, 0.1):
+        decisions = states.bayes_decisions(price)
+        assert states.run_policy(lambda n: decisions[n] if decisions[n] is not None else np.ones(len(states.levels[n]), bool)) \
+            == pytest.approx(states.bayes(price))
+
+
+def test_held_out_bound_equals_the_bound_when_both_halves_are_alike(bank: list[Candidates], states: VoteStates) -> None:
+    # The same questions on both sides: the other half's prior is this half's own, so nothing is lost.
+    held = crossfit_bayes_frontier([VoteStates(bank, K), VoteStates(bank, K)])
+    assert np.allclose(held, bayes_frontier(states))
+
+
+def test_held_out_bound_reads_on_where_its_prior_never_went() -> None:
+    unanimous = [Candidates(classes=np.zeros(K, dtype=np.int64), class_correct=np.array([True]))] * 3
+    blank = [Candidates(classes=np.full(K, -1, dtype=np.int64), class_correct=np.zeros(1, dtype=bool))] * 3
+    split = [Candidates(classes=np.arange(K) % 2, class_correct=np.array([True, False]))] * 3
+    # Neither half's states occur in the other's tables: every question is read to K samples.
+    assert crossfit_bayes_frontier([VoteStates(unanimous, K), VoteStates(blank, K)], prices=[0.05]) == [(K, 0.5)]
+    # A unanimous prior trusts the first vote, and the split questions are answered after one sample.
+    fooled = crossfit_bayes_frontier([VoteStates(unanimous, K), VoteStates(split, K)], prices=[0.05])[0]
+    alone = VoteStates(split, K).bayes(0.05)
+    assert fooled[0] < 0.5 * (1 + K) and alone[1] > 0.5
+    with pytest.raises(ConfigError, match="halves"):
+        crossfit_bayes_frontier([VoteStates(unanimous, K)])
 
 
 def test_exact_points_skip_order_reading_rules_and_refuse_them(states: VoteStates) -> None:

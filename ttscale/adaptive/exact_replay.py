@@ -43,7 +43,7 @@ from ttscale.errors import ConfigError, EstimationError
 from ttscale.limits import check_memory, env_limit
 from ttscale.validation import check_count
 
-__all__ = ["State", "VoteStates", "bayes_frontier", "check_exact_states", "exact_rule_points", "samples_to_reach", "state_bound"]
+__all__ = ["State", "VoteStates", "bayes_frontier", "check_exact_states", "crossfit_bayes_frontier", "exact_rule_points", "samples_to_reach", "state_bound"]
 
 State = tuple[tuple[int, ...], int]
 """(vote counts sorted descending, samples without an answer)."""
@@ -320,6 +320,18 @@ class VoteStates:
         credit = self.plurality_credit if plurality else self.best_credit
         return self._backward(credit, lambda n, cont_value, stop_value: cont_value > stop_value, float(price))
 
+    def bayes_decisions(self, price: float) -> list[np.ndarray | None]:
+        """Per number of samples n, where the Bayes-optimal rule answering the plurality draws another
+        sample (bool over ``levels[n]``; None at n = 0 and K): the policy :meth:`bayes` scores."""
+        decisions: list[np.ndarray | None] = [None] * (self.max_samples + 1)
+
+        def keep(n: int, cont_value: np.ndarray, stop_value: np.ndarray) -> np.ndarray:
+            decisions[n] = (cont_value > stop_value) & (np.diff(self.trans[n].indptr) > 0)
+            return decisions[n]
+
+        self._backward(self.plurality_credit, keep, float(price))
+        return decisions
+
 
 def exact_rule_points(states: VoteStates, rules: dict[str, list[StoppingRule]]) -> dict[str, list[RulePoint]]:
     """Every count-reading rule at every grid value, scored exactly (stderr 0, no token figures)."""
@@ -334,6 +346,37 @@ def exact_rule_points(states: VoteStates, rules: dict[str, list[StoppingRule]]) 
 def bayes_frontier(states: VoteStates, plurality: bool = True, prices: Sequence[float] = DEFAULT_PRICES) -> list[tuple[float, float]]:
     """(mean samples, accuracy) of the Bayes-optimal vote-only rule at each price."""
     return [states.bayes(p, plurality) for p in prices]
+
+
+def crossfit_bayes_frontier(halves: Sequence[VoteStates], prices: Sequence[float] = DEFAULT_PRICES) -> list[tuple[float, float]]:
+    """The vote-only bound held out: the Bayes rule with one half of a bank's questions as its prior
+    (:meth:`VoteStates.bayes_decisions`), scored exactly on the other half and the other way round,
+    the two halves weighted by their questions. A state the prior half never reaches draws another
+    sample (its prior gives it no answer to trust). (mean samples, accuracy) per price."""
+    if len(halves) != 2 or halves[0].max_samples != halves[1].max_samples:
+        raise ConfigError("halves", len(halves), "two tables of the same max_samples")
+    K = halves[0].max_samples
+    share = [h.questions / (halves[0].questions + halves[1].questions) for h in halves]
+    # Where each test state sits in the training tables (-1: never reached there).
+    where = {}
+    for train, test in ((0, 1), (1, 0)):
+        index = [{s: i for i, s in enumerate(lv)} for lv in halves[train].levels]
+        where[train] = [np.array([index[n].get(s, -1) for s in halves[test].levels[n]], dtype=np.int64) for n in range(K + 1)]
+    out = []
+    for price in prices:
+        samples = acc = 0.0
+        for train, test in ((0, 1), (1, 0)):
+            decisions, at = halves[train].bayes_decisions(float(price)), where[train]
+
+            def continue_at(n: int, decisions=decisions, at=at) -> np.ndarray:
+                d = decisions[n]
+                return np.ones(at[n].size, dtype=bool) if d is None else np.where(at[n] >= 0, d[np.maximum(at[n], 0)], True)
+
+            s, a = halves[test].run_policy(continue_at)
+            samples += share[test] * s
+            acc += share[test] * a
+        out.append((samples, acc))
+    return out
 
 
 def samples_to_reach(points: Sequence[tuple[float, float]], target: float) -> float | None:
