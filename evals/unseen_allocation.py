@@ -63,6 +63,8 @@ CORPORA = {  # name -> (bank, K)
     "math100-qwen": (SHARED / "math100_qwen_rm.jsonl", 8),
     "arith-default-T1.3": (DATA / "votes-default-T1.3.jsonl", 16),
     "arith-hard-T1.3": (DATA / "votes-hard-T1.3.jsonl", 16),
+    "micro-default-T1.3": (DATA / "micro-votes-default-T1.3.jsonl", 16),
+    "micro-hard-T1.3": (DATA / "micro-votes-hard-T1.3.jsonl", 16),
 }
 TOLERANCE = 0.001
 ASC_GRID = np.concatenate([np.linspace(0.55, 0.95, 17), 1 - np.geomspace(0.04, 1e-4, 16)])

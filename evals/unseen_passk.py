@@ -6,7 +6,8 @@ Corpora with enough samples per problem that pass@k is known far beyond a pilot:
   by model size (14M-160M, 410M-1.4B, 2.8B-12B); each checkpoint with >= 20 problems of >= 10,000
   samples is one dataset (truth at k = 100, 1,000, 10,000);
 * ``arith-*``: evals/data/pass-*.csv (the embedded model, 200 problems x >= 1,024 samples, made by
-  evals/corpora.py), each split into 4 datasets of 50 problems (truth at k = 100, 1,000).
+  evals/corpora.py), each split into 4 datasets of 50 problems (truth at k = 100, 1,000);
+* ``micro-*``: evals/data/micro-pass-*.csv, the same from a second, smaller model (arith-micro).
 
 For every dataset and seed a pilot of 32 samples per problem is drawn without replacement
 (hypergeometric, seeded). Every fixed method is fitted on the pilot and predicts pass@k; the truth
@@ -66,7 +67,7 @@ def load_corpora(min_n: int = 1000) -> dict[str, list[tuple[str, np.ndarray, np.
     for group, sizes in PYTHIA_GROUPS.items():
         out[group] = [(m, np.array([x[0] for x in v]), np.array([x[1] for x in v]))
                       for m, v in sorted(rows.items()) if len(v) >= 20 and m.split("_")[1] in sizes]
-    for path in sorted((REPO / "evals" / "data").glob("pass-*.csv")):
+    for path in sorted((REPO / "evals" / "data").glob("*pass-*.csv")):
         table: list[tuple[int, int]] = []
         with open(path, newline="") as fh:
             for r in csv.DictReader(fh):
@@ -74,7 +75,8 @@ def load_corpora(min_n: int = 1000) -> dict[str, list[tuple[str, np.ndarray, np.
         arr = np.array([t for t in table if t[0] >= min_n])
         if len(arr) < 100:
             continue
-        name = "arith-" + path.stem.removeprefix("pass-")
+        model, _, setting = path.stem.partition("pass-")  # pass-SET-T (arith-tiny), micro-pass-SET-T (arith-micro)
+        name = f"{model.rstrip('-') or 'arith'}-{setting}"
         parts = np.array_split(np.arange(len(arr)), 4)
         out[name] = [(f"{name}/{i}", arr[p, 0], arr[p, 1]) for i, p in enumerate(parts)]
     return out
