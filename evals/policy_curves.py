@@ -66,6 +66,8 @@ CORPORA = [  # name, bank, pilot size
     ("qwen-math100", BANKS / "math100_qwen_rm.jsonl", 4),
     ("embedded-default", DATA / "votes-default-T1.3.jsonl", 8),
     ("embedded-hard", DATA / "votes-hard-T1.3.jsonl", 8),
+    ("micro-default", DATA / "micro-votes-default-T1.3.jsonl", 8),  # a second, smaller model
+    ("micro-hard", DATA / "micro-votes-hard-T1.3.jsonl", 8),
 ]
 POLICIES = ["first-to-ahead", "top-k-answers", "confidence-vote", "confidence-vote-low", "confidence-weighted",
             "best-of-n", "weighted-majority", "best-of-majority", "majority-of-bests"]
