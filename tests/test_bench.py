@@ -179,7 +179,9 @@ def test_errors_are_one_line(tmp_path: Path, replay_source: tuple[Path, Path]) -
                           (["--n", "9"], "at most 8 samples"),
                           # A scorer model that is no folder and no hub id fails before sampling, not after.
                           (["--scorer", "prm", "--scorer-model", "arith-prm-tin"], "--scorer-model='arith-prm-tin'"),
-                          (["--scorer", "prm", "--scorer-model", str(tmp_path / "nowhere")], "a model folder, a hub id")):
+                          (["--scorer", "prm", "--scorer-model", str(tmp_path / "nowhere")], "a model folder, a hub id"),
+                          # A scorer model without a scorer would be ignored: refused rather than silently dropped.
+                          (["--scorer-model", "arith-prm-tiny"], "expected a --scorer to use it with")):
         result = runner.invoke(app, [*base, *extra])
         assert result.exit_code == 2, result.output
         assert needle in result.output and "Traceback" not in result.output

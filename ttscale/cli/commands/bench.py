@@ -248,7 +248,10 @@ def bench_command(
             raise ConfigError("--scorer", kind, "one of " + ", ".join(SCORERS))
         if kind in ("reward-model", "vllm-reward", "prm", "vllm-prm", "judge") and scorer_model is None:
             raise ConfigError("--scorer-model", None, f"a model folder for scorer {kind!r}")
-    if scorer_model is not None and scorers:
+    if scorer_model is not None and not scorers:  # it would be ignored: say so before a sampling run
+        raise ConfigError("--scorer-model", scorer_model, "a --scorer to use it with (reward-model, vllm-reward, prm, vllm-prm, "
+                                                          "judge or confidence)")
+    if scorer_model is not None:
         require_model_source("--scorer-model", scorer_model)
     prices = None if price_in is None and price_out is None else Prices(input=price_in or 0.0, output=price_out or 0.0)
     own = sampling_defaults(resolved)  # the model folder's (ttscale.json); none for a bank file (replay)
