@@ -254,6 +254,22 @@ def test_training_script_writes_a_loadable_folder(tmp_path):
     AutoModelForCausalLM.from_pretrained(tmp_path / "m")
 
 
+def test_training_script_takes_the_model_shape(tmp_path):
+    import json
+
+    from ttscale.arith.train import MODEL_SHAPE, main
+
+    args = ["--out", str(tmp_path / "m"), "--steps", "1", "--batch-size", "2"]
+    assert main([*args, "--hidden-size", "64", "--layers", "1", "--heads", "2", "--intermediate-size", "96"]) == 0
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert (config["hidden_size"], config["num_hidden_layers"], config["num_attention_heads"]) == (64, 1, 2)
+    assert (config["num_key_value_heads"], config["intermediate_size"]) == (2, 96)
+    assert json.loads((tmp_path / "m" / "training_info.json").read_text())["shape"]["hidden_size"] == 64
+    assert MODEL_SHAPE["hidden_size"] == 128  # the packaged model's shape stays the default
+    with pytest.raises(SystemExit):
+        main([*args, "--hidden-size", "100", "--heads", "3"])
+
+
 # --- the real vLLM engine on CPU ----------------------------------------------------------------
 
 

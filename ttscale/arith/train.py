@@ -1,6 +1,7 @@
 """Train the tiny arithmetic model on CPU and write a Hugging Face model folder.
 
     python -m ttscale.arith.train --out DIR [--steps N] [--seed S]
+        [--hidden-size H --layers L --heads A --intermediate-size I]
 
 Builds the byte-level BPE tokenizer (:mod:`ttscale.arith.tokenizer`) and a ~1M-parameter
 Llama (hidden 128, 4 layers, 4 heads, tied embeddings; the number tokens' embeddings start
@@ -15,6 +16,11 @@ It uses one torch thread by default: on a 2-core machine shared with other work,
 were 3-4x slower per step than one. The committed model took 1600 steps, about 22 CPU-minutes
 (26 minutes wall-clock on a busy shared machine); a greedy accuracy on 64 probe problems is
 logged every 250 steps.
+
+The shape options default to :data:`MODEL_SHAPE` (the packaged model); the head dimension
+``hidden / heads`` should stay 32, which vLLM's CPU attention supports. The smaller dev model
+``evals/data/models/arith-micro`` (hidden 96, 3 layers, 3 heads, intermediate 288) came from
+``--hidden-size 96 --layers 3 --heads 3 --intermediate-size 288`` (see ``evals/corpora.py``).
 
 The folder holds config.json, model.safetensors, generation_config.json, the tokenizer files
 and training_info.json (the settings and the loss curve of the run).
@@ -84,7 +90,27 @@ def training_problems(count: int, seed: int) -> list[dict[str, str]]:
     return out
 
 
-def build_model(tokenizer, seed: int):
+def model_shape(
+    hidden_size: int = MODEL_SHAPE["hidden_size"],
+    num_hidden_layers: int = MODEL_SHAPE["num_hidden_layers"],
+    num_attention_heads: int = MODEL_SHAPE["num_attention_heads"],
+    intermediate_size: int = MODEL_SHAPE["intermediate_size"],
+) -> dict[str, int]:
+    """:data:`MODEL_SHAPE` with the given width, depth, heads (as many key/value heads) and MLP width."""
+    if hidden_size % num_attention_heads:
+        raise ValueError(f"hidden size {hidden_size} is not a multiple of {num_attention_heads} heads")
+    return {
+        **MODEL_SHAPE,
+        "hidden_size": hidden_size,
+        "intermediate_size": intermediate_size,
+        "num_hidden_layers": num_hidden_layers,
+        "num_attention_heads": num_attention_heads,
+        "num_key_value_heads": num_attention_heads,
+    }
+
+
+def build_model(tokenizer, seed: int, shape: dict[str, int] | None = None):  # type: ignore[no-untyped-def]
+    """A fresh Llama of ``shape`` (default :data:`MODEL_SHAPE`) with value-aware number embeddings."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -96,7 +122,7 @@ def build_model(tokenizer, seed: int):
         tie_word_embeddings=True,
         rms_norm_eps=1e-5,
         initializer_range=0.02,
-        **MODEL_SHAPE,
+        **(MODEL_SHAPE if shape is None else shape),
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
@@ -185,8 +211,12 @@ def train(
     threads: int = 1,
     log_every: int = 50,
     eval_every: int = 250,
+    shape: dict[str, int] | None = None,
 ) -> dict:
-    """Train and write the model folder to ``out``; returns the training summary."""
+    """Train and write the model folder to ``out``; returns the training summary.
+
+    ``shape`` is the model's :data:`MODEL_SHAPE`-like dict (default :data:`MODEL_SHAPE`; see :func:`model_shape`).
+    """
     import torch
 
     from ttscale.arith.tokenizer import build_tokenizer
@@ -196,7 +226,7 @@ def train(
     random.seed(seed)
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(seed=seed)
-    model = build_model(tokenizer, seed)
+    model = build_model(tokenizer, seed, shape)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params:,} parameters, vocabulary {len(tokenizer)}", flush=True)
 
@@ -250,6 +280,7 @@ def train(
         "batch_size": batch_size,
         "lr": lr,
         "parameters": n_params,
+        **({} if shape is None or shape == MODEL_SHAPE else {"shape": shape}),
         "vocab_size": len(tokenizer),
         "mixture": [{"weight": w, **c.to_dict()} for w, c in TRAIN_MIXTURE],
         "loss_curve": losses,
@@ -317,10 +348,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (default 1: faster than 2 on a shared 2-core machine)"
     )
+    parser.add_argument("--hidden-size", type=int, default=MODEL_SHAPE["hidden_size"],
+                        help=f"model width (default {MODEL_SHAPE['hidden_size']}; keep hidden/heads = 32)")
+    parser.add_argument("--layers", type=int, default=MODEL_SHAPE["num_hidden_layers"],
+                        help=f"transformer layers (default {MODEL_SHAPE['num_hidden_layers']})")
+    parser.add_argument("--heads", type=int, default=MODEL_SHAPE["num_attention_heads"],
+                        help=f"attention heads, as many key/value heads (default {MODEL_SHAPE['num_attention_heads']})")
+    parser.add_argument("--intermediate-size", type=int, default=MODEL_SHAPE["intermediate_size"],
+                        help=f"MLP width (default {MODEL_SHAPE['intermediate_size']})")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be >= 1")
-    summary = train(args.out, steps=args.steps, seed=args.seed, batch_size=args.batch_size, threads=args.threads)
+    try:
+        shape = model_shape(args.hidden_size, args.layers, args.heads, args.intermediate_size)
+    except ValueError as exc:
+        parser.error(str(exc))
+    summary = train(args.out, steps=args.steps, seed=args.seed, batch_size=args.batch_size, threads=args.threads,
+                    shape=shape)
     print(f"wrote {args.out} in {summary['train_seconds']} s", flush=True)
     return 0
 
