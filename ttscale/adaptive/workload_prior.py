@@ -431,11 +431,11 @@ def fit_workload_prior(problems: Sequence[Candidates], horizon: int, grid: int =
 
 
 def workload_rules(problems: Sequence[Candidates], horizon: int, grid: int = LIVE_GRID) -> list[WorkloadBayes] | None:
-    """:class:`WorkloadBayes` at every price of its grid, on a :class:`WorkloadPrior` fitted on the
-    first ``horizon`` votes of each question that has them (no labels read): what a user gets from
-    fitting the prior on a pilot bank. None when no question has 2 such votes to fit on."""
+    """:class:`WorkloadBayes` at every price of its grid, on the prior :func:`fit_workload_prior` fits
+    (no labels read), so simulate scores the rule the live solver runs from the same pilot bank.
+    None when no question has 2 votes to fit on."""
     try:
-        prior = WorkloadPrior(grid=grid).fit(pilot_counts(problems, int(horizon)))
+        prior = fit_workload_prior(problems, horizon, grid)
     except (ConfigError, EstimationError):
         return None
     comps = prior.components()
