@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 from pydantic import Field
@@ -37,6 +37,7 @@ __all__ = [
     "ESC",
     "PPR1v1",
     "FirstToAhead",
+    "LiveStop",
     "SettledMajority",
     "settled_probability",
     "StoppingRule",
@@ -313,6 +314,20 @@ class FirstToAhead(StoppingRule):
         return is_ahead(traj.v1, traj.v2, self.margin)
 
 
+class LiveStop(Protocol):
+    """A rule the live solver runs (``ttscale.live.solve``): it reads a question's (leader, runner-up,
+    other) votes after n of at most ``horizon`` samples, and says how many to draw at once next."""
+
+    def live_stops(self, top: tuple[int, int, int], n: int, horizon: int) -> bool:
+        """Whether the question stops now."""
+        ...
+
+    def live_samples_to_stop(self, top: tuple[int, int, int], n: int, horizon: int) -> int:
+        """The fewest further samples after which it could stop (drawn at once: the same stop as
+        checking after every sample, in fewer round trips)."""
+        ...
+
+
 class SettledMajority(StoppingRule):
     """Stop when the current plurality will, with probability >= ``confidence``, still lead after all
     K samples (the horizon) -- i.e. when the remaining samples are unlikely to change majority@K.
@@ -374,6 +389,14 @@ class SettledMajority(StoppingRule):
             if self.hold_probability(v1 + j, v2, others, left - j) >= self.confidence or j == left:
                 return j
         return left
+
+    def live_stops(self, top: tuple[int, int, int], n: int, horizon: int) -> bool:
+        """:class:`LiveStop`: stop with (leader, runner-up, other) votes after ``n`` samples?"""
+        return bool(self.hold_probability(*top, int(horizon) - int(n)) >= self.confidence)
+
+    def live_samples_to_stop(self, top: tuple[int, int, int], n: int, horizon: int) -> int:
+        """:class:`LiveStop`: :meth:`samples_to_stop` on (leader, runner-up, other) votes."""
+        return self.samples_to_stop(*top, n, horizon)
 
 
 DEFAULT_CONFIDENCE = 0.95

@@ -408,6 +408,14 @@ class WorkloadBayes(StoppingRule):
                         return j
         return left
 
+    def live_stops(self, top: tuple[int, int, int], n: int, horizon: int) -> bool:
+        """``ttscale.adaptive.stopping.LiveStop``: :meth:`stops` (the other answers' votes do not count)."""
+        return self.stops(top[0], top[1], n, horizon)
+
+    def live_samples_to_stop(self, top: tuple[int, int, int], n: int, horizon: int) -> int:
+        """``ttscale.adaptive.stopping.LiveStop``: :meth:`samples_to_stop`."""
+        return self.samples_to_stop(top[0], top[1], n, horizon)
+
 
 WORKLOAD_RULE = "workload"
 """Name of :class:`WorkloadBayes` on a prior fitted on the bank's own votes, in simulation reports."""

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ttscale.adaptive.allocate import OnlineAllocator
-from ttscale.adaptive.stopping import SettledMajority
+from ttscale.adaptive.stopping import LiveStop, SettledMajority
 from ttscale.adaptive.workload_prior import WorkloadBayes
 from ttscale.answers import AnswerClassifier, EquivalenceConfig
 from ttscale.answers.candidates import NO_ANSWER, Candidates
@@ -276,14 +276,14 @@ class Solver:
                     s.stopped = "budget"
                 continue
             top = self._top_votes(s) if rule is not None else (0, 0, 0)
-            if have and rule is not None and top[0] > 0 and _settled(rule, top, have, budget.samples):
+            if have and rule is not None and top[0] > 0 and rule.live_stops(top, have, budget.samples):
                 s.stopped = "settled"
                 continue
             want = min(left, budget.pilot if have == 0 else budget.step)
             if rule is not None:
                 # The fewest samples after which the vote could settle: drawn at once, they stop
                 # exactly where checking after every sample would (in fewer round trips).
-                want = min(left, max(want, _samples_to_stop(rule, top, have, budget.samples)))
+                want = min(left, max(want, rule.live_samples_to_stop(top, have, budget.samples)))
             cap = self._cap(s, budget, want)
             if cap == 0:
                 s.stopped = "tokens" if budget.tokens is not None and self._over_tokens(s, budget, 1) else "dollars"
@@ -498,7 +498,7 @@ class Solver:
         )
 
 
-def live_rule(budget: Budget) -> SettledMajority | WorkloadBayes | None:
+def live_rule(budget: Budget) -> LiveStop | None:
     """The stop an adaptive budget runs: the Bayes-optimal one under its workload prior, else the
     ``default`` rule at its confidence (None: not adaptive)."""
     if not budget.adaptive:
@@ -506,18 +506,3 @@ def live_rule(budget: Budget) -> SettledMajority | WorkloadBayes | None:
     if budget.workload is not None:
         return WorkloadBayes(budget.price, components=budget.workload)
     return SettledMajority(budget.confidence)
-
-
-def _settled(rule: SettledMajority | WorkloadBayes, top: tuple[int, int, int], have: int, horizon: int) -> bool:
-    """Whether a question with (leader, runner-up, other) votes after ``have`` samples stops now."""
-    if isinstance(rule, WorkloadBayes):
-        return rule.stops(top[0], top[1], have, horizon)
-    return bool(rule.hold_probability(*top, horizon - have) >= rule.confidence)
-
-
-def _samples_to_stop(rule: SettledMajority | WorkloadBayes, top: tuple[int, int, int], have: int, horizon: int) -> int:
-    """The fewest further samples after which ``rule`` could stop (drawn at once: the same stop as
-    checking after every sample, in fewer round trips)."""
-    if isinstance(rule, WorkloadBayes):
-        return rule.samples_to_stop(top[0], top[1], have, horizon)
-    return rule.samples_to_stop(*top, have, horizon)
