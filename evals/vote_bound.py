@@ -25,7 +25,9 @@ Llama bank's 40-of-48 replay. They are checked against the replay of real rules 
 On the Llama bank the bound is loose: its fine-grained states nearly identify the question, which
 the bank-as-prior exploits. ``--crossfit`` measures what a prior learned from other questions gives:
 a stopping policy over (n, top two counts, distinct answers) cells, by backward induction on the
-exact tables of one half of the questions, scored exactly on the other half (both ways).
+exact tables of one half of the questions, scored exactly on the other half (both ways); and the
+bound's own construction held out, the Bayes rule with one half's questions as its prior applied
+state by state on the other half (``crossfit_bayes_frontier``).
 
 Run:  python evals/vote_bound.py [--bank gsm8k_gpt4_cot-pot|gsm8k400_llama2-13b_pot|both] [--crossfit]
 """
