@@ -21,6 +21,18 @@ after the round in flight at that time; ``--compact-only`` rebuilds ``evals/data
     .venv/bin/python evals/corpora.py --out runs/corpora --which pass-default-T1.3 --samples 4096
     .venv/bin/python evals/corpora.py --out runs/corpora --compact-only
 
+``--model DIR`` samples another model folder instead and ``--name-prefix P`` names its corpora
+``P-votes-default-T1.3`` (files ``evals/data/P-...``, CSV model ``DIRNAME/SET/TT``). The second,
+smaller dev model ``evals/data/models/arith-micro`` and its corpora (``micro-*``: both vote banks,
+pass counts with 512 samples per problem) come from about 10 minutes of training, then sampling
+(``--stop-at`` ends it; the same command resumes, and compacts at the end):
+
+    .venv/bin/python -m ttscale.arith.train --out evals/data/models/arith-micro --steps 1800 --threads 1 \
+        --hidden-size 96 --layers 3 --heads 3 --intermediate-size 288 && \
+    .venv/bin/python evals/corpora.py --model evals/data/models/arith-micro --name-prefix micro \
+        --out runs/corpora-micro --samples 512 --round 128 --which micro-votes-default-T1.3 \
+        micro-votes-hard-T1.3 micro-pass-default-T1.3 micro-pass-hard-T1.3
+
 Not part of the tests: it starts the vLLM engine and samples for tens of minutes.
 """
 
@@ -53,27 +65,33 @@ class Corpus:
     temperature: float
     votes: bool
     """A vote bank (64 samples, log-probs, all problems) rather than a pass-count table."""
+    model: str = "arith-tiny"
+    """Name of the sampled model folder (the first part of :attr:`label`)."""
 
     def bank(self, out: Path, problems: int, samples: int) -> Path:
         return out / f"{self.name}-p{problems}-n{samples}.jsonl"
 
     @property
     def label(self) -> str:
-        return f"arith-tiny/{self.test_set}/T{self.temperature:g}"
+        return f"{self.model}/{self.test_set}/T{self.temperature:g}"
 
 
-def corpora(model_temperature: float) -> list[Corpus]:
-    """All corpora in priority order: the model's temperature first, then a cooler second one."""
+def corpora(model_temperature: float, model: str = "arith-tiny", prefix: str = "") -> list[Corpus]:
+    """All corpora in priority order: the model's temperature first, then a cooler second one.
+
+    ``model`` is the sampled folder's name (in the CSV labels); a non-empty ``prefix`` starts every name (``PREFIX-...``).
+    """
     t, cool = model_temperature, 0.7
+    p = f"{prefix}-" if prefix else ""
     return [
-        Corpus(f"pass-default-T{t:g}", "default", t, False),
-        Corpus(f"pass-hard-T{t:g}", "hard", t, False),
-        Corpus(f"pass-default-T{cool:g}", "default", cool, False),
-        Corpus(f"votes-default-T{t:g}", "default", t, True),
-        Corpus(f"votes-hard-T{t:g}", "hard", t, True),
-        Corpus(f"pass-hard-T{cool:g}", "hard", cool, False),
+        Corpus(f"{p}pass-default-T{t:g}", "default", t, False, model),
+        Corpus(f"{p}pass-hard-T{t:g}", "hard", t, False, model),
+        Corpus(f"{p}pass-default-T{cool:g}", "default", cool, False, model),
+        Corpus(f"{p}votes-default-T{t:g}", "default", t, True, model),
+        Corpus(f"{p}votes-hard-T{t:g}", "hard", t, True, model),
+        Corpus(f"{p}pass-hard-T{cool:g}", "hard", cool, False, model),
         # A second vote bank of the same problems: a pair to plan across (issue 18).
-        Corpus(f"votes-default-T{cool:g}", "default", cool, True),
+        Corpus(f"{p}votes-default-T{cool:g}", "default", cool, True, model),
     ]
 
 
@@ -100,7 +118,7 @@ def past(stop_at: dt.datetime | None) -> bool:
 
 def sample(corpus: Corpus, args: argparse.Namespace, llm: object, stop_at: dt.datetime | None) -> None:
     """Top the corpus's bank up to its sample count, one round of ``--round`` samples at a time."""
-    from ttscale.arith.paths import model_dir, test_set_path
+    from ttscale.arith.paths import test_set_path
     from ttscale.records.datasets import load_dataset
     from ttscale.sampling.backends.registry import make_sampler
     from ttscale.sampling.driver import run_sampling
@@ -110,7 +128,7 @@ def sample(corpus: Corpus, args: argparse.Namespace, llm: object, stop_at: dt.da
     problems = load_dataset(test_set_path(corpus.test_set), limit=problems_n)
     config = SamplingConfig(temperature=corpus.temperature, max_tokens=MAX_TOKENS, seed=SEED,
                             logprobs=corpus.votes, template="arith")
-    sampler = make_sampler("vllm", str(model_dir()), config, llm=llm, batch_size=args.batch)
+    sampler = make_sampler("vllm", str(args.model), config, llm=llm, batch_size=args.batch)
     generate = sampler.generate
 
     def guarded(requests):  # type: ignore[no-untyped-def]
@@ -201,6 +219,8 @@ def main() -> None:
     parser.add_argument("--round", type=int, default=256, help="Samples per problem added per driver round (resume granularity).")
     parser.add_argument("--max-num-seqs", type=int, default=1024, help="vLLM engine argument: sequences decoded together.")
     parser.add_argument("--max-num-batched-tokens", type=int, default=65536, help="vLLM engine argument: tokens per step.")
+    parser.add_argument("--model", type=Path, default=None, help="Model folder to sample (default: the packaged arith-tiny).")
+    parser.add_argument("--name-prefix", default="", help="Start every corpus name and file with PREFIX- (default: none).")
     parser.add_argument("--stop-at", default=None, help="HH:MM UTC: start no round after this time.")
     parser.add_argument("--compact-only", action="store_true", help="Only rebuild evals/data from the banks.")
     parser.add_argument("-v", "--verbose", action="store_true", help="Show vLLM's own logs.")
@@ -208,8 +228,11 @@ def main() -> None:
     quiet_vllm(args.verbose)
 
     from ttscale.arith import DEFAULT_TEMPERATURE
+    from ttscale.arith.paths import model_dir
 
-    known = {c.name: c for c in corpora(DEFAULT_TEMPERATURE)}
+    if args.model is None:
+        args.model = model_dir()
+    known = {c.name: c for c in corpora(DEFAULT_TEMPERATURE, args.model.resolve().name, args.name_prefix)}
     chosen = list(known.values()) if not args.which else [known[w] for w in args.which if w in known]
     unknown = [w for w in args.which or () if w not in known]
     if unknown:
@@ -221,14 +244,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     if not args.compact_only:
-        from ttscale.arith.paths import model_dir
         from ttscale.cli.sampling_options import cpu_engine_defaults
         from ttscale.sampling.backends.vllm import VLLMSampler
 
         started = time.perf_counter()
         # One engine for every corpus (temperature and log-probs are per request).
         engine = {**cpu_engine_defaults(), "max_num_batched_tokens": args.max_num_batched_tokens, "max_num_seqs": args.max_num_seqs}
-        llm = VLLMSampler._build(str(model_dir()), engine)
+        llm = VLLMSampler._build(str(args.model), engine)
         say(f"vLLM engine up in {time.perf_counter() - started:.0f}s")
         for corpus in chosen:
             if past(stop_at):
