@@ -25,6 +25,10 @@ questions and scored exactly on the other half, then the other way round (2-fold
 halves' figures weighted by their questions). Its settings (objective, pilot samples per question,
 type grid) are chosen leaving one corpus out like the priors; every setting's figure is printed too.
 
+The live defaults' one knob each (``Budget``'s ``confidence`` for the default rule, its ``price`` for
+the workload rule) is chosen the same way: the cheapest grid value reaching the target on every
+training corpus, scored on the held-out one; printed with what the shipped values give held out.
+
 Run (about 10 minutes; the vote tables are cached under runs/unseen-cache):
     .venv/bin/python evals/unseen_allocation.py
 Writes evals/results/unseen_allocation.json and .txt.
@@ -54,6 +58,7 @@ from ttscale.adaptive.simulate import replay_pool, run_rule  # noqa: E402
 from ttscale.adaptive.stopping import ASC, ESC, FirstToAhead, PPR1v1, SettledMajority  # noqa: E402
 from ttscale.adaptive.workload_prior import WorkloadBayes, WorkloadPrior, pilot_counts  # noqa: E402
 from ttscale.answers.grading import load_candidates  # noqa: E402
+from ttscale.live.budget import Budget  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data" / "banks"
 DATA = REPO / "evals" / "data"
@@ -77,7 +82,10 @@ WORKLOAD_SETTINGS = [("accuracy", m, g) for m in (4, 8, None) for g in (10, 20, 
 """The workload rule's hyperparameters, chosen leaving one corpus out: what a stop is worth
 (``WorkloadBayes.objective``), pilot samples per question the prior is fitted on (None: all K of
 each training question) and steps of the type grid."""
-WORKLOAD_PRICES = np.concatenate([np.geomspace(0.3, 1e-8, 48)])
+SHIPPED = Budget(adaptive=True)
+"""The live defaults whose operating point is reported held out: ``confidence`` of the default rule,
+``price`` of the workload rule (``Budget.from_pilot``)."""
+WORKLOAD_PRICES = np.unique(np.concatenate([np.geomspace(0.3, 1e-8, 48), [SHIPPED.price]]))[::-1]
 SPLIT_SEED = 7
 PERMUTATIONS = 40
 ESC_PERMUTATIONS = 400
@@ -203,10 +211,12 @@ def evaluate_corpus(name: str, cache: Path, say) -> dict:
         curve, _ = workload_curve(halves, halftables, K, objective, pilot, grid)
         per_workload[f"{objective},{pilot or 'K'},{grid}"] = samples_to_reach(curve, target)
         curves[f"workload:{objective},{pilot or 'K'},{grid}"] = curve
+        curves[f"shipped-workload:{objective},{pilot or 'K'},{grid}"] = [curve[int(np.flatnonzero(WORKLOAD_PRICES == SHIPPED.price)[0])]]
     out["per_workload"] = per_workload
     per_prior = {}
     for alpha, rest in PRIORS:
         curves[f"default:{alpha},{rest}"] = settled_curve(states, alpha, rest)
+        curves[f"shipped-default:{alpha},{rest}"] = [states.evaluate(SettledMajority(SHIPPED.confidence, alpha=alpha, rest=rest))]
         per_prior[f"{alpha},{rest}"] = samples_to_reach(curves[f"default:{alpha},{rest}"], target)
     out.update(samples=samples, tokens=tokens, per_prior=per_prior, pool=pool, curves=curves, seconds=time.time() - t0,
                mean_tokens_per_sample=None if pool.tokens is None else float(np.nanmean(pool.tokens)))
@@ -288,6 +298,45 @@ def main() -> None:
         say(f"{held:20s} {100 * loose:7.2f} {num(at['default']):8.2f} {num(at['workload']):8.2f} {num(at['bound']):8.2f} "
             f"{num(at['bound_heldout']):14.2f} {num(at['default']) / num(at['bound']):13.3f} "
             f"{num(at['default']) / num(at['bound_heldout']):22.3f}")
+    say()
+    say(f"At the shipped defaults (held-out priors and setting as above): the default rule at confidence {SHIPPED.confidence:g}"
+        f" (Budget(samples=K, adaptive=True)), the workload rule at price {SHIPPED.price:g} (Budget.from_pilot); mean samples, accuracy (%)")
+    say(f"{'corpus':20s} {'K':>3s} {'maj@K':>6s} {'default samples':>15s} {'accuracy':>8s} {'workload samples':>16s} {'accuracy':>8s}")
+    for held in names:
+        r, row = results[held], report["corpora"][held]
+        (ds, da), = r["curves"][f"shipped-default:{row['prior_key']}"]
+        (ws, wa), = r["curves"][f"shipped-workload:{row['workload']['setting']}"]
+        row["shipped"] = {"confidence": SHIPPED.confidence, "default": [ds, da], "price": SHIPPED.price, "workload": [ws, wa]}
+        say(f"{held:20s} {r['K']:3d} {100 * r['reference']:6.2f} {ds:15.2f} {100 * da:8.2f} {ws:16.2f} {100 * wa:8.2f}")
+    # The one knob of each live default, chosen held out: the cheapest grid value (lowest confidence,
+    # highest price) whose accuracy reaches majority@K - 0.1 point on every training corpus, under
+    # the priors / setting each training corpus is scored with here (those chosen for the held-out one).
+    def knob(held: str, train: list[str], family: str, key: str, grid: np.ndarray) -> int | None:
+        ok = [all(results[t]["curves"][f"{family}:{key}"][i][1] >= results[t]["target"] for t in train) for i in range(len(grid))]
+        return next((i for i in (np.argsort(grid) if family == "default" else np.argsort(-grid)) if ok[i]), None)
+
+    say()
+    say("The live defaults' knob chosen held out: the lowest confidence (default rule) / highest price (workload rule) reaching")
+    say("majority@K - 0.1 point on every other corpus; what it gives on the held-out corpus (mean samples, accuracy %)")
+    say(f"{'corpus':20s} {'maj@K':>6s} {'confidence':>10s} {'samples':>8s} {'accuracy':>8s} {'price':>8s} {'samples':>8s} {'accuracy':>8s}")
+    for held in names:
+        train = [n for n in names if n != held] or [held]
+        r, row = results[held], report["corpora"][held]
+        ci = knob(held, train, "default", row["prior_key"], SETTLED_GRID)
+        wi = knob(held, train, "workload", row["workload"]["setting"], WORKLOAD_PRICES)
+        c_pt = None if ci is None else r["curves"][f"default:{row['prior_key']}"][ci]
+        w_pt = None if wi is None else r["curves"][f"workload:{row['workload']['setting']}"][wi]
+        row["knob_held_out"] = {"confidence": None if ci is None else float(SETTLED_GRID[ci]), "default": c_pt,
+                                "price": None if wi is None else float(WORKLOAD_PRICES[wi]), "workload": w_pt}
+        cell = lambda v, pt, w: f"{'none':>{w}s} {'':8s} {'':8s}" if pt is None else f"{v:{w}.4g} {pt[0]:8.2f} {100 * pt[1]:8.2f}"  # noqa: E731
+        say(f"{held:20s} {100 * r['reference']:6.2f} " + cell(row["knob_held_out"]["confidence"], c_pt, 10) + " "
+            + cell(row["knob_held_out"]["price"], w_pt, 8))
+    on_all = {fam: knob("", names, fam, key, grid) for fam, key, grid in (
+        ("default", pick("per_prior", names), SETTLED_GRID), ("workload", pick("per_workload", names), WORKLOAD_PRICES))}
+    report["knob_on_all"] = {"confidence": None if on_all["default"] is None else float(SETTLED_GRID[on_all["default"]]),
+                             "price": None if on_all["workload"] is None else float(WORKLOAD_PRICES[on_all["workload"]])}
+    say(f"chosen on every corpus: confidence {report['knob_on_all']['confidence'] or float('nan'):.4g}, "
+        f"price {report['knob_on_all']['price'] or float('nan'):.4g}")
     shipped = pick("per_prior", names)
     report["shipped_priors"] = shipped
     report["workload_setting_on_all"] = pick("per_workload", names)
