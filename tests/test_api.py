@@ -64,7 +64,7 @@ def test_adaptive_budget_stops_early_on_easy_questions(upstream: FakeUpstream) -
     from ttscale.adaptive.stopping import SettledMajority
 
     # the first round is the pilot or, if more, the fewest agreeing votes that settle the default rule
-    assert easy.stopped == "settled" and easy.samples == max(4, SettledMajority(0.95).samples_to_stop(0, 0, 0, 0, 32))
+    assert easy.stopped == "settled" and easy.samples == max(4, SettledMajority().samples_to_stop(0, 0, 0, 0, 32))
     assert easy.requests == 1
     assert hard.samples > easy.samples
 

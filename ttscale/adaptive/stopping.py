@@ -146,6 +146,9 @@ DEFAULT_ALPHA = 4.0
 """SettledMajority's pseudo-votes for the top two answers (chosen leaving one corpus out: evals/unseen_allocation.py)."""
 DEFAULT_REST = 0.3
 """SettledMajority's pseudo-votes for all other answers together (chosen leaving one corpus out: evals/unseen_allocation.py)."""
+DEFAULT_CONFIDENCE = 0.96
+"""SettledMajority's confidence unless told (and the live ``Budget``'s): the lowest whose stop reached majority@K - 0.1
+point on every other corpus, chosen leaving one corpus out (evals/unseen_allocation.py)."""
 
 
 DENSE_VOTE_CELLS = 50_000_000
@@ -340,7 +343,7 @@ class SettledMajority(StoppingRule):
     without one it never stops early. This is what the live solver's adaptive ``Budget`` runs.
     """
 
-    confidence: Float = Field(0.95, gt=0.5, lt=1.0)
+    confidence: Float = Field(DEFAULT_CONFIDENCE, gt=0.5, lt=1.0)
     """Probability that the leader still leads at K, in (0.5, 1); higher spends more to be surer."""
     alpha: Float = Field(DEFAULT_ALPHA, gt=0.0)
     """Dirichlet pseudo-votes of the leader and of the runner-up."""
@@ -398,8 +401,6 @@ class SettledMajority(StoppingRule):
         """:class:`LiveStop`: :meth:`samples_to_stop` on (leader, runner-up, other) votes."""
         return self.samples_to_stop(*top, n, horizon)
 
-
-DEFAULT_CONFIDENCE = 0.95
 
 
 @lru_cache(maxsize=200_000)

@@ -45,7 +45,12 @@ from ttscale.answers.candidates import Candidates
 from ttscale.errors import ConfigError, EstimationError
 from ttscale.validation import Float
 
-__all__ = ["WORKLOAD_RULE", "WorkloadBayes", "WorkloadPrior", "WorkloadSettled", "bayes_policy", "workload_rules", "pilot_counts", "type_grid"]
+__all__ = ["DEFAULT_PRICE", "WORKLOAD_RULE", "WorkloadBayes", "WorkloadPrior", "WorkloadSettled", "bayes_policy", "workload_rules", "pilot_counts", "type_grid"]
+
+DEFAULT_PRICE = 4.5e-05
+"""The price a live workload stop runs at unless told (``Budget.price``, ``ttscale serve --workload-price``):
+the highest price whose stop reached majority@K - 0.1 point on every other corpus, chosen leaving one corpus
+out (``evals/unseen_allocation.py``); 0.01, the earlier default, lost 1.6-19 points held out."""
 
 SHARE_FLOOR = 0.002
 """Least share a grid type gives any of its three parts, so no vote pattern has probability 0."""
@@ -362,7 +367,7 @@ class WorkloadBayes(StoppingRule):
     to rule it out, where :class:`WorkloadSettled` looks only at the risk. Needs the horizon.
     """
 
-    price: Float = Field(0.01, gt=0.0, lt=1.0)
+    price: Float = Field(DEFAULT_PRICE, gt=0.0, lt=1.0)
     """Agreement with majority@K one more sample must buy, in (0, 1); lower spends more."""
     components: tuple[tuple[float, float, float, float], ...] = Field(min_length=1)
     """(weight, a, b, c) per question type: weights > 0, shares > 0 summing to 1."""

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
+from ttscale.adaptive.stopping import DEFAULT_CONFIDENCE
+from ttscale.adaptive.workload_prior import DEFAULT_PRICE
 from ttscale.answers.candidates import Candidates
-
 from ttscale.errors import ConfigError
 from ttscale.validation import Bool, CheckedModel, Float, Int, is_int
 
@@ -37,7 +38,7 @@ class Budget(CheckedModel):
     defaults the stop is exactly where checking after every sample would put it, in few rounds."""
     step: Int = Field(1, ge=1)
     """Adaptive: the fewest samples per later round."""
-    confidence: Float = Field(0.95, gt=0.5, lt=1)
+    confidence: Float = Field(DEFAULT_CONFIDENCE, gt=0.5, lt=1)
     """Adaptive: the ``default`` rule's confidence in (0.5, 1); higher spends more to be surer.
     ``ttscale simulate BANK --exact`` says which value reaches a target on a pilot bank."""
     tokens: Int | None = Field(None, ge=1)
@@ -52,7 +53,7 @@ class Budget(CheckedModel):
     Bayes-optimal one under it (``workload`` in ``ttscale simulate``, :class:`~ttscale.adaptive.
     workload_prior.WorkloadBayes` at ``price``) instead of the ``default`` rule; ``confidence`` is
     not read. None: the ``default`` rule."""
-    price: Float = Field(0.01, gt=0, lt=1)
+    price: Float = Field(DEFAULT_PRICE, gt=0, lt=1)
     """Adaptive with ``workload``: the accuracy one more sample must buy, in (0, 1); lower spends more."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -72,7 +73,7 @@ class Budget(CheckedModel):
         return self
 
     @classmethod
-    def from_pilot(cls, bank: str | Path, *, samples: int | None = None, price: float = 0.01, **fields: Any) -> Budget:
+    def from_pilot(cls, bank: str | Path, *, samples: int | None = None, price: float = DEFAULT_PRICE, **fields: Any) -> Budget:
         """An adaptive budget whose stop reads a workload prior fitted on ``bank`` (a pilot of the
         same kind of questions: their vote counts, no labels): ``samples`` per question at most
         (default: the pool size 90% of the bank's questions have), ``price`` as in :attr:`price`,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ttscale.adaptive.workload_prior import DEFAULT_PRICE
 from ttscale.answers.equivalence import EquivalenceMode
 from ttscale.cli.console import err, handle_errors
 from ttscale.cli.sampling_options import early_stop_option_error, early_stop_params
@@ -84,7 +85,7 @@ def serve_command(
     early_stop_threshold: Annotated[float | None, typer.Option("--early-stop-threshold", help="Default early stop: a fixed group-confidence threshold instead of warm-up calibration.")] = None,
     early_stop_top_k: Annotated[int | None, typer.Option("--early-stop-top-k", help="Default early stop: top log-probs per token of the token confidence (1-20, default 20).")] = None,
     workload_pilot: Annotated[Path | None, typer.Option("--workload-pilot", help="A pilot bank of this workload's questions (votes only): adaptive requests stop by the Bayes-optimal rule under the workload prior fitted on it (`workload` in `ttscale simulate`) instead of the default rule.")] = None,
-    workload_price: Annotated[float, typer.Option("--workload-price", help="With --workload-pilot: the accuracy one more sample must buy, in (0, 1); lower spends more.")] = 0.01,
+    workload_price: Annotated[float, typer.Option("--workload-price", help="With --workload-pilot: the accuracy one more sample must buy, in (0, 1); lower spends more.")] = DEFAULT_PRICE,
     log_level: Annotated[LogLevel, typer.Option("--log-level", metavar="LEVEL", help="critical, error, warning, info, debug or trace. info: one line per proxied request (status, latency, upstream requests, samples, stop reason); warning: problems only.")] = LogLevel.INFO,
 ) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics in front of UPSTREAM."""

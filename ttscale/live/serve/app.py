@@ -49,18 +49,29 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from ttscale.adaptive.workload_prior import DEFAULT_PRICE
 from ttscale.errors import ConfigError, TTScaleError
 from ttscale.live.budget import Budget
 from ttscale.live.samplers import proxy_sampler
 from ttscale.live.serve.config import ServeConfig, preset
 from ttscale.live.serve.errors import HTTPError, install_error_handlers, upstream_error
 from ttscale.live.serve.metrics import Metrics
-from ttscale.live.serve.middleware import BodyLimit, Guard, authorized
-from ttscale.live.serve.middleware import access
-from ttscale.live.serve.options import PREFIX, RequestOptions, Routed, parse_options, route
-from ttscale.live.serve.routing import Direct
-from ttscale.live.serve.requests import ChatRequest, CompletionRequest, Prompt, check_forwarded
+from ttscale.live.serve.middleware import BodyLimit, Guard, access, authorized
+from ttscale.live.serve.options import (
+    PREFIX,
+    RequestOptions,
+    Routed,
+    parse_options,
+    route,
+)
+from ttscale.live.serve.requests import (
+    ChatRequest,
+    CompletionRequest,
+    Prompt,
+    check_forwarded,
+)
 from ttscale.live.serve.responses import Endpoint, completion_response
+from ttscale.live.serve.routing import Direct
 from ttscale.live.solution import Question, Solution, last_user_text
 from ttscale.live.solve import Solver
 from ttscale.sampling.backends.openai import ServerError, sent_max_tokens
@@ -321,7 +332,7 @@ _DEFAULT_BUDGET = Budget()
 
 
 def _budget(samples: int, adaptive: bool, pilot: int, step: int, confidence: float, *,
-            workload: tuple[tuple[float, float, float, float], ...] | None = None, price: float = 0.01) -> Budget:
+            workload: tuple[tuple[float, float, float, float], ...] | None = None, price: float = DEFAULT_PRICE) -> Budget:
     """A request's budget; adaptive ones stop on the server's workload prior when it has one."""
     return Budget(samples=samples, adaptive=adaptive, pilot=pilot, step=step, confidence=confidence,
                   workload=workload if adaptive else None, price=price)

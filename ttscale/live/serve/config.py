@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field, StrictStr, field_validator, model_validator
 
+from ttscale.adaptive.workload_prior import DEFAULT_PRICE
 from ttscale.answers import EquivalenceMode
 from ttscale.early_stop.params import EarlyStopParams
 from ttscale.errors import ConfigError
@@ -70,7 +71,7 @@ class ServeConfig(CheckedModel):
     """Adaptive requests stop by the Bayes-optimal rule under this workload prior (``Budget.workload``,
     fitted on a pilot bank by ``ttscale serve --workload-pilot BANK``) instead of the ``default``
     rule; None: the ``default`` rule."""
-    workload_price: Float = Field(0.01, gt=0, lt=1)
+    workload_price: Float = Field(DEFAULT_PRICE, gt=0, lt=1)
     """With ``workload``: the accuracy one more sample must buy (``Budget.price``); lower spends more."""
     timeout: Float = Field(120.0, gt=0)
     """Seconds a client request may wait for the upstream before a 504."""
