@@ -33,6 +33,11 @@ pass counts with 512 samples per problem) come from about 10 minutes of training
         --out runs/corpora-micro --samples 512 --round 128 --which micro-votes-default-T1.3 \
         micro-votes-hard-T1.3 micro-pass-default-T1.3 micro-pass-hard-T1.3
 
+The committed micro vote banks also carry DeepConf group confidence (8-token groups), as arith-tiny's
+do: for each vote bank, ``.venv/bin/ttscale score lowest-group-confidence
+runs/corpora-micro/micro-votes-SET-T1.3-p500-n64.jsonl --model evals/data/models/arith-micro
+--window 8 --name deepconf --default``, then ``--compact-only`` with the same ``--model``, prefix and ``--out``.
+
 Not part of the tests: it starts the vLLM engine and samples for tens of minutes.
 """
 
