@@ -7,7 +7,8 @@ Corpora with enough samples per problem that pass@k is known far beyond a pilot:
   samples is one dataset (truth at k = 100, 1,000, 10,000);
 * ``arith-*``: evals/data/pass-*.csv (the embedded model, 200 problems x >= 1,024 samples, made by
   evals/corpora.py), each split into 4 datasets of 50 problems (truth at k = 100, 1,000);
-* ``micro-*``: evals/data/micro-pass-*.csv, the same from a second, smaller model (arith-micro).
+* ``micro-*``: evals/data/micro-pass-*.csv, the same from a second, smaller model (arith-micro), 512 samples
+  per problem (truth at k = 100).
 
 For every dataset and seed a pilot of 32 samples per problem is drawn without replacement
 (hypergeometric, seeded). Every fixed method is fitted on the pilot and predicts pass@k; the truth
@@ -56,7 +57,7 @@ PYTHIA_GROUPS = {"pythia-small": ("14M", "70M", "160M"), "pythia-mid": ("410M", 
 TOLERANCE_POINTS = 0.25  # "within 10% of the best" also holds within this many points (near-zero errors)
 
 
-def load_corpora(min_n: int = 1000) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
+def load_corpora(min_n: int = 500) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
     """corpus -> [(dataset name, n, c)]; problems with fewer than ``min_n`` samples are dropped."""
     out: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
     rows: dict[str, list[tuple[int, int]]] = {}

@@ -33,9 +33,9 @@ from ttscale.validation import is_number
 
 __all__ = ["BlendedPassAtK", "DEFAULT_WEIGHTS", "DEFAULT_SHAPE_PRIOR", "DEFAULT_INTERVAL_SCALE"]
 
-DEFAULT_WEIGHTS: tuple[tuple[str, float], ...] = (("bb-shape", 0.4934), ("log-log", 0.4373), ("bb", 0.0653), ("power-law+floor", 0.0040))
+DEFAULT_WEIGHTS: tuple[tuple[str, float], ...] = (("bb-shape", 0.5399), ("exp-power-law", 0.4207), ("bb", 0.0389), ("power-law+floor", 0.0005))
 """Component weights (``evals/unseen_passk.py``, fitted on every corpus)."""
-DEFAULT_SHAPE_PRIOR: tuple[float, float] = (1.43, 0.5)
+DEFAULT_SHAPE_PRIOR: tuple[float, float] = (1.35, 0.5)
 """Log-normal prior on the Beta shape of the ``bb-shape`` component: (median, sd of log a)."""
 DEFAULT_INTERVAL_SCALE = 0.5
 """Interval half-width in units of the components' spread (95% level)."""
