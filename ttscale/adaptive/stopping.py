@@ -144,7 +144,7 @@ def top_two(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 DEFAULT_ALPHA = 4.0
 """SettledMajority's pseudo-votes for the top two answers (chosen leaving one corpus out: evals/unseen_allocation.py)."""
-DEFAULT_REST = 0.3
+DEFAULT_REST = 1.0
 """SettledMajority's pseudo-votes for all other answers together (chosen leaving one corpus out: evals/unseen_allocation.py)."""
 DEFAULT_CONFIDENCE = 0.96
 """SettledMajority's confidence unless told (and the live ``Budget``'s): the lowest whose stop reached majority@K - 0.1
