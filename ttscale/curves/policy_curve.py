@@ -47,7 +47,7 @@ VOTE_GAIN = 0.75
 selector without its own entry in :data:`VOTE_GAINS` (chosen on every vote-type policy of the dev
 corpora among 0.5-1.5; see ``evals/policy_curves.py``)."""
 
-VOTE_GAINS: dict[str, float] = {"first-to-ahead": 0.5, "top-k-answers": 1.25, "confidence-vote": 0.75, "weighted-majority": 0.75}
+VOTE_GAINS: dict[str, float] = {"first-to-ahead": 0.5, "top-k-answers": 1.5, "confidence-vote": 0.75, "weighted-majority": 0.75}
 """Transfer ratio per selector, chosen on the dev corpora where the selector runs (two or more of
 them): a stopping rule (first-to-ahead) decides early and saturates below majority; a k-answer
 submission (top-k-answers) gains more than one answer can. Leave-one-corpus-out, ratios per
