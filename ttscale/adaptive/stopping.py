@@ -402,7 +402,6 @@ class SettledMajority(StoppingRule):
         return self.samples_to_stop(*top, n, horizon)
 
 
-
 @lru_cache(maxsize=200_000)
 def settled_probability(v1: float, v2: float, others: float, m: int, alpha: float, rest: float) -> float:
     """P(v1 + x > v2 + y, ties half) when the next ``m`` samples split (x, y, rest) by a Dirichlet-
