@@ -266,6 +266,9 @@ def test_training_script_takes_the_model_shape(tmp_path):
     assert (config["num_key_value_heads"], config["intermediate_size"]) == (2, 96)
     assert json.loads((tmp_path / "m" / "training_info.json").read_text())["shape"]["hidden_size"] == 64
     assert MODEL_SHAPE["hidden_size"] == 128  # the packaged model's shape stays the default
+    for bad in (["--heads", "0"], ["--layers", "0"], ["--hidden-size", "-32"]):  # a clear usage error, not a traceback
+        with pytest.raises(SystemExit):
+            main([*args, *bad])
     with pytest.raises(SystemExit):
         main([*args, "--hidden-size", "100", "--heads", "3"])
 

@@ -97,6 +97,10 @@ def model_shape(
     intermediate_size: int = MODEL_SHAPE["intermediate_size"],
 ) -> dict[str, int]:
     """:data:`MODEL_SHAPE` with the given width, depth, heads (as many key/value heads) and MLP width."""
+    for name, value in (("hidden size", hidden_size), ("layers", num_hidden_layers), ("heads", num_attention_heads),
+                        ("intermediate size", intermediate_size)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, not {value}")
     if hidden_size % num_attention_heads:
         raise ValueError(f"hidden size {hidden_size} is not a multiple of {num_attention_heads} heads")
     return {
