@@ -420,6 +420,47 @@ def test_the_api_fails_fast_on_a_malformed_upstream(scripted: ScriptedUpstream, 
     assert scripted.requests - before <= 2 and time.monotonic() - start < 10
 
 
+def logprob_reply(logprobs: object) -> dict:
+    reply = chat_reply(["#### 4"])
+    reply["choices"][0]["logprobs"] = logprobs
+    return reply
+
+
+TOKEN_LOGPROBS = {  # a chat reply's `logprobs` -> (error type, what the message names)
+    "entry a string": ({"content": ["4"]}, "malformed", "choices[0].logprobs.content[0]"),
+    "top a dict": ({"content": [{"token": "4", "logprob": -0.1, "top_logprobs": {"4": -0.1}}]}, "malformed",
+                   "choices[0].logprobs.content[0].top_logprobs"),
+    "top not numbers": ({"content": [{"token": "4", "logprob": -0.1, "top_logprobs": [{"token": "4", "logprob": "x"}]}]},
+                        "malformed", "log-probs (numbers)"),
+    "content a string": ({"content": "4"}, "malformed", "choices[0].logprobs.content"),
+    "content null": ({"content": None}, "config", "choices[0].logprobs.content"),
+    "top empty": ({"content": [{"token": "4", "logprob": -0.1, "top_logprobs": []}]}, "config",
+                  "choices[0].logprobs.content[0].top_logprobs"),
+}
+
+
+@pytest.mark.parametrize("case", list(TOKEN_LOGPROBS))
+def test_token_confidences_from_a_hostile_upstream_are_typed_errors(scripted: ScriptedUpstream, case: str) -> None:
+    """--token-confidence reads every token's top log-probs from the reply: a wrongly shaped one is a
+    malformed-reply error naming the field, missing ones a ConfigError naming the option."""
+    from ttscale.errors import ConfigError
+    from ttscale.sampling.backends.openai import Failure, OpenAISampler, ServerError
+    from ttscale.sampling.sampler import SampleRequest, SamplingConfig
+
+    logprobs, kind, field = TOKEN_LOGPROBS[case]
+    scripted.reply = lambda _: logprob_reply(logprobs)
+    sampler = OpenAISampler("m", SamplingConfig(token_confidence=5, prompt_format="chat", max_tokens=8),
+                            base_url=scripted.url, max_retries=0)
+    expected = ServerError if kind == "malformed" else ConfigError
+    with pytest.raises(expected) as info:
+        sampler.generate([SampleRequest("q", "What is 2+2?", 1, 0)])
+    assert field in str(info.value)
+    if kind == "malformed":
+        assert info.value.kind is Failure.MALFORMED
+    else:
+        assert info.value.parameter == "token_confidence"
+
+
 def test_rounds_with_no_candidates_end_the_question(tmp_path: Path) -> None:
     # A sampler that answers every request with no candidates at all (not only the HTTP one).
     import asyncio

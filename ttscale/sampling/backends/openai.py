@@ -547,26 +547,51 @@ class OpenAISampler:
         assert k is not None
         if not isinstance(lp, dict):
             raise self._no_top_logprobs(req, f"sent no log-probs for choice {i}")
+        rows = self._token_rows(req, lp, chat, f"choices[{i}].logprobs", lambda why: self._no_top_logprobs(req, why))
+        return [self._confidence(req, values, k, where) for values, where, _ in rows]
+
+    def _token_rows(self, req: SampleRequest, lp: dict[str, Any], chat: bool, prefix: str,
+                    missing: Callable[[str], ConfigError], chunk: bool = False) -> list[tuple[list[Any], str, Any]]:
+        """Per generated token of one choice's ``logprobs`` object (chat: ``content[j]``; completions:
+        ``top_logprobs[j]`` and ``token_logprobs[j]``): (its top log-probs, where they are in the reply,
+        the sampled token's log-prob). A reply without the top log-probs raises ``missing(why)`` (the
+        error names the option that asked for them); a wrongly shaped one, a malformed-reply error. A
+        stream ``chunk`` may carry no token at all."""
+        rows: list[tuple[list[Any], str, Any]] = []
         if chat:
             content = lp.get("content")
-            if not isinstance(content, list):
-                raise self._malformed(req, f"choices[{i}].logprobs.content", "a list", content)
-            rows = []
-            for j, entry in enumerate(content):
-                if not isinstance(entry, dict) or not isinstance(entry.get("top_logprobs"), list) or not entry["top_logprobs"]:
-                    raise self._no_top_logprobs(req, f"sent no `choices[{i}].logprobs.content[{j}].top_logprobs`")
-                rows.append(([t.get("logprob") if isinstance(t, dict) else t for t in entry["top_logprobs"]],
-                             f"choices[{i}].logprobs.content[{j}].top_logprobs"))
-        else:
-            top = lp.get("top_logprobs")
-            if not isinstance(top, list):
-                raise self._no_top_logprobs(req, f"sent no `choices[{i}].logprobs.top_logprobs`")
-            rows = []
-            for j, position in enumerate(top):
-                if not isinstance(position, dict) or not position:
-                    raise self._malformed(req, f"choices[{i}].logprobs.top_logprobs[{j}]", "an object of token: log-prob", position)
-                rows.append((list(position.values()), f"choices[{i}].logprobs.top_logprobs[{j}]"))
-        return [self._confidence(req, values, k, where) for values, where in rows]
+            if content is None and not chunk:
+                raise missing(f"sent no `{prefix}.content`")
+            if not isinstance(content, list | None):
+                raise self._malformed(req, f"{prefix}.content", "a list", content)
+            for j, entry in enumerate(content or []):
+                where = f"{prefix}.content[{j}].top_logprobs"
+                if not isinstance(entry, dict):
+                    raise self._malformed(req, f"{prefix}.content[{j}]", "an object (a token with its log-probs)", entry)
+                top = entry.get("top_logprobs")
+                if top is not None and not isinstance(top, list):
+                    raise self._malformed(req, where, "a list of top log-probs", top)
+                if not top:
+                    raise missing(f"sent no `{where}`")
+                rows.append(([t.get("logprob") if isinstance(t, dict) else t for t in top], where, entry.get("logprob")))
+            return rows
+        top = lp.get("top_logprobs")
+        if top is None:
+            if not chunk or lp.get("tokens") or lp.get("token_logprobs"):
+                raise missing(f"sent log-probs without the top ones (`{prefix}.top_logprobs` null)")
+            return rows  # no token in this reply or chunk
+        if not isinstance(top, list):
+            raise self._malformed(req, f"{prefix}.top_logprobs", "a list (one object per token)", top)
+        sampled = lp.get("token_logprobs")
+        sampled = sampled if isinstance(sampled, list) and len(sampled) == len(top) else [None] * len(top)
+        for j, position in enumerate(top):
+            where = f"{prefix}.top_logprobs[{j}]"
+            if not isinstance(position, dict):
+                raise self._malformed(req, where, "an object of token: log-prob", position)
+            if not position:
+                raise missing(f"sent an empty `{where}`")
+            rows.append((list(position.values()), where, sampled[j]))
+        return rows
 
     def _no_top_logprobs(self, req: SampleRequest, why: str) -> ConfigError:
         k = self.config.token_confidence
@@ -713,36 +738,9 @@ class OpenAISampler:
             return text, [], [], finish, usage
         if not isinstance(lp, dict):
             raise self._malformed(req, "choices[0].logprobs", "an object", lp)
-        confs: list[float] = []
-        lps: list[float | None] = []
-        if chat:
-            content = lp.get("content") or []
-            if not isinstance(content, list):
-                raise self._malformed(req, "choices[0].logprobs.content", "a list", content)
-            for j, entry in enumerate(content):
-                where = f"choices[0].logprobs.content[{j}]"
-                if not isinstance(entry, dict) or not isinstance(entry.get("top_logprobs"), list):
-                    raise self._malformed(req, f"{where}.top_logprobs", "a list of top log-probs", entry)
-                values = [t.get("logprob") if isinstance(t, dict) else t for t in entry["top_logprobs"]]
-                confs.append(self._confidence(req, values, top_k, f"{where}.top_logprobs"))
-                lps.append(_logprob(entry.get("logprob")))
-            return text, confs, lps, finish, usage
-        top = lp.get("top_logprobs")
-        if top is None:
-            if lp.get("tokens") or lp.get("token_logprobs"):
-                raise self._no_logprobs(req, "streamed log-probs without the top ones (`top_logprobs` null)")
-            return text, [], [], finish, usage
-        if not isinstance(top, list):
-            raise self._malformed(req, "choices[0].logprobs.top_logprobs", "a list (one object per token)", top)
-        sampled = lp.get("token_logprobs")
-        sampled = sampled if isinstance(sampled, list) and len(sampled) == len(top) else [None] * len(top)
-        for j, position in enumerate(top):
-            where = f"choices[0].logprobs.top_logprobs[{j}]"
-            if not isinstance(position, dict):
-                raise self._malformed(req, where, "an object of token: log-prob", position)
-            confs.append(self._confidence(req, list(position.values()), top_k, where))
-            lps.append(_logprob(sampled[j]))
-        return text, confs, lps, finish, usage
+        rows = self._token_rows(req, lp, chat, "choices[0].logprobs", lambda why: self._no_logprobs(req, why), chunk=True)
+        confs = [self._confidence(req, values, top_k, where) for values, where, _ in rows]
+        return text, confs, [_logprob(sampled) for _, _, sampled in rows], finish, usage
 
     def _confidence(self, req: SampleRequest, values: list[Any], top_k: int, where: str) -> float:
         if not values:
