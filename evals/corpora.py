@@ -237,6 +237,11 @@ def main() -> None:
 
     if args.model is None:
         args.model = model_dir()
+    if not (args.model / "config.json").is_file():
+        parser.error(f"--model {args.model}: not a model folder (no config.json in it)")
+    for option in ("problems", "samples", "vote_problems", "batch", "round", "max_num_seqs", "max_num_batched_tokens"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')} {getattr(args, option)}: expected a positive whole number")
     known = {c.name: c for c in corpora(DEFAULT_TEMPERATURE, args.model.resolve().name, args.name_prefix)}
     chosen = list(known.values()) if not args.which else [known[w] for w in args.which if w in known]
     unknown = [w for w in args.which or () if w not in known]
@@ -244,7 +249,11 @@ def main() -> None:
         sys.exit(f"unknown corpus {unknown}; choose from {list(known)}")
     stop_at = None
     if args.stop_at:
-        hh, mm = (int(x) for x in args.stop_at.split(":"))
+        try:
+            hh, mm = (int(x) for x in args.stop_at.split(":"))
+            dt.time(hh, mm)
+        except ValueError:
+            parser.error(f"--stop-at {args.stop_at!r}: expected HH:MM (UTC), e.g. 19:30")
         stop_at = dt.datetime.now(dt.UTC).replace(hour=hh, minute=mm, second=0, microsecond=0)
     args.out.mkdir(parents=True, exist_ok=True)
 
