@@ -17,7 +17,14 @@ stacked blend whose weights are fitted) and their interval width are *fitted on 
 one and scored on the one left out*, in turn: the figure reported for a corpus is always held out.
 The "automatic" choice is itself chosen that way (the candidate rule with the lowest error on the
 training corpora), which is exactly what ``ttscale plan -p pass`` ships: the same choice made on
-all corpora (printed at the end, with the constants to put in ``ttscale.curves.passk_auto``).
+all corpora (printed at the end, with the constants to put in ``ttscale.curves.passk_blend``).
+
+``gated@anchored`` is a stacked blend per regime of the pilot: one set of weights for pilots that
+solved most problems at least once (share never solved below a split), one for the others, each
+fitted on the training pilots of its regime; the split is chosen on the training corpora too (the
+lowest mean regret; among tied splits, the middle one). Power laws fitted to the dataset curve of a
+pilot whose problems are mostly solved, but rarely, under-shoot; the beta-binomial over the problems'
+rates does not.
 
 Run (a few minutes):  .venv/bin/python evals/unseen_passk.py [--seeds 5] [--pilot 32]
 Writes evals/results/unseen_passk.json and .txt.
@@ -135,7 +142,8 @@ def collect(corpora, seeds: int, m: int) -> list[dict]:
                 pilot = rng.hypergeometric(c, n - c, m)
                 rows.append({"corpus": corpus, "dataset": name, "seed": seed, "ks": ks, "truth": truth,
                              "pilot": pilot, "m": m, "profile": shape_profile(pilot, m),
-                             "pilot_pass": float(pass_at_k(np.full(pilot.size, m), pilot, [m]).mean())})
+                             "pilot_pass": float(pass_at_k(np.full(pilot.size, m), pilot, [m]).mean()),
+                             "zero_share": float(np.mean(pilot == 0))})
     return rows
 
 
@@ -163,7 +171,7 @@ def combine(rule: str, preds: dict[str, np.ndarray], weights: dict[str, float] |
         return np.nanmean(np.stack([preds["ExpPL"], preds["LogLog"]]), axis=0)
     if rule == "median(ExpPL,LogLog,BB+shape)":
         return np.nanmedian(np.stack([preds["ExpPL"], preds["LogLog"], preds["BB+shape"]]), axis=0)
-    if rule.startswith("stack"):
+    if rule.startswith(("stack", "gated")):
         assert weights is not None
         suffix = "@anchored" if rule.endswith("@anchored") else ""
         w = weights[suffix]
@@ -179,8 +187,43 @@ def combine(rule: str, preds: dict[str, np.ndarray], weights: dict[str, float] |
 COMBOS = ["median3", "median-all", "mean(ExpPL,LogLog)", "median(ExpPL,LogLog,BB+shape)", "stack"]
 FIXED_ALL = FIXED + [f + "@anchored" for f in FIXED]
 """Every single method, plain and anchored at the pilot: "the best fixed method in hindsight" is the best of these."""
-RULES = FIXED_ALL + COMBOS + [c + "@anchored" for c in COMBOS]
+RULES = FIXED_ALL + COMBOS + [c + "@anchored" for c in COMBOS] + ["gated@anchored"]
 STACK_BASE = ["BB", "BB+shape", "ExpPL", "LogLog", "PL+floor"]
+SPLITS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+"""Candidate splits of the gated stack: the share of the pilot's problems never solved."""
+
+
+def row_weights(rule: str, r: dict, weights):
+    """The stack weights ``rule`` uses on row ``r``: the gated stack has one set for pilots with most
+    problems solved at least once (unsolved share below its split) and one for the others."""
+    if rule.startswith("gated"):
+        gate = weights["gated"]
+        return gate["low"] if r["zero_share"] < gate["split"] else gate["high"]
+    return weights
+
+
+def fit_gated(rows: list[dict], split: float) -> dict:
+    """A stack per regime (pilots with an unsolved share below / at or above ``split``), each fitted on
+    that regime's rows (on all rows when a regime has none)."""
+    low = [r for r in rows if r["zero_share"] < split]
+    high = [r for r in rows if r["zero_share"] >= split]
+    every = fit_stack(rows) if not (low and high) else None
+    return {"split": split, "low": fit_stack(low) if low else every, "high": fit_stack(high) if high else every}
+
+
+def choose_split(rows: list[dict], by_corpus: dict[str, list[dict]], best_fixed: dict, corpora: list[str],
+                 weights: dict) -> tuple[dict, dict[float, float]]:
+    """The gated stack's split: the lowest mean regret over ``corpora`` (stacks refitted per split on
+    ``rows``); among splits tied within 0.001 the middle one (training pilots leave gaps in the unsolved
+    share, and the middle of a gap is the choice that leans on neither side)."""
+    scores, gates = {}, {}
+    for split in SPLITS:
+        gates[split] = fit_gated(rows, split)
+        trial = {**weights, "gated": gates[split]}
+        scores[split] = float(np.mean([regret(corpus_mae(by_corpus[h], "gated@anchored", trial), best_fixed[h]) for h in corpora]))
+    low = min(scores.values())
+    tied = [split for split in SPLITS if scores[split] <= low + 1e-3]
+    return gates[tied[len(tied) // 2]], scores
 
 
 def fit_stack(rows: list[dict]) -> dict[str, dict[str, float]]:
@@ -209,11 +252,22 @@ def _fit_stack(rows: list[dict], suffix: str) -> dict[str, float]:
     return {k: float(v) for k, v in zip(STACK_BASE, (w / w.sum()).round(4))}
 
 
+def describe(weights: dict) -> str:
+    """The anchored stack weights (non-zero ones), and the gated stack's per regime."""
+    def one(w: dict[str, float]) -> str:
+        return "{" + ", ".join(f"{k} {v:.3f}" for k, v in w["@anchored"].items() if v >= 5e-4) + "}"
+    text = "stack " + one(weights)
+    if "gated" in weights:
+        g = weights["gated"]
+        text += f"; gated: unsolved share < {g['split']:.1f} {one(g['low'])}, else {one(g['high'])}"
+    return text
+
+
 def corpus_mae(rows: list[dict], rule: str, weights=None) -> dict[int, float]:
     """Mean absolute error in points per k over a corpus's rows."""
     errs: dict[int, list[float]] = {}
     for r in rows:
-        p = combine(rule, r["pred"], weights)
+        p = combine(rule, r["pred"], row_weights(rule, r, weights))
         for k, pk, t in zip(r["ks"], p, r["truth"]):
             errs.setdefault(int(k), []).append(100 * abs((0.0 if not np.isfinite(pk) else pk) - t))
     return {k: float(np.mean(v)) for k, v in errs.items()}
@@ -253,7 +307,7 @@ def interval(r: dict, center: np.ndarray, scale: float, anchored: bool = False) 
 def coverage(rows: list[dict], rule: str, weights, scale: float) -> float:
     hit, total = 0, 0
     for r in rows:
-        c = np.nan_to_num(combine(rule, r["pred"], weights), nan=0.0)
+        c = np.nan_to_num(combine(rule, r["pred"], row_weights(rule, r, weights)), nan=0.0)
         lo, hi = interval(r, c, scale, anchored=rule.endswith("@anchored"))
         hit += int(np.sum((lo - 1e-9 <= r["truth"]) & (r["truth"] <= hi + 1e-9)))
         total += r["truth"].size
@@ -303,6 +357,7 @@ def main() -> None:
         train = [r for r in rows if r["corpus"] != held]
         train_names = [h for h in names if h != held]
         weights = fit_stack(train)
+        weights["gated"], split_scores = choose_split(train, by_corpus, best_fixed, train_names, weights)
         auto, train_scores = choose_rule(by_corpus, best_fixed, train_names, weights)
         scale = calibrate_scale(train, auto, weights)
         test = by_corpus[held]
@@ -310,10 +365,14 @@ def main() -> None:
         best_fixed_name = {k: min(FIXED_ALL, key=lambda f: mae[f][k]) for k in mae["BB"]}
         cov = coverage(test, auto, weights, scale)
         report["corpora"][held] = {"auto": auto, "weights": weights, "scale": scale, "coverage": cov,
-                                   "mae": mae, "best_fixed": best_fixed_name, "train_scores": train_scores}
+                                   "mae": mae, "best_fixed": best_fixed_name, "train_scores": train_scores,
+                                   "split_scores": split_scores}
         say()
-        say(f"held out: {held} ({len(test)} pilots); automatic choice (from the other corpora): {auto}; "
-            f"stack weights {weights}; interval scale {scale:.2f}")
+        say(f"held out: {held} ({len(test)} pilots, unsolved share {np.mean([r['zero_share'] for r in test]):.2f}); "
+            f"automatic choice (from the other corpora): {auto}; interval scale {scale:.2f}")
+        say(f"  stack weights {describe(weights)}")
+        say(f"  gated stack: split {weights['gated']['split']:.1f} (training regret by split: "
+            + ", ".join(f"{k:.1f} {v:.3f}" for k, v in split_scores.items()) + ")")
         ks = sorted(mae["BB"])
         say(f"  {'method':32s}" + "".join(f"{'k=' + str(k):>10s}" for k in ks))
         for rule in RULES:
@@ -324,12 +383,13 @@ def main() -> None:
             + f"; auto within 10% (or {TOLERANCE_POINTS} pt): {'yes' if ok else 'NO'}; 95% interval coverage {cov:.3f}")
     # The shipped choice: the same selection on all corpora.
     weights = fit_stack(rows)
+    weights["gated"], split_scores = choose_split(rows, by_corpus, best_fixed, names, weights)
     auto, scores = choose_rule(by_corpus, best_fixed, names, weights)
     scale = calibrate_scale(rows, auto, weights)
     report["shipped"] = {"auto": auto, "weights": weights, "scale": scale, "shape": shape_for(rows, ""),
                          "scores": scores}
     say()
-    say(f"shipped (fitted on all corpora): {auto}, stack weights {weights}, interval scale {scale:.2f}, "
+    say(f"shipped (fitted on all corpora): {auto}, stack weights {describe(weights)}, interval scale {scale:.2f}, "
         f"BB+shape prior shape {report['shipped']['shape']:.2f}; mean regret by rule: "
         + ", ".join(f"{r} {s:.3f}" for r, s in sorted(scores.items(), key=lambda x: x[1])))
     say(f"total {time.time() - t0:.0f}s")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import betaln
 
-from ttscale.curves.passk_blend import BlendedPassAtK
+from ttscale.curves.passk_blend import DEFAULT_SOLVED_WEIGHTS, DEFAULT_UNSOLVED_SPLIT, DEFAULT_WEIGHTS, BlendedPassAtK
 from ttscale.errors import ConfigError, EstimationError
 from ttscale.estimate.exact import pass_at_k
 
@@ -65,3 +65,28 @@ def test_degenerate_and_bad_input() -> None:
         BlendedPassAtK(shape_prior=(0, 1)).fit([8, 8], [1, 2])
     with pytest.raises(EstimationError, match="not fitted"):
         BlendedPassAtK().predict(10)
+
+
+def test_the_weights_follow_the_share_of_problems_the_pilot_never_solved() -> None:
+    n, c = beta_counts(1.5, 4.0)  # nearly every problem solved in 32 samples
+    solved = BlendedPassAtK().fit(n, c)
+    assert solved.zero_share_ < DEFAULT_UNSOLVED_SPLIT and solved.regime_ == "mostly solved"
+    assert solved.weights_ == pytest.approx({k: v for k, v in DEFAULT_SOLVED_WEIGHTS if v > 0})
+    n, c = beta_counts(0.05, 20.0)  # most problems never solved
+    unsolved = BlendedPassAtK().fit(n, c)
+    assert unsolved.zero_share_ >= DEFAULT_UNSOLVED_SPLIT and unsolved.regime_ == "often unsolved"
+    assert set(unsolved.weights_) <= {k for k, v in DEFAULT_WEIGHTS if v > 0} and len(unsolved.weights_) > 1
+    # The split is a parameter: 0 always uses ``weights``, 1 always ``solved_weights``.
+    assert BlendedPassAtK(unsolved_split=0.0).fit(*beta_counts(1.5, 4.0)).regime_ == "often unsolved"
+    assert BlendedPassAtK(unsolved_split=1.0).fit(n, c).regime_ == "mostly solved"
+
+
+@pytest.mark.parametrize(("kwargs", "param"), [
+    ({"unsolved_split": 1.5}, "unsolved_split"), ({"unsolved_split": float("nan")}, "unsolved_split"),
+    ({"unsolved_split": "half"}, "unsolved_split"), ({"solved_weights": (("bb", 0.5),)}, "solved_weights"),
+    ({"solved_weights": (("magic", 1.0),)}, "solved_weights"),
+])
+def test_bad_gate_settings_name_their_parameter(kwargs: dict, param: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        BlendedPassAtK(**kwargs).fit([8, 8], [1, 2])
+    assert info.value.parameter == param

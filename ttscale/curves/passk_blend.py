@@ -2,12 +2,16 @@
 
 No single pass@k model wins everywhere. On held-out corpora (``evals/unseen_passk.py``: each choice
 fitted on all corpora but one, scored on the one left out, in turn: three groups of Pythia
-checkpoints and four of the embedded model) the beta-binomial with a prior on its shape and the
-log-log regression err on opposite sides at large k, and their blend, each anchored at the pilot,
-stayed within 10% (or 0.25 point) of the best single model in hindsight on all seven held-out
-corpora, beating it on the three where errors are large. The weights, the shape prior
-and the interval scale below are that evaluation's choice fitted on all corpora; they are data, not
-tuned on any bank a user brings.
+checkpoints, four of the embedded model and four of a second, smaller one) the beta-binomial with a
+prior on its shape and the log-log regression err on opposite sides at large k, and their blend,
+each anchored at the pilot, beats the best single model in hindsight where errors are large. Where
+most of the pilot's problems were solved at least once (fewer than ``unsolved_split`` never were),
+the power laws fitted to the dataset curve under-shoot (a pilot that solves most problems only once
+or twice: 6-12 points at k = 100) and the beta-binomial over the problems' rates alone does best;
+so the blend has one set of weights per regime. Held out, it stayed within 10% (or 0.25 point) of
+the best single model on ten of eleven corpora. The weights, the split, the shape prior and the
+interval scale below are that evaluation's choice fitted on all corpora; they are data, not tuned on
+any bank a user brings.
 
 Interval: the blend -/+ ``interval_scale`` x (the largest distance from the blend to any component,
 plus one point), in quadrature with the sampling error of a dataset mean over the pilot's problems,
@@ -31,11 +35,18 @@ from ttscale.curves.passk import SUPPORT_TOLERANCE, BetaBinomialPassAtK
 from ttscale.errors import ConfigError, EstimationError
 from ttscale.validation import is_number
 
-__all__ = ["BlendedPassAtK", "DEFAULT_WEIGHTS", "DEFAULT_SHAPE_PRIOR", "DEFAULT_INTERVAL_SCALE"]
+__all__ = ["BlendedPassAtK", "DEFAULT_WEIGHTS", "DEFAULT_SOLVED_WEIGHTS", "DEFAULT_UNSOLVED_SPLIT", "DEFAULT_SHAPE_PRIOR",
+           "DEFAULT_INTERVAL_SCALE"]
 
-DEFAULT_WEIGHTS: tuple[tuple[str, float], ...] = (("bb-shape", 0.5399), ("exp-power-law", 0.4207), ("bb", 0.0389), ("power-law+floor", 0.0005))
-"""Component weights (``evals/unseen_passk.py``, fitted on every corpus)."""
-DEFAULT_SHAPE_PRIOR: tuple[float, float] = (1.35, 0.5)
+DEFAULT_WEIGHTS: tuple[tuple[str, float], ...] = (("bb-shape", 0.5103), ("log-log", 0.4278), ("bb", 0.0618), ("power-law+floor", 0.0001))
+"""Component weights for pilots where many problems were never solved (``evals/unseen_passk.py``, fitted on
+every corpus's pilots with an unsolved share at or above the split)."""
+DEFAULT_SOLVED_WEIGHTS: tuple[tuple[str, float], ...] = (("bb-shape", 1.0),)
+"""Component weights for pilots where most problems were solved at least once (unsolved share below the split)."""
+DEFAULT_UNSOLVED_SPLIT = 0.6
+"""The share of a pilot's problems never solved at which the blend switches from ``DEFAULT_SOLVED_WEIGHTS``
+to ``DEFAULT_WEIGHTS`` (chosen held out with the weights)."""
+DEFAULT_SHAPE_PRIOR: tuple[float, float] = (1.23, 0.5)
 """Log-normal prior on the Beta shape of the ``bb-shape`` component: (median, sd of log a)."""
 DEFAULT_INTERVAL_SCALE = 0.5
 """Interval half-width in units of the components' spread (95% level)."""
@@ -63,41 +74,57 @@ class BlendedPassAtK(CurveModel):
     ----------
     weights:
         ``((component, weight), ...)`` over ``bb``, ``bb-shape``, ``exp-power-law``, ``log-log``,
-        ``power-law+floor``; non-negative, summing to 1.
+        ``power-law+floor``; non-negative, summing to 1. Used when at least ``unsolved_split`` of the
+        pilot's problems were never solved.
+    solved_weights:
+        The same, used when fewer than ``unsolved_split`` of the problems were never solved (the
+        power laws fitted to such a pilot's curve under-shoot; the beta-binomial over the problems'
+        rates does not).
+    unsolved_split:
+        Share of never-solved problems in [0, 1] at which ``weights`` replace ``solved_weights``.
     shape_prior:
         ``(median, sd)`` of the log-normal prior on the ``bb-shape`` component's Beta shape.
     interval_scale:
         Half-width of the 95% interval in units of the components' spread.
 
     Fitted attributes: ``components_`` (name -> fitted model), ``pilot_`` (smallest samples per
-    problem), ``zero_share_`` (share of problems never solved), ``failed_`` (components that could
-    not be fitted; their weight goes to the others).
+    problem), ``zero_share_`` (share of problems never solved), ``regime_`` (``"mostly solved"`` or
+    ``"often unsolved"``: which weights apply), ``weights_`` (those weights over the fitted
+    components), ``failed_`` (components that could not be fitted; their weight goes to the others).
     """
 
     def __init__(self, weights: tuple[tuple[str, float], ...] = DEFAULT_WEIGHTS,
+                 solved_weights: tuple[tuple[str, float], ...] = DEFAULT_SOLVED_WEIGHTS,
+                 unsolved_split: float = DEFAULT_UNSOLVED_SPLIT,
                  shape_prior: tuple[float, float] = DEFAULT_SHAPE_PRIOR,
                  interval_scale: float = DEFAULT_INTERVAL_SCALE) -> None:
         self.weights = weights
+        self.solved_weights = solved_weights
+        self.unsolved_split = unsolved_split
         self.shape_prior = shape_prior
         self.interval_scale = interval_scale
         self.n_bootstrap = 0
         self.random_state = None
 
-    def _checked_weights(self) -> dict[str, float]:
+    @staticmethod
+    def _checked_weights(param: str, weights: Any) -> dict[str, float]:
         try:
-            w = {str(name): float(v) for name, v in self.weights}
+            w = {str(name): float(v) for name, v in weights}
         except (TypeError, ValueError):
-            raise ConfigError("weights", self.weights, "pairs of (component name, weight)") from None
+            raise ConfigError(param, weights, "pairs of (component name, weight)") from None
         bad = [n for n in w if n not in COMPONENTS]
         if bad:
-            raise ConfigError("weights", bad[0], f"a component among {', '.join(COMPONENTS)}")
+            raise ConfigError(param, bad[0], f"a component among {', '.join(COMPONENTS)}")
         if any(not np.isfinite(v) or v < 0 for v in w.values()) or abs(sum(w.values()) - 1) > 1e-3:
-            raise ConfigError("weights", self.weights, "non-negative weights summing to 1")
+            raise ConfigError(param, weights, "non-negative weights summing to 1")
         return {n: v for n, v in w.items() if v > 0}
 
     def fit(self, n: Any, c: Any) -> BlendedPassAtK:
         """Fit every weighted component on per-problem trials ``n`` and successes ``c``."""
-        weights = self._checked_weights()
+        often_unsolved = self._checked_weights("weights", self.weights)
+        mostly_solved = self._checked_weights("solved_weights", self.solved_weights)
+        if not is_number(self.unsolved_split) or not 0 <= self.unsolved_split <= 1:
+            raise ConfigError("unsolved_split", self.unsolved_split, "a share of problems in [0, 1]")
         prior = self.shape_prior
         if not (isinstance(prior, (tuple, list)) and len(prior) == 2 and all(is_number(v) and v > 0 for v in prior)):
             raise ConfigError("shape_prior", prior, "(median of a > 0, sd of log a > 0)")
@@ -117,6 +144,9 @@ class BlendedPassAtK(CurveModel):
                 fitted[name] = _component(name, tuple(prior)).fit_counts(n_arr, c_arr)
             except EstimationError as exc:
                 failed[name] = str(exc)
+        zero_share = float(np.mean(c_arr == 0))
+        self.regime_ = "mostly solved" if zero_share < self.unsolved_split else "often unsolved"
+        weights = mostly_solved if self.regime_ == "mostly solved" else often_unsolved
         if not any(name in fitted for name in weights):
             raise EstimationError("no pass@k model could be fitted: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
         total = sum(weights[k] for k in weights if k in fitted)
@@ -125,7 +155,7 @@ class BlendedPassAtK(CurveModel):
         self.failed_ = failed
         self.pilot_ = m
         self.n_problems_ = int(n_arr.size)
-        self.zero_share_ = float(np.mean(c_arr == 0))
+        self.zero_share_ = zero_share
         self.observed_ = float(pass_at_k(n_arr, c_arr, [m]).mean())
         # The largest k at which never-solved problems could add at most SUPPORT_TOLERANCE (2 points).
         zeros = self.zero_share_ * self.n_problems_

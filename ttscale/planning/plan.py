@@ -167,7 +167,7 @@ def fit_curve(problems: Sequence[Candidates], policy: str = "majority", *, max_n
         c = np.array([int(p.correct.sum()) for p in kept])
         observed = estimate.pass_at_k(n, c, ks)
         model = BlendedPassAtK().fit(n, c)
-        method = "blend(" + ", ".join(f"{name} {w:.2f}" for name, w in model.weights_.items()) + ")"
+        method = (f"blend for a {model.regime_} pilot: " + ", ".join(f"{name} {w:.2f}" for name, w in model.weights_.items()))
         supported = float(model.max_supported_k_)
         support = dict(supported_n=supported if math.isfinite(supported) else None,
                        unsupported_mass=lambda k: float(model.unseen_mass(k)[0]))
