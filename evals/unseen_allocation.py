@@ -70,6 +70,7 @@ CORPORA = {  # name -> (bank, K)
     "arith-hard-T1.3": (DATA / "votes-hard-T1.3.jsonl", 16),
     "micro-default-T1.3": (DATA / "micro-votes-default-T1.3.jsonl", 16),
     "micro-hard-T1.3": (DATA / "micro-votes-hard-T1.3.jsonl", 16),
+    "arith-default-T0.7": (DATA / "votes-default-T0.7.jsonl", 40),  # high accuracy, a large K
 }
 TOLERANCE = 0.001
 LOOSE_TOLERANCE = 0.01
