@@ -29,7 +29,7 @@ The live defaults' one knob each (``Budget``'s ``confidence`` for the default ru
 the workload rule) is chosen the same way: the cheapest grid value reaching the target on every
 training corpus, scored on the held-out one; printed with what the shipped values give held out.
 
-Run (about 10 minutes; the vote tables are cached under runs/unseen-cache):
+Run (about 30 minutes on 2 cores, most of it the K = 40 banks; the vote tables are cached under runs/unseen-cache):
     .venv/bin/python evals/unseen_allocation.py
 Writes evals/results/unseen_allocation.json and .txt.
 """
