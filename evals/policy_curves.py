@@ -226,7 +226,7 @@ def choose(cases: list[dict], corpora: list[str]) -> dict:
         # majority transfer there, whatever the width) does not set everyone's width: it is reported instead.
         cover = {x: [coverage([c for c in vote if c["corpus"] == x], pick, s) for s in SPREADS] for x in corpora}
         reachable = [x for x in corpora if max(cover[x]) >= 0.9]
-        ok = [s for i, s in enumerate(SPREADS) if all(cover[x][i] >= 0.9 for x in reachable)]
+        ok = [s for i, s in enumerate(SPREADS) if all(cover[x][i] >= 0.9 for x in reachable)] if reachable else []
         choice["spread"] = ok[0] if ok else SPREADS[-1]
         choice["uncovered"] = {x: max(cover[x]) for x in corpora if x not in reachable}
     every = [c for c in cases if c["corpus"] in corpora]
