@@ -1016,3 +1016,19 @@ def test_a_line_exactly_at_the_byte_limit_is_read(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("TTSCALE_MAX_LINE_BYTES", str(len(line) - 1))
     with pytest.raises(BankFormatError, match="line 1"):
         read_bank(bank)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "{tmp}"], "not a model folder (no config.json in it)"),
+    (["--stop-at", "25:99"], "--stop-at '25:99': expected HH:MM"),
+    (["--stop-at", "7"], "--stop-at '7': expected HH:MM"),
+    (["--samples", "0"], "--samples 0: expected a positive whole number"),
+    (["--round", "-3"], "--round -3: expected a positive whole number"),
+])
+def test_corpora_script_usage_errors_name_the_option(tmp_path: Path, args: list[str], message: str) -> None:
+    """evals/corpora.py refuses bad options before it starts vLLM: a usage error, not a traceback."""
+    script = Path(__file__).resolve().parents[1] / "evals" / "corpora.py"
+    done = subprocess.run([sys.executable, str(script), "--compact-only", "--out", str(tmp_path / "out"),
+                           *[a.replace("{tmp}", str(tmp_path)) for a in args]], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()  # nothing written
