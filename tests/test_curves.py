@@ -18,6 +18,7 @@ from ttscale.curves import (
     select_curve_model,
     select_pass_at_k_model,
 )
+from ttscale.curves.majority import EXTRAPOLATION_SPREAD
 from ttscale.errors import ConfigError, EstimationError, TTScaleError
 
 
@@ -456,6 +457,33 @@ def test_majority_model_predicts_simulated_questions():
     assert exchangeable.prior_["correct_discount"] == exchangeable.prior_["discount"]
     assert exchangeable.predict(target) < pred[1] - 0.03
 
+
+
+def test_majority_interval_widens_with_the_extrapolated_gain():
+    # Beyond the pilot the question bootstrap is widened by extrapolation_spread x the predicted
+    # gain (how far the prior itself may be off); inside the pilot it is the bootstrap alone.
+    rng = np.random.default_rng(5)
+    counts, correct, n = _mixed_bank(rng, questions=120, pilot=8)
+    boot = DirichletMajorityModel(n_bootstrap=200, extrapolation_spread=0.0).fit(counts, correct, n)
+    wide = DirichletMajorityModel(n_bootstrap=200).fit(counts, correct, n)
+    assert wide.extrapolation_spread == EXTRAPOLATION_SPREAD > 0
+    ks = [4, 8, 64]
+    lo0, hi0 = boot.predict_interval(ks)
+    lo1, hi1 = wide.predict_interval(ks)
+    np.testing.assert_allclose([lo1[:2], hi1[:2]], [lo0[:2], hi0[:2]])  # at or inside the pilot: unchanged
+    gain = wide.predict(64) - wide.predict(8)
+    assert gain > 0.01
+    centre = wide.predict(64)
+    # in quadrature: each side's half-width is at least the spread x gain, and more than the bootstrap's
+    assert centre - lo1[2] >= EXTRAPOLATION_SPREAD * gain - 1e-9 and hi1[2] - centre >= EXTRAPOLATION_SPREAD * gain - 1e-9
+    assert lo1[2] < lo0[2] and hi1[2] > hi0[2]
+    assert np.hypot(centre - lo0[2], EXTRAPOLATION_SPREAD * gain) == pytest.approx(centre - lo1[2])
+    # a 50% interval scales the term by the normal quantile ratio, so it is narrower
+    lo5, hi5 = wide.predict_interval(64, level=0.5)
+    assert lo1[2] < lo5 <= centre <= hi5 < hi1[2]
+    for bad in (-0.5, float("nan"), "wide"):
+        with pytest.raises(ConfigError, match="extrapolation_spread"):
+            DirichletMajorityModel(extrapolation_spread=bad).fit(counts, correct, n)
 
 def _mixed_bank(rng, questions=200, pilot=48):
     """Heterogeneous questions: a concentrated correct mode, a wrong mode or scattered answers."""
