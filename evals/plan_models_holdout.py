@@ -37,7 +37,7 @@ from ttscale.errors import EstimationError
 from ttscale.offline import read_bank
 from ttscale.planning.cost import Prices
 from ttscale.planning.models import (ModelBank, PlanOption, adaptive_horizons, join_banks, plan_options, predict_options,
-                                     recommend_for_target)
+                                     recommend_for_target, rewarded_banks)
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -98,8 +98,9 @@ def run_corpus(name: str, spec: dict) -> dict:
                 out["draws"].append(json.loads(f.read_text()))
                 continue
             t0 = time.time()
+            # banks whose samples all carry rewards also get reward options (BoN@N, wmaj@N), as `ttscale plan` gives
             pred = predict_options(shuffled(banks, 1000 + order), pilot, level=LEVEL, horizons=horizons,
-                                   cascade_max_n=16, seed=order)
+                                   cascade_max_n=16, seed=order, rewarded=rewarded_banks(banks)[0])
             assert [key(p) for p in pred] == [key(option(d)) for d in out["exact"]]
             draw = {"pilot": pilot, "order": order, "seconds": round(time.time() - t0, 1), "predicted": [p.to_json() for p in pred]}
             f.write_text(json.dumps(draw))

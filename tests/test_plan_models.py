@@ -345,7 +345,7 @@ def test_eflops_across_banks(pair: tuple[Path, Path], tmp_path: Path) -> None:
 
 def test_margin_rule_for_targets() -> None:
     """--target from a pilot: the cheapest option whose accuracy minus margin x its lower half-interval
-    reaches the target; the point rule at margin 0; the point rule again when nothing clears the margin."""
+    reaches the target; the point rule at margin 0; when nothing clears the margin, the option with the most to spare."""
     from ttscale.planning.models import recommend_for_target
 
     mk = lambda acc, low, usd: PlanOption("a", "fixed", f"majority@{usd:g}", 1, None, acc, low, min(1.0, 2 * acc - low), 1.0, usd)  # noqa: E731
@@ -356,8 +356,12 @@ def test_margin_rule_for_targets() -> None:
     assert any("option 0" in n and "2.00x as much" in n for n in notes)
     assert recommend_for_target(opts, 0.9, True, 1.0)[0] == 1  # 0.93 - 0.03 = 0.90 reaches it
     assert recommend_for_target(opts, 0.9, True, 2.0)[0] == 2
-    rec, reason, _ = recommend_for_target(opts, 0.945, True, 2.0)  # nothing clears 2 half-intervals: the point rule
+    rec, reason, _ = recommend_for_target(opts, 0.945, True, 2.0)  # nothing clears 2 half-intervals: the most to spare
     assert rec == 2 and "none does with 2" in reason
+    # of two over the target that both miss the margin, the one with the higher accuracy - margin x half, not the cheapest
+    wide = [mk(0.95, 0.80, 1.0), mk(0.935, 0.92, 3.0)]
+    assert recommend_for_target(wide, 0.93, True, 2.0)[0] == 1  # 0.95 - 0.30 < 0.935 - 0.03 < 0.93
+    assert recommend_for_target(wide, 0.93, True, 0.0)[0] == 0
     with pytest.raises(EstimationError, match="the best is a: majority@4 at 0.950"):
         recommend_for_target(opts, 0.96, True, 1.0)
 
@@ -427,3 +431,25 @@ def test_asc_and_first_to_ahead_options_equal_a_brute_force_replay(tmp_path: Pat
             assert o.tokens_per_question == pytest.approx(10 + samples * 50, rel=1e-9)  # prompt once + samples x 50
             seen += 1
     assert seen == 6  # 3 ASC thresholds, 3 first-to-ahead margins
+
+
+def test_options_beyond_the_pilot_carry_the_extrapolation_term() -> None:
+    """Adaptive rules and cascades scored on completed pilots get majority@N's extrapolation term
+    (spread x their departure from the model's majority at the pilot size) once they read past it."""
+    from ttscale.curves.majority import EXTRAPOLATION_SPREAD
+    from ttscale.planning.models import _widened
+
+    at_pilot = {"a": 0.60, "b": 0.70}
+    beyond = PlanOption("a", "adaptive", "default@16", 16, 0.9, 0.75, 0.73, 0.77, 100.0, None)
+    wide = _widened(beyond, 8, at_pilot, 0.95)
+    extra = EXTRAPOLATION_SPREAD * 0.15
+    assert wide.accuracy == beyond.accuracy
+    assert wide.low == pytest.approx(0.75 - math.hypot(0.02, extra))
+    assert wide.high == pytest.approx(min(1.0, 0.75 + math.hypot(0.02, extra)))
+    # a cascade is judged by its last bank and last stage's N
+    cascade = PlanOption(("a", "b"), "cascade", "asc@4>majority@12", 4, 0.9, 0.72, 0.70, 0.74, 100.0, None)
+    assert _widened(cascade, 8, at_pilot, 0.95).low == pytest.approx(0.72 - math.hypot(0.02, EXTRAPOLATION_SPREAD * 0.02))
+    # within the pilot: unchanged; a lower level: narrower
+    inside = PlanOption("a", "adaptive", "default@8", 8, 0.9, 0.75, 0.73, 0.77, 100.0, None)
+    assert _widened(inside, 8, at_pilot, 0.95) == inside
+    assert _widened(beyond, 8, at_pilot, 0.5).low > wide.low
