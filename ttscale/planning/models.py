@@ -799,7 +799,6 @@ def pareto(options: Sequence[PlanOption], dollars: bool | str) -> list[int]:
     return front
 
 
-
 def _widened(option: PlanOption, pilot: int, at_pilot: dict[str, float], level: float) -> PlanOption:
     """An adaptive rule or cascade scored on completed pilots, its interval widened like majority@N's
     (:class:`~ttscale.curves.DirichletMajorityModel`): the completions come from that model's prior, so
