@@ -21,7 +21,7 @@ for a corpus is always its held-out one):
 
 The library's default (``ttscale.curves.majority.EXTRAPOLATION_SPREAD``) is the choice on all corpora.
 
-    .venv/bin/python evals/unseen_majority.py            # about 6 minutes on 2 cores
+    .venv/bin/python evals/unseen_majority.py            # about 4 minutes on 2 cores
     .venv/bin/python evals/unseen_majority.py --reuse    # re-make the choices from the saved cases
 
 Writes evals/results/unseen_majority.json and .txt.
@@ -56,6 +56,8 @@ LEVEL = 0.95
 SPREADS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.25, 1.5, 2.0)
 CENTRES = ("plain", "anchored")
 GOAL = 0.9
+TARGET_FRACTIONS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+"""--target check: targets these fractions of the way from the bank's exact maj@1 to its maj@K."""
 
 
 def corpus_cases(name: str, path: Path, m: int, seeds: int, say) -> tuple[dict, list[dict]]:
@@ -64,7 +66,9 @@ def corpus_cases(name: str, path: Path, m: int, seeds: int, say) -> tuple[dict, 
     K = int(min(p.n for p in problems))
     counts, correct, n = est.candidates_to_arrays(problems)
     truth = float(est.majority_at_k(counts, correct, n, [K])[:, 0].mean())
-    info = {"corpus": name, "questions": len(problems), "K": K, "pilot": m, "truth": truth}
+    ns = np.arange(1, K + 1)
+    info = {"corpus": name, "questions": len(problems), "K": K, "pilot": m, "truth": truth,
+            "exact_curve": [float(v) for v in est.majority_at_k(counts, correct, n, list(ns)).mean(axis=0)]}
     cases = []
     for seed in range(seeds):
         rng = np.random.default_rng(1000 + seed)
@@ -74,8 +78,12 @@ def corpus_cases(name: str, path: Path, m: int, seeds: int, say) -> tuple[dict, 
         pred_m, pred_k = (float(v) for v in model.predict([m, K]))
         lo, hi = (float(v) for v in model.predict_interval(K, LEVEL))
         pilot_m = float(np.nanmean(est.majority_at_k(c, k, nn, [m])[:, 0]))
+        # the whole curve N = 1..K with the shipped interval, for the --target check
+        wide = DirichletMajorityModel(n_bootstrap=400, random_state=seed).fit(c, k, nn)
+        curve_low = [float(v) for v in wide.predict_interval(ns, LEVEL)[0]]
         cases.append({"corpus": name, "seed": seed, "K": K, "m": m, "truth": truth, "pred": pred_k, "boot": (lo, hi),
-                      "pred_m": pred_m, "pilot_m": pilot_m})
+                      "pred_m": pred_m, "pilot_m": pilot_m, "curve": [float(v) for v in wide.predict(ns)],
+                      "curve_low": curve_low})
     preds = [100 * x["pred"] for x in cases]
     say(f"{name}: {len(problems)} questions, K = {K}, pilot {m}, maj@K {100 * truth:.2f}%, "
         f"predicted {np.mean(preds):.2f} (sd {np.std(preds):.2f} over {seeds} pilots)")
@@ -117,6 +125,27 @@ def choose(cases: list[dict], corpora: list[str]) -> dict:
     ok = [s for i, s in enumerate(SPREADS) if all(cover[x][i] >= GOAL for x in reachable)] if reachable else []
     return {"centre": centre, "spread": ok[0] if ok else SPREADS[-1], "train_mae": scores,
             "uncovered": {x: max(cover[x]) for x in corpora if x not in reachable}}
+
+
+def target_rows(infos: list[dict], cases: list[dict]) -> list[dict]:
+    """`ttscale plan BANK --target T`'s N from each pilot (the smallest N whose predicted maj@N reaches
+    T), one row per (corpus, pilot, target): its exact maj@N, hit, N over the smallest N that truly
+    reaches T; unanswered when no N up to K is predicted to (the plan would name an N beyond the bank)."""
+    rows = []
+    for info in infos:
+        exact = np.asarray(info["exact_curve"])
+        for c in (x for x in cases if x["corpus"] == info["corpus"]):
+            curve = np.asarray(c["curve"])
+            for f in TARGET_FRACTIONS:
+                t = exact[0] + f * (exact[-1] - exact[0])
+                true_n = int(np.flatnonzero(exact >= t - 1e-12)[0]) + 1
+                reach = np.flatnonzero(curve >= t)
+                row = {"corpus": info["corpus"], "seed": c["seed"], "fraction": f, "target": float(t), "answered": bool(reach.size)}
+                if reach.size:
+                    i = int(reach[0])
+                    row.update(n=i + 1, exact=float(exact[i]), hit=bool(exact[i] >= t - 1e-12), n_ratio=(i + 1) / true_n)
+                rows.append(row)
+    return rows
 
 
 def describe(ch: dict) -> str:
@@ -183,6 +212,21 @@ def main() -> None:
     same = everything["centre"] == "plain" and everything["spread"] == EXTRAPOLATION_SPREAD
     lines.append(f"The library's default (ttscale.curves.majority.EXTRAPOLATION_SPREAD = {EXTRAPOLATION_SPREAD:g}, plain centre) "
                  f"{'equals' if same else 'DIFFERS FROM'} this choice.")
+    lines.append("")
+    trows = target_rows(infos, cases)
+    lines.append("`ttscale plan BANK --target T` from the same pilots (the smallest N whose predicted maj@N reaches T); "
+                 "targets " + ", ".join(f"{f:g}" for f in TARGET_FRACTIONS) + " of the way from the exact maj@1 to maj@K; "
+                 "hit = the exact maj@N reaches T; N ratio = N / the smallest N that truly does; beyond K = predicted "
+                 "to reach T only past the bank's K (not scored).")
+    lines.append("")
+    lines.append("| corpus | cases | hit | N ratio (mean) | N ratio (median) | beyond K |")
+    lines.append("|---|---|---|---|---|---|")
+    for x in names:
+        mine = [r for r in trows if r["corpus"] == x]
+        done = [r for r in mine if r["answered"]]
+        ratios = [r["n_ratio"] for r in done]
+        lines.append(f"| {x} | {len(mine)} | {np.mean([r['hit'] for r in done]):.2f} | {np.mean(ratios):.2f} | "
+                     f"{np.median(ratios):.2f} | {len(mine) - len(done)} |")
     lines.append(f"({time.time() - t0:.0f} s)")
     text = "\n".join(lines)
     print("\n" + text)
@@ -190,7 +234,8 @@ def main() -> None:
     args.out.with_suffix(".txt").write_text(text + "\n")
     args.out.with_suffix(".json").write_text(json.dumps(
         {"seeds": args.seeds, "level": LEVEL, "spreads": SPREADS, "corpora": infos, "summary": summary,
-         "held_out_choices": held, "all_corpora_choice": everything, "cases": cases}, indent=1) + "\n")
+         "held_out_choices": held, "all_corpora_choice": everything, "target_rows": target_rows(infos, cases),
+         "cases": cases}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
