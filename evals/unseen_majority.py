@@ -56,7 +56,8 @@ LEVEL = 0.95
 SPREADS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.25, 1.5, 2.0)
 CENTRES = ("plain", "anchored")
 GOAL = 0.9
-TARGET_ZS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+DECAYS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, float("inf"))
+"""pilot_shift_decay candidates (inf: no shift)."""
 TARGET_MIN_K = 32
 """Corpora with at least this K check --target (targets up to maj@(K/2), answers up to K)."""
 TARGET_FRACTIONS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
@@ -130,58 +131,57 @@ def choose(cases: list[dict], corpora: list[str]) -> dict:
             "uncovered": {x: max(cover[x]) for x in corpora if x not in reachable}}
 
 
-def recommend(curve: np.ndarray, low: np.ndarray, target: float, z: float) -> int | None:
-    """`ttscale plan BANK --target T`'s N (index into 1..K) under margin z: the smallest N whose
-    predicted maj@N minus z lower half-widths reaches T; if none does, the smallest whose point does;
-    None when no N up to K is predicted to reach it."""
-    reach = np.flatnonzero(curve >= target)
-    if reach.size == 0:
-        return None
-    ok = reach[(curve - z * np.maximum(curve - low, 0.0))[reach] >= target]
-    return int(ok[0]) if ok.size else int(reach[0])
+def shifted(case: dict, beta: float, key: str = "curve") -> np.ndarray:
+    """A case's curve (N = 1..K) shifted by the pilot's exact maj@m minus the model's, fading as
+    (m / N)^beta beyond m (``DirichletMajorityModel(pilot_shift_decay=beta)``); inf: no shift."""
+    curve = np.asarray(case[key])
+    if not np.isfinite(beta):
+        return curve
+    n = np.arange(1, curve.size + 1)
+    w = np.where(n <= case["m"], 1.0, (case["m"] / n) ** beta)
+    return np.clip(curve + w * (case["pilot_m"] - case["pred_m"]), 0.0, 1.0)
 
 
-def target_rows(infos: list[dict], cases: list[dict]) -> list[dict]:
-    """One row per (corpus, pilot, target, z): the recommended N's exact maj@N, hit, N over the
-    smallest N that truly reaches T. Targets lie between the exact maj@1 and maj@(K/2), so an N up
-    to K can be scored; an N past K is "beyond" (unscored)."""
+def curve_mae(infos: list[dict], cases: list[dict], beta: float) -> dict[str, float]:
+    """Per corpus: mean |predicted - exact maj@N| over N in (m, K] and pilots."""
+    out = {}
+    for info in infos:
+        exact = np.asarray(info["exact_curve"])
+        mine = [c for c in cases if c["corpus"] == info["corpus"]]
+        out[info["corpus"]] = float(np.mean([np.abs(shifted(c, beta) - exact)[c["m"]:] for c in mine]))
+    return out
+
+
+def target_rows(infos: list[dict], cases: list[dict], betas: dict[str, float]) -> list[dict]:
+    """`ttscale plan BANK --target T`'s N (the smallest whose predicted maj@N reaches T) per pilot and
+    target, on the plain curve and on the shifted one (``betas[corpus]``): hit = the exact maj@N
+    reaches T, N ratio = N / the smallest N that truly does. Targets lie between the exact maj@1 and
+    maj@(K/2), so an N up to K is scored; past K is "beyond" (unscored)."""
     rows = []
     for info in infos:
         exact = np.asarray(info["exact_curve"])
         half = exact[: max(len(exact) // 2, 1)]
         for c in (x for x in cases if x["corpus"] == info["corpus"]):
-            curve, low = np.asarray(c["curve"]), np.asarray(c["curve_low"])
             for f in TARGET_FRACTIONS:
                 t = half[0] + f * (half[-1] - half[0])
                 true_n = int(np.flatnonzero(exact >= t - 1e-12)[0]) + 1
-                for z in TARGET_ZS:
-                    i = recommend(curve, low, t, z)
-                    row = {"corpus": info["corpus"], "seed": c["seed"], "fraction": f, "target": float(t), "z": z,
-                           "answered": i is not None}
-                    if i is not None:
-                        row.update(n=i + 1, exact=float(exact[i]), hit=bool(exact[i] >= t - 1e-12), n_ratio=(i + 1) / true_n)
+                for kind, beta in (("plain", np.inf), ("shifted", betas[info["corpus"]])):
+                    reach = np.flatnonzero(shifted(c, beta) >= t)
+                    row = {"corpus": info["corpus"], "seed": c["seed"], "fraction": f, "kind": kind, "answered": bool(reach.size)}
+                    if reach.size:
+                        i = int(reach[0])
+                        row.update(n=i + 1, hit=bool(exact[i] >= t - 1e-12), n_ratio=(i + 1) / true_n)
                     rows.append(row)
     return rows
 
 
-def target_summary(rows: list[dict], corpora: list[str], z: float) -> tuple[float, float, int]:
-    """(hit rate, median N ratio) per corpus then averaged over corpora, and how many were beyond K."""
-    hits, ratios, beyond = [], [], 0
-    for x in corpora:
-        mine = [r for r in rows if r["corpus"] == x and r["z"] == z]
-        done = [r for r in mine if r["answered"]]
-        beyond += len(mine) - len(done)
-        if done:
-            hits.append(np.mean([r["hit"] for r in done]))
-            ratios.append(np.median([r["n_ratio"] for r in done]))
-    return (float(np.mean(hits)) if hits else float("nan"), float(np.mean(ratios)) if ratios else float("nan"), beyond)
-
-
-def choose_z(rows: list[dict], corpora: list[str]) -> float:
-    """The smallest z whose mean hit rate over ``corpora`` reaches GOAL, else the one with the highest."""
-    rates = {z: target_summary(rows, corpora, z)[0] for z in TARGET_ZS}
-    ok = [z for z in TARGET_ZS if rates[z] >= GOAL]
-    return ok[0] if ok else max(TARGET_ZS, key=lambda z: rates[z])
+def target_summary(rows: list[dict], corpus: str, kind: str) -> tuple[float, float, int]:
+    """(hit rate, median N ratio, how many were beyond K) for one corpus and curve."""
+    mine = [r for r in rows if r["corpus"] == corpus and r["kind"] == kind]
+    done = [r for r in mine if r["answered"]]
+    if not done:
+        return float("nan"), float("nan"), len(mine)
+    return float(np.mean([r["hit"] for r in done])), float(np.median([r["n_ratio"] for r in done])), len(mine) - len(done)
 
 
 def describe(ch: dict) -> str:
@@ -249,31 +249,39 @@ def main() -> None:
     lines.append(f"The library's default (ttscale.curves.majority.EXTRAPOLATION_SPREAD = {EXTRAPOLATION_SPREAD:g}, plain centre) "
                  f"{'equals' if same else 'DIFFERS FROM'} this choice.")
     lines.append("")
-    big = [i for i in infos if i["K"] >= TARGET_MIN_K]
-    tnames = [i["corpus"] for i in big]
-    trows = target_rows(big, cases)
-    lines.append(f"`ttscale plan BANK --target T` from the same pilots, on the corpora with K >= {TARGET_MIN_K}: the smallest N "
-                 "whose predicted maj@N minus z lower half-widths of its interval reaches T (none: the smallest whose point "
-                 "does); targets " + ", ".join(f"{f:g}" for f in TARGET_FRACTIONS) + " of the way from the exact maj@1 to "
-                 "maj@(K/2), so an answer up to K is scored on the bank; hit = the exact maj@N reaches T; N ratio = N / the "
-                 f"smallest N that truly does (median); z chosen leaving one corpus out (smallest with mean hit rate >= {GOAL:g}).")
+    from ttscale.curves.majority import PILOT_SHIFT_DECAY
+
+    maes = {b: curve_mae(infos, cases, b) for b in DECAYS}
+    pick = lambda train: min(DECAYS, key=lambda b: np.mean([maes[b][x] for x in train]))  # noqa: E731
+    betas = {x: pick([y for y in names if y != x]) for x in names}
+    beta_all = pick(names)
+    lines.append("The curve between the pilot and K: mean |predicted - exact maj@N| over N in (m, K] (points), the model's "
+                 "dataset curve plain and shifted by the pilot's exact maj@m minus the model's, fading as (m / N)^beta "
+                 "(beta chosen leaving one corpus out, by that error).")
     lines.append("")
-    lines.append("| corpus | point rule: hit | N ratio | held-out z | hit | N ratio | beyond K (point / z) |")
-    lines.append("|---|---|---|---|---|---|---|")
-    held_z = {}
-    for x in tnames:
-        z = held_z[x] = choose_z(trows, [y for y in tnames if y != x])
-        p, q = target_summary(trows, [x], 0.0), target_summary(trows, [x], z)
-        lines.append(f"| {x} | {p[0]:.2f} | {p[1]:.2f} | {z:g} | {q[0]:.2f} | {q[1]:.2f} | {p[2]} / {q[2]} |")
-    pm = [target_summary(trows, [x], 0.0) for x in tnames]
-    zm = [target_summary(trows, [x], held_z[x]) for x in tnames]
-    lines.append(f"| mean | {np.mean([v[0] for v in pm]):.2f} | {np.mean([v[1] for v in pm]):.2f} | | "
-                 f"{np.mean([v[0] for v in zm]):.2f} | {np.mean([v[1] for v in zm]):.2f} | |")
-    z_every = choose_z(trows, tnames)
-    lines.append(f"z chosen on all of them: {z_every:g}; hit rate / N ratio per z: "
-                 + ", ".join(f"{z:g} {target_summary(trows, tnames, z)[0]:.2f}/{target_summary(trows, tnames, z)[1]:.2f}" for z in TARGET_ZS)
-                 + f". Not shipped (`ttscale plan` keeps the point rule): no z reaches a {GOAL:g} hit rate; near the plateau "
-                 "the interval's lower end never clears the target, so larger z falls back to the point rule.")
+    lines.append("| corpus | gap at m (pilot - model) | plain | held-out beta | shifted |")
+    lines.append("|---|---|---|---|---|")
+    for x in names:
+        gap = np.mean([c["pilot_m"] - c["pred_m"] for c in cases if c["corpus"] == x])
+        lines.append(f"| {x} | {100 * gap:+.2f} | {100 * maes[float('inf')][x]:.2f} | {betas[x]:g} | {100 * maes[betas[x]][x]:.2f} |")
+    lines.append(f"| mean | | {100 * np.mean([maes[float('inf')][x] for x in names]):.2f} | | "
+                 f"{100 * np.mean([maes[betas[x]][x] for x in names]):.2f} |")
+    lines.append(f"beta chosen on all corpora: {beta_all:g}; ttscale.curves.majority.PILOT_SHIFT_DECAY = {PILOT_SHIFT_DECAY:g} "
+                 f"({'equal' if beta_all == PILOT_SHIFT_DECAY else 'DIFFERENT'}); mean error per beta on all corpora: "
+                 + ", ".join(f"{b:g} {100 * np.mean(list(maes[b].values())):.2f}" for b in DECAYS))
+    lines.append("")
+    big = [i for i in infos if i["K"] >= TARGET_MIN_K]
+    trows = target_rows(big, cases, betas)
+    lines.append(f"`ttscale plan BANK --target T` from the same pilots, on the corpora with K >= {TARGET_MIN_K}: the smallest N "
+                 "whose predicted maj@N reaches T; targets " + ", ".join(f"{f:g}" for f in TARGET_FRACTIONS) + " of the way "
+                 "from the exact maj@1 to maj@(K/2), so an N up to K is scored on the bank; hit = the exact maj@N reaches T "
+                 "(an unbiased N hits about half the time); N ratio = N / the smallest N that truly does (median).")
+    lines.append("")
+    lines.append("| corpus | plain: hit | N ratio | shifted (held-out beta): hit | N ratio | beyond K (plain / shifted) |")
+    lines.append("|---|---|---|---|---|---|")
+    for x in (i["corpus"] for i in big):
+        p, q = target_summary(trows, x, "plain"), target_summary(trows, x, "shifted")
+        lines.append(f"| {x} | {p[0]:.2f} | {p[1]:.2f} | {q[0]:.2f} | {q[1]:.2f} | {p[2]} / {q[2]} |")
     lines.append(f"({time.time() - t0:.0f} s)")
     text = "\n".join(lines)
     print("\n" + text)
@@ -281,7 +289,7 @@ def main() -> None:
     args.out.with_suffix(".txt").write_text(text + "\n")
     args.out.with_suffix(".json").write_text(json.dumps(
         {"seeds": args.seeds, "level": LEVEL, "spreads": SPREADS, "corpora": infos, "summary": summary,
-         "held_out_choices": held, "all_corpora_choice": everything, "target_z_held_out": held_z, "target_z_all": z_every,
+         "held_out_choices": held, "all_corpora_choice": everything, "shift_decay_held_out": betas, "shift_decay_all": beta_all,
          "cases": cases}, indent=1) + "\n")
 
 

@@ -485,6 +485,31 @@ def test_majority_interval_widens_with_the_extrapolated_gain():
         with pytest.raises(ConfigError, match="extrapolation_spread"):
             DirichletMajorityModel(extrapolation_spread=bad).fit(counts, correct, n)
 
+
+def test_majority_pilot_shift_matches_the_pilot_and_fades():
+    # With pilot_shift_decay the dataset curve is shifted by the pilot's exact maj@m minus the
+    # model's, in full at N <= m and fading as (m / N)^beta beyond; per-question values never move.
+    from ttscale.estimate import majority_at_k
+
+    rng = np.random.default_rng(9)
+    counts, correct, n = _mixed_bank(rng, questions=150, pilot=8)
+    plain = DirichletMajorityModel(n_bootstrap=50).fit(counts, correct, n)
+    shifted = DirichletMajorityModel(n_bootstrap=50, pilot_shift_decay=0.5).fit(counts, correct, n)
+    exact8 = float(np.mean(majority_at_k(np.array(counts), np.array(correct), np.array(n), [8])[:, 0]))
+    assert plain.pilot_gap_ == 0.0 and plain.pilot_ref_ is None
+    assert shifted.pilot_ref_ == 8
+    assert shifted.predict(8) == pytest.approx(exact8, abs=1e-9)
+    gap = shifted.pilot_gap_
+    assert gap == pytest.approx(exact8 - plain.predict(8), abs=1e-9)
+    assert shifted.predict(4) == pytest.approx(plain.predict(4) + gap, abs=1e-9)
+    assert shifted.predict(32) == pytest.approx(plain.predict(32) + gap * (8 / 32) ** 0.5, abs=1e-9)
+    np.testing.assert_allclose(shifted.predict_questions([4, 32]), plain.predict_questions([4, 32]))
+    lo, hi = shifted.predict_interval(32)
+    assert lo <= shifted.predict(32) <= hi
+    for bad in (-1.0, float("inf"), "fast"):
+        with pytest.raises(ConfigError, match="pilot_shift_decay"):
+            DirichletMajorityModel(pilot_shift_decay=bad).fit(counts, correct, n)
+
 def _mixed_bank(rng, questions=200, pilot=48):
     """Heterogeneous questions: a concentrated correct mode, a wrong mode or scattered answers."""
     counts, correct, n = [], [], []

@@ -149,6 +149,7 @@ def fit_curve(problems: Sequence[Candidates], policy: str = "majority", *, max_n
               seed: int = 0, draws: int = 300) -> FittedCurve:
     """Fit one policy's accuracy-vs-N curve on the bank and predict it on :func:`n_grid`."""
     from ttscale.curves import DirichletMajorityModel
+    from ttscale.curves.majority import PILOT_SHIFT_DECAY
     from ttscale.curves.passk_blend import BlendedPassAtK
 
     kept = _check_problems(problems)
@@ -160,7 +161,8 @@ def fit_curve(problems: Sequence[Candidates], policy: str = "majority", *, max_n
     if policy == "majority":
         counts, correct, n = estimate.candidates_to_arrays(kept)
         observed = estimate.majority_at_k(counts, correct, n, ks)
-        model = DirichletMajorityModel(n_draws=draws, n_bootstrap=400, random_state=seed).fit(counts, correct, n)
+        model = DirichletMajorityModel(n_draws=draws, n_bootstrap=400, random_state=seed,
+                                       pilot_shift_decay=PILOT_SHIFT_DECAY).fit(counts, correct, n)
         method = "dirichlet-majority"
     elif policy == "pass":
         n = np.array([p.n for p in kept])
