@@ -19,7 +19,13 @@ for a corpus is always its held-out one):
   with the question bootstrap; the smallest spread of the grid whose intervals cover the truth at
   least 90% of the time on every training corpus (a corpus no spread reaches is named instead).
 
-The library's default (``ttscale.curves.majority.EXTRAPOLATION_SPREAD``) is the choice on all corpora.
+Then, on the same pilots: ``pilot_shift_decay`` (the dataset curve shifted by the pilot's exact
+maj@m minus the model's, fading as (m / N)^beta), beta chosen leaving one corpus out by the mean
+error over N in (m, K]; and ``ttscale plan BANK --target T``'s N on the plain and shifted curves,
+scored on the banks with K >= 32 (targets up to maj@(K/2), so the answer is known up to K).
+
+The library's defaults (``ttscale.curves.majority.EXTRAPOLATION_SPREAD``, ``PILOT_SHIFT_DECAY``) are
+the choices on all corpora.
 
     .venv/bin/python evals/unseen_majority.py            # about 4 minutes on 2 cores
     .venv/bin/python evals/unseen_majority.py --reuse    # re-make the choices from the saved cases
