@@ -202,6 +202,15 @@ def coverage(cases: list[dict], pick, spread: float) -> float:
     return float(np.mean(hits)) if hits else float("nan")
 
 
+def smallest_covering(cover: dict[str, list[float]], spreads, goal: float = 0.9) -> tuple[float, dict[str, float]]:
+    """The smallest of ``spreads`` whose coverage (``cover[corpus][i]`` at ``spreads[i]``) reaches
+    ``goal`` on every corpus some spread reaches it on (the largest if none is reachable), and the
+    corpora none reaches with their best coverage ("uncovered": named rather than widening everyone)."""
+    reachable = [x for x in cover if max(cover[x]) >= goal]
+    ok = [s for i, s in enumerate(spreads) if all(cover[x][i] >= goal for x in reachable)] if reachable else []
+    return (ok[0] if ok else spreads[-1]), {x: max(cover[x]) for x in cover if x not in reachable}
+
+
 def choose(cases: list[dict], corpora: list[str]) -> dict:
     """Every choice, made on ``corpora`` only: a transfer ratio per selector seen in 2 or more of
     them (else the ratio chosen on every vote-type policy), anchored vs a curve family for
@@ -225,10 +234,7 @@ def choose(cases: list[dict], corpora: list[str]) -> dict:
         # A corpus no spread of the grid covers 90% of the time on (the policy's own gain departs from the
         # majority transfer there, whatever the width) does not set everyone's width: it is reported instead.
         cover = {x: [coverage([c for c in vote if c["corpus"] == x], pick, s) for s in SPREADS] for x in corpora}
-        reachable = [x for x in corpora if max(cover[x]) >= 0.9]
-        ok = [s for i, s in enumerate(SPREADS) if all(cover[x][i] >= 0.9 for x in reachable)] if reachable else []
-        choice["spread"] = ok[0] if ok else SPREADS[-1]
-        choice["uncovered"] = {x: max(cover[x]) for x in corpora if x not in reachable}
+        choice["spread"], choice["uncovered"] = smallest_covering(cover, SPREADS)
     every = [c for c in cases if c["corpus"] in corpora]
     fam = {m: mae(every, lambda c, m=m: m, corpora) for m in ("old", "points")}
     choice["reward_method"] = min(fam, key=lambda m: fam[m])

@@ -45,13 +45,12 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
-from scipy.stats import norm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "evals"))
 
-from policy_curves import CORPORA  # noqa: E402  (the same vote corpora and pilot sizes)
+from policy_curves import CORPORA, smallest_covering  # noqa: E402  (the same vote corpora and pilot sizes)
 
 from ttscale.answers.grading import load_candidates  # noqa: E402
 from ttscale.curves import DirichletMajorityModel  # noqa: E402
@@ -88,12 +87,8 @@ def corpus_cases(name: str, path: Path, m: int, seeds: int, say) -> tuple[dict, 
         pred_m, pred_k = (float(v) for v in model.predict([m, K]))
         lo, hi = (float(v) for v in model.predict_interval(K, LEVEL))
         pilot_m = float(np.nanmean(est.majority_at_k(c, k, nn, [m])[:, 0]))
-        # the whole curve N = 1..K with the shipped interval, for the --target check
-        wide = DirichletMajorityModel(n_bootstrap=400, random_state=seed).fit(c, k, nn)
-        curve_low = [float(v) for v in wide.predict_interval(ns, LEVEL)[0]]
         cases.append({"corpus": name, "seed": seed, "K": K, "m": m, "truth": truth, "pred": pred_k, "boot": (lo, hi),
-                      "pred_m": pred_m, "pilot_m": pilot_m, "curve": [float(v) for v in wide.predict(ns)],
-                      "curve_low": curve_low})
+                      "pred_m": pred_m, "pilot_m": pilot_m, "curve": [float(v) for v in model.predict(ns)]})
     preds = [100 * x["pred"] for x in cases]
     say(f"{name}: {len(problems)} questions, K = {K}, pilot {m}, maj@K {100 * truth:.2f}%, "
         f"predicted {np.mean(preds):.2f} (sd {np.std(preds):.2f} over {seeds} pilots)")
@@ -131,16 +126,14 @@ def choose(cases: list[dict], corpora: list[str]) -> dict:
     scores = {x: mae(train, x) for x in CENTRES}
     centre = min(scores, key=lambda x: scores[x])
     cover = {x: [coverage([c for c in train if c["corpus"] == x], centre, s) for s in SPREADS] for x in corpora}
-    reachable = [x for x in corpora if max(cover[x]) >= GOAL]
-    ok = [s for i, s in enumerate(SPREADS) if all(cover[x][i] >= GOAL for x in reachable)] if reachable else []
-    return {"centre": centre, "spread": ok[0] if ok else SPREADS[-1], "train_mae": scores,
-            "uncovered": {x: max(cover[x]) for x in corpora if x not in reachable}}
+    spread, uncovered = smallest_covering(cover, SPREADS, GOAL)
+    return {"centre": centre, "spread": spread, "train_mae": scores, "uncovered": uncovered}
 
 
-def shifted(case: dict, beta: float, key: str = "curve") -> np.ndarray:
+def shifted(case: dict, beta: float) -> np.ndarray:
     """A case's curve (N = 1..K) shifted by the pilot's exact maj@m minus the model's, fading as
     (m / N)^beta beyond m (``DirichletMajorityModel(pilot_shift_decay=beta)``); inf: no shift."""
-    curve = np.asarray(case[key])
+    curve = np.asarray(case["curve"])
     if not np.isfinite(beta):
         return curve
     n = np.arange(1, curve.size + 1)

@@ -66,6 +66,7 @@ from ttscale.curves.majority_prior import (
     is_auto,
     loo_loglik,
     match_pool_discount,
+    pool_exact,
     pool_reference,
     posterior_urn,
 )
@@ -277,15 +278,12 @@ class DirichletMajorityModel(CurveModel):
     def _pilot_gap(self, data: Any) -> tuple[float, int | None]:
         """(the pilot's exact maj@n_ref minus the model's, n_ref): over the questions with at least
         n_ref samples, n_ref the pool reference size (see ``match_pool``)."""
-        from ttscale.estimate.exact import MAJORITY_MAX_POOL, majority_at_k
-
         n_ref = pool_reference(data)
-        sel = (data.n >= n_ref) & (data.n <= MAJORITY_MAX_POOL)
-        if n_ref < 1 or not sel.any():
+        pool = pool_exact(data, n_ref)
+        if pool is None:
             return 0.0, None
-        exact = float(np.mean(majority_at_k(data.counts[sel], data.correct[sel], data.n[sel], [n_ref])[:, 0]))
-        model = float(self.predict_questions([n_ref])[sel, 0].mean())
-        return exact - model, int(n_ref)
+        sel, exact = pool
+        return exact - float(self.predict_questions([n_ref])[sel, 0].mean()), int(n_ref)
 
     def _shift(self, k_arr: np.ndarray) -> np.ndarray:
         """The dataset curve's shift at each k (0 unless ``pilot_shift_decay`` is set)."""

@@ -226,6 +226,17 @@ def pool_reference(data: MajorityData) -> int:
     return int(min(np.quantile(data.n, _POOL_QUANTILE, method="lower"), EXACT_MAX))
 
 
+def pool_exact(data: MajorityData, n_ref: int) -> tuple[np.ndarray, float] | None:
+    """(the questions with n_ref <= n_i samples, at most the exact estimator's pool limit; the
+    pilot's exact maj@n_ref averaged over them), or None when no question qualifies."""
+    from ttscale.estimate.exact import MAJORITY_MAX_POOL, majority_at_k
+
+    sel = (data.n >= n_ref) & (data.n <= MAJORITY_MAX_POOL)
+    if n_ref < 1 or not sel.any():
+        return None
+    return sel, float(majority_at_k(data.counts[sel], data.correct[sel], data.n[sel], [n_ref])[:, 0].mean())
+
+
 def match_pool_discount(values: dict[str, float], data: MajorityData, n_ref: int, rematch_share: bool,
                         tied: bool) -> tuple[dict[str, float], str, float]:
     """Re-set ``discount`` so that the model's maj@n_ref equals the pilot's exact maj@n_ref.
@@ -240,13 +251,11 @@ def match_pool_discount(values: dict[str, float], data: MajorityData, n_ref: int
     0.05 point. Returns (values, status, gap): status "matched", or "no root" with the given
     values unchanged when no sign change is found within discount in [-5, 0.95].
     """
-    from ttscale.estimate.exact import MAJORITY_MAX_POOL, majority_at_k
-
-    sel = (data.n >= n_ref) & (data.n <= MAJORITY_MAX_POOL)
-    if not sel.any():
+    pool = pool_exact(data, n_ref)
+    if pool is None:
         return values, "off", float("nan")
+    sel, target = pool
     sub = MajorityData(data.counts[sel], data.correct[sel], data.unanswered[sel])
-    target = float(majority_at_k(sub.counts, sub.correct, sub.n, [n_ref])[:, 0].mean())
     ks = np.array([n_ref])
 
     def trial(x: float) -> tuple[float, dict[str, float]]:
