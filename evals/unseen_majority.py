@@ -27,7 +27,7 @@ scored on the banks with K >= 32 (targets up to maj@(K/2), so the answer is know
 The library's defaults (``ttscale.curves.majority.EXTRAPOLATION_SPREAD``, ``PILOT_SHIFT_DECAY``) are
 the choices on all corpora.
 
-    .venv/bin/python evals/unseen_majority.py            # about 4 minutes on 2 cores
+    .venv/bin/python evals/unseen_majority.py            # about 2 minutes on 2 cores
     .venv/bin/python evals/unseen_majority.py --reuse    # re-make the choices from the saved cases
 
 Writes evals/results/unseen_majority.json and .txt.
