@@ -929,7 +929,30 @@ def scattered_bank(path: Path, questions: int, samples: int, answers: int) -> Pa
 def test_exact_tables_for_scattered_answers_are_refused_with_their_size(tmp_path: Path, command: list[str]) -> None:
     bank = scattered_bank(tmp_path / "scatter.jsonl", 50, 100, 30)
     proc = ttscale(*command, str(bank), "--exact", "--permutations", "2", "--json", timeout=60)
-    assert_clean_error(proc, "--max-k=100", "exact vote-state tables", "GiB", "lower --max-k", "TTSCALE_MAX_ARRAY_BYTES")
+    assert_clean_error(proc, "--max-k=100", "exact vote-state tables", "GiB", "lower --max-k", "TTSCALE_MAX_ARRAY_BYTES",
+                       "the largest that fits is --max-k")
+
+
+def test_exact_tables_a_little_over_the_limit_lower_k_unasked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --max-k, K is the pool size; when its tables are just over the memory limit (the
+    Llama-2 GSM8K bank: 48 samples, 4.4 GiB), the simulation runs at the largest K that fits and says so."""
+    from ttscale.adaptive.exact_replay import STATE_BYTES, state_bound
+    from ttscale.answers.grading import load_candidates
+    from ttscale.errors import ConfigError
+    from ttscale.planning.simulation import simulate_problems
+
+    bank = scattered_bank(tmp_path / "scatter.jsonl", 20, 24, 6)
+    _, problems = load_candidates(bank)
+    assert state_bound(problems, 23) < state_bound(problems, 24)
+    monkeypatch.setenv("TTSCALE_MAX_ARRAY_BYTES", str(int(STATE_BYTES * state_bound(problems, 23))))
+    report = simulate_problems(problems, exact=True, permutations=2)
+    assert report.result.k == 23 and report.lowered_from == 24
+    assert report.to_json()["k_lowered_from"] == 24 and report.to_json()["exact"]["bound"]["plurality_answer"] is not None
+    with pytest.raises(ConfigError, match="exact vote-state tables"):  # asked for, 24 is refused
+        simulate_problems(problems, exact=True, permutations=2, max_k=24)
+    proc = ttscale("simulate", str(bank), "--exact", "--permutations", "2")  # the child inherits the limit
+    assert proc.returncode == 0, proc.stderr
+    assert "K = 23, not the pool size 24" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
 
 
 def test_state_bound_covers_the_real_tables() -> None:

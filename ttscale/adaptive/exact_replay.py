@@ -43,7 +43,8 @@ from ttscale.errors import ConfigError, EstimationError
 from ttscale.limits import check_memory, env_limit
 from ttscale.validation import check_count
 
-__all__ = ["State", "VoteStates", "bayes_frontier", "check_exact_states", "crossfit_bayes_frontier", "exact_rule_points", "samples_to_reach", "state_bound"]
+__all__ = ["State", "VoteStates", "bayes_frontier", "check_exact_states", "crossfit_bayes_frontier", "exact_rule_points", "largest_exact_k",
+           "samples_to_reach", "state_bound"]
 
 State = tuple[tuple[int, ...], int]
 """(vote counts sorted descending, samples without an answer)."""
@@ -116,6 +117,19 @@ def check_exact_states(problems: Sequence[Candidates], max_samples: int, option:
     shown = f"more than {far:,.0f}" if states == float("inf") else f"up to {states:,.0f}"
     check_memory(option, int(max_samples), STATE_BYTES * min(states, far),
                  what=f"the exact vote-state tables ({shown} states at {int(max_samples)} samples per question)")
+
+
+def largest_exact_k(problems: Sequence[Candidates], max_samples: int) -> int | None:
+    """The largest K <= ``max_samples`` whose exact tables :func:`check_exact_states` accepts (None
+    when not even K = 1 fits). Tables shrink with K, so the search walks down from ``max_samples``:
+    at most ``max_samples`` checks, each a bounded state count."""
+    for k in range(min(int(max_samples), MAX_EXACT_SAMPLES), 0, -1):
+        try:
+            check_exact_states(problems, k)
+        except ConfigError:
+            continue
+        return k
+    return None
 
 
 def _group_options(m: int, g: int, room: int) -> list[tuple[tuple[int, ...], int, float]]:

@@ -179,6 +179,9 @@ def print_simulation(report: SimulationReport, bank: Path) -> None:
                       " knows this bank's answer distributions.")
     if result.dropped:
         out.print(f"note: {result.dropped} questions with fewer than {result.k} samples left out")
+    if report.lowered_from is not None:
+        out.print(f"note: K = {result.k}, not the pool size {report.lowered_from}: the exact tables at {report.lowered_from} samples"
+                  " would not fit in memory (TTSCALE_MAX_ARRAY_BYTES); --max-k chooses K")
 
 
 def _print_cheapest(cheapest: dict[str, RulePoint], k: int, stderr: bool) -> None:

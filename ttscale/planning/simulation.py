@@ -20,6 +20,7 @@ from ttscale.adaptive.exact_replay import (
     bayes_frontier,
     check_exact_states,
     exact_rule_points,
+    largest_exact_k,
     samples_to_reach,
 )
 from ttscale.adaptive.simulate import (
@@ -164,6 +165,9 @@ class SimulationReport:
     default_target: bool
     """True when ``target`` is the default (majority@K - 0.1 point), not given."""
     exact: ExactSimulation | None = None
+    lowered_from: int | None = None
+    """The pool size K would have been when the exact tables made the simulation use a smaller one
+    (None: not lowered)."""
 
     def cheapest(self) -> dict[str, RulePoint | None]:
         """Per rule, its cheapest replayed setting reaching the target (None when none does)."""
@@ -173,7 +177,15 @@ class SimulationReport:
         out = self.result.to_json(target=self.target)
         if self.exact is not None:
             out["exact"] = self.exact.to_json()
+        if self.lowered_from is not None:
+            out["k_lowered_from"] = self.lowered_from
         return out
+
+
+AUTO_LOWER_SHARE = 0.9
+"""``simulate_problems(exact=True)`` without ``max_k``: the least share of the pool size it lowers K
+to, unasked, when the exact tables at the pool size would not fit in memory (the Llama-2 GSM8K bank:
+48 -> 47)."""
 
 
 def simulate_problems(
@@ -199,6 +211,19 @@ def simulate_problems(
         raise ConfigError("target", target, "an accuracy as a fraction in (0, 1]")
     step = on_step or (lambda _: None)
     K = default_max_samples([p.n for p in problems]) if max_k is None else int(max_k)
+    pool_k = None
+    if exact and max_k is None:
+        # Unasked, K is the pool size, a default rather than a request: when its exact tables would
+        # not fit in memory but a K within AUTO_LOWER_SHARE of it does, the whole simulation takes
+        # that K (and says so); further off, the refusal names the largest K that fits.
+        fits = largest_exact_k(problems, K)
+        if fits is not None and AUTO_LOWER_SHARE * K <= fits < K:
+            pool_k, K = K, fits
+        elif fits is not None and fits < K:
+            try:
+                check_exact_states(problems, K)
+            except ConfigError as exc:
+                raise ConfigError(exc.parameter, exc.value, f"{exc.expected}; the largest that fits is --max-k {fits}") from None
     rules = default_rules()
     workload = workload_rules(problems, K)  # the workload rule on a prior fitted on the bank's own votes
     if workload is not None:
@@ -222,4 +247,4 @@ def simulate_problems(
     if exact:
         step("exact tables")
         exact_result = exact_simulation(problems, pool.k, rules, goal)
-    return SimulationReport(result, goal, target is None, exact_result)
+    return SimulationReport(result, goal, target is None, exact_result, pool_k)
