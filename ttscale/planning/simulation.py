@@ -211,28 +211,27 @@ def simulate_problems(
         raise ConfigError("target", target, "an accuracy as a fraction in (0, 1]")
     step = on_step or (lambda _: None)
     K = default_max_samples([p.n for p in problems]) if max_k is None else int(max_k)
+    step("replay orders")
+    check_count("permutations", permutations, 2, "an integer >= 2 (standard errors need two)")
+    check_permutations(permutations, len(problems), K)  # sized before the tables are made
     pool_k = None
-    if exact and max_k is None:
-        # Unasked, K is the pool size, a default rather than a request: when its exact tables would
-        # not fit in memory but a K within AUTO_LOWER_SHARE of it does, the whole simulation takes
-        # that K (and says so); further off, the refusal names the largest K that fits.
-        fits = largest_exact_k(problems, K)
-        if fits is not None and AUTO_LOWER_SHARE * K <= fits < K:
-            pool_k, K = K, fits
-        elif fits is not None and fits < K:
-            try:
-                check_exact_states(problems, K)
-            except ConfigError as exc:
+    if exact:
+        try:
+            check_exact_states(problems, K)  # before the replay, not minutes into it
+        except ConfigError as exc:
+            # Unasked, K is the pool size, a default rather than a request: when a K within
+            # AUTO_LOWER_SHARE of it fits, the whole simulation takes that K (and says so); further
+            # off, the refusal names the largest K that fits. An explicit max_k is refused as it is.
+            fits = None if max_k is not None else largest_exact_k(problems, K - 1)
+            if fits is None:
+                raise
+            if fits < AUTO_LOWER_SHARE * K:
                 raise ConfigError(exc.parameter, exc.value, f"{exc.expected}; the largest that fits is --max-k {fits}") from None
+            pool_k, K = K, fits
     rules = default_rules()
     workload = workload_rules(problems, K)  # the workload rule on a prior fitted on the bank's own votes
     if workload is not None:
         rules[WORKLOAD_RULE] = workload
-    step("replay orders")
-    check_count("permutations", permutations, 2, "an integer >= 2 (standard errors need two)")
-    check_permutations(permutations, len(problems), K)  # sized before the tables are made
-    if exact:
-        check_exact_states(problems, K)  # before the replay, not minutes into it
     pool = replay_pool(problems, K, permutations, seed)
     allocators = default_allocators(pool.k)
     weighted = signal_rule(problems, seed=seed)
