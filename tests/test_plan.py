@@ -246,6 +246,46 @@ def test_simulate_exact_json_equals_the_exact_tables(sim_bank: Path) -> None:
     assert bound["target"] == target and bound["any_answer"] <= bound["plurality_answer"] + 1e-9
     assert bound["plurality_answer"] <= min(p["mean_samples"] for p in ex["cheapest"].values()) + 1e-9
     assert bound["plurality_answer"] <= ex["deploy"]["mean_samples"] + 1e-9
+    # Held out: the bound's rule learnt on one seeded half of the 20 questions, scored on the other
+    # (both ways), HELD_OUT_SPLITS halvings averaged price by price -- rebuilt here from the tables.
+    from ttscale.adaptive.exact_replay import crossfit_bayes_frontier, samples_to_reach
+    from ttscale.planning.simulation import HELD_OUT_SPLITS
+
+    kept = [p for p in problems if p.n >= 8]
+    rng = np.random.default_rng(0)  # the simulation's --seed
+    frontiers = []
+    for _ in range(HELD_OUT_SPLITS):
+        order = rng.permutation(len(kept))
+        parts = (order[: len(kept) // 2], order[len(kept) // 2:])
+        frontiers.append(crossfit_bayes_frontier([VoteStates([kept[i] for i in np.sort(part)], 8) for part in parts]))
+    mean = np.mean(frontiers, axis=0)
+    held = bound["held_out"]
+    assert held["splits"] == HELD_OUT_SPLITS and held["best_accuracy"] == pytest.approx(mean[:, 1].max())
+    assert held["plurality_answer"] == pytest.approx(samples_to_reach([tuple(x) for x in mean], target))
+
+
+def test_held_out_bound_needs_twenty_questions_and_says_when_it_misses(tmp_path: Path) -> None:
+    from ttscale.planning.simulation import HELD_OUT_MIN_QUESTIONS
+
+    rng = np.random.default_rng(5)
+    few = write_bank(tmp_path / "few.jsonl", [list(rng.choice(["1", "2"], size=6)) for _ in range(HELD_OUT_MIN_QUESTIONS - 1)])
+    result = runner.invoke(app, ["simulate", str(few), "--exact", "--json", "--permutations", "3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["exact"]["bound"]["held_out"] is None
+    result = runner.invoke(app, ["simulate", str(few), "--exact", "--permutations", "3"])
+    assert result.exit_code == 0 and "Held out" not in result.stdout
+    # 40 questions each with its own answer pattern over four answers: the in-sample bound reaches
+    # the target (it knows each question by its votes); learnt on half, the rule never does.
+    pools = [[str(a) for a in rng.choice(["1", "2", "3", "4"], size=10, p=p)] for p in rng.dirichlet([0.6] * 4, size=40)]
+    bank = write_bank(tmp_path / "spread.jsonl", pools)
+    result = runner.invoke(app, ["simulate", str(bank), "--exact", "--json", "--permutations", "3"])
+    assert result.exit_code == 0, result.output
+    bound = json.loads(result.stdout)["exact"]["bound"]
+    held = bound["held_out"]
+    assert bound["plurality_answer"] is not None and held["plurality_answer"] is None
+    assert held["splits"] == 5 and 0.0 < held["best_accuracy"] < bound["target"]
+    flat = " ".join(runner.invoke(app, ["simulate", str(bank), "--exact", "--permutations", "3"]).stdout.split())
+    assert f"never reaches {100 * bound['target']:.2f}%" in flat and f"best {100 * held['best_accuracy']:.2f}%" in flat
 
 
 def test_simulate_text_report_and_bad_target(sim_bank: Path) -> None:

@@ -177,6 +177,16 @@ def print_simulation(report: SimulationReport, bank: Path) -> None:
             out.print(f"  No vote-only rule or allocator reaches {what} with fewer than {ex.bound.plurality_answer:.2f} mean samples"
                       f" per question ({ex.bound.any_answer:.2f} if it may answer a non-plurality class): the Bayes-optimal rule that"
                       " knows this bank's answer distributions.")
+        h = ex.bound.held_out
+        if h is not None:
+            splits = f"{h.splits} random halvings" if h.splits > 1 else "a random halving"
+            if h.samples is not None:
+                out.print(f"  Held out, that rule learnt on half of the questions and scored on the other half ({splits}, both"
+                          f" ways) needs {h.samples:.2f}: what knowing other questions of this workload buys.")
+            else:
+                out.print(f"  Held out, that rule learnt on half of the questions never reaches {what} on the other half ({splits},"
+                          f" both ways; best {100 * h.best_accuracy:.2f}%): its vote states nearly identify the questions, so the"
+                          " bound above is out of reach for a rule that has not seen them.")
     if result.dropped:
         out.print(f"note: {result.dropped} questions with fewer than {result.k} samples left out")
     if report.lowered_from is not None:

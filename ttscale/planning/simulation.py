@@ -19,6 +19,7 @@ from ttscale.adaptive.exact_replay import (
     VoteStates,
     bayes_frontier,
     check_exact_states,
+    crossfit_bayes_frontier,
     exact_rule_points,
     largest_exact_k,
     samples_to_reach,
@@ -45,8 +46,8 @@ from ttscale.limits import check_permutations
 from ttscale.validation import check_count
 
 __all__ = [
-    "ExactSimulation", "LiveBudget", "SimulationReport", "VoteBound", "allocator_budgets", "cheapest_live_budget",
-    "default_allocators", "exact_simulation", "simulate_problems",
+    "ExactSimulation", "HeldOutBound", "LiveBudget", "SimulationReport", "VoteBound", "allocator_budgets", "cheapest_live_budget",
+    "default_allocators", "exact_simulation", "held_out_bound", "held_out_frontiers", "pooled_held_out", "simulate_problems",
 ]
 
 DEFAULT_PILOT = 2
@@ -119,6 +120,16 @@ class VoteBound:
     """Rules that answer the plurality (every rule here)."""
     any_answer: float | None
     """Rules that may answer the class most likely correct instead."""
+    held_out: "HeldOutBound | None" = None
+    """The plurality bound's rule learnt on half of the questions and scored on the other half
+    (:func:`held_out_bound`): what knowing *other* questions of the workload buys. The bound above
+    knows the very questions it is scored on; where vote states nearly identify a question (many
+    answers, a large K) no rule that has not seen them comes near it. None: too few questions."""
+
+    def to_json(self) -> dict:
+        h = self.held_out
+        return {"target": self.target, "plurality_answer": self.plurality_answer, "any_answer": self.any_answer,
+                "held_out": None if h is None else {"plurality_answer": h.samples, "best_accuracy": h.best_accuracy, "splits": h.splits}}
 
 
 @dataclass(frozen=True)
@@ -140,18 +151,77 @@ class ExactSimulation:
             "deploy": None if self.deploy is None else self.deploy.to_json(),
             "rules": {name: [p.to_json() for p in pts] for name, pts in self.rules.items()},
             "cheapest": points_json(self.cheapest),
-            "bound": {"target": self.bound.target, "plurality_answer": self.bound.plurality_answer,
-                      "any_answer": self.bound.any_answer},
+            "bound": self.bound.to_json(),
         }
 
 
-def exact_simulation(problems: Sequence[Candidates], k: int, rules: dict[str, list[StoppingRule]], goal: float) -> ExactSimulation:
+HELD_OUT_MIN_QUESTIONS = 20
+"""Fewest questions (with >= K samples) for the held-out bound: ten per half."""
+HELD_OUT_SPLITS = 5
+"""Seeded halvings the held-out bound averages over: one split's figure moves a lot (the GPT-4 GSM8K
+bank, ten splits: 2.26 to 3.23 samples)."""
+HELD_OUT_LARGE_STATES = 100_000
+"""Tables with more vote states than this (the Llama-2 GSM8K bank: 736,042) get one split, not
+:data:`HELD_OUT_SPLITS`: each split builds two tables, minutes apiece there."""
+
+
+@dataclass(frozen=True)
+class HeldOutBound:
+    """The vote-only bound's rule learnt on half of the questions, scored on the other half."""
+
+    samples: float | None
+    """Mean samples per question to reach the target (None: never reaches it)."""
+    best_accuracy: float
+    """The highest accuracy it reaches at any price."""
+    splits: int
+    """Seeded halvings averaged (each scored both ways)."""
+
+
+def held_out_frontiers(problems: Sequence[Candidates], k: int, seed: int = 0,
+                       splits: int = HELD_OUT_SPLITS) -> list[list[tuple[float, float]]] | None:
+    """Per seeded halving of the questions with >= ``k`` samples, the (samples, accuracy) per price
+    of the Bayes rule with one half as its prior scored exactly on the other, both ways
+    (``crossfit_bayes_frontier``). None with fewer than :data:`HELD_OUT_MIN_QUESTIONS` questions."""
+    check_count("splits", splits, 1)
+    kept = [p for p in problems if p.n >= k]
+    if len(kept) < HELD_OUT_MIN_QUESTIONS:
+        return None
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(int(splits)):
+        order = rng.permutation(len(kept))
+        half = len(kept) // 2
+        halves = [VoteStates([kept[i] for i in np.sort(part)], k) for part in (order[:half], order[half:])]
+        out.append(crossfit_bayes_frontier(halves))
+    return out
+
+
+def pooled_held_out(frontiers: Sequence[Sequence[tuple[float, float]]], goal: float) -> HeldOutBound:
+    """The halvings' frontiers averaged price by price (running one halving's rule or another's at
+    random), read at ``goal``."""
+    mean = np.mean(np.asarray(frontiers, dtype=float), axis=0)
+    frontier = [(float(s_), float(a)) for s_, a in mean]
+    return HeldOutBound(samples_to_reach(frontier, goal), max(a for _, a in frontier), len(frontiers))
+
+
+def held_out_bound(problems: Sequence[Candidates], k: int, goal: float, seed: int = 0,
+                   splits: int = HELD_OUT_SPLITS) -> HeldOutBound | None:
+    """The vote-only bound held out (:func:`held_out_frontiers` pooled by :func:`pooled_held_out`);
+    None with fewer than :data:`HELD_OUT_MIN_QUESTIONS` questions with >= ``k`` samples."""
+    frontiers = held_out_frontiers(problems, k, seed, splits)
+    return None if frontiers is None else pooled_held_out(frontiers, goal)
+
+
+def exact_simulation(problems: Sequence[Candidates], k: int, rules: dict[str, list[StoppingRule]], goal: float,
+                     seed: int = 0) -> ExactSimulation:
     """Score the count-reading ``rules`` exactly over every order (questions with >= ``k`` samples),
-    the live adaptive budget, and the vote-only bound, all against ``goal``."""
+    the live adaptive budget, and the vote-only bound (in-sample and held out on ``seed``'s halves),
+    all against ``goal``."""
     states = VoteStates(problems, k)
     points = exact_rule_points(states, rules)
+    held_out = held_out_bound(problems, k, goal, seed, splits=HELD_OUT_SPLITS if states.states <= HELD_OUT_LARGE_STATES else 1)
     bound = VoteBound(goal, samples_to_reach(bayes_frontier(states), goal),
-                      samples_to_reach(bayes_frontier(states, plurality=False), goal))
+                      samples_to_reach(bayes_frontier(states, plurality=False), goal), held_out)
     return ExactSimulation(states.states, points, cheapest_points(points, goal), bound, cheapest_live_budget(states, k, goal))
 
 
@@ -245,5 +315,5 @@ def simulate_problems(
     exact_result = None
     if exact:
         step("exact tables")
-        exact_result = exact_simulation(problems, pool.k, rules, goal)
+        exact_result = exact_simulation(problems, pool.k, rules, goal, seed)
     return SimulationReport(result, goal, target is None, exact_result, pool_k)
