@@ -43,8 +43,8 @@ from ttscale.errors import ConfigError, EstimationError
 from ttscale.limits import check_memory, env_limit
 from ttscale.validation import check_count
 
-__all__ = ["State", "VoteStates", "bayes_frontier", "check_exact_states", "crossfit_bayes_frontier", "exact_rule_points", "largest_exact_k",
-           "samples_to_reach", "state_bound"]
+__all__ = ["State", "VoteStates", "bayes_frontier", "check_exact_states", "crossfit_bayes_frontier", "exact_rule_points",
+           "held_out_bayes_frontier", "largest_exact_k", "samples_to_reach", "state_bound"]
 
 State = tuple[tuple[int, ...], int]
 """(vote counts sorted descending, samples without an answer)."""
@@ -365,30 +365,41 @@ def bayes_frontier(states: VoteStates, plurality: bool = True, prices: Sequence[
 def crossfit_bayes_frontier(halves: Sequence[VoteStates], prices: Sequence[float] = DEFAULT_PRICES) -> list[tuple[float, float]]:
     """The vote-only bound held out: the Bayes rule with one half of a bank's questions as its prior
     (:meth:`VoteStates.bayes_decisions`), scored exactly on the other half and the other way round,
-    the two halves weighted by their questions. A state the prior half never reaches draws another
-    sample (its prior gives it no answer to trust). (mean samples, accuracy) per price."""
-    if len(halves) != 2 or halves[0].max_samples != halves[1].max_samples:
+    the two halves weighted by their questions (:func:`held_out_bayes_frontier` on the two pairs)."""
+    if len(halves) != 2:
         raise ConfigError("halves", len(halves), "two tables of the same max_samples")
-    K = halves[0].max_samples
-    share = [h.questions / (halves[0].questions + halves[1].questions) for h in halves]
-    # Where each test state sits in the training tables (-1: never reached there).
-    where = {}
-    for train, test in ((0, 1), (1, 0)):
-        index = [{s: i for i, s in enumerate(lv)} for lv in halves[train].levels]
-        where[train] = [np.array([index[n].get(s, -1) for s in halves[test].levels[n]], dtype=np.int64) for n in range(K + 1)]
+    return held_out_bayes_frontier([(halves[0], halves[1]), (halves[1], halves[0])], prices)
+
+
+def held_out_bayes_frontier(pairs: Sequence[tuple[VoteStates, VoteStates]],
+                           prices: Sequence[float] = DEFAULT_PRICES) -> list[tuple[float, float]]:
+    """Per price, (mean samples, accuracy) of the Bayes rule with each pair's first table (the
+    training questions) as its prior, scored exactly on the pair's second (disjoint test questions),
+    the test tables weighted by their questions: k-fold cross-fitting with the folds as the test
+    tables and their complements as the training ones. A state the training questions never reach
+    draws another sample (the prior gives it no answer to trust)."""
+    if not pairs or len({t.max_samples for pair in pairs for t in pair}) != 1:
+        raise ConfigError("pairs", len(pairs), "one or more (train, test) tables of the same max_samples")
+    K = pairs[0][0].max_samples
+    total = sum(test.questions for _, test in pairs)
+    # Where each test state sits in its training tables (-1: never reached there).
+    where = []
+    for train, test in pairs:
+        index = [{st: i for i, st in enumerate(lv)} for lv in train.levels]
+        where.append([np.array([index[n].get(st, -1) for st in test.levels[n]], dtype=np.int64) for n in range(K + 1)])
     out = []
     for price in prices:
         samples = acc = 0.0
-        for train, test in ((0, 1), (1, 0)):
-            decisions, at = halves[train].bayes_decisions(float(price)), where[train]
+        for (train, test), at in zip(pairs, where):
+            decisions = train.bayes_decisions(float(price))
 
             def continue_at(n: int, decisions=decisions, at=at) -> np.ndarray:
                 d = decisions[n]
                 return np.ones(at[n].size, dtype=bool) if d is None else np.where(at[n] >= 0, d[np.maximum(at[n], 0)], True)
 
-            s, a = halves[test].run_policy(continue_at)
-            samples += share[test] * s
-            acc += share[test] * a
+            s_, a = test.run_policy(continue_at)
+            samples += test.questions / total * s_
+            acc += test.questions / total * a
         out.append((samples, acc))
     return out
 
