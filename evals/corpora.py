@@ -97,6 +97,8 @@ def corpora(model_temperature: float, model: str = "arith-tiny", prefix: str = "
         Corpus(f"{p}pass-hard-T{cool:g}", "hard", cool, False, model),
         # A second vote bank of the same problems: a pair to plan across (issue 18).
         Corpus(f"{p}votes-default-T{cool:g}", "default", cool, True, model),
+        # Fresh corpora, made after the planner's defaults were chosen: scored with them as shipped.
+        Corpus(f"{p}votes-hard-T{cool:g}", "hard", cool, True, model),
     ]
 
 
