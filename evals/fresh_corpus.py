@@ -42,7 +42,7 @@ from ttscale.adaptive.stopping import DEFAULT_ALPHA, DEFAULT_REST  # noqa: E402
 from ttscale.answers.grading import load_candidates  # noqa: E402
 from ttscale.curves import DirichletMajorityModel  # noqa: E402
 from ttscale.estimate import exact as est  # noqa: E402
-from ttscale.planning.simulation import HELD_OUT_LARGE_STATES, HELD_OUT_SPLITS, held_out_bound  # noqa: E402
+from ttscale.planning.simulation import held_out_bound, held_out_splits  # noqa: E402
 
 FRESH = {  # name -> (bank, K): made after the defaults were chosen, never in their corpora
     "arith-hard-T0.7": (alloc.DATA / "votes-hard-T0.7.jsonl", 16),
@@ -96,9 +96,7 @@ def main() -> None:
         t0 = time.time()
         r = alloc.evaluate_corpus(name, args.cache, say)
         _, problems = load_candidates(path)
-        # as `ttscale simulate --exact` does: 5 halvings, 1 above 100,000 vote states
-        held = held_out_bound(problems, K, r["target"], seed=0,
-                              splits=HELD_OUT_SPLITS if r["states"] <= HELD_OUT_LARGE_STATES else 1)
+        held = held_out_bound(problems, K, r["target"], seed=0, splits=held_out_splits(r["states"]))  # as simulate --exact
         default = r["per_prior"][prior]
         baseline = {k: v for k, v in r["samples"].items() if k != "default+signals"}
         best = min(v for v in baseline.values() if v is not None)

@@ -14,7 +14,8 @@ Run (about 20 minutes on 2 cores, most of it the Llama-2 bank's tables):
     .venv/bin/python evals/held_out_bound.py [--splits 10] [--large-splits 3] [--folds 2]
 ``--folds F`` learns on F - 1 of F parts instead of half (the rule then sees more of the workload;
 the results go to ``--out``, by default ``held_out_bound`` for 2 folds, ``held_out_bound_F`` else).
-Writes evals/results/held_out_bound.json and .txt. Reads evals/results/unseen_allocation.json.
+Writes evals/results/held_out_bound.json and .txt. Reads evals/results/unseen_allocation.json (K, target,
+in-sample bound and `default` per corpus).
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "evals"))
 
-from unseen_allocation import CORPORA, TOLERANCE, tables_for  # noqa: E402
+from unseen_allocation import CORPORA  # noqa: E402
 
-from ttscale.adaptive.exact_replay import bayes_frontier, samples_to_reach  # noqa: E402
+from ttscale.adaptive.exact_replay import samples_to_reach  # noqa: E402
+from ttscale.answers.grading import load_candidates  # noqa: E402
 from ttscale.planning.simulation import HELD_OUT_LARGE_STATES, held_out_frontiers, pooled_held_out  # noqa: E402
 
 
@@ -45,7 +47,6 @@ def main() -> None:
     ap.add_argument("--large-splits", type=int, default=3, help=f"halvings where the tables exceed {HELD_OUT_LARGE_STATES:,} states")
     ap.add_argument("--folds", type=int, default=2, help="parts per split: the rule learns on all but one (2: halves)")
     ap.add_argument("--only", nargs="*", default=None)
-    ap.add_argument("--cache", type=Path, default=REPO / "runs" / "unseen-cache")
     ap.add_argument("--out", type=Path, default=REPO / "evals" / "results" / "held_out_bound")
     args = ap.parse_args()
     if args.out.name == "held_out_bound" and args.folds != 2:
@@ -67,17 +68,16 @@ def main() -> None:
     names = [n for n in CORPORA if (args.only is None or n in args.only) and CORPORA[n][0].exists() and n in allocation]
     for name in names:
         t0 = time.time()
-        problems, states = tables_for(name, args.cache)
-        K = states.max_samples
-        reference = states.run_policy(lambda n: [True] * len(states.levels[n]))[1]
-        goal = reference - TOLERANCE
-        bound = samples_to_reach(bayes_frontier(states), goal)
-        splits = args.splits if states.states <= HELD_OUT_LARGE_STATES else args.large_splits
+        # K, the target (majority@K - 0.1 point), the in-sample bound and the table's size as
+        # unseen_allocation measured them on the same exact tables
+        row = allocation[name]
+        K, goal, bound = row["K"], row["target"], row["bound"]
+        _, problems = load_candidates(CORPORA[name][0])
+        splits = args.splits if row["states"] <= HELD_OUT_LARGE_STATES else args.large_splits
         frontiers = held_out_frontiers(problems, K, seed=0, splits=splits, folds=args.folds)
         pooled = None if frontiers is None else pooled_held_out(frontiers, goal)
         single = [] if frontiers is None else [samples_to_reach(f, goal) for f in frontiers]
         reached = [s for s in single if s is not None]
-        row = allocation[name]
         default = row["samples"]["default"]
         baseline = min(v for k, v in row["samples"].items() if v is not None and k not in ("default", "default+signals"))
         held = None if pooled is None else pooled.samples

@@ -47,7 +47,7 @@ from ttscale.validation import check_count
 
 __all__ = [
     "ExactSimulation", "HeldOutBound", "LiveBudget", "SimulationReport", "VoteBound", "allocator_budgets", "cheapest_live_budget",
-    "default_allocators", "exact_simulation", "held_out_bound", "held_out_frontiers", "pooled_held_out", "simulate_problems",
+    "default_allocators", "exact_simulation", "held_out_bound", "held_out_frontiers", "held_out_splits", "pooled_held_out", "simulate_problems",
 ]
 
 DEFAULT_PILOT = 2
@@ -165,6 +165,12 @@ HELD_OUT_LARGE_STATES = 100_000
 :data:`HELD_OUT_SPLITS`: each split builds two tables, minutes apiece there."""
 
 
+def held_out_splits(states: int) -> int:
+    """Halvings :func:`exact_simulation`'s held-out bound averages over, for tables of ``states``
+    vote states: :data:`HELD_OUT_SPLITS`, or 1 above :data:`HELD_OUT_LARGE_STATES`."""
+    return HELD_OUT_SPLITS if states <= HELD_OUT_LARGE_STATES else 1
+
+
 @dataclass(frozen=True)
 class HeldOutBound:
     """The vote-only bound's rule learnt on half of the questions, scored on the other half."""
@@ -194,12 +200,12 @@ def held_out_frontiers(problems: Sequence[Candidates], k: int, seed: int = 0, sp
         order = rng.permutation(len(kept))
         parts = np.array_split(order, int(folds)) if folds > 2 else [order[: len(kept) // 2], order[len(kept) // 2:]]
         tables = [VoteStates([kept[i] for i in np.sort(part)], k) for part in parts]
-        if folds == 2:  # each half is the other's training set: no third table
-            pairs = [(tables[0], tables[1]), (tables[1], tables[0])]
-        else:
-            pairs = [(VoteStates([kept[i] for i in np.sort(np.concatenate([q for j, q in enumerate(parts) if j != f]))], k), tables[f])
-                     for f in range(int(folds))]
-        out.append(held_out_bayes_frontier(pairs))
+
+        def complement(f: int) -> VoteStates:  # two folds: the other half's table, not a rebuilt copy
+            rest = np.concatenate([q for j, q in enumerate(parts) if j != f])
+            return tables[1 - f] if folds == 2 else VoteStates([kept[i] for i in np.sort(rest)], k)
+
+        out.append(held_out_bayes_frontier([(complement(f), tables[f]) for f in range(int(folds))]))
     return out
 
 
@@ -226,7 +232,7 @@ def exact_simulation(problems: Sequence[Candidates], k: int, rules: dict[str, li
     all against ``goal``."""
     states = VoteStates(problems, k)
     points = exact_rule_points(states, rules)
-    held_out = held_out_bound(problems, k, goal, seed, splits=HELD_OUT_SPLITS if states.states <= HELD_OUT_LARGE_STATES else 1)
+    held_out = held_out_bound(problems, k, goal, seed, splits=held_out_splits(states.states))
     bound = VoteBound(goal, samples_to_reach(bayes_frontier(states), goal),
                       samples_to_reach(bayes_frontier(states, plurality=False), goal), held_out)
     return ExactSimulation(states.states, points, cheapest_points(points, goal), bound, cheapest_live_budget(states, k, goal))
